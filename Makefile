@@ -1,0 +1,58 @@
+# diy_nn: `make demo` and `make test` each set everything up on a fresh machine
+# (python3 and cargo are all they need), then run.
+
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+MATURIN := $(VENV)/bin/maturin
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+DIY_NN_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export DIY_NN_DATA
+
+.PHONY: all setup build build-test demo test test-rust test-python lint bench clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(MATURIN): | $(PY)
+	$(PY) -m pip install --quiet "maturin>=1.7,<2"
+
+setup: $(MATURIN)
+
+# Release build of the extension, installed in .venv with the runtime dependencies.
+build: setup
+	$(MATURIN) develop --release --quiet
+
+# The same, plus the test extra (pytest, hypothesis, torch, ruff, mypy).
+build-test: setup
+	$(MATURIN) develop --release --quiet --extras test
+
+demo: build
+	$(PY) -m diy_nn.experiments run all --out results
+
+test: build-test lint test-rust test-python
+
+test-rust:
+	cargo test --quiet
+	cargo bench --no-run --quiet
+
+test-python:
+	$(PY) -m pytest -q tests
+
+lint: build-test
+	cargo fmt --all -- --check
+	cargo clippy --quiet --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
+
+bench: build-test
+	cargo bench --bench kernels
+	$(PY) benches/bench_kernels.py
+
+clean:
+	rm -rf $(VENV) target results

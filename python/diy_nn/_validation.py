@@ -1,0 +1,81 @@
+"""Argument checks shared by every module, loss and optimizer.
+
+Every public entry point checks its arrays here, before any work, so that a
+wrong shape or dtype raises a ``ValueError``/``TypeError`` naming the argument,
+the expected and the actual value instead of a panic or a silently wrong number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._core import ShapeError
+
+__all__ = ["ShapeError", "as_float_array", "check_positive_int", "fmt_shape"]
+
+# numpy kinds that can be cast to a float without losing meaning: bool, signed,
+# unsigned, float. Complex (would drop the imaginary part), object, strings,
+# datetimes and structured dtypes are refused.
+_CASTABLE_KINDS = "biuf"
+
+
+def fmt_shape(shape: Sequence[int | str]) -> str:
+    """Formats a shape as numpy prints it: ``(3, 4)``, ``(5,)``."""
+    items = [str(d) for d in shape]
+    return "(" + items[0] + ",)" if len(items) == 1 else "(" + ", ".join(items) + ")"
+
+
+def as_float_array(
+    x: object,
+    name: str,
+    dtype: np.dtype | type,
+    shape: Sequence[int | str | None] | None = None,
+    min_ndim: int | None = None,
+) -> np.ndarray:
+    """Returns ``x`` as an ndarray of ``dtype``, checking its shape.
+
+    Args:
+        x: array-like input.
+        name: how the error message calls it, e.g. ``"Linear.forward: input"``.
+        dtype: the float dtype to cast to (the module's parameters' dtype).
+        shape: the expected shape; ``None`` or a string (a symbolic name such as
+            ``"N"``) accepts any size on that axis.
+        min_ndim: when ``shape`` is None, the least number of dimensions.
+
+    Raises:
+        TypeError: ``x`` is not numeric (complex, object, string, ...).
+        ValueError: ``x`` has the wrong number of dimensions or sizes.
+    """
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype.kind not in _CASTABLE_KINDS:
+        raise TypeError(
+            f"{name} must be a real numeric array (cast to {np.dtype(dtype).name}), "
+            f"got dtype {arr.dtype}"
+        )
+    if shape is not None:
+        expected = tuple("?" if d is None else d for d in shape)
+        ok = arr.ndim == len(shape) and all(
+            not isinstance(d, int) or d == a for d, a in zip(shape, arr.shape)
+        )
+        if not ok:
+            raise ShapeError(
+                f"{name} must have shape {fmt_shape(expected)}, got {fmt_shape(arr.shape)}"
+            )
+    elif min_ndim is not None and arr.ndim < min_ndim:
+        raise ShapeError(
+            f"{name} must have at least {min_ndim} dimensions, got shape {fmt_shape(arr.shape)}"
+        )
+    if arr.dtype != dtype:
+        arr = arr.astype(dtype)
+    return arr
+
+
+def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+    """Checks a size argument (``k_size``, ``stride``, ``input``...) and returns it as int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)

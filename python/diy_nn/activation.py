@@ -1,0 +1,118 @@
+"""Elementwise activations: no parameters, any input shape."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from . import functional as F
+from ._validation import ShapeError, as_float_array, fmt_shape
+from .dtype import get_default_dtype
+from .module import Module
+
+__all__ = ["TanH", "Sigmoid", "Sigmoide", "Threshold", "ReLU"]
+
+
+def _float_input(x: np.ndarray, name: str) -> np.ndarray:
+    """Keeps float32/float64 inputs as they are; casts other real numbers to the default."""
+    arr = np.asarray(x)
+    dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else get_default_dtype()
+    return as_float_array(arr, name, dtype)
+
+
+class _Elementwise(Module):
+    """Base of the activations: checks input and delta, then calls ``_f`` / ``_df``."""
+
+    _param_names: ClassVar[tuple[str, ...]] = ()
+    _grad_names: ClassVar[tuple[str, ...]] = ()
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        return self._f(_float_input(X, f"{type(self).__name__}.forward: input"))
+
+    def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        name = type(self).__name__
+        x = _float_input(input, f"{name}.backward_delta: input")
+        d = as_float_array(delta, f"{name}.backward_delta: delta", x.dtype)
+        if d.shape != x.shape:
+            raise ShapeError(
+                f"{name}.backward_delta: delta must have the shape of input "
+                f"{fmt_shape(x.shape)}, got {fmt_shape(d.shape)}"
+            )
+        return self._df(x, d)
+
+
+class TanH(_Elementwise):
+    """``tanh(x)``; derivative ``1 - tanh(x)²``.
+
+    Shape: any; the output has the shape of the input.
+    """
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        return F.tanh(x)
+
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return F.tanh_backward(x, delta)
+
+
+class Sigmoid(_Elementwise):
+    """``1 / (1 + exp(-x))``; derivative ``s (1 - s)``.
+
+    Shape: any; the output has the shape of the input.
+    """
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        return F.sigmoid(x)
+
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return F.sigmoid_backward(x, delta)
+
+
+Sigmoide = Sigmoid  # the course's French name
+
+
+class Threshold(_Elementwise):
+    """``x`` where ``x > threshold``, else ``value`` (torch's ``nn.Threshold``).
+
+    Args:
+        threshold: the cut-off.
+        value: what replaces the inputs at or below it.
+
+    Shape: any; the output has the shape of the input.
+    """
+
+    def __init__(self, threshold: float, value: float) -> None:
+        super().__init__()
+        for name, v in (("threshold", threshold), ("value", value)):
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise TypeError(f"Threshold: {name} must be a real number, got {v!r}")
+        self.threshold = float(threshold)
+        self.value = float(value)
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        return F.threshold(x, self.threshold, self.value)
+
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return F.threshold_backward(x, delta, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}, value={self.value}"
+
+
+class ReLU(Threshold):
+    """``max(x, 0)``: a ``Threshold(0, 0)``.
+
+    Shape: any; the output has the shape of the input.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(0.0, 0.0)
+
+    def extra_repr(self) -> str:
+        return ""

@@ -1,0 +1,97 @@
+"""Containers: ``Sequential`` (alias ``Sequentiel``)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from .module import Module
+
+__all__ = ["Sequential", "Sequentiel"]
+
+
+class Sequential(Module):
+    """Modules applied one after the other.
+
+    Args:
+        *modules: the layers in order, or a single ``OrderedDict`` of named layers.
+
+    ``forward`` keeps the input of each layer; the backward passes reuse them
+    when they get that same input back (else they run the forward again).
+
+    Example:
+        >>> net = Sequential(Linear(2, 4), TanH(), Linear(4, 1), Sigmoid())
+    """
+
+    _param_names = ()
+    _grad_names = ()
+
+    def __init__(self, *modules: Module | OrderedDict[str, Module]) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], (OrderedDict, dict)):
+            named = list(modules[0].items())
+        else:
+            named = [(str(i), m) for i, m in enumerate(modules)]
+        for name, m in named:
+            if not isinstance(m, Module):
+                raise TypeError(
+                    f"Sequential: layer {name!r} must be a diy_nn Module, got {type(m).__name__}"
+                )
+        self._named: list[tuple[str, Module]] = named
+        self._inputs: list[np.ndarray] = []
+
+    def children(self) -> list[tuple[str, Module]]:
+        return list(self._named)
+
+    @property
+    def layers(self) -> list[Module]:
+        return [m for _, m in self._named]
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        inputs = []
+        for layer in self.layers:
+            inputs.append(X)
+            X = layer.forward(X)
+        self._inputs = inputs
+        return X
+
+    def _layer_inputs(self, input: np.ndarray) -> list[np.ndarray]:
+        if not self._inputs or self._inputs[0] is not input:
+            self.forward(input)
+        return self._inputs
+
+    def backward(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """Updates every layer's gradients and returns d loss / d input, in one pass."""
+        for layer, x in zip(reversed(self.layers), reversed(self._layer_inputs(input))):
+            delta = layer.backward(x, delta)
+        return delta
+
+    def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
+        self.backward(input, delta)
+
+    def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        for layer, x in zip(reversed(self.layers), reversed(self._layer_inputs(input))):
+            delta = layer.backward_delta(x, delta)
+        return delta
+
+    def __len__(self) -> int:
+        return len(self._named)
+
+    def __getitem__(self, index: int | str | slice) -> Module:
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(self._named[index]))
+        if isinstance(index, str):
+            return dict(self._named)[index]
+        return self._named[index][1]
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        lines = [f"  ({name}): {layer!r}".replace("\n", "\n  ") for name, layer in self._named]
+        body = "\n".join(lines)
+        return f"{type(self).__name__}(\n{body}\n)  # {self.n_parameters():,} parameters"
+
+
+Sequentiel = Sequential  # the course's French name

@@ -1,0 +1,95 @@
+"""The linear (fully connected) layer."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from . import _core
+from ._validation import as_float_array, check_positive_int
+from .dtype import get_default_dtype, resolve_dtype
+from .init import Initialiser, initialise
+from .module import Module
+
+__all__ = ["Linear"]
+
+
+class Linear(Module):
+    """``y = x W + b``.
+
+    Args:
+        input: number of input features.
+        output: number of output features.
+        bias: whether to learn an additive bias.
+        init: ``"uniform"`` (default, U(±1/sqrt(input))), ``"rand"`` (the
+            report's ``2*(rand-0.5)``), ``"xavier"``, ``"he"``, or a callable
+            ``(shape, fan_in, fan_out, rng) -> array``. The bias is always drawn
+            from U(±1/sqrt(input)) (zero for ``"he"``), as torch does.
+        dtype: float32 or float64 (default: ``diy_nn.get_default_dtype()``).
+        rng: None (the global generator, see ``diy_nn.manual_seed``), a seed or
+            a ``numpy.random.Generator``.
+
+    Shape:
+        - input: ``(N, input)``; output: ``(N, output)``.
+        - ``_parameters`` (W): ``(input, output)``; ``_bias`` (b): ``(output,)``.
+
+    Example:
+        >>> layer = Linear(3, 2, rng=0)
+        >>> layer.forward(np.ones((4, 3))).shape
+        (4, 2)
+    """
+
+    _param_names: ClassVar[tuple[str, ...]] = ("_parameters", "_bias")
+    _grad_names: ClassVar[tuple[str, ...]] = ("_gradient", "_grad_bias")
+
+    def __init__(
+        self,
+        input: int,
+        output: int,
+        bias: bool = True,
+        init: str | Initialiser = "uniform",
+        dtype: object = None,
+        rng: None | int | np.random.Generator = None,
+    ) -> None:
+        super().__init__()
+        self.input = check_positive_int(input, "Linear: input")
+        self.output = check_positive_int(output, "Linear: output")
+        dt = resolve_dtype(dtype if dtype is not None else get_default_dtype())
+        self._parameters = initialise(init, (self.input, self.output), self.input, self.output, rng, dt)
+        if bias:
+            bias_init = "uniform" if init != "he" else (lambda s, fi, fo, r: np.zeros(s))
+            self._bias = initialise(bias_init, (self.output,), self.input, self.output, rng, dt)
+        self.zero_grad()
+
+    def _check_input(self, X: np.ndarray, what: str = "input") -> np.ndarray:
+        return as_float_array(
+            X, f"Linear.forward: {what}", self._parameters.dtype, ("N", self.input)
+        )
+
+    def _check_delta(self, X: np.ndarray, delta: np.ndarray, op: str) -> tuple[np.ndarray, np.ndarray]:
+        X = as_float_array(X, f"Linear.{op}: input", self._parameters.dtype, ("N", self.input))
+        delta = as_float_array(
+            delta, f"Linear.{op}: delta", self._parameters.dtype, (X.shape[0], self.output)
+        )
+        return X, delta
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        X = self._check_input(X)
+        return _core.linear(X, self._parameters, self._bias)
+
+    def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
+        X, delta = self._check_delta(input, delta, "backward_update_gradient")
+        if self._gradient is None or self._gradient.shape != self._parameters.shape:
+            self.zero_grad()
+        _core.addmm(self._gradient, X.T, delta)
+        if self._bias is not None:
+            self._grad_bias += delta.sum(axis=0)
+
+    def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        _, delta = self._check_delta(input, delta, "backward_delta")
+        return _core.matmul(delta, self._parameters.T)
+
+    def extra_repr(self) -> str:
+        return f"{self.input}, {self.output}, bias={self._bias is not None}"
+

@@ -1,0 +1,78 @@
+//! Errors the kernels report instead of panicking.
+//!
+//! Every check on user-controlled sizes happens before any work and returns a
+//! [`KernelError`]; the bindings turn it into a Python `ValueError` subclass
+//! (`diy_nn.ShapeError`) whose message names the op, the argument, what was
+//! expected and what was given.
+
+use std::fmt;
+
+/// Why a kernel refused its arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KernelError {
+    /// An argument has the wrong shape.
+    Shape {
+        op: &'static str,
+        arg: &'static str,
+        expected: String,
+        actual: String,
+    },
+    /// An argument has an invalid value (stride 0, kernel larger than input, ...).
+    Invalid { op: &'static str, msg: String },
+}
+
+impl KernelError {
+    /// A shape mismatch on `arg` of `op`.
+    pub fn shape(
+        op: &'static str,
+        arg: &'static str,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+    ) -> Self {
+        KernelError::Shape {
+            op,
+            arg,
+            expected: expected.into(),
+            actual: actual.into(),
+        }
+    }
+
+    /// An invalid argument value.
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        KernelError::Invalid {
+            op,
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for KernelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelError::Shape {
+                op,
+                arg,
+                expected,
+                actual,
+            } => write!(f, "{op}: {arg} must have shape {expected}, got {actual}"),
+            KernelError::Invalid { op, msg } => write!(f, "{op}: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for KernelError {}
+
+/// Formats a shape as numpy does: `(3, 4)`, `(5,)`.
+pub fn fmt_shape(shape: &[usize]) -> String {
+    match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}

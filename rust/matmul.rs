@@ -1,0 +1,298 @@
+//! Matrix products on the `gemm` crate.
+//!
+//! Backprop needs three products: `X·W` (forward), `Xᵀ·Δ` (weight gradient)
+//! and `Δ·Wᵀ` (gradient of the input). `gemm` reads any row and column
+//! strides, negative ones included, so a transpose is a view with swapped
+//! strides (`x.t()`), never a copy.
+
+use gemm::Parallelism;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
+
+use crate::error::{fmt_shape, KernelError};
+use crate::float::Float;
+use crate::threads;
+
+/// Products with fewer multiply-adds than this stay on the calling thread.
+///
+/// `gemm` has a threshold of its own (48·48·256); ours is the same order, and
+/// also keeps tiny products from paying for a pool lookup.
+pub const GEMM_PAR_MIN_WORK: usize = 48 * 48 * 256;
+
+fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+    let work = m.saturating_mul(n).saturating_mul(k);
+    if cfg!(feature = "multi-threads")
+        && work >= GEMM_PAR_MIN_WORK
+        && rayon::current_num_threads() > 1
+    {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    }
+}
+
+/// Checks that `a (m, k)` and `b (k, n)` can be multiplied.
+fn check_inner(op: &'static str, a: &[usize], b: &[usize]) -> Result<(), KernelError> {
+    if a[1] != b[0] {
+        return Err(KernelError::shape(
+            op,
+            "b",
+            format!("({}, n) to match a {}", a[1], fmt_shape(a)),
+            fmt_shape(b),
+        ));
+    }
+    Ok(())
+}
+
+/// `out = beta·out + alpha·(a·b)`, in place, for any strides of `a`, `b` and `out`.
+///
+/// With `beta = 0` the previous content of `out` is never read (NaN in it
+/// does not leak through). Shapes: `a (m, k)`, `b (k, n)`, `out (m, n)`.
+pub fn gemm_into<T: Float>(
+    mut out: ArrayViewMut2<'_, T>,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    alpha: T,
+    beta: T,
+) -> Result<(), KernelError> {
+    const OP: &str = "addmm";
+    check_inner(OP, a.shape(), b.shape())?;
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    if out.dim() != (m, n) {
+        return Err(KernelError::shape(
+            OP,
+            "out",
+            fmt_shape(&[m, n]),
+            fmt_shape(out.shape()),
+        ));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if out
+        .strides()
+        .iter()
+        .zip(out.shape())
+        .any(|(&s, &d)| s == 0 && d > 1)
+    {
+        return Err(KernelError::invalid(
+            OP,
+            "out has a zero stride (a broadcast view): it cannot be written",
+        ));
+    }
+    if k == 0 {
+        // An empty sum: only the scaling of `out` remains.
+        if beta == T::zero() {
+            out.fill(T::zero());
+        } else {
+            out.mapv_inplace(|v| v * beta);
+        }
+        return Ok(());
+    }
+    let [ors, ocs] = [out.strides()[0], out.strides()[1]];
+    let [ars, acs] = [a.strides()[0], a.strides()[1]];
+    let [brs, bcs] = [b.strides()[0], b.strides()[1]];
+    let par = parallelism(m, n, k);
+    threads::install(move || {
+        // SAFETY: the shapes were checked above; the pointers and strides come
+        // from live ndarray views of those shapes, so every index gemm forms
+        // lies inside its array. `out` is borrowed mutably, so it does not alias
+        // `a` or `b`. gemm's convention is dst := alpha·dst + beta·lhs·rhs.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.as_mut_ptr(),
+                ocs,
+                ors,
+                beta != T::zero(),
+                a.as_ptr(),
+                acs,
+                ars,
+                b.as_ptr(),
+                bcs,
+                brs,
+                beta,
+                alpha,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    });
+    Ok(())
+}
+
+/// `a·b` for `a (m, k)` and `b (k, n)`, any strides.
+pub fn matmul<T: Float>(
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+) -> Result<Array2<T>, KernelError> {
+    check_inner("matmul", a.shape(), b.shape())?;
+    let mut out = Array2::zeros((a.nrows(), b.ncols()));
+    gemm_into(out.view_mut(), a, b, T::one(), T::zero())?;
+    Ok(out)
+}
+
+/// The linear layer's forward pass, `x·w + b`, in one call.
+///
+/// Shapes: `x (N, in)`, `w (in, out)`, `b (out,)` → `(N, out)`.
+pub fn linear<T: Float>(
+    x: ArrayView2<'_, T>,
+    w: ArrayView2<'_, T>,
+    b: Option<ArrayView1<'_, T>>,
+) -> Result<Array2<T>, KernelError> {
+    check_inner("linear", x.shape(), w.shape())?;
+    let (n, out_features) = (x.nrows(), w.ncols());
+    match b {
+        None => matmul(x, w),
+        Some(b) => {
+            if b.len() != out_features {
+                return Err(KernelError::shape(
+                    "linear",
+                    "bias",
+                    fmt_shape(&[out_features]),
+                    fmt_shape(b.shape()),
+                ));
+            }
+            let mut out = Array2::zeros((n, out_features));
+            out.assign(&b.broadcast((n, out_features)).expect("bias length checked"));
+            gemm_into(out.view_mut(), x, w, T::one(), T::one())?;
+            Ok(out)
+        }
+    }
+}
+
+/// Sum over the batch (axis 0), the bias gradient of a linear layer.
+pub fn sum_rows<T: Float>(delta: ArrayView2<'_, T>) -> Array1<T> {
+    delta.sum_axis(Axis(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array};
+
+    fn naive(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
+        let mut out = Array2::zeros((a.nrows(), b.ncols()));
+        for i in 0..a.nrows() {
+            for j in 0..b.ncols() {
+                out[[i, j]] = (0..a.ncols()).map(|p| a[[i, p]] * b[[p, j]]).sum();
+            }
+        }
+        out
+    }
+
+    fn seq(r: usize, c: usize, seed: f64) -> Array2<f64> {
+        Array::from_shape_fn((r, c), |(i, j)| {
+            ((i * 7 + j * 3) as f64 * 0.37 + seed).sin()
+        })
+    }
+
+    fn assert_close(x: &Array2<f64>, y: &Array2<f64>) {
+        assert_eq!(x.shape(), y.shape());
+        for (p, q) in x.iter().zip(y) {
+            assert!((p - q).abs() <= 1e-12 * (1.0 + q.abs()), "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn matches_naive_on_odd_sizes() {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 33, 9),
+            (64, 1, 65),
+            (130, 70, 50),
+        ] {
+            let (a, b) = (seq(m, k, 0.1), seq(k, n, 0.7));
+            assert_close(
+                &matmul(a.view(), b.view()).unwrap(),
+                &naive(a.view(), b.view()),
+            );
+        }
+    }
+
+    #[test]
+    fn transposed_and_negative_strides() {
+        let a = seq(9, 6, 0.3);
+        let b = seq(9, 4, 0.5);
+        // aᵀ·b without a copy.
+        assert_close(&matmul(a.t(), b.view()).unwrap(), &naive(a.t(), b.view()));
+        let a_rev = a.slice(s![..;-1, ..;-2]);
+        let b2 = seq(3, 5, 0.9);
+        assert_close(&matmul(a_rev, b2.view()).unwrap(), &naive(a_rev, b2.view()));
+    }
+
+    #[test]
+    fn empty_dimensions() {
+        let out = matmul(seq(4, 0, 0.0).view(), seq(0, 3, 0.0).view()).unwrap();
+        assert_eq!(out, Array2::<f64>::zeros((4, 3)));
+        assert_eq!(
+            matmul(seq(0, 5, 0.0).view(), seq(5, 3, 0.0).view())
+                .unwrap()
+                .dim(),
+            (0, 3)
+        );
+    }
+
+    #[test]
+    fn accumulates_and_scales() {
+        let (a, b) = (seq(5, 4, 0.2), seq(4, 3, 0.4));
+        let mut out = seq(5, 3, 0.6);
+        let expected = &out * 0.5 + naive(a.view(), b.view()) * 2.0;
+        gemm_into(out.view_mut(), a.view(), b.view(), 2.0, 0.5).unwrap();
+        assert_close(&out, &expected);
+    }
+
+    #[test]
+    fn beta_zero_ignores_nan_in_out() {
+        let (a, b) = (seq(3, 4, 0.2), seq(4, 2, 0.4));
+        let mut out = Array2::from_elem((3, 2), f64::NAN);
+        gemm_into(out.view_mut(), a.view(), b.view(), 1.0, 0.0).unwrap();
+        assert_close(&out, &naive(a.view(), b.view()));
+    }
+
+    #[test]
+    fn shape_errors_name_the_argument() {
+        let err = matmul(seq(2, 3, 0.0).view(), seq(4, 5, 0.0).view()).unwrap_err();
+        assert!(
+            err.to_string().contains("matmul: b must have shape (3, n)"),
+            "{err}"
+        );
+        let err = linear(
+            seq(2, 3, 0.0).view(),
+            seq(3, 5, 0.0).view(),
+            Some(Array1::zeros(4).view()),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("bias must have shape (5,), got (4,)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn linear_adds_bias() {
+        let (x, w) = (seq(6, 4, 0.1), seq(4, 3, 0.2));
+        let b = Array1::from(vec![1.0, -2.0, 0.5]);
+        let expected = naive(x.view(), w.view()) + &b;
+        assert_close(
+            &linear(x.view(), w.view(), Some(b.view())).unwrap(),
+            &expected,
+        );
+    }
+
+    #[test]
+    fn large_product_in_parallel_matches_f32() {
+        let a = Array::from_shape_fn((200, 300), |(i, j)| ((i + 2 * j) % 7) as f32 - 3.0);
+        let b = Array::from_shape_fn((300, 150), |(i, j)| ((3 * i + j) % 5) as f32 - 2.0);
+        let got = matmul(a.view(), b.view()).unwrap();
+        let expected = naive(a.mapv(f64::from).view(), b.mapv(f64::from).view());
+        // Small integers: the f32 products are exact.
+        assert_eq!(got.mapv(f64::from), expected);
+    }
+}

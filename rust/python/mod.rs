@@ -1,0 +1,182 @@
+//! PyO3 bindings: the thin layer between numpy arrays and the kernels.
+//!
+//! Each binding (1) checks that every argument is a float32 or float64
+//! ndarray of the right number of dimensions, with one dtype for all of them,
+//! raising `TypeError`/`ValueError` that name the argument otherwise; (2) takes
+//! stride-aware views (any layout works: C, Fortran, sliced, reversed);
+//! (3) runs the kernel with the GIL released; (4) hands the result to numpy
+//! without a copy. Kernel errors become `diy_nn.ShapeError` (a `ValueError`).
+
+use numpy::{
+    Element, PyArray, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray, PyReadwriteArray,
+    PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+
+use crate::error::{fmt_shape, KernelError};
+
+mod linalg;
+
+create_exception!(
+    _core,
+    ShapeError,
+    PyValueError,
+    "An array argument has a shape (or size) the operation cannot take."
+);
+
+impl From<KernelError> for PyErr {
+    fn from(e: KernelError) -> PyErr {
+        ShapeError::new_err(e.to_string())
+    }
+}
+
+/// The element type chosen at the boundary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DType {
+    F32,
+    F64,
+}
+
+impl DType {
+    fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "float32",
+            DType::F64 => "float64",
+        }
+    }
+}
+
+/// Runs `$f::<f32>` or `$f::<f64>` according to `$dtype`.
+macro_rules! dispatch {
+    ($dtype:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $dtype {
+            $crate::python::DType::F32 => $f::<f32>($($arg),*),
+            $crate::python::DType::F64 => $f::<f64>($($arg),*),
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// An array argument that passed the checks: its untyped handle and dtype.
+pub(crate) struct FloatArg<'py> {
+    pub array: Bound<'py, PyUntypedArray>,
+    pub dtype: DType,
+    pub name: &'static str,
+}
+
+impl<'py> FloatArg<'py> {
+    /// Checks that `obj` is a float32/float64 ndarray with `ndim` dimensions.
+    ///
+    /// `expected` describes the shape for the error message, e.g. `"(N, in)"`.
+    pub fn new(
+        op: &'static str,
+        name: &'static str,
+        obj: &Bound<'py, PyAny>,
+        ndim: usize,
+        expected: &str,
+    ) -> PyResult<Self> {
+        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+            let ty = obj
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|_| "?".into());
+            PyTypeError::new_err(format!(
+                "{op}: {name} must be a numpy.ndarray of float32 or float64, got {ty}"
+            ))
+        })?;
+        let dtype = array.dtype();
+        let py = obj.py();
+        let dtype = if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
+            DType::F32
+        } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
+            DType::F64
+        } else {
+            return Err(PyTypeError::new_err(format!(
+                "{op}: {name} must have dtype float32 or float64, got {dtype}"
+            )));
+        };
+        if array.ndim() != ndim {
+            return Err(ShapeError::new_err(format!(
+                "{op}: {name} must have {ndim} dimensions {expected}, got shape {}",
+                fmt_shape(array.shape())
+            )));
+        }
+        Ok(FloatArg {
+            array: array.clone(),
+            dtype,
+            name,
+        })
+    }
+
+    /// A read-only, stride-aware borrow as `T` with dimension `D`.
+    pub fn readonly<T: Element, D: ndarray::Dimension>(
+        &self,
+    ) -> PyResult<PyReadonlyArray<'py, T, D>> {
+        let typed = self.array.cast::<PyArray<T, D>>()?;
+        typed.try_readonly().map_err(|e| {
+            PyValueError::new_err(format!("{}: cannot read {}: {e}", "kernel", self.name))
+        })
+    }
+
+    /// A writeable borrow; fails if the array is read-only or overlaps another argument.
+    pub fn readwrite<T: Element, D: ndarray::Dimension>(
+        &self,
+        op: &'static str,
+    ) -> PyResult<PyReadwriteArray<'py, T, D>> {
+        let typed = self.array.cast::<PyArray<T, D>>()?;
+        typed.try_readwrite().map_err(|e| {
+            PyValueError::new_err(format!(
+                "{op}: {} must be a writeable array that overlaps no other argument ({e})",
+                self.name
+            ))
+        })
+    }
+}
+
+/// The one dtype shared by all `args`; a `TypeError` names the odd one out.
+pub(crate) fn common_dtype(op: &'static str, args: &[&FloatArg<'_>]) -> PyResult<DType> {
+    let first = args[0];
+    for other in &args[1..] {
+        if other.dtype != first.dtype {
+            return Err(PyTypeError::new_err(format!(
+                "{op}: all arrays must have the same dtype, but {} is {} and {} is {}",
+                first.name,
+                first.dtype.name(),
+                other.name,
+                other.dtype.name()
+            )));
+        }
+    }
+    Ok(first.dtype)
+}
+
+/// Sets the number of threads the kernels use (0 = rayon's default).
+#[pyfunction]
+fn set_num_threads(n: i64) -> PyResult<()> {
+    let n = usize::try_from(n).map_err(|_| {
+        PyValueError::new_err(format!(
+            "set_num_threads: n must be >= 0 (0 = default), got {n}"
+        ))
+    })?;
+    crate::threads::set_num_threads(n)?;
+    Ok(())
+}
+
+/// The number of threads the kernels use.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    crate::threads::num_threads()
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("ShapeError", m.py().get_type::<ShapeError>())?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    linalg::register(m)?;
+    Ok(())
+}

@@ -1,0 +1,266 @@
+"""The test harness every module and loss goes through.
+
+- ``check_module``: a diy_nn module against its torch counterpart — forward,
+  ``backward_delta``, ``backward_update_gradient`` (and that gradients
+  accumulate) — in the dtype of the input.
+- ``check_loss``: a diy_nn loss against a torch per-sample cost.
+- ``check_module_fd`` / ``check_loss_fd``: central finite differences (float64).
+
+torch is imported lazily, through ``require_torch()``: outside CI a missing
+torch skips the test; under ``CI=true`` it fails it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+# Default tolerances: the issue's rtol, with an atol for values near zero.
+TOLERANCES = {
+    np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
+    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
+}
+
+
+def require_torch() -> Any:
+    """Returns the torch module; skips (outside CI) or fails (CI=true) without it."""
+    try:
+        import torch
+    except ImportError:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("torch is required for the parity tests under CI (pip install .[test])")
+        pytest.skip("torch is not installed (pip install .[test])")
+    return torch
+
+
+def _identity(a: np.ndarray) -> np.ndarray:
+    return a
+
+
+@dataclass(frozen=True)
+class ParamMap:
+    """How one diy_nn parameter corresponds to a torch parameter.
+
+    ``to_torch`` turns our array into torch's layout; ``to_ours`` turns a torch
+    array (value or gradient) into ours. For ``Linear``: ours ``(in, out)``,
+    torch ``(out, in)``, so both are a transpose.
+    """
+
+    ours: str
+    grad: str
+    theirs: str
+    to_torch: Callable[[np.ndarray], np.ndarray] = field(default=_identity)
+    to_ours: Callable[[np.ndarray], np.ndarray] = field(default=_identity)
+
+
+def _tol(dtype: np.dtype, rtol: float | None, atol: float | None) -> dict[str, float]:
+    tol = dict(TOLERANCES[np.dtype(dtype)])
+    if rtol is not None:
+        tol["rtol"] = rtol
+    if atol is not None:
+        tol["atol"] = atol
+    return tol
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray, what: str, **tol: float) -> None:
+    """Asserts shape and values; the message says which quantity differs."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    np.testing.assert_allclose(actual, expected, err_msg=what, **tol)
+
+
+def check_module(
+    ours: Any,
+    theirs: Any,
+    x: np.ndarray,
+    params: Sequence[ParamMap] = (),
+    torch_forward: Callable[[Any, Any], Any] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    seed: int = 0,
+) -> None:
+    """Checks a diy_nn module against a torch module on input ``x``.
+
+    Copies our parameters into ``theirs`` (through ``params``), then compares
+    in the dtype of ``x``: the forward output (shape, dtype, values),
+    ``backward_delta`` against torch's input gradient, and each parameter
+    gradient after ``zero_grad`` + ``backward_update_gradient``; a second
+    ``backward_update_gradient`` must double the gradients (they accumulate).
+    Also checks that neither ``x`` nor ``delta`` was modified.
+
+    ``torch_forward(theirs, t)`` takes and returns tensors in diy_nn's layout
+    (wrap layout permutes inside it); by default it is ``theirs(t)``.
+    """
+    torch = require_torch()
+    dtype = x.dtype
+    assert dtype in (np.float32, np.float64), f"x must be float32/float64, got {dtype}"
+    tol = _tol(dtype, rtol, atol)
+    tdtype = torch.float32 if dtype == np.float32 else torch.float64
+    theirs = theirs.to(tdtype)
+    if getattr(ours, "dtype", None) not in (None, dtype):
+        ours.to(dtype)
+    with torch.no_grad():
+        for p in params:
+            getattr(theirs, p.theirs).copy_(
+                torch.from_numpy(np.ascontiguousarray(p.to_torch(getattr(ours, p.ours))))
+            )
+
+    x_before = x.copy()
+    forward = torch_forward or (lambda m, t: m(t))
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    out_t = forward(theirs, xt)
+
+    out = ours.forward(x)
+    assert isinstance(out, np.ndarray), f"forward returned {type(out).__name__}"
+    assert out.dtype == dtype, f"forward dtype {out.dtype} != input dtype {dtype}"
+    assert_close(out, out_t.detach().numpy(), "forward", **tol)
+
+    delta = np.random.default_rng(seed).standard_normal(out.shape).astype(dtype)
+    delta_before = delta.copy()
+    out_t.backward(torch.from_numpy(delta.copy()))
+
+    din = ours.backward_delta(x, delta)
+    assert din.dtype == dtype, f"backward_delta dtype {din.dtype} != {dtype}"
+    assert_close(din, xt.grad.numpy(), "backward_delta", **tol)
+
+    ours.zero_grad()
+    ours.backward_update_gradient(x, delta)
+    for p in params:
+        expected = p.to_ours(getattr(theirs, p.theirs).grad.numpy())
+        assert_close(getattr(ours, p.grad), expected, f"gradient {p.grad}", **tol)
+    ours.backward_update_gradient(x, delta)
+    for p in params:
+        expected = 2 * p.to_ours(getattr(theirs, p.theirs).grad.numpy())
+        assert_close(getattr(ours, p.grad), expected, f"accumulated {p.grad}", **tol)
+
+    np.testing.assert_array_equal(x, x_before, err_msg="the module modified its input")
+    np.testing.assert_array_equal(delta, delta_before, err_msg="the module modified delta")
+
+
+def check_loss(
+    ours: Any,
+    torch_per_sample: Callable[[Any, Any], Any],
+    y: np.ndarray,
+    yhat: np.ndarray,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> None:
+    """Checks a diy_nn loss against ``torch_per_sample(yhat_t, y_t) -> (N,)``.
+
+    Compares ``forward`` with the per-sample costs and ``backward`` with the
+    gradient of their sum with respect to ``yhat``, in the dtype of ``yhat``.
+    Integer ``y`` (class indices) is passed to torch as int64.
+    """
+    torch = require_torch()
+    dtype = yhat.dtype
+    tol = _tol(dtype, rtol, atol)
+    y_before, yhat_before = y.copy(), yhat.copy()
+    yhat_t = torch.from_numpy(yhat.copy()).requires_grad_(True)
+    y_t = torch.from_numpy(y.astype(np.int64) if y.dtype.kind in "iu" else y.copy())
+    cost_t = torch_per_sample(yhat_t, y_t)
+    cost_t.sum().backward()
+
+    cost = ours.forward(y, yhat)
+    assert cost.shape == (len(yhat),), f"forward must give one cost per sample, got {cost.shape}"
+    assert cost.dtype == dtype, f"forward dtype {cost.dtype} != {dtype}"
+    assert_close(cost, cost_t.detach().numpy(), "loss forward", **tol)
+    grad = ours.backward(y, yhat)
+    assert grad.dtype == dtype, f"backward dtype {grad.dtype} != {dtype}"
+    assert_close(grad, yhat_t.grad.numpy(), "loss backward", **tol)
+    np.testing.assert_array_equal(y, y_before, err_msg="the loss modified y")
+    np.testing.assert_array_equal(yhat, yhat_before, err_msg="the loss modified yhat")
+
+
+def _fd_indices(size: int, rng: np.random.Generator, limit: int) -> np.ndarray:
+    return np.arange(size) if size <= limit else rng.choice(size, limit, replace=False)
+
+
+def _numeric_grad(
+    f: Callable[[], float], arr: np.ndarray, indices: np.ndarray, eps: float
+) -> np.ndarray:
+    flat = arr.reshape(-1)  # a view: arr is contiguous
+    out = np.empty(len(indices))
+    for j, i in enumerate(indices):
+        old = flat[i]
+        flat[i] = old + eps
+        plus = f()
+        flat[i] = old - eps
+        minus = f()
+        flat[i] = old
+        out[j] = (plus - minus) / (2 * eps)
+    return out
+
+
+def check_module_fd(
+    module: Any,
+    x: np.ndarray,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
+    seed: int = 0,
+    limit: int = 40,
+) -> None:
+    """Compares the analytic gradients of ``sum(delta * module(x))`` with central differences.
+
+    Works in float64; checks ``backward_delta`` and every parameter gradient on
+    up to ``limit`` random entries each.
+    """
+    rng = np.random.default_rng(seed)
+    x = np.array(x, dtype=np.float64)
+    if getattr(module, "dtype", None) not in (None, np.float64):
+        module.to(np.float64)
+    delta = rng.standard_normal(module.forward(x).shape)
+
+    def objective() -> float:
+        return float(np.sum(delta * module.forward(x)))
+
+    module.forward(x)
+    din = module.backward_delta(x, delta)
+    idx = _fd_indices(x.size, rng, limit)
+    assert_close(
+        din.reshape(-1)[idx],
+        _numeric_grad(objective, x, idx, eps),
+        "backward_delta vs finite differences",
+        rtol=rtol,
+        atol=atol,
+    )
+    module.zero_grad()
+    module.forward(x)
+    module.backward_update_gradient(x, delta)
+    for name, param, grad in list(module.named_parameters()):
+        analytic = grad.copy()
+        idx = _fd_indices(param.size, rng, limit)
+        numeric = _numeric_grad(objective, param, idx, eps)
+        assert_close(
+            analytic.reshape(-1)[idx],
+            numeric,
+            f"gradient of {name} vs finite differences",
+            rtol=rtol,
+            atol=atol,
+        )
+
+
+def check_loss_fd(
+    loss: Any,
+    y: np.ndarray,
+    yhat: np.ndarray,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-7,
+    seed: int = 0,
+    limit: int = 40,
+) -> None:
+    """Compares ``loss.backward`` with central differences of ``sum(loss.forward)`` (float64)."""
+    rng = np.random.default_rng(seed)
+    yhat = np.array(yhat, dtype=np.float64)
+    grad = loss.backward(y, yhat)
+    idx = _fd_indices(yhat.size, rng, limit)
+    numeric = _numeric_grad(lambda: float(np.sum(loss.forward(y, yhat))), yhat, idx, eps)
+    assert_close(
+        grad.reshape(-1)[idx], numeric, "loss backward vs finite differences", rtol=rtol, atol=atol
+    )

@@ -64,6 +64,7 @@ pub(crate) struct FloatArg<'py> {
     pub array: Bound<'py, PyUntypedArray>,
     pub dtype: DType,
     pub name: &'static str,
+    pub op: &'static str,
 }
 
 impl<'py> FloatArg<'py> {
@@ -108,6 +109,7 @@ impl<'py> FloatArg<'py> {
             array: array.clone(),
             dtype,
             name,
+            op,
         })
     }
 
@@ -116,8 +118,11 @@ impl<'py> FloatArg<'py> {
         &self,
     ) -> PyResult<PyReadonlyArray<'py, T, D>> {
         let typed = self.array.cast::<PyArray<T, D>>()?;
-        typed.try_readonly().map_err(|e| {
-            PyValueError::new_err(format!("{}: cannot read {}: {e}", "kernel", self.name))
+        typed.try_readonly().map_err(|_| {
+            PyValueError::new_err(format!(
+                "{}: {} overlaps the output being written; pass a separate array",
+                self.op, self.name
+            ))
         })
     }
 

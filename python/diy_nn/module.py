@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -25,6 +25,11 @@ class Module:
 
     _param_names: ClassVar[tuple[str, ...]] = ("_parameters",)
     _grad_names: ClassVar[tuple[str, ...]] = ("_gradient",)
+    # The course's attribute names, set from the two tuples above.
+    _parameters: Any
+    _gradient: Any
+    _bias: Any
+    _grad_bias: Any
 
     def __init__(self) -> None:
         for name in self._param_names + self._grad_names:

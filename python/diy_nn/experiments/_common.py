@@ -1,0 +1,88 @@
+"""Helpers shared by the experiments: a training loop with a progress bar, data access."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .. import data
+from ..loss import Loss
+from ..module import Module
+from ..optim import Optimizer, iterate_minibatches
+from . import Context, MissingData
+
+
+def fit(
+    ctx: Context,
+    opt: Optimizer,
+    X: np.ndarray,
+    Y: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    desc: str,
+    rng_offset: int = 0,
+    on_epoch: Callable[[int], dict[str, float] | None] | None = None,
+) -> list[float]:
+    """``epochs`` passes of shuffled mini-batch ``opt.step``; returns each epoch's mean loss.
+
+    ``on_epoch(epoch)`` may return values to show in the progress bar.
+    """
+    gen = ctx.rng(1000 + rng_offset)
+    history: list[float] = []
+    bar = tqdm(range(epochs), desc=desc, leave=False, disable=not ctx.progress, unit="ep")
+    for epoch in bar:
+        total = 0.0
+        for idx in iterate_minibatches(len(X), batch_size, True, gen):
+            total += opt.step(X[idx], Y[idx]) * len(idx)
+        history.append(total / len(X))
+        shown = {"loss": f"{history[-1]:.4g}"}
+        if on_epoch is not None:
+            extra = on_epoch(epoch)
+            if extra:
+                shown.update({k: f"{v:.4g}" for k, v in extra.items()})
+        bar.set_postfix(shown)
+    return history
+
+
+def mean_loss(net: Module, loss: Loss, X: np.ndarray, Y: np.ndarray, batch: int = 2048) -> float:
+    """The mean per-sample loss of ``net`` on ``(X, Y)``, in batches."""
+    total = 0.0
+    for start in range(0, len(X), batch):
+        sl = slice(start, start + batch)
+        total += float(np.sum(loss.forward(Y[sl], net.forward(X[sl]))))
+    return total / len(X)
+
+
+def predict(net: Module, X: np.ndarray, batch: int = 2048) -> np.ndarray:
+    """``net.forward`` in batches, concatenated."""
+    return np.concatenate([net.forward(X[s : s + batch]) for s in range(0, len(X), batch)])
+
+
+def one_hot(y: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((len(y), k))
+    out[np.arange(len(y)), y] = 1.0
+    return out
+
+
+def usps(ctx: Context, split: str, scale: str = "unit") -> tuple[np.ndarray, np.ndarray]:
+    """USPS from ``--data-dir`` or ``$DIY_NN_DATA``; raises ``MissingData`` when absent."""
+    try:
+        return data.load_usps(ctx.data_dir, split, scale=scale)
+    except FileNotFoundError as err:
+        raise MissingData(str(err)) from None
+
+
+def ecg(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        return data.load_ecg5000(ctx.data_dir)
+    except FileNotFoundError as err:
+        raise MissingData(str(err)) from None
+
+
+def subsample(ctx: Context, n: int, k: int, offset: int = 0) -> np.ndarray:
+    """Sorted indices of ``min(n, k)`` rows drawn without replacement (seeded)."""
+    if k >= n:
+        return np.arange(n)
+    return np.sort(ctx.rng(2000 + offset).choice(n, k, replace=False))

@@ -1,0 +1,158 @@
+"""2. Binary classification on the course's 2-D generator (types 0, 1, 2), report's models."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import plotting
+from ..activation import Sigmoid, TanH
+from ..container import Sequential
+from ..data import gen_arti
+from ..linear import Linear
+from ..loss import MSELoss
+from ..module import Module
+from ..optim import SGD
+from . import Context, Metric, Result, register
+from ._common import fit, predict
+
+
+@dataclass
+class Case:
+    name: str
+    data_type: int
+    build: Callable[[np.random.Generator], Module]
+    out: str  # "sigmoid": targets {0, 1}; "tanh"/"linear": targets {-1, +1}
+    epochs: int
+    quick_epochs: int
+    batch: int
+    eps: float
+    nbex: int = 1000
+    sigma: float = 0.1
+    title: str = ""
+
+
+def _cases() -> list[Case]:
+    return [
+        Case(
+            "gauss_2hidden",
+            0,
+            lambda g: Sequential(Linear(2, 2, rng=g), TanH(), Linear(2, 1, rng=g), Sigmoid()),
+            "sigmoid",
+            100,
+            10,
+            10,
+            0.05,
+            title="Linear(2,2)-TanH-Linear(2,1)-Sigmoid",
+        ),
+        Case(
+            "gauss",
+            0,
+            lambda g: Sequential(Linear(2, 4, rng=g), TanH(), Linear(4, 1, rng=g), Sigmoid()),
+            "sigmoid",
+            100,
+            10,
+            10,
+            0.05,
+            title="Linear(2,4)-TanH-Linear(4,1)-Sigmoid, 100 it.",
+        ),
+        Case(
+            "xor",
+            1,
+            lambda g: Sequential(Linear(2, 4, rng=g), TanH(), Linear(4, 1, rng=g), Sigmoid()),
+            "sigmoid",
+            500,
+            20,
+            10,
+            0.05,
+            title="XOR: Linear(2,4)-TanH-Linear(4,1)-Sigmoid, 500 it.",
+        ),
+        Case(
+            "xor_deep",
+            1,
+            lambda g: Sequential(
+                Linear(2, 4, rng=g),
+                TanH(),
+                Linear(4, 4, rng=g),
+                Sigmoid(),
+                Linear(4, 1, rng=g),
+                TanH(),
+            ),
+            "tanh",
+            200,
+            20,
+            10,
+            0.02,
+            title="XOR: 2-4-4-1 (TanH, Sigmoid, TanH), 200 it.",
+        ),
+        Case(
+            "checkerboard",
+            2,
+            lambda g: Sequential(
+                Linear(2, 128, rng=g),
+                TanH(),
+                Linear(128, 64, rng=g),
+                Sigmoid(),
+                Linear(64, 1, rng=g),
+            ),
+            "linear",
+            500,
+            15,
+            20,
+            0.002,
+            nbex=4000,
+            title="checkerboard: 2-128-64-1 (TanH, Sigmoid)",
+        ),
+    ]
+
+
+def _targets(y: np.ndarray, out: str) -> np.ndarray:
+    return ((y + 1) / 2 if out == "sigmoid" else y).reshape(-1, 1)
+
+
+def _scores(net: Module, X: np.ndarray, out: str = "linear") -> np.ndarray:
+    s = predict(net, X).ravel()
+    return s - 0.5 if out == "sigmoid" else s
+
+
+@register("gen2d", 2, "2-D generator types 0/1/2: decision boundaries, held-out accuracy")
+def run(ctx: Context) -> Result:
+    result = Result()
+    for i, case in enumerate(_cases()):
+        Xtr, ytr = gen_arti(1, case.sigma, case.nbex, case.data_type, rng=ctx.rng(10 + i))
+        Xte, yte = gen_arti(1, case.sigma, case.nbex, case.data_type, rng=ctx.rng(50 + i))
+        net = case.build(ctx.rng(100 + i))
+        opt = SGD(net, MSELoss(), eps=case.eps)
+        fit(
+            ctx,
+            opt,
+            Xtr,
+            _targets(ytr, case.out),
+            ctx.budget(case.epochs, case.quick_epochs),
+            case.batch,
+            case.name,
+            rng_offset=i,
+        )
+        acc_tr = float(np.mean(np.sign(_scores(net, Xtr, case.out)) == ytr))
+        acc = float(np.mean(np.sign(_scores(net, Xte, case.out)) == yte))
+        result.figures.append(
+            plotting.plot_decision_boundary(
+                functools.partial(_scores, net, out=case.out),
+                Xte,
+                yte,
+                ctx.figure(f"{case.name}.png"),
+                title=f"{case.title}\nheld-out accuracy {acc:.3f} (train {acc_tr:.3f})",
+            )
+        )
+        result.metrics.append(
+            Metric(
+                f"{case.name} (type {case.data_type}) test accuracy",
+                acc,
+                "separates" if case.data_type < 2 else "reasonable",
+            )
+        )
+    result.notes = "train and test sets are two independent draws of gen_arti (seeded)"
+    return result

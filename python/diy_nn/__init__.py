@@ -6,22 +6,56 @@ course's API (``forward``, ``backward_update_gradient``, ``backward_delta``,
 """
 
 from ._core import ShapeError, get_num_threads, set_num_threads
-from .activation import ReLU, Sigmoid, Sigmoide, TanH, Threshold
-from .container import Sequential, Sequentiel
+from .activation import LogSoftMax, ReLU, Sigmoid, Sigmoide, SoftMax, TanH, Threshold
+from .container import AutoEncoder, Sequential, Sequentiel
+from .conv import Conv1D, Conv2D
 from .dtype import get_default_dtype, set_default_dtype
 from .init import manual_seed
 from .linear import Linear
-from .loss import Loss, MSELoss
+from .loss import (
+    ABSLoss,
+    BCELoss,
+    CELogSoftMax,
+    CrossEntropyCriterion,
+    CrossEntropyLoss,
+    HingeLoss,
+    Loss,
+    MAELoss,
+    MSELoss,
+    NLLLoss,
+    one_hot,
+)
 from .module import Module
-from .optim import SGD, Optim, Optimizer, train
+from .optim import SGD, Adam, Optim, Optimizer, fit, predict, score, train
+from .pooling import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
+from .reshape import Flatten
+from .serialization import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ABSLoss",
+    "Adam",
+    "AutoEncoder",
+    "AvgPool1D",
+    "AvgPool2D",
+    "BCELoss",
+    "CELogSoftMax",
+    "Conv1D",
+    "Conv2D",
+    "CrossEntropyCriterion",
+    "CrossEntropyLoss",
+    "Flatten",
+    "HingeLoss",
     "Linear",
+    "LogSoftMax",
     "Loss",
+    "MAELoss",
     "MSELoss",
+    "MaxPool1D",
+    "MaxPool2D",
     "Module",
+    "NLLLoss",
     "Optim",
     "Optimizer",
     "ReLU",
@@ -31,11 +65,18 @@ __all__ = [
     "ShapeError",
     "Sigmoid",
     "Sigmoide",
+    "SoftMax",
     "TanH",
     "Threshold",
+    "fit",
     "get_default_dtype",
     "get_num_threads",
+    "load",
     "manual_seed",
+    "one_hot",
+    "predict",
+    "save",
+    "score",
     "set_default_dtype",
     "set_num_threads",
     "train",

@@ -6,12 +6,13 @@ from typing import ClassVar
 
 import numpy as np
 
+from . import _core
 from . import functional as F
 from ._validation import ShapeError, as_float_array, fmt_shape
 from .dtype import get_default_dtype
 from .module import Module
 
-__all__ = ["TanH", "Sigmoid", "Sigmoide", "Threshold", "ReLU"]
+__all__ = ["TanH", "Sigmoid", "Sigmoide", "Threshold", "ReLU", "SoftMax", "LogSoftMax"]
 
 
 def _float_input(x: np.ndarray, name: str) -> np.ndarray:
@@ -116,3 +117,67 @@ class ReLU(Threshold):
 
     def extra_repr(self) -> str:
         return ""
+
+
+class _LastAxis(Module):
+    """Base of ``SoftMax``/``LogSoftMax``: input ``(N, k)``; runs the ``_op`` kernel.
+
+    The backward pass needs the forward's output ``y``; it is kept with the
+    input it came from and reused when the same array object comes back
+    (``input is self._last_input``), recomputed otherwise.
+    """
+
+    _param_names: ClassVar[tuple[str, ...]] = ()
+    _grad_names: ClassVar[tuple[str, ...]] = ()
+    _op: ClassVar[str] = "softmax"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last_input: object = None
+        self._last_output: np.ndarray | None = None
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        x = _float_input(X, f"{type(self).__name__}.forward: input")
+        if x.ndim != 2:
+            raise ShapeError(
+                f"{type(self).__name__}.forward: input must have shape (N, k), "
+                f"got {fmt_shape(x.shape)}"
+            )
+        y = getattr(_core, self._op)(x)
+        self._last_input, self._last_output = X, y
+        return y
+
+    def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        y = self._last_output
+        if input is not self._last_input or y is None:
+            y = self.forward(input)
+        d = as_float_array(delta, f"{type(self).__name__}.backward_delta: delta", y.dtype, y.shape)
+        return getattr(_core, self._op + "_backward")(y, d)
+
+
+class SoftMax(_LastAxis):
+    """``exp(x_j) / sum_i exp(x_i)`` over the last axis, stable (row max subtracted).
+
+    torch counterpart: ``nn.Softmax(dim=-1)``.
+
+    Shape: input ``(N, k)``; output ``(N, k)``, rows summing to 1.
+
+    Example:
+        >>> SoftMax().forward(np.zeros((1, 4)))
+        array([[0.25, 0.25, 0.25, 0.25]])
+    """
+
+
+class LogSoftMax(_LastAxis):
+    """``x_j - log sum_i exp(x_i)`` over the last axis, stable (row max subtracted).
+
+    torch counterpart: ``nn.LogSoftmax(dim=-1)``.
+
+    Shape: input ``(N, k)``; output ``(N, k)``.
+
+    Example:
+        >>> np.exp(LogSoftMax().forward(np.zeros((1, 2))))
+        array([[0.5, 0.5]])
+    """
+
+    _op = "log_softmax"

@@ -1,4 +1,4 @@
-"""Containers: ``Sequential`` (alias ``Sequentiel``)."""
+"""Containers: ``Sequential`` (alias ``Sequentiel``) and ``AutoEncoder``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from .module import Module
 
-__all__ = ["Sequential", "Sequentiel"]
+__all__ = ["Sequential", "Sequentiel", "AutoEncoder"]
 
 
 class Sequential(Module):
@@ -29,6 +29,7 @@ class Sequential(Module):
 
     def __init__(self, *modules: Module | OrderedDict[str, Module]) -> None:
         super().__init__()
+        named: list[tuple[str, object]]
         if len(modules) == 1 and isinstance(modules[0], (OrderedDict, dict)):
             named = list(modules[0].items())
         else:
@@ -38,7 +39,7 @@ class Sequential(Module):
                 raise TypeError(
                     f"Sequential: layer {name!r} must be a diy_nn Module, got {type(m).__name__}"
                 )
-        self._named: list[tuple[str, Module]] = named
+        self._named: list[tuple[str, Module]] = named  # type: ignore[assignment]
         self._inputs: list[np.ndarray] = []
 
     def children(self) -> list[tuple[str, Module]]:
@@ -63,7 +64,9 @@ class Sequential(Module):
 
     def backward(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """Updates every layer's gradients and returns d loss / d input, in one pass."""
-        for layer, x in zip(reversed(self.layers), reversed(self._layer_inputs(input))):
+        for layer, x in zip(
+            reversed(self.layers), reversed(self._layer_inputs(input)), strict=True
+        ):
             delta = layer.backward(x, delta)
         return delta
 
@@ -71,7 +74,9 @@ class Sequential(Module):
         self.backward(input, delta)
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        for layer, x in zip(reversed(self.layers), reversed(self._layer_inputs(input))):
+        for layer, x in zip(
+            reversed(self.layers), reversed(self._layer_inputs(input)), strict=True
+        ):
             delta = layer.backward_delta(x, delta)
         return delta
 
@@ -95,3 +100,34 @@ class Sequential(Module):
 
 
 Sequentiel = Sequential  # the course's French name
+
+
+class AutoEncoder(Sequential):
+    """An encoder followed by a decoder: ``forward(x) = decode(encode(x))``.
+
+    Args:
+        encoder: maps an input to its code (any ``Module``, e.g. a ``Sequential``).
+        decoder: maps a code back to the input space.
+
+    The two are its children ``encoder`` and ``decoder`` (parameter names
+    ``encoder.0._parameters``..., saved as ``encoder.0.weight``...); training
+    goes through the whole chain as for a ``Sequential``.
+
+    Example:
+        >>> ae = AutoEncoder(Sequential(Linear(256, 10), TanH()),
+        ...                  Sequential(Linear(10, 256), Sigmoid()))
+        >>> ae.encode(np.zeros((5, 256))).shape
+        (5, 10)
+    """
+
+    def __init__(self, encoder: Module, decoder: Module) -> None:
+        super().__init__(OrderedDict([("encoder", encoder), ("decoder", decoder)]))
+        self.encoder, self.decoder = encoder, decoder
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """The code of ``X``: ``encoder.forward(X)``."""
+        return self.encoder.forward(X)
+
+    def decode(self, Z: np.ndarray) -> np.ndarray:
+        """The reconstruction from a code ``Z``: ``decoder.forward(Z)``."""
+        return self.decoder.forward(Z)

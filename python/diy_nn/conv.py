@@ -1,0 +1,165 @@
+"""Convolutions, channels last: ``Conv1D`` on ``(N, L, C)``, ``Conv2D`` on ``(N, H, W, C)``.
+
+Forward and both backward passes run on the Rust kernels (``_core.conv1d``,
+``conv1d_backward_input``, ``conv1d_backward_weight`` and the 2-D ones).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from . import _core
+from ._validation import as_float_array, check_positive_int
+from .dtype import get_default_dtype, resolve_dtype
+from .init import Initialiser, initialise
+from .module import Module
+
+__all__ = ["Conv1D", "Conv2D"]
+
+
+class _ConvNd(Module):
+    """Shared code of ``Conv1D``/``Conv2D``: parameters, checks, kernel calls.
+
+    Subclasses set ``_nd`` (1 or 2) and ``_op`` (the kernel's name).
+    """
+
+    _param_names: ClassVar[tuple[str, ...]] = ("_parameters", "_bias")
+    _grad_names: ClassVar[tuple[str, ...]] = ("_gradient", "_grad_bias")
+    _nd: ClassVar[int] = 1
+    _op: ClassVar[str] = "conv1d"
+
+    def __init__(
+        self,
+        k_size: int,
+        chan_in: int,
+        chan_out: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = True,
+        init: str | Initialiser = "uniform",
+        dtype: object = None,
+        rng: None | int | np.random.Generator = None,
+    ) -> None:
+        super().__init__()
+        name = type(self).__name__
+        self.k_size = check_positive_int(k_size, f"{name}: k_size")
+        self.chan_in = check_positive_int(chan_in, f"{name}: chan_in")
+        self.chan_out = check_positive_int(chan_out, f"{name}: chan_out")
+        self.stride = check_positive_int(stride, f"{name}: stride")
+        self.padding = check_positive_int(padding, f"{name}: padding", minimum=0)
+        dt = resolve_dtype(dtype if dtype is not None else get_default_dtype())
+        shape = (self.k_size,) * self._nd + (self.chan_in, self.chan_out)
+        fan_in = self.k_size**self._nd * self.chan_in
+        fan_out = self.k_size**self._nd * self.chan_out
+        self._parameters = initialise(init, shape, fan_in, fan_out, rng, dt)
+        if bias:
+            bias_init = "uniform" if init != "he" else (lambda s, fi, fo, r: np.zeros(s))
+            self._bias = initialise(bias_init, (self.chan_out,), fan_in, fan_out, rng, dt)
+        self.zero_grad()
+
+    def _check(self, X: object, op: str) -> np.ndarray:
+        spatial: tuple[str, ...] = ("L",) if self._nd == 1 else ("H", "W")
+        return as_float_array(
+            X,
+            f"{type(self).__name__}.{op}: input",
+            self._parameters.dtype,
+            ("N", *spatial, self.chan_in),
+        )
+
+    def _check_delta(self, X: np.ndarray, delta: object, op: str) -> np.ndarray:
+        expected = self._out_shape(X.shape)
+        return as_float_array(
+            delta, f"{type(self).__name__}.{op}: delta", self._parameters.dtype, expected
+        )
+
+    def _out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        spatial = tuple(
+            (n + 2 * self.padding - self.k_size) // self.stride + 1 for n in in_shape[1:-1]
+        )
+        return (in_shape[0], *spatial, self.chan_out)
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        x = self._check(X, "forward")
+        return getattr(_core, self._op)(x, self._parameters, self._bias, self.stride, self.padding)
+
+    def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
+        x = self._check(input, "backward_update_gradient")
+        d = self._check_delta(x, delta, "backward_update_gradient")
+        if self._gradient is None or self._gradient.shape != self._parameters.shape:
+            self.zero_grad()
+        kernel = getattr(_core, self._op + "_backward_weight")
+        kernel(x, d, self._gradient, self._grad_bias, self.stride, self.padding)
+
+    def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        x = self._check(input, "backward_delta")
+        d = self._check_delta(x, delta, "backward_delta")
+        size = x.shape[1] if self._nd == 1 else x.shape[1:3]
+        kernel = getattr(_core, self._op + "_backward_input")
+        return kernel(d, self._parameters, size, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        s = f"{self.k_size}, {self.chan_in}, {self.chan_out}, stride={self.stride}"
+        if self.padding:
+            s += f", padding={self.padding}"
+        return s + f", bias={self._bias is not None}"
+
+
+class Conv1D(_ConvNd):
+    """1-D convolution (cross-correlation, as torch), channels last.
+
+    Args:
+        k_size: kernel length.
+        chan_in: input channels.
+        chan_out: output channels (number of filters).
+        stride: step between two windows (default 1).
+        padding: zeros added at both ends (default 0).
+        bias: whether to learn one bias per output channel.
+        init: ``"uniform"`` (default, U(±1/sqrt(k_size·chan_in))), ``"rand"``,
+            ``"xavier"``, ``"he"`` or a callable, as for ``Linear``.
+        dtype: float32 or float64 (default: ``diy_nn.get_default_dtype()``).
+        rng: None (global generator), a seed or a ``numpy.random.Generator``.
+
+    Shape:
+        - input ``(N, L, chan_in)``; output ``(N, L', chan_out)`` with
+          ``L' = (L + 2·padding - k_size) // stride + 1``.
+        - ``_parameters`` ``(k_size, chan_in, chan_out)`` (torch's weight
+          ``(chan_out, chan_in, k_size)`` transposed); ``_bias`` ``(chan_out,)``.
+
+    Example:
+        >>> conv = Conv1D(3, 1, 5, stride=2, rng=0)
+        >>> conv.forward(np.ones((4, 11, 1))).shape
+        (4, 5, 5)
+    """
+
+
+class Conv2D(_ConvNd):
+    """2-D convolution with a square kernel, channels last.
+
+    Args:
+        k_size: kernel height and width.
+        chan_in: input channels.
+        chan_out: output channels (number of filters).
+        stride: step between two windows, on both axes (default 1).
+        padding: zeros added on each side of both axes (default 0).
+        bias: whether to learn one bias per output channel.
+        init: ``"uniform"`` (default, U(±1/sqrt(k_size²·chan_in))), ``"rand"``,
+            ``"xavier"``, ``"he"`` or a callable, as for ``Linear``.
+        dtype: float32 or float64 (default: ``diy_nn.get_default_dtype()``).
+        rng: None (global generator), a seed or a ``numpy.random.Generator``.
+
+    Shape:
+        - input ``(N, H, W, chan_in)``; output ``(N, H', W', chan_out)`` with
+          ``H' = (H + 2·padding - k_size) // stride + 1`` (same for W).
+        - ``_parameters`` ``(k_size, k_size, chan_in, chan_out)`` (torch's weight
+          ``(chan_out, chan_in, kh, kw)`` permuted); ``_bias`` ``(chan_out,)``.
+
+    Example:
+        >>> conv = Conv2D(3, 1, 8, rng=0)
+        >>> conv.forward(np.ones((2, 16, 16, 1))).shape
+        (2, 14, 14, 8)
+    """
+
+    _nd = 2
+    _op = "conv2d"

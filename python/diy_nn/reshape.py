@@ -1,0 +1,47 @@
+"""Reshaping layers: ``Flatten``."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from ._validation import ShapeError, as_float_array, fmt_shape
+from .activation import _float_input
+from .module import Module
+
+__all__ = ["Flatten"]
+
+
+class Flatten(Module):
+    """Flattens every axis but the batch axis, in C order.
+
+    torch counterpart: ``nn.Flatten()`` (on channels-last data the order is
+    ``(L, C)``, not torch's ``(C, L)``).
+
+    Shape: input ``(N, *)``; output ``(N, prod(*))``.
+
+    Example:
+        >>> Flatten().forward(np.zeros((2, 3, 4))).shape
+        (2, 12)
+    """
+
+    _param_names: ClassVar[tuple[str, ...]] = ()
+    _grad_names: ClassVar[tuple[str, ...]] = ()
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        x = _float_input(X, "Flatten.forward: input")
+        if x.ndim < 1:
+            raise ShapeError("Flatten.forward: input must have a batch axis, got a scalar")
+        return x.reshape(x.shape[0], -1)
+
+    def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        x = _float_input(input, "Flatten.backward_delta: input")
+        expected = (x.shape[0], int(np.prod(x.shape[1:])))
+        d = as_float_array(delta, "Flatten.backward_delta: delta", x.dtype)
+        if d.shape != expected:
+            raise ShapeError(
+                f"Flatten.backward_delta: delta must have shape {fmt_shape(expected)}, "
+                f"got {fmt_shape(d.shape)}"
+            )
+        return d.reshape(x.shape)

@@ -1,0 +1,130 @@
+"""Model files: a model's parameters in safetensors format (never pickle).
+
+Tensor names and layouts are those of the matching torch model, so that
+``torch_model.load_state_dict(safetensors.torch.load_file(path))`` works:
+
+- a parameter's path keeps the children's names (``Sequential`` indices:
+  ``"0"``, ``"1"``...; ``AutoEncoder``: ``"encoder"``/``"decoder"``);
+- ``_parameters`` is saved as ``weight``, ``_bias`` as ``bias``;
+- weights are saved in torch's layout: ``Linear`` ``(in, out)`` → ``(out, in)``,
+  ``Conv1D`` ``(k, in, out)`` → ``(out, in, k)``, ``Conv2D`` ``(kh, kw, in, out)``
+  → ``(out, in, kh, kw)``.
+
+(A torch model reads channels-first data, so a ``Linear`` after a ``Flatten``
+of a channels-last feature map sees its inputs in another order.)
+
+Files are written to a temporary file in the target directory and renamed
+into place, so a crash never leaves a half-written model file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .module import Module
+
+__all__ = ["save", "load", "state_dict", "load_state_dict"]
+
+_NAMES = {"_parameters": "weight", "_bias": "bias"}
+# ours -> torch axis order, by the weight's number of dimensions
+_TO_TORCH = {2: (1, 0), 3: (2, 1, 0), 4: (3, 2, 0, 1)}
+
+
+def _torch_name(name: str) -> str:
+    *path, attr = name.split(".")
+    return ".".join([*path, _NAMES.get(attr, attr.lstrip("_"))])
+
+
+def _to_torch(attr: str, a: np.ndarray) -> np.ndarray:
+    axes = _TO_TORCH.get(a.ndim) if attr == "_parameters" else None
+    return np.ascontiguousarray(a.transpose(axes) if axes else a)
+
+
+def _to_ours(attr: str, a: np.ndarray) -> np.ndarray:
+    axes = _TO_TORCH.get(a.ndim) if attr == "_parameters" else None
+    return a.transpose(np.argsort(axes)) if axes else a
+
+
+def state_dict(model: Module) -> dict[str, np.ndarray]:
+    """The model's parameters as ``{torch name: array in torch layout}`` (copies)."""
+    return {
+        _torch_name(name): _to_torch(name.rsplit(".", 1)[-1], p)
+        for name, p, _ in model.named_parameters()
+    }
+
+
+def load_state_dict(model: Module, tensors: dict[str, np.ndarray], source: str = "") -> None:
+    """Copies ``tensors`` (torch names and layouts) into the model's parameters, in place.
+
+    Raises:
+        KeyError: a parameter of the model has no tensor, or a tensor matches no
+            parameter (the message names it).
+        ValueError: a tensor's shape or dtype differs from its parameter's.
+    """
+    where = f" in {source}" if source else ""
+    params = {_torch_name(name): (name, p) for name, p, _ in model.named_parameters()}
+    missing = sorted(set(params) - set(tensors))
+    unexpected = sorted(set(tensors) - set(params))
+    if missing:
+        raise KeyError(f"load: tensor {missing[0]!r} of the model is missing{where}")
+    if unexpected:
+        raise KeyError(f"load: tensor {unexpected[0]!r}{where} matches no parameter of the model")
+    values = {}
+    for tname, (name, p) in params.items():
+        t = tensors[tname]
+        value = _to_ours(name.rsplit(".", 1)[-1], t)
+        if value.shape != p.shape:
+            expected = _to_torch(name.rsplit(".", 1)[-1], p).shape
+            raise ValueError(
+                f"load: tensor {tname!r}{where} has shape {tuple(t.shape)}, "
+                f"the model expects {tuple(expected)}"
+            )
+        if value.dtype != p.dtype:
+            raise ValueError(
+                f"load: tensor {tname!r}{where} has dtype {value.dtype}, the model's is "
+                f"{p.dtype} (cast the model with model.to({value.dtype.name}) first)"
+            )
+        values[tname] = value
+    for tname, (_, p) in params.items():  # all checked: now write
+        p[...] = values[tname]
+
+
+def save(model: Module, path: str | os.PathLike[str]) -> None:
+    """Writes the model's parameters to ``path`` (safetensors, torch names and layouts).
+
+    Example:
+        >>> save(net, "net.safetensors")  # doctest: +SKIP
+    """
+    from safetensors.numpy import save as st_save
+
+    data = st_save(state_dict(model), metadata={"format": "pt", "library": "diy_nn"})
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(model: Module, path: str | os.PathLike[str]) -> Module:
+    """Loads parameters saved by ``save`` (or by torch) into ``model``; returns it.
+
+    The model must have the same architecture: names, shapes and dtypes are
+    checked and a mismatch raises an error naming the tensor.
+
+    Example:
+        >>> load(Sequential(Linear(2, 4), TanH()), "net.safetensors")  # doctest: +SKIP
+    """
+    from safetensors.numpy import load_file
+
+    load_state_dict(model, load_file(str(path)), source=str(path))
+    return model

@@ -57,7 +57,7 @@ def as_float_array(
     if shape is not None:
         expected = tuple("?" if d is None else d for d in shape)
         ok = arr.ndim == len(shape) and all(
-            not isinstance(d, int) or d == a for d, a in zip(shape, arr.shape)
+            not isinstance(d, int) or d == a for d, a in zip(shape, arr.shape, strict=True)
         )
         if not ok:
             raise ShapeError(

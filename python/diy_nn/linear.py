@@ -56,7 +56,9 @@ class Linear(Module):
         self.input = check_positive_int(input, "Linear: input")
         self.output = check_positive_int(output, "Linear: output")
         dt = resolve_dtype(dtype if dtype is not None else get_default_dtype())
-        self._parameters = initialise(init, (self.input, self.output), self.input, self.output, rng, dt)
+        self._parameters = initialise(
+            init, (self.input, self.output), self.input, self.output, rng, dt
+        )
         if bias:
             bias_init = "uniform" if init != "he" else (lambda s, fi, fo, r: np.zeros(s))
             self._bias = initialise(bias_init, (self.output,), self.input, self.output, rng, dt)
@@ -67,7 +69,9 @@ class Linear(Module):
             X, f"Linear.forward: {what}", self._parameters.dtype, ("N", self.input)
         )
 
-    def _check_delta(self, X: np.ndarray, delta: np.ndarray, op: str) -> tuple[np.ndarray, np.ndarray]:
+    def _check_delta(
+        self, X: np.ndarray, delta: np.ndarray, op: str
+    ) -> tuple[np.ndarray, np.ndarray]:
         X = as_float_array(X, f"Linear.{op}: input", self._parameters.dtype, ("N", self.input))
         delta = as_float_array(
             delta, f"Linear.{op}: delta", self._parameters.dtype, (X.shape[0], self.output)
@@ -92,4 +96,3 @@ class Linear(Module):
 
     def extra_repr(self) -> str:
         return f"{self.input}, {self.output}, bias={self._bias is not None}"
-

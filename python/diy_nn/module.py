@@ -81,7 +81,7 @@ class Module:
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         """Yields ``(name, parameter, gradient)`` for every parameter, children included."""
-        for pname, gname in zip(self._param_names, self._grad_names):
+        for pname, gname in zip(self._param_names, self._grad_names, strict=True):
             param = getattr(self, pname)
             if param is not None:
                 yield prefix + pname, param, getattr(self, gname)
@@ -106,7 +106,7 @@ class Module:
         """Casts every parameter and gradient to ``dtype`` (float32 or float64), in place."""
         dt = resolve_dtype(dtype)
         for module in self.modules():
-            for pname, gname in zip(module._param_names, module._grad_names):
+            for pname, gname in zip(module._param_names, module._grad_names, strict=True):
                 for attr in (pname, gname):
                     value = getattr(module, attr)
                     if value is not None:

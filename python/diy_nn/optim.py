@@ -309,16 +309,26 @@ def predict(
     return np.where(out.reshape(len(out)) > threshold, labels[1], labels[0])
 
 
-def score(net: Module, X: np.ndarray, Y: np.ndarray, batch_size: int | None = None) -> float:
+def score(
+    net: Module,
+    X: np.ndarray,
+    Y: np.ndarray,
+    batch_size: int | None = None,
+    threshold: float | None = None,
+) -> float:
     """Accuracy of ``net`` on ``(X, Y)``; ``Y`` as indices, one-hot, {0, 1} or {-1, +1}.
 
-    A single output is thresholded at 0 for labels in {-1, +1}, at 0.5 otherwise.
+    A single output is compared with ``threshold``; by default 0 when the
+    labels are in {-1, +1} (a TanH or hinge output), 0.5 otherwise (a Sigmoid
+    output): the targets the loss was trained on tell which.
     """
     truth = _labels(np.asarray(Y))
     if len(truth) != len(X):
         raise ShapeError(f"score: X and Y must have the same length, got {len(X)} and {len(Y)}")
     pm = truth.size > 0 and truth.min() < 0
-    threshold, labels = (0.0, (-1, 1)) if pm else (0.5, (0, 1))
+    labels = (-1, 1) if pm else (0, 1)
+    if threshold is None:
+        threshold = 0.0 if pm else 0.5
     pred = predict(net, X, batch_size, threshold, labels)
     return float(np.mean(pred == truth)) if len(truth) else float("nan")
 

@@ -61,18 +61,20 @@ def load_state_dict(model: Module, tensors: dict[str, np.ndarray], source: str =
     """Copies ``tensors`` (torch names and layouts) into the model's parameters, in place.
 
     Raises:
-        KeyError: a parameter of the model has no tensor, or a tensor matches no
-            parameter (the message names it).
-        ValueError: a tensor's shape or dtype differs from its parameter's.
+        ValueError: a parameter of the model has no tensor, a tensor matches no
+            parameter, or a tensor's shape or dtype differs from its parameter's;
+            the message names the tensors. Nothing is written then.
     """
     where = f" in {source}" if source else ""
     params = {_torch_name(name): (name, p) for name, p, _ in model.named_parameters()}
     missing = sorted(set(params) - set(tensors))
     unexpected = sorted(set(tensors) - set(params))
     if missing:
-        raise KeyError(f"load: tensor {missing[0]!r} of the model is missing{where}")
+        names = ", ".join(repr(n) for n in missing)
+        raise ValueError(f"load: the model's tensor(s) {names} are missing{where}")
     if unexpected:
-        raise KeyError(f"load: tensor {unexpected[0]!r}{where} matches no parameter of the model")
+        names = ", ".join(repr(n) for n in unexpected)
+        raise ValueError(f"load: tensor(s) {names}{where} match no parameter of the model")
     values = {}
     for tname, (name, p) in params.items():
         t = tensors[tname]

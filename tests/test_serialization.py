@@ -1,0 +1,136 @@
+"""Issue 4: safetensors model files — round trip, torch interoperability, clear errors."""
+
+from __future__ import annotations
+
+import os
+
+import diy_nn as nn
+import numpy as np
+import pytest
+from parity import require_torch
+
+
+def _mlp(dtype=np.float64) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(6, 5, rng=0, dtype=dtype),
+        nn.TanH(),
+        nn.Linear(5, 3, rng=1, dtype=dtype),
+        nn.Sigmoid(),
+    )
+
+
+def _torch_mlp(torch):
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3), torch.nn.Sigmoid()
+    ).double()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_round_trip_predicts_bit_identically(tmp_path, dtype):
+    net = _mlp(dtype)
+    X = np.random.default_rng(0).standard_normal((20, 6)).astype(dtype)
+    nn.fit(nn.Adam(net, nn.MSELoss()), X, np.zeros((20, 3), dtype), epochs=2, verbose=False)
+    path = tmp_path / "net.safetensors"
+    nn.save(net, path)
+    other = _mlp(dtype)
+    other[0]._parameters[...] = 0
+    nn.load(other, path)
+    np.testing.assert_array_equal(other.forward(X), net.forward(X))
+    assert other.dtype == dtype
+    assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"]  # no temporary left
+
+
+def test_autoencoder_names(tmp_path):
+    ae = nn.AutoEncoder(
+        nn.Sequential(nn.Linear(8, 3, rng=0), nn.TanH()),
+        nn.Sequential(nn.Linear(3, 8, rng=1), nn.Sigmoid()),
+    )
+    nn.save(ae, tmp_path / "ae.safetensors")
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(tmp_path / "ae.safetensors"))
+    assert sorted(tensors) == [
+        "decoder.0.bias",
+        "decoder.0.weight",
+        "encoder.0.bias",
+        "encoder.0.weight",
+    ]
+    assert tensors["encoder.0.weight"].shape == (3, 8)  # torch layout (out, in)
+
+
+def test_diy_nn_to_torch_and_back(tmp_path):
+    torch = require_torch()
+    from safetensors.torch import load_file, save_file
+
+    net = _mlp()
+    X = np.random.default_rng(1).standard_normal((10, 6))
+    nn.save(net, tmp_path / "ours.safetensors")
+    tnet = _torch_mlp(torch)
+    tnet.load_state_dict(load_file(str(tmp_path / "ours.safetensors")))
+    with torch.no_grad():
+        np.testing.assert_allclose(tnet(torch.from_numpy(X)).numpy(), net.forward(X), rtol=1e-12)
+
+    torch.manual_seed(0)
+    tnet = _torch_mlp(torch)
+    save_file(tnet.state_dict(), str(tmp_path / "theirs.safetensors"))
+    nn.load(net, tmp_path / "theirs.safetensors")
+    with torch.no_grad():
+        np.testing.assert_allclose(net.forward(X), tnet(torch.from_numpy(X)).numpy(), rtol=1e-12)
+
+
+def test_conv_weights_use_torch_layout():
+    conv1 = nn.Sequential(nn.Conv1D(3, 2, 4, rng=0))
+    conv2 = nn.Sequential(nn.Conv2D(3, 2, 4, rng=0))
+    s1, s2 = nn.serialization.state_dict(conv1), nn.serialization.state_dict(conv2)
+    assert s1["0.weight"].shape == (4, 2, 3)
+    assert s2["0.weight"].shape == (4, 2, 3, 3)
+    np.testing.assert_array_equal(s1["0.weight"][1, 0, 2], conv1[0]._parameters[2, 0, 1])
+    np.testing.assert_array_equal(s2["0.weight"][1, 0, 2, 0], conv2[0]._parameters[2, 0, 0, 1])
+    other = nn.Sequential(nn.Conv2D(3, 2, 4, rng=5))
+    nn.serialization.load_state_dict(other, s2)
+    np.testing.assert_array_equal(other[0]._parameters, conv2[0]._parameters)
+
+
+def test_mismatched_file_names_the_tensor(tmp_path):
+    path = tmp_path / "net.safetensors"
+    nn.save(_mlp(), path)
+    wrong_shape = nn.Sequential(
+        nn.Linear(6, 5, rng=0), nn.TanH(), nn.Linear(5, 4, rng=1), nn.Sigmoid()
+    )
+    with pytest.raises(ValueError, match=r"'2\.weight'.*\(3, 5\).*\(4, 5\)"):
+        nn.load(wrong_shape, path)
+    with pytest.raises(ValueError, match=r"'2\.bias', '2\.weight'.* match no parameter"):
+        nn.load(nn.Sequential(nn.Linear(6, 5), nn.TanH()), path)
+    with pytest.raises(ValueError, match=r"'1\.bias', '1\.weight'.* missing"):
+        nn.load(nn.Sequential(nn.TanH(), nn.Linear(6, 5), nn.Linear(5, 3)), path)
+    with pytest.raises(ValueError, match=r"'0\.weight'.*float64.*float32"):
+        nn.load(_mlp(np.float32), path)
+    net = _mlp(np.float32)
+    before = [p.copy() for _, p, _ in net.named_parameters()]
+    with pytest.raises(ValueError):
+        nn.load(net, path)
+    for (_, p, _), b in zip(net.named_parameters(), before, strict=True):
+        np.testing.assert_array_equal(p, b)  # a failed load changes nothing
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "net.safetensors"
+    nn.save(_mlp(), path)
+    original = path.read_bytes()
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    net = _mlp()
+    net[0]._parameters[...] = 1.0
+    with pytest.raises(OSError, match="disk full"):
+        nn.save(net, path)
+    assert path.read_bytes() == original
+    assert [p.name for p in tmp_path.iterdir()] == ["net.safetensors"]
+
+
+def test_no_pickle_in_files(tmp_path):
+    nn.save(_mlp(), tmp_path / "net.safetensors")
+    header_len = int.from_bytes((tmp_path / "net.safetensors").read_bytes()[:8], "little")
+    assert header_len < 10_000  # a JSON header followed by raw tensor bytes

@@ -86,3 +86,27 @@ def subsample(ctx: Context, n: int, k: int, offset: int = 0) -> np.ndarray:
     if k >= n:
         return np.arange(n)
     return np.sort(ctx.rng(2000 + offset).choice(n, k, replace=False))
+
+
+def mlp(
+    sizes: list[int],
+    activations: list[type[Module]],
+    rng: np.random.Generator,
+    init: str = "uniform",
+) -> Module:
+    """``Linear(sizes[0], sizes[1]), activations[0](), Linear(sizes[1], sizes[2]), ...``."""
+    from ..container import Sequential
+    from ..linear import Linear
+
+    if len(activations) != len(sizes) - 1:
+        raise ValueError(f"mlp: {len(sizes) - 1} layers need as many activations")
+    layers: list[Module] = []
+    for n_in, n_out, act in zip(sizes[:-1], sizes[1:], activations, strict=True):
+        layers += [Linear(n_in, n_out, init=init, rng=rng), act()]
+    return Sequential(*layers)
+
+
+def psnr(clean: np.ndarray, other: np.ndarray, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB over a whole set: ``10 log10(peak² / MSE)``."""
+    mse = float(np.mean((np.asarray(clean) - np.asarray(other)) ** 2))
+    return float(10 * np.log10(peak**2 / mse)) if mse > 0 else float("inf")

@@ -60,6 +60,7 @@ class Optimizer(ABC):
         _check_number(eps, f"{type(self).__name__}: eps", low=0.0, strict=True)
         self.net, self.loss, self.eps = net, loss, float(eps)
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.last_output: np.ndarray | None = None  # the network's output in the last step
 
     def step(self, batch_x: np.ndarray, batch_y: np.ndarray) -> float:
         """One forward/backward/update on a batch; returns the batch's mean loss."""
@@ -69,7 +70,7 @@ class Optimizer(ABC):
                 f"{type(self).__name__}.step: batch_x and batch_y must have the same number of "
                 f"samples, got {fmt_shape(bx.shape)} and {fmt_shape(by.shape)}"
             )
-        yhat = self.net.forward(bx)
+        yhat = self.last_output = self.net.forward(bx)
         cost = self.loss.forward(by, yhat)
         self.net.zero_grad()
         self.net.backward(bx, self.loss.backward(by, yhat))
@@ -304,9 +305,23 @@ def predict(
     size = len(X) if batch_size is None else check_positive_int(batch_size, "predict: batch_size")
     outs = [net.forward(X[i : i + size]) for i in range(0, len(X), max(size, 1))]
     out = np.concatenate(outs) if outs else net.forward(X)
+    return _decide(out, threshold, labels)
+
+
+def _decide(out: np.ndarray, threshold: float, labels: tuple[int, int]) -> np.ndarray:
+    """Class predictions from network outputs (argmax, or one output thresholded)."""
     if out.ndim == 2 and out.shape[1] > 1:
         return out.argmax(axis=1)
     return np.where(out.reshape(len(out)) > threshold, labels[1], labels[0])
+
+
+def _n_correct(out: np.ndarray, Y: np.ndarray, threshold: float | None = None) -> int:
+    """How many outputs give the class of ``Y`` (rule of ``score``)."""
+    truth = _labels(Y)
+    pm = truth.size > 0 and truth.min() < 0
+    if threshold is None:
+        threshold = 0.0 if pm else 0.5
+    return int(np.sum(_decide(out, threshold, (-1, 1) if pm else (0, 1)) == truth))
 
 
 def score(
@@ -322,15 +337,17 @@ def score(
     labels are in {-1, +1} (a TanH or hinge output), 0.5 otherwise (a Sigmoid
     output): the targets the loss was trained on tell which.
     """
-    truth = _labels(np.asarray(Y))
-    if len(truth) != len(X):
+    Y = np.asarray(Y)
+    if len(Y) != len(X):
         raise ShapeError(f"score: X and Y must have the same length, got {len(X)} and {len(Y)}")
-    pm = truth.size > 0 and truth.min() < 0
-    labels = (-1, 1) if pm else (0, 1)
-    if threshold is None:
-        threshold = 0.0 if pm else 0.5
-    pred = predict(net, X, batch_size, threshold, labels)
-    return float(np.mean(pred == truth)) if len(truth) else float("nan")
+    if len(Y) == 0:
+        return float("nan")
+    size = len(X) if batch_size is None else check_positive_int(batch_size, "score: batch_size")
+    correct = sum(
+        _n_correct(net.forward(X[i : i + size]), Y[i : i + size], threshold)
+        for i in range(0, len(X), size)
+    )
+    return correct / len(Y)
 
 
 def _mean_loss(net: Module, loss: Loss, X: np.ndarray, Y: np.ndarray) -> float:
@@ -368,8 +385,11 @@ def fit(
         verbose: show a tqdm progress bar.
 
     Returns:
-        ``{"loss", "accuracy", "val_loss", "val_accuracy"}``: one value per epoch
-        (mean loss per sample; accuracy only for class labels, else empty).
+        ``{"loss", "accuracy", "val_loss", "val_accuracy"}``: one value per epoch.
+        ``loss`` and ``accuracy`` are running values over the epoch's batches
+        (as Keras reports them: no extra pass over the data); the validation
+        ones are computed after the epoch. Accuracies only for class labels
+        (indices, one-hot, {0, 1}, {-1, +1}), else empty lists.
 
     Example:
         >>> hist = fit(Adam(net, BCELoss(), eps=1e-2), X, y, epochs=50, seed=0, verbose=False)
@@ -403,12 +423,14 @@ def fit(
     best, best_params, waited = np.inf, None, 0
     bar = tqdm(range(epochs), disable=not verbose, desc="fit", unit="epoch")
     for _ in bar:
-        total = 0.0
+        total, correct = 0.0, 0
         for idx in iterate_minibatches(len(X), batch_size, shuffle, gen):
             total += opt.step(X[idx], Y[idx]) * len(idx)
+            if classes and opt.last_output is not None:
+                correct += _n_correct(opt.last_output, Y[idx])
         history["loss"].append(total / max(len(X), 1))
         if classes:
-            history["accuracy"].append(score(opt.net, X, Y))
+            history["accuracy"].append(correct / max(len(X), 1))
         monitored = history["loss"][-1]
         if validation_data is not None:
             history["val_loss"].append(_mean_loss(opt.net, opt.loss, Xv, Yv))

@@ -8,9 +8,12 @@
 //! Layouts are batch first and channels last, as in the course:
 //! `(N, features)`, `(N, L, C)` and `(N, H, W, C)`.
 
+pub mod conv;
 pub mod error;
 pub mod float;
 pub mod matmul;
+pub mod pool;
+pub mod softmax;
 pub mod threads;
 
 #[cfg(feature = "python")]

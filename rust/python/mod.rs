@@ -17,7 +17,10 @@ use pyo3::prelude::*;
 
 use crate::error::{fmt_shape, KernelError};
 
+mod conv;
 mod linalg;
+mod pool;
+mod softmax;
 
 create_exception!(
     _core,
@@ -183,5 +186,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     linalg::register(m)?;
+    conv::register(m)?;
+    pool::register(m)?;
+    softmax::register(m)?;
     Ok(())
 }

@@ -1,0 +1,542 @@
+//! Softmax, log-softmax and cross-entropy on logits, along the last axis of
+//! `(N, k)`, forward and backward, numerically stable.
+//!
+//! Every row subtracts its maximum before `exp`, so the largest term is
+//! `exp(0) = 1`: logits of magnitude 1e4 give finite values and gradients.
+//! `log_softmax = (x - max) - log(sum(exp(x - max)))`.
+//!
+//! Speed: the row loops work on 8 independent lanes (the compiler turns them
+//! into SIMD), `exp` of `f32` is a branch-free polynomial (Cephes' `expf`,
+//! about 1 ulp) that vectorizes, and every row function is compiled twice,
+//! plain and for AVX2+FMA, the second picked at run time when the CPU has it.
+//! `f64` uses the standard library's `exp`.
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use rayon::prelude::*;
+
+use crate::error::{fmt_shape, KernelError};
+use crate::float::Float;
+use crate::threads;
+
+/// Elements below which a row-wise op stays on the calling thread.
+///
+/// Measured with `cargo bench --bench kernels -- softmax` on the 2-core dev
+/// machine: one element costs ~1 ns (exp included), a rayon hand-off
+/// ~5-10 µs, so splitting pays from about 32k elements; (1000, 10) stays
+/// serial, (256, 1000) runs on all threads.
+pub const SOFTMAX_PAR_MIN_WORK: usize = 32 * 1024;
+
+const LANES: usize = 8;
+
+/// A float with the fast `exp` the row functions use.
+pub trait Exp: Float {
+    /// `e^self`.
+    fn exp_fast(self) -> Self;
+}
+
+impl Exp for f64 {
+    #[inline(always)]
+    fn exp_fast(self) -> f64 {
+        self.exp()
+    }
+}
+
+impl Exp for f32 {
+    /// Cephes `expf`: `x = n·ln2 + r`, `|r| <= ln2/2`, `e^r` by a degree-7
+    /// polynomial, `2^n` put in the exponent bits. No branch (selects only),
+    /// so it vectorizes. Below -87.3 (where the result would be subnormal)
+    /// it returns 0; the kernels only call it on `x <= 0`.
+    #[inline(always)]
+    fn exp_fast(self) -> f32 {
+        const LO: f32 = -87.336_54;
+        const HI: f32 = 88.0;
+        const LOG2E: f32 = std::f32::consts::LOG2_E;
+        // 1.5·2^23: adding it rounds to the nearest integer, kept in the low
+        // mantissa bits.
+        const ROUND: f32 = 12_582_912.0;
+        const C1: f32 = 0.693_359_4;
+        const C2: f32 = -2.121_944_4e-4;
+        let x = self.clamp(LO, HI);
+        let t = x * LOG2E + ROUND;
+        let n = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+        let kf = t - ROUND;
+        let r = x - kf * C1 - kf * C2;
+        let mut p = 1.987_569_1e-4_f32;
+        p = p * r + 1.398_2e-3;
+        p = p * r + 8.333_452e-3;
+        p = p * r + 4.166_579_6e-2;
+        p = p * r + 1.666_666_5e-1;
+        p = p * r + 0.5;
+        let y = p * r * r + r + 1.0;
+        let scale = f32::from_bits(((n + 127) as u32) << 23);
+        if self < LO {
+            0.0
+        } else {
+            y * scale
+        }
+    }
+}
+
+/// Wraps a row function `fn name<T: Exp>(args) -> R { body }` so that it runs
+/// the AVX2+FMA compilation of its body when the CPU has those features.
+macro_rules! multiversion {
+    ($(#[$meta:meta])* fn $name:ident<T>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        fn $name<T: Exp>($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn generic<T: Exp>($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2<T: Exp>($($arg: $ty),*) $(-> $ret)? {
+                    generic::<T>($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    return unsafe { avx2::<T>($($arg),*) };
+                }
+            }
+            generic::<T>($($arg),*)
+        }
+    };
+}
+
+#[inline(always)]
+fn row_max<T: Exp>(x: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); LANES];
+    let mut chunks = x.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    let mut m = T::neg_infinity();
+    for &v in acc.iter().chain(chunks.remainder()) {
+        m = if v > m { v } else { m };
+    }
+    m
+}
+
+#[inline(always)]
+fn lane_sum<T: Exp>(acc: [T; LANES], tail: T) -> T {
+    let a = (acc[0] + acc[4]) + (acc[1] + acc[5]);
+    let b = (acc[2] + acc[6]) + (acc[3] + acc[7]);
+    (a + b) + tail
+}
+
+/// `dst = exp(src - m)`, returns the sum of `dst`.
+#[inline(always)]
+fn exp_shift_sum<T: Exp>(src: &[T], m: T, dst: &mut [T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let mut s = src.chunks_exact(LANES);
+    let mut d = dst.chunks_exact_mut(LANES);
+    for (s, d) in (&mut s).zip(&mut d) {
+        for i in 0..LANES {
+            d[i] = (s[i] - m).exp_fast();
+            acc[i] += d[i];
+        }
+    }
+    let mut tail = T::zero();
+    for (&s, d) in s.remainder().iter().zip(d.into_remainder()) {
+        *d = (s - m).exp_fast();
+        tail += *d;
+    }
+    lane_sum(acc, tail)
+}
+
+/// `sum(a·b)`.
+#[inline(always)]
+fn dot<T: Exp>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(T::zero(), |t, (&x, &y)| t + x * y);
+    lane_sum(acc, tail)
+}
+
+#[inline(always)]
+fn sum<T: Exp>(a: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let mut c = a.chunks_exact(LANES);
+    for x in &mut c {
+        for i in 0..LANES {
+            acc[i] += x[i];
+        }
+    }
+    let tail = c.remainder().iter().fold(T::zero(), |t, &x| t + x);
+    lane_sum(acc, tail)
+}
+
+multiversion! {
+    /// Softmax of the rows (length `k`) of `x` into `y`.
+    fn softmax_rows<T>(x: &[T], y: &mut [T], k: usize) {
+        for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)) {
+            let m = row_max(xr);
+            let s = exp_shift_sum(xr, m, yr);
+            let inv = T::one() / s;
+            for v in yr.iter_mut() {
+                *v *= inv;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Log-softmax of the rows of `x` into `y` (`y` is the exp scratch first).
+    fn log_softmax_rows<T>(x: &[T], y: &mut [T], k: usize) {
+        for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)) {
+            let m = row_max(xr);
+            let s = exp_shift_sum(xr, m, yr);
+            // (x - m) - log(s), in that order: x - (m + log(s)) would lose
+            // the digits of log(s) when |m| is large.
+            let ls = s.ln();
+            for (v, &xv) in yr.iter_mut().zip(xr) {
+                *v = (xv - m) - ls;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dx = y·(δ - sum(y·δ))`, the softmax backward pass, row by row.
+    fn softmax_backward_rows<T>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
+        for ((yr, dr), gr) in y.chunks_exact(k).zip(d.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
+            let s = dot(yr, dr);
+            for ((g, &yv), &dv) in gr.iter_mut().zip(yr).zip(dr) {
+                *g = yv * (dv - s);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dx = δ - exp(y)·sum(δ)`, the log-softmax backward pass, row by row.
+    fn log_softmax_backward_rows<T>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
+        for ((yr, dr), gr) in y.chunks_exact(k).zip(d.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
+            let s = sum(dr);
+            exp_shift_sum(yr, T::zero(), gr);
+            for (g, &dv) in gr.iter_mut().zip(dr) {
+                *g = dv - *g * s;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Per-row cross-entropy with class indices: `logsumexp(x) - x[t]`;
+    /// `scratch` holds one row.
+    fn ce_index_rows<T>(x: &[T], t: &[i64], loss: &mut [T], scratch: &mut [T], k: usize) {
+        for ((xr, &ti), l) in x.chunks_exact(k).zip(t).zip(loss.iter_mut()) {
+            let m = row_max(xr);
+            let s = exp_shift_sum(xr, m, scratch);
+            *l = (m - xr[ti as usize]) + s.ln();
+        }
+    }
+}
+
+multiversion! {
+    /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
+    fn ce_index_backward_rows<T>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
+        for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
+            let m = row_max(xr);
+            let inv = T::one() / exp_shift_sum(xr, m, gr);
+            for g in gr.iter_mut() {
+                *g *= inv;
+            }
+            gr[ti as usize] -= T::one();
+        }
+    }
+}
+
+multiversion! {
+    /// Per-row cross-entropy with target probabilities `p`:
+    /// `-sum(p·log_softmax(x)) = sum(p)·(max + log(s)) - sum(p·x)`.
+    fn ce_prob_rows<T>(x: &[T], p: &[T], loss: &mut [T], scratch: &mut [T], k: usize) {
+        for ((xr, pr), l) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(loss.iter_mut()) {
+            let m = row_max(xr);
+            let s = exp_shift_sum(xr, m, scratch);
+            // Σ p·(x - m) keeps the terms small when the logits are large.
+            let mut acc = T::zero();
+            for (&xv, &pv) in xr.iter().zip(pr) {
+                acc += pv * (xv - m);
+            }
+            *l = sum(pr) * s.ln() - acc;
+        }
+    }
+}
+
+multiversion! {
+    /// Gradient of the summed cross-entropy with target probabilities:
+    /// `softmax(x)·sum(p) - p`.
+    fn ce_prob_backward_rows<T>(x: &[T], p: &[T], dx: &mut [T], k: usize) {
+        for ((xr, pr), gr) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
+            let m = row_max(xr);
+            let scale = sum(pr) / exp_shift_sum(xr, m, gr);
+            for (g, &pv) in gr.iter_mut().zip(pr) {
+                *g = *g * scale - pv;
+            }
+        }
+    }
+}
+
+/// Rows per task when a row-wise op of `n × k` runs in parallel (0 = serial).
+fn rows_per_task(n: usize, k: usize) -> usize {
+    let work = n.saturating_mul(k);
+    if n < 2 || !threads::worth_parallel(work) || work < SOFTMAX_PAR_MIN_WORK {
+        return 0;
+    }
+    n.div_ceil(rayon::current_num_threads() * 4).max(1)
+}
+
+/// Runs `f(first_row, rows_of_out)` over `out` (rows of `width`), split in
+/// tasks when worth it.
+fn over_rows<T: Float>(
+    out: &mut [T],
+    n: usize,
+    width: usize,
+    k: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    if out.is_empty() || width == 0 {
+        return;
+    }
+    threads::install(|| match rows_per_task(n, k) {
+        0 => f(0, out),
+        rows => out
+            .par_chunks_mut(rows * width)
+            .enumerate()
+            .for_each(|(i, c)| f(i * rows, c)),
+    });
+}
+
+fn check_rows(op: &'static str, x: &ArrayView2<'_, impl Float>) -> Result<(), KernelError> {
+    if x.ncols() == 0 && x.nrows() > 0 {
+        return Err(KernelError::shape(
+            op,
+            "x",
+            "(N, k) with k >= 1",
+            fmt_shape(x.shape()),
+        ));
+    }
+    Ok(())
+}
+
+fn check_same(
+    op: &'static str,
+    arg: &'static str,
+    other: &'static str,
+    a: &[usize],
+    b: &[usize],
+) -> Result<(), KernelError> {
+    if a != b {
+        return Err(KernelError::shape(
+            op,
+            arg,
+            format!("{} (the shape of {other})", fmt_shape(b)),
+            fmt_shape(a),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies a row function `(x, out, k)` to a `(N, k)` array.
+fn map_rows<T: Exp>(x: ArrayView2<'_, T>, f: fn(&[T], &mut [T], usize)) -> Array2<T> {
+    let (n, k) = x.dim();
+    let mut y = Array2::<T>::zeros((n, k));
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let ys = y.as_slice_mut().expect("fresh array");
+    over_rows(ys, n, k, k, |r0, yc| {
+        f(&xs[r0 * k..r0 * k + yc.len()], yc, k);
+    });
+    y
+}
+
+/// Applies a backward row function `(y, delta, dx, k)`.
+fn map_rows2<T: Exp>(
+    y: ArrayView2<'_, T>,
+    d: ArrayView2<'_, T>,
+    f: fn(&[T], &[T], &mut [T], usize),
+) -> Array2<T> {
+    let (n, k) = y.dim();
+    let mut dx = Array2::<T>::zeros((n, k));
+    let y = y.as_standard_layout();
+    let d = d.as_standard_layout();
+    let (ys, ds) = (
+        y.as_slice().expect("standard layout"),
+        d.as_slice().expect("standard layout"),
+    );
+    let gs = dx.as_slice_mut().expect("fresh array");
+    over_rows(gs, n, k, k, |r0, gc| {
+        let r = r0 * k..r0 * k + gc.len();
+        f(&ys[r.clone()], &ds[r], gc, k);
+    });
+    dx
+}
+
+/// Softmax along the last axis of `x (N, k)`.
+pub fn softmax<T: Exp>(x: ArrayView2<'_, T>) -> Result<Array2<T>, KernelError> {
+    check_rows("softmax", &x)?;
+    Ok(map_rows(x, softmax_rows::<T>))
+}
+
+/// Log-softmax along the last axis of `x (N, k)`.
+pub fn log_softmax<T: Exp>(x: ArrayView2<'_, T>) -> Result<Array2<T>, KernelError> {
+    check_rows("log_softmax", &x)?;
+    Ok(map_rows(x, log_softmax_rows::<T>))
+}
+
+/// Gradient of softmax given its output `y` and `delta = dL/dy`.
+pub fn softmax_backward<T: Exp>(
+    y: ArrayView2<'_, T>,
+    delta: ArrayView2<'_, T>,
+) -> Result<Array2<T>, KernelError> {
+    check_same("softmax_backward", "delta", "y", delta.shape(), y.shape())?;
+    Ok(map_rows2(y, delta, softmax_backward_rows::<T>))
+}
+
+/// Gradient of log-softmax given its output `y` and `delta = dL/dy`.
+pub fn log_softmax_backward<T: Exp>(
+    y: ArrayView2<'_, T>,
+    delta: ArrayView2<'_, T>,
+) -> Result<Array2<T>, KernelError> {
+    check_same(
+        "log_softmax_backward",
+        "delta",
+        "y",
+        delta.shape(),
+        y.shape(),
+    )?;
+    Ok(map_rows2(y, delta, log_softmax_backward_rows::<T>))
+}
+
+/// The target of a cross-entropy: class indices or probabilities.
+#[derive(Clone, Debug)]
+pub enum Target<'a, T> {
+    /// `(N,)` class indices in `[0, k)`.
+    Index(ArrayView1<'a, i64>),
+    /// `(N, k)` probabilities (one-hot or soft labels).
+    Prob(ArrayView2<'a, T>),
+}
+
+fn check_target<T: Float>(
+    op: &'static str,
+    logits: &ArrayView2<'_, T>,
+    target: &Target<'_, T>,
+) -> Result<(), KernelError> {
+    check_rows(op, logits)?;
+    let (n, k) = logits.dim();
+    match target {
+        Target::Index(t) => {
+            if t.len() != n {
+                return Err(KernelError::shape(
+                    op,
+                    "target",
+                    format!(
+                        "({n},) class indices to match logits {}",
+                        fmt_shape(logits.shape())
+                    ),
+                    fmt_shape(t.shape()),
+                ));
+            }
+            if let Some((i, &bad)) = t
+                .iter()
+                .enumerate()
+                .find(|(_, &c)| c < 0 || c as usize >= k)
+            {
+                return Err(KernelError::invalid(
+                    op,
+                    format!("target[{i}] = {bad} is not a class index in [0, {k})"),
+                ));
+            }
+        }
+        Target::Prob(p) => check_same(op, "target", "logits", p.shape(), logits.shape())?,
+    }
+    Ok(())
+}
+
+/// Per-sample cross-entropy on logits, `(N,)`: `-sum(target·log_softmax(x))`
+/// (with indices: `logsumexp(x) - x[t]`).
+pub fn cross_entropy<T: Exp>(
+    logits: ArrayView2<'_, T>,
+    target: Target<'_, T>,
+) -> Result<Array1<T>, KernelError> {
+    const OP: &str = "cross_entropy";
+    check_target(OP, &logits, &target)?;
+    let (n, k) = logits.dim();
+    let mut loss = Array1::<T>::zeros(n);
+    let x = logits.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let ls = loss.as_slice_mut().expect("fresh array");
+    match target {
+        Target::Index(t) => {
+            let t = t.as_standard_layout();
+            let ts = t.as_slice().expect("standard layout");
+            over_rows(ls, n, 1, k, |r0, lc| {
+                let mut scratch = vec![T::zero(); k];
+                let rows = r0..r0 + lc.len();
+                ce_index_rows(
+                    &xs[rows.start * k..rows.end * k],
+                    &ts[rows],
+                    lc,
+                    &mut scratch,
+                    k,
+                );
+            });
+        }
+        Target::Prob(p) => {
+            let p = p.as_standard_layout();
+            let ps = p.as_slice().expect("standard layout");
+            over_rows(ls, n, 1, k, |r0, lc| {
+                let mut scratch = vec![T::zero(); k];
+                let r = r0 * k..(r0 + lc.len()) * k;
+                ce_prob_rows(&xs[r.clone()], &ps[r], lc, &mut scratch, k);
+            });
+        }
+    }
+    Ok(loss)
+}
+
+/// Gradient of the SUM over the batch of [`cross_entropy`] with respect to
+/// the logits, `(N, k)`: `softmax(x)·sum(target) - target`.
+pub fn cross_entropy_backward<T: Exp>(
+    logits: ArrayView2<'_, T>,
+    target: Target<'_, T>,
+) -> Result<Array2<T>, KernelError> {
+    const OP: &str = "cross_entropy_backward";
+    check_target(OP, &logits, &target)?;
+    let (n, k) = logits.dim();
+    let mut dx = Array2::<T>::zeros((n, k));
+    let x = logits.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let gs = dx.as_slice_mut().expect("fresh array");
+    match target {
+        Target::Index(t) => {
+            let t = t.as_standard_layout();
+            let ts = t.as_slice().expect("standard layout");
+            over_rows(gs, n, k, k, |r0, gc| {
+                let rows = r0..r0 + gc.len() / k;
+                ce_index_backward_rows(&xs[rows.start * k..rows.end * k], &ts[rows], gc, k);
+            });
+        }
+        Target::Prob(p) => {
+            let p = p.as_standard_layout();
+            let ps = p.as_slice().expect("standard layout");
+            over_rows(gs, n, k, k, |r0, gc| {
+                let r = r0 * k..r0 * k + gc.len();
+                ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
+            });
+        }
+    }
+    Ok(dx)
+}

@@ -13,7 +13,14 @@ import numpy as np
 
 from ._core import ShapeError
 
-__all__ = ["ShapeError", "as_float_array", "check_positive_int", "fmt_shape"]
+__all__ = [
+    "MAX_SIZE",
+    "ShapeError",
+    "as_float_array",
+    "check_n_elements",
+    "check_positive_int",
+    "fmt_shape",
+]
 
 # numpy kinds that can be cast to a float without losing meaning: bool, signed,
 # unsigned, float. Complex (would drop the imaginary part), object, strings,
@@ -72,10 +79,28 @@ def as_float_array(
     return arr
 
 
-def check_positive_int(value: object, name: str, minimum: int = 1) -> int:
+# The largest size argument (and number of elements of one parameter) a module
+# takes: beyond it an array could not be allocated, or its size would overflow.
+MAX_SIZE = 2**31 - 1
+
+
+def check_positive_int(value: object, name: str, minimum: int = 1, maximum: int = MAX_SIZE) -> int:
     """Checks a size argument (``k_size``, ``stride``, ``input``...) and returns it as int."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    if value > maximum:
+        raise ValueError(f"{name} must be an integer <= {maximum}, got {value}")
     return int(value)
+
+
+def check_n_elements(shape: Sequence[int], name: str) -> None:
+    """Refuses an array of ``shape`` with more than ``MAX_SIZE`` elements (before allocating)."""
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if n > MAX_SIZE:
+        raise ValueError(
+            f"{name} of shape {fmt_shape(shape)} would have {n} elements, more than {MAX_SIZE}"
+        )

@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ._validation import check_n_elements
+
 __all__ = ["INITIALISERS", "get_rng", "manual_seed", "initialise"]
 
 Initialiser = Callable[[tuple[int, ...], int, int, np.random.Generator], np.ndarray]
@@ -74,6 +76,7 @@ def initialise(
     dtype: np.dtype,
 ) -> np.ndarray:
     """Draws a parameter of ``shape`` with the named (or given) initialiser."""
+    check_n_elements(shape, "init: a parameter")
     if isinstance(init, str):
         if init not in INITIALISERS:
             raise ValueError(f"init must be one of {sorted(INITIALISERS)}, got {init!r}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _core
@@ -62,7 +64,7 @@ class Loss:
 
 def _per_sample(values: np.ndarray) -> np.ndarray:
     """Sums every axis but the batch axis."""
-    return values.reshape(values.shape[0], -1).sum(axis=1)
+    return values.reshape(values.shape[0], math.prod(values.shape[1:])).sum(axis=1)
 
 
 class MSELoss(Loss):

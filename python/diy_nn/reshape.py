@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -33,7 +34,7 @@ class Flatten(Module):
         x = _float_input(X, "Flatten.forward: input")
         if x.ndim < 1:
             raise ShapeError("Flatten.forward: input must have a batch axis, got a scalar")
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         x = _float_input(input, "Flatten.backward_delta: input")

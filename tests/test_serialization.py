@@ -134,3 +134,18 @@ def test_no_pickle_in_files(tmp_path):
     nn.save(_mlp(), tmp_path / "net.safetensors")
     header_len = int.from_bytes((tmp_path / "net.safetensors").read_bytes()[:8], "little")
     assert header_len < 10_000  # a JSON header followed by raw tensor bytes
+
+
+def test_conv_model_loads_into_torch_with_the_same_outputs(tmp_path):
+    torch = require_torch()
+    from safetensors.torch import load_file
+
+    net = nn.Sequential(nn.Conv2D(3, 2, 4, rng=0), nn.ReLU(), nn.Conv2D(2, 4, 3, stride=2, rng=1))
+    x = np.random.default_rng(0).standard_normal((2, 9, 8, 2))
+    nn.save(net, tmp_path / "cnn.safetensors")
+    T = torch.nn
+    tnet = T.Sequential(T.Conv2d(2, 4, 3), T.ReLU(), T.Conv2d(4, 3, 2, stride=2)).double()
+    tnet.load_state_dict(load_file(str(tmp_path / "cnn.safetensors")))
+    with torch.no_grad():
+        out = tnet(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(net.forward(x), out, rtol=1e-10)

@@ -108,13 +108,13 @@ fn row_max<T: Exp>(x: &[T]) -> T {
     let mut acc = [T::neg_infinity(); LANES];
     let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
-        for i in 0..LANES {
-            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a = a.max(v);
         }
     }
     let mut m = T::neg_infinity();
     for &v in acc.iter().chain(chunks.remainder()) {
-        m = if v > m { v } else { m };
+        m = m.max(v);
     }
     m
 }
@@ -129,21 +129,11 @@ fn lane_sum<T: Exp>(acc: [T; LANES], tail: T) -> T {
 /// `dst = exp(src - m)`, returns the sum of `dst`.
 #[inline(always)]
 fn exp_shift_sum<T: Exp>(src: &[T], m: T, dst: &mut [T]) -> T {
-    let mut acc = [T::zero(); LANES];
-    let mut s = src.chunks_exact(LANES);
-    let mut d = dst.chunks_exact_mut(LANES);
-    for (s, d) in (&mut s).zip(&mut d) {
-        for i in 0..LANES {
-            d[i] = (s[i] - m).exp_fast();
-            acc[i] += d[i];
-        }
-    }
-    let mut tail = T::zero();
-    for (&s, d) in s.remainder().iter().zip(d.into_remainder()) {
+    // Two simple passes (both vectorize) rather than one fused loop.
+    for (d, &s) in dst.iter_mut().zip(src) {
         *d = (s - m).exp_fast();
-        tail += *d;
     }
-    lane_sum(acc, tail)
+    sum(dst)
 }
 
 /// `sum(a·b)`.
@@ -177,15 +167,52 @@ fn sum<T: Exp>(a: &[T]) -> T {
     lane_sum(acc, tail)
 }
 
+/// Rows per block of the block-wise passes: about 4096 elements, so a block
+/// stays in L1 while it is read three times.
+fn block_rows(k: usize) -> usize {
+    (4096 / k.max(1)).max(1)
+}
+
+/// `exp` over a whole block at once. For short rows (the (1000, 10) of a
+/// classifier) a per-row `exp` would spend most of its time in the scalar
+/// tail of each row; over the block the loop is one long SIMD run.
+#[inline(always)]
+fn exp_inplace<T: Exp>(y: &mut [T]) {
+    for v in y.iter_mut() {
+        *v = v.exp_fast();
+    }
+}
+
+/// Pass 1 of the stable forms: `y = x - max(row)` for each row of the block;
+/// returns nothing, the maxima go to `maxes`.
+#[inline(always)]
+fn shift_rows<T: Exp>(x: &[T], y: &mut [T], k: usize, maxes: &mut [T]) {
+    for ((xr, yr), m) in x
+        .chunks_exact(k)
+        .zip(y.chunks_exact_mut(k))
+        .zip(maxes.iter_mut())
+    {
+        *m = row_max(xr);
+        for (v, &xv) in yr.iter_mut().zip(xr) {
+            *v = xv - *m;
+        }
+    }
+}
+
 multiversion! {
-    /// Softmax of the rows (length `k`) of `x` into `y`.
+    /// Softmax of the rows (length `k`) of `x` into `y`, block by block:
+    /// shift by the row max, `exp` of the block, scale by 1/sum.
     fn softmax_rows<T>(x: &[T], y: &mut [T], k: usize) {
-        for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)) {
-            let m = row_max(xr);
-            let s = exp_shift_sum(xr, m, yr);
-            let inv = T::one() / s;
-            for v in yr.iter_mut() {
-                *v *= inv;
+        let rows = block_rows(k);
+        let mut maxes = vec![T::zero(); rows];
+        for (xb, yb) in x.chunks(rows * k).zip(y.chunks_mut(rows * k)) {
+            shift_rows(xb, yb, k, &mut maxes);
+            exp_inplace(yb);
+            for yr in yb.chunks_exact_mut(k) {
+                let inv = T::one() / sum(yr);
+                for v in yr.iter_mut() {
+                    *v *= inv;
+                }
             }
         }
     }
@@ -194,14 +221,18 @@ multiversion! {
 multiversion! {
     /// Log-softmax of the rows of `x` into `y` (`y` is the exp scratch first).
     fn log_softmax_rows<T>(x: &[T], y: &mut [T], k: usize) {
-        for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)) {
-            let m = row_max(xr);
-            let s = exp_shift_sum(xr, m, yr);
-            // (x - m) - log(s), in that order: x - (m + log(s)) would lose
-            // the digits of log(s) when |m| is large.
-            let ls = s.ln();
-            for (v, &xv) in yr.iter_mut().zip(xr) {
-                *v = (xv - m) - ls;
+        let rows = block_rows(k);
+        let mut maxes = vec![T::zero(); rows];
+        for (xb, yb) in x.chunks(rows * k).zip(y.chunks_mut(rows * k)) {
+            shift_rows(xb, yb, k, &mut maxes);
+            exp_inplace(yb);
+            for ((xr, yr), &m) in xb.chunks_exact(k).zip(yb.chunks_exact_mut(k)).zip(&maxes) {
+                // (x - m) - log(s), in that order: x - (m + log(s)) would lose
+                // the digits of log(s) when |m| is large.
+                let ls = sum(yr).ln();
+                for (v, &xv) in yr.iter_mut().zip(xr) {
+                    *v = (xv - m) - ls;
+                }
             }
         }
     }
@@ -220,13 +251,17 @@ multiversion! {
 }
 
 multiversion! {
-    /// `dx = δ - exp(y)·sum(δ)`, the log-softmax backward pass, row by row.
+    /// `dx = δ - exp(y)·sum(δ)`, the log-softmax backward pass, block by block.
     fn log_softmax_backward_rows<T>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
-        for ((yr, dr), gr) in y.chunks_exact(k).zip(d.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
-            let s = sum(dr);
-            exp_shift_sum(yr, T::zero(), gr);
-            for (g, &dv) in gr.iter_mut().zip(dr) {
-                *g = dv - *g * s;
+        let rows = block_rows(k);
+        for ((yb, db), gb) in y.chunks(rows * k).zip(d.chunks(rows * k)).zip(dx.chunks_mut(rows * k)) {
+            gb.copy_from_slice(yb);
+            exp_inplace(gb);
+            for (dr, gr) in db.chunks_exact(k).zip(gb.chunks_exact_mut(k)) {
+                let s = sum(dr);
+                for (g, &dv) in gr.iter_mut().zip(dr) {
+                    *g = dv - *g * s;
+                }
             }
         }
     }
@@ -247,13 +282,18 @@ multiversion! {
 multiversion! {
     /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
     fn ce_index_backward_rows<T>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
-        for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
-            let m = row_max(xr);
-            let inv = T::one() / exp_shift_sum(xr, m, gr);
-            for g in gr.iter_mut() {
-                *g *= inv;
+        let rows = block_rows(k);
+        let mut maxes = vec![T::zero(); rows];
+        for ((xb, tb), gb) in x.chunks(rows * k).zip(t.chunks(rows)).zip(dx.chunks_mut(rows * k)) {
+            shift_rows(xb, gb, k, &mut maxes);
+            exp_inplace(gb);
+            for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
+                let inv = T::one() / sum(gr);
+                for g in gr.iter_mut() {
+                    *g *= inv;
+                }
+                gr[ti as usize] -= T::one();
             }
-            gr[ti as usize] -= T::one();
         }
     }
 }

@@ -23,7 +23,7 @@ use ndarray::{Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3
 use ndarray::{ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, ArrayViewMut4, Axis, Zip};
 use rayon::prelude::*;
 
-use crate::error::{fmt_shape, KernelError};
+use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
 use crate::threads;
 
@@ -158,7 +158,14 @@ fn check_kernel_fits(
     if k == 0 {
         return Err(KernelError::invalid(op, "kernel size must be >= 1, got 0"));
     }
-    if k > len + 2 * padding {
+    let padded = padding.checked_mul(2).and_then(|p2| p2.checked_add(len));
+    let Some(padded) = padded else {
+        return Err(KernelError::invalid(
+            op,
+            format!("padding {padding} is too large for the {what} {len}"),
+        ));
+    };
+    if k > padded {
         return Err(KernelError::invalid(
             op,
             format!("kernel size {k} is larger than the {what} {len} (+ 2 x padding {padding})"),
@@ -187,7 +194,7 @@ pub fn conv1d_params(
     }
     check_stride(op, stride)?;
     check_kernel_fits(op, "input length", k, l, padding)?;
-    Ok(Conv1dParams {
+    let p = Conv1dParams {
         n,
         l,
         cin,
@@ -195,7 +202,11 @@ pub fn conv1d_params(
         k,
         stride,
         padding,
-    })
+    };
+    let why = format!("for input length {l}, stride {stride} and padding {padding}");
+    check_alloc(op, &format!("the output {why}"), &[n, p.out_len(), cout])?;
+    check_alloc(op, &format!("the input {why}"), &[n, l, cin])?;
+    Ok(p)
 }
 
 /// Checks a 2-D convolution's input and (square) weight shapes.
@@ -219,7 +230,7 @@ pub fn conv2d_params(
     check_stride(op, stride)?;
     check_kernel_fits(op, "input height", kh, h, padding)?;
     check_kernel_fits(op, "input width", kw, w, padding)?;
-    Ok(Conv2dParams {
+    let p = Conv2dParams {
         n,
         h,
         w,
@@ -231,7 +242,12 @@ pub fn conv2d_params(
         sw: stride,
         ph: padding,
         pw: padding,
-    })
+    };
+    let (ho, wo) = p.out_dims();
+    let why = format!("for input size ({h}, {w}), stride {stride} and padding {padding}");
+    check_alloc(op, &format!("the output {why}"), &[n, ho, wo, cout])?;
+    check_alloc(op, &format!("the input {why}"), &[n, h, w, cin])?;
+    Ok(p)
 }
 
 fn check_bias(
@@ -446,7 +462,8 @@ fn forward_impl<T: Float>(
         let xs = x.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
         let wm = weight_matrix(&w, p);
-        let b = b.map(|b| b.to_owned());
+        // a plain Vec: `to_owned` keeps a reversed view's negative stride
+        let b: Option<Vec<T>> = b.map(|b| b.iter().copied().collect());
         let chunk = p.chunk();
         let rows_per = p.out_pixels();
         let os = out.as_slice_mut().expect("fresh array");
@@ -458,7 +475,7 @@ fn forward_impl<T: Float>(
             im2col(xs, p, n0, n1, &mut col);
             if let Some(b) = &b {
                 for r in oc.chunks_exact_mut(p.cout) {
-                    r.copy_from_slice(b.as_slice().expect("owned bias"));
+                    r.copy_from_slice(b);
                 }
             }
             let colv = ArrayView2::from_shape((rows, p.patch()), &col).expect("sized");

@@ -62,6 +62,37 @@ impl fmt::Display for KernelError {
 
 impl std::error::Error for KernelError {}
 
+/// Refuses an array of shape `dims` (elements of at most 8 bytes) that could not
+/// be allocated: its size overflows, or the allocator says no. Called before
+/// any work, so that a huge size gives an error instead of an abort.
+pub fn check_alloc(op: &'static str, what: &str, dims: &[usize]) -> Result<(), KernelError> {
+    const PROBE_FROM: usize = 1 << 30; // below 1 GiB, assume the allocation succeeds
+                                       // ndarray also refuses shapes whose non-zero axes overflow, empty or not
+    let nonzero = dims
+        .iter()
+        .try_fold(8usize, |a, &d| a.checked_mul(d.max(1)));
+    let bytes = nonzero
+        .filter(|&b| b <= isize::MAX as usize)
+        .map(|_| dims.iter().product::<usize>() * 8);
+    let ok = bytes.is_some_and(|b| {
+        b < PROBE_FROM || {
+            let mut probe: Vec<u8> = Vec::new();
+            probe.try_reserve_exact(b).is_ok()
+        }
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(KernelError::invalid(
+            op,
+            format!(
+                "{what} of shape {} is too large to allocate",
+                fmt_shape(dims)
+            ),
+        ))
+    }
+}
+
 /// Formats a shape as numpy does: `(3, 4)`, `(5,)`.
 pub fn fmt_shape(shape: &[usize]) -> String {
     match shape {

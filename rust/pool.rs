@@ -13,7 +13,7 @@
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use rayon::prelude::*;
 
-use crate::error::{fmt_shape, KernelError};
+use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
 use crate::threads;
 
@@ -90,6 +90,7 @@ pub fn pool1d_params(
     stride: usize,
 ) -> Result<Pool2dParams, KernelError> {
     check_window(op, "input length", k, stride, shape[1])?;
+    check_alloc(op, "the input", shape)?;
     Ok(Pool2dParams {
         n: shape[0],
         h: 1,
@@ -111,6 +112,7 @@ pub fn pool2d_params(
 ) -> Result<Pool2dParams, KernelError> {
     check_window(op, "input height", k, stride, shape[1])?;
     check_window(op, "input width", k, stride, shape[2])?;
+    check_alloc(op, "the input", shape)?;
     Ok(Pool2dParams {
         n: shape[0],
         h: shape[1],
@@ -219,7 +221,9 @@ fn max_pool_backward_impl<T: Float>(
         ));
     }
     let (n, c) = (delta.shape()[0], delta.shape()[3]);
-    let size = h * w;
+    let what = format!("the input of input_len/input_hw ({h}, {w})");
+    check_alloc(op, &what, &[n, h, w, c])?;
+    let size = h * w; // fits: checked with the other axes above
     if let Some(bad) = argmax.iter().find(|&&a| a < 0 || a as usize >= size) {
         return Err(KernelError::invalid(
             op,

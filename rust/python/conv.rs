@@ -9,7 +9,7 @@ use numpy::{
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
-use super::{common_dtype, dispatch, FloatArg, ShapeError};
+use super::{common_dtype, dispatch, FloatArg, Int, ShapeError};
 use crate::conv;
 use crate::error::fmt_shape;
 use crate::float::Float;
@@ -23,6 +23,12 @@ pub(super) fn size(op: &'static str, name: &str, v: i64, min: i64) -> PyResult<u
         )));
     }
     usize::try_from(v).map_err(|_| ShapeError::new_err(format!("{op}: {name} is too large: {v}")))
+}
+
+/// An integer argument given as an [`Int`]: checked as [`size`], or a
+/// `TypeError`/`ValueError` naming it when it is not an int or overflows i64.
+pub(super) fn int(op: &'static str, name: &str, v: Int, min: i64) -> PyResult<usize> {
+    size(op, name, v.get(op, name, min)?, min)
 }
 
 /// An `(H, W)` pair of sizes (a tuple or list of two ints).
@@ -54,7 +60,14 @@ pub(super) fn int64_arg<'py, D: Dimension>(
     expected: &str,
 ) -> PyResult<PyReadonlyArray<'py, i64, D>> {
     let array = obj.cast::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!("{op}: {name} must be a numpy.ndarray of int64"))
+        let ty = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into());
+        PyTypeError::new_err(format!(
+            "{op}: {name} must be a numpy.ndarray of int64, got {ty}"
+        ))
     })?;
     let dtype = array.dtype();
     if !dtype.is_equiv_to(&numpy::dtype::<i64>(obj.py())) {
@@ -104,22 +117,22 @@ macro_rules! conv_forward {
         }
 
         #[pyfunction(name = $name)]
-        #[pyo3(signature = (x, w, b = None, stride = 1, padding = 0))]
+        #[pyo3(signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)))]
         fn $py<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
             w: &Bound<'py, PyAny>,
             b: Option<&Bound<'py, PyAny>>,
-            stride: i64,
-            padding: i64,
+            stride: Int,
+            padding: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
             const OP: &str = $name;
             let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
             let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
             let b = optional(OP, "b", b)?;
             let (stride, padding) = (
-                size(OP, "stride", stride, 1)?,
-                size(OP, "padding", padding, 0)?,
+                int(OP, "stride", stride, 1)?,
+                int(OP, "padding", padding, 0)?,
             );
             let mut args = vec![&x, &w];
             args.extend(b.as_ref());
@@ -168,22 +181,22 @@ fn conv1d_backward_input_t<'py, T: Float + numpy::Element>(
 
 /// conv1d_backward_input(delta, w, input_len, stride=1, padding=0) -> ndarray
 #[pyfunction(name = "conv1d_backward_input")]
-#[pyo3(signature = (delta, w, input_len, stride = 1, padding = 0))]
+#[pyo3(signature = (delta, w, input_len, stride = Int::of(1), padding = Int::of(0)))]
 fn conv1d_backward_input_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
     w: &Bound<'py, PyAny>,
-    input_len: i64,
-    stride: i64,
-    padding: i64,
+    input_len: Int,
+    stride: Int,
+    padding: Int,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "conv1d_backward_input";
     let delta = FloatArg::new(OP, "delta", delta, 3, "(N, Lout, Cout)")?;
     let w = FloatArg::new(OP, "w", w, 3, "(K, Cin, Cout)")?;
-    let input_len = size(OP, "input_len", input_len, 0)?;
+    let input_len = int(OP, "input_len", input_len, 0)?;
     let (stride, padding) = (
-        size(OP, "stride", stride, 1)?,
-        size(OP, "padding", padding, 0)?,
+        int(OP, "stride", stride, 1)?,
+        int(OP, "padding", padding, 0)?,
     );
     dispatch!(
         common_dtype(OP, &[&delta, &w])?,
@@ -207,22 +220,22 @@ fn conv2d_backward_input_t<'py, T: Float + numpy::Element>(
 
 /// conv2d_backward_input(delta, w, input_hw, stride=1, padding=0) -> ndarray
 #[pyfunction(name = "conv2d_backward_input")]
-#[pyo3(signature = (delta, w, input_hw, stride = 1, padding = 0))]
+#[pyo3(signature = (delta, w, input_hw, stride = Int::of(1), padding = Int::of(0)))]
 fn conv2d_backward_input_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
     w: &Bound<'py, PyAny>,
     input_hw: &Bound<'py, PyAny>,
-    stride: i64,
-    padding: i64,
+    stride: Int,
+    padding: Int,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "conv2d_backward_input";
     let delta = FloatArg::new(OP, "delta", delta, 4, "(N, H', W', Cout)")?;
     let w = FloatArg::new(OP, "w", w, 4, "(K, K, Cin, Cout)")?;
     let hw = pair(OP, "input_hw", input_hw)?;
     let (stride, padding) = (
-        size(OP, "stride", stride, 1)?,
-        size(OP, "padding", padding, 0)?,
+        int(OP, "stride", stride, 1)?,
+        int(OP, "padding", padding, 0)?,
     );
     dispatch!(
         common_dtype(OP, &[&delta, &w])?,
@@ -253,15 +266,15 @@ macro_rules! conv_backward_weight {
         }
 
         #[pyfunction(name = $name)]
-        #[pyo3(signature = (x, delta, grad_w, grad_b = None, stride = 1, padding = 0))]
+        #[pyo3(signature = (x, delta, grad_w, grad_b = None, stride = Int::of(1), padding = Int::of(0)))]
         fn $py(
             py: Python<'_>,
             x: &Bound<'_, PyAny>,
             delta: &Bound<'_, PyAny>,
             grad_w: &Bound<'_, PyAny>,
             grad_b: Option<&Bound<'_, PyAny>>,
-            stride: i64,
-            padding: i64,
+            stride: Int,
+            padding: Int,
         ) -> PyResult<()> {
             const OP: &str = $name;
             let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
@@ -269,8 +282,8 @@ macro_rules! conv_backward_weight {
             let grad_w = FloatArg::new(OP, "grad_w", grad_w, $nd, $ws)?;
             let grad_b = optional(OP, "grad_b", grad_b)?;
             let (stride, padding) = (
-                size(OP, "stride", stride, 1)?,
-                size(OP, "padding", padding, 0)?,
+                int(OP, "stride", stride, 1)?,
+                int(OP, "padding", padding, 0)?,
             );
             let mut args = vec![&x, &delta, &grad_w];
             args.extend(grad_b.as_ref());

@@ -14,6 +14,7 @@ use numpy::{
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::PyInt;
 
 use crate::error::{fmt_shape, KernelError};
 
@@ -144,6 +145,57 @@ impl<'py> FloatArg<'py> {
     }
 }
 
+/// An integer argument as Python passed it: its value, or a description of
+/// what came instead. Extraction never fails, so that the binding can raise
+/// an error naming the argument (PyO3's own says only "'float' object cannot
+/// be interpreted as an integer", and an `OverflowError` for ints beyond i64).
+pub(crate) struct Int(Result<i64, (bool, String)>);
+
+impl Int {
+    /// A default value.
+    pub(crate) const fn of(v: i64) -> Self {
+        Int(Ok(v))
+    }
+
+    /// The value; a `TypeError` (not an int) or `ShapeError` (beyond i64)
+    /// naming `op`, `name`, the expected and the given value otherwise.
+    pub(crate) fn get(&self, op: &str, name: &str, min: i64) -> PyResult<i64> {
+        match &self.0 {
+            Ok(v) => Ok(*v),
+            Err((true, repr)) => Err(ShapeError::new_err(format!(
+                "{op}: {name} must be an int >= {min} that fits in 64 bits, got {repr}"
+            ))),
+            Err((false, what)) => Err(PyTypeError::new_err(format!(
+                "{op}: {name} must be an int >= {min}, got {what}"
+            ))),
+        }
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Int {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(v) = obj.extract::<i64>() {
+            return Ok(Int(Ok(v)));
+        }
+        let repr = obj
+            .repr()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| "?".into());
+        let is_int = obj.is_instance_of::<PyInt>();
+        let ty = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| "?".into());
+        Ok(Int(Err((
+            is_int,
+            if is_int { repr } else { format!("{ty} {repr}") },
+        ))))
+    }
+}
+
 /// The one dtype shared by all `args`; a `TypeError` names the odd one out.
 pub(crate) fn common_dtype(op: &'static str, args: &[&FloatArg<'_>]) -> PyResult<DType> {
     let first = args[0];
@@ -163,7 +215,8 @@ pub(crate) fn common_dtype(op: &'static str, args: &[&FloatArg<'_>]) -> PyResult
 
 /// Sets the number of threads the kernels use (0 = rayon's default).
 #[pyfunction]
-fn set_num_threads(n: i64) -> PyResult<()> {
+fn set_num_threads(n: Int) -> PyResult<()> {
+    let n = n.get("set_num_threads", "n", 0)?;
     let n = usize::try_from(n).map_err(|_| {
         PyValueError::new_err(format!(
             "set_num_threads: n must be >= 0 (0 = default), got {n}"

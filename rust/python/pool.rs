@@ -5,8 +5,8 @@ use ndarray::{Ix3, Ix4};
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
 
-use super::conv::{int64_arg, pair, size};
-use super::{dispatch, FloatArg};
+use super::conv::{int, int64_arg, pair};
+use super::{dispatch, FloatArg, Int};
 use crate::float::Float;
 use crate::pool;
 
@@ -28,12 +28,12 @@ macro_rules! max_forward {
         fn $py<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
-            k: i64,
-            stride: i64,
+            k: Int,
+            stride: Int,
         ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
             const OP: &str = $name;
             let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
-            let (k, stride) = (size(OP, "k", k, 1)?, size(OP, "stride", stride, 1)?);
+            let (k, stride) = (int(OP, "k", k, 1)?, int(OP, "stride", stride, 1)?);
             dispatch!(x.dtype, $t(py, &x, k, stride))
         }
     };
@@ -76,12 +76,12 @@ macro_rules! avg_forward {
         fn $py<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
-            k: i64,
-            stride: i64,
+            k: Int,
+            stride: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
             const OP: &str = $name;
             let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
-            let (k, stride) = (size(OP, "k", k, 1)?, size(OP, "stride", stride, 1)?);
+            let (k, stride) = (int(OP, "k", k, 1)?, int(OP, "stride", stride, 1)?);
             dispatch!(x.dtype, $t(py, &x, k, stride))
         }
     };
@@ -126,11 +126,11 @@ fn max_pool1d_backward_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
     argmax: &Bound<'py, PyAny>,
-    input_len: i64,
+    input_len: Int,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "max_pool1d_backward";
     let delta = FloatArg::new(OP, "delta", delta, 3, "(N, Lout, C)")?;
-    let input_len = size(OP, "input_len", input_len, 0)?;
+    let input_len = int(OP, "input_len", input_len, 0)?;
     dispatch!(
         delta.dtype,
         max_pool1d_backward_t(py, &delta, argmax, input_len)
@@ -183,14 +183,14 @@ fn avg_pool1d_backward_t<'py, T: Float + numpy::Element>(
 fn avg_pool1d_backward_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
-    input_len: i64,
-    k: i64,
-    stride: i64,
+    input_len: Int,
+    k: Int,
+    stride: Int,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "avg_pool1d_backward";
     let delta = FloatArg::new(OP, "delta", delta, 3, "(N, Lout, C)")?;
-    let input_len = size(OP, "input_len", input_len, 0)?;
-    let (k, stride) = (size(OP, "k", k, 1)?, size(OP, "stride", stride, 1)?);
+    let input_len = int(OP, "input_len", input_len, 0)?;
+    let (k, stride) = (int(OP, "k", k, 1)?, int(OP, "stride", stride, 1)?);
     dispatch!(
         delta.dtype,
         avg_pool1d_backward_t(py, &delta, input_len, k, stride)
@@ -216,13 +216,13 @@ fn avg_pool2d_backward_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
     input_hw: &Bound<'py, PyAny>,
-    k: i64,
-    stride: i64,
+    k: Int,
+    stride: Int,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "avg_pool2d_backward";
     let delta = FloatArg::new(OP, "delta", delta, 4, "(N, H', W', C)")?;
     let hw = pair(OP, "input_hw", input_hw)?;
-    let (k, stride) = (size(OP, "k", k, 1)?, size(OP, "stride", stride, 1)?);
+    let (k, stride) = (int(OP, "k", k, 1)?, int(OP, "stride", stride, 1)?);
     dispatch!(
         delta.dtype,
         avg_pool2d_backward_t(py, &delta, hw, k, stride)

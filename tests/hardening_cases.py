@@ -877,9 +877,14 @@ def _copy(kw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _shape_strings(kw: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(
-        fmt_shape(v.shape) if v.ndim else "()" for v in kw.values() if isinstance(v, np.ndarray)
-    )
+    """The concrete values an error message may show: shapes, dtypes, type names."""
+    out: list[str] = []
+    for v in kw.values():
+        if isinstance(v, np.ndarray):
+            out += [fmt_shape(v.shape) if v.ndim else "()", str(v.dtype)]
+        elif not isinstance(v, (int, float)) or isinstance(v, bool):
+            out.append(type(v).__name__)
+    return tuple(out)
 
 
 def binding_cases(spec: BindingSpec) -> list[Case]:
@@ -890,6 +895,10 @@ def binding_cases(spec: BindingSpec) -> list[Case]:
     names += tuple(p for p in spec.params if p not in names)
     if "size" in names:
         names += ("input_len", "input_hw")
+    if spec.name.startswith("conv"):
+        names += ("kernel",)  # the weight's spatial size
+    if spec.name.startswith("cross_entropy"):
+        names += ("x",)  # the kernel's name of the logits
     needs = (spec.name,)
 
     def add(label: str, kw: dict[str, Any], **opts: Any) -> None:
@@ -944,7 +953,7 @@ def binding_cases(spec: BindingSpec) -> list[Case]:
             if bad == "int64" and arr in spec.int_arrays:
                 continue
             kw[arr] = cast(kw[arr], bad)
-            add(f"{arr} {bad}", kw, actual=(bad if bad != "object" else "object", "O"))
+            add(f"{arr} {bad}", kw, actual=(bad, "O", *_shape_strings(kw)))
         kw = fresh()
         kw[arr] = kw[arr].tolist()
         add(f"{arr} list", kw, actual=("list",))
@@ -1000,12 +1009,22 @@ def binding_cases(spec: BindingSpec) -> list[Case]:
         for bad in BAD_INTS:
             kw = fresh()
             kw[p] = bad
-            add(f"{p}={bad!r}", kw, names=(p, *names), actual=(str(bad), type(bad).__name__))
+            add(
+                f"{p}={bad!r}",
+                kw,
+                names=(p, *names),
+                actual=(str(bad), type(bad).__name__, *_shape_strings(kw)),
+            )
     for p in spec.pairs:
         for bad in ((-1, 3), (3, -1), (2**62, 2**62), (2**64, 1), (3,), (1, 2, 3), "ab", None, 5):
             kw = fresh()
             kw[p] = bad
-            add(f"{p}={bad!r}", kw, actual=(str(bad), repr(bad), type(bad).__name__))
+            parts = tuple(str(b) for b in bad) if isinstance(bad, tuple) else ()
+            add(
+                f"{p}={bad!r}",
+                kw,
+                actual=(str(bad), type(bad).__name__, *parts, *_shape_strings(kw)),
+            )
         kw = fresh()
         kw[p] = list(kw[p])
         add(f"{p} as list", kw, error_ok=True)
@@ -1291,7 +1310,7 @@ def module_cases(spec: ModuleSpec) -> list[Case]:
             shape = list(x0.shape)
             shape[axis] += 1
             xb = rng.standard_normal(shape)
-            if name in ("Flatten",) or (name.endswith("Pool1D") or name.endswith("Pool2D")):
+            if name in ("Flatten", "SoftMax", "LogSoftMax") or "Pool" in name:
                 continue  # any spatial size / channel count is valid
             if name.startswith("Conv") and axis < x0.ndim - 1:
                 continue
@@ -1332,7 +1351,7 @@ def module_cases(spec: ModuleSpec) -> list[Case]:
             lambda: True,
             error_ok=True,
             names=("input", "delta"),
-            actual=(fmt_shape(tuple(shape)),),
+            actual=(fmt_shape(tuple(shape)), "0"),
         )
     # NaN and inf: propagate or error, never crash
     xn = with_nonfinite(x0)

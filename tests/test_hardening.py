@@ -28,7 +28,8 @@ def run_suite(script: Path = HERE / "hardening_cases.py") -> dict:
     counts: collections.Counter[str] = collections.Counter()
     failures: list[str] = []
     start, total = 0, None
-    env = {**os.environ, "PYTHONPATH": str(HERE), "RUST_BACKTRACE": "0"}
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "RUST_BACKTRACE": "0"}
     while total is None or start < total:
         running = None
         try:

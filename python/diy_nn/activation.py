@@ -138,9 +138,9 @@ class _LastAxis(Module):
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         x = _float_input(X, f"{type(self).__name__}.forward: input")
-        if x.ndim != 2:
+        if x.ndim != 2 or x.shape[1] == 0:
             raise ShapeError(
-                f"{type(self).__name__}.forward: input must have shape (N, k), "
+                f"{type(self).__name__}.forward: input must have shape (N, k) with k >= 1, "
                 f"got {fmt_shape(x.shape)}"
             )
         y = getattr(_core, self._op)(x)

@@ -25,6 +25,7 @@ __all__ = [
     "Adam",
     "Optim",
     "iterate_minibatches",
+    "DivergenceError",
     "train",
     "fit",
     "predict",
@@ -350,6 +351,15 @@ def score(
     return correct / len(Y)
 
 
+class DivergenceError(FloatingPointError):
+    """Training stopped: the loss became NaN or infinite (the message names the epoch)."""
+
+
+def _restore(net: Module, saved: list[np.ndarray]) -> None:
+    for (_, p, _), s in zip(net.named_parameters(), saved, strict=True):
+        p[...] = s
+
+
 def _mean_loss(net: Module, loss: Loss, X: np.ndarray, Y: np.ndarray) -> float:
     return float(np.mean(loss.forward(Y, net.forward(X))))
 
@@ -383,6 +393,14 @@ def fit(
             validation data, else ``loss``); None: never stop early.
         restore_best: on early stopping, put back the best epoch's parameters.
         verbose: show a tqdm progress bar.
+
+    Ctrl-C (``KeyboardInterrupt``) stops training: the parameters go back to
+    those of the last complete epoch and the history so far is returned.
+
+    Raises:
+        DivergenceError: (a ``FloatingPointError``) the loss became NaN or inf;
+            the message names the epoch, the parameters are those of the last
+            complete epoch.
 
     Returns:
         ``{"loss", "accuracy", "val_loss", "val_accuracy"}``: one value per epoch.
@@ -422,12 +440,28 @@ def fit(
     }
     best, best_params, waited = np.inf, None, 0
     bar = tqdm(range(epochs), disable=not verbose, desc="fit", unit="epoch")
-    for _ in bar:
+    for epoch in bar:
+        # the parameters at the end of the last whole epoch: put back when
+        # interrupted or diverging, so the model never stays half-updated
+        start = [p.copy() for _, p, _ in opt.net.named_parameters()]
         total, correct = 0.0, 0
-        for idx in iterate_minibatches(len(X), batch_size, shuffle, gen):
-            total += opt.step(X[idx], Y[idx]) * len(idx)
-            if classes and opt.last_output is not None:
-                correct += _n_correct(opt.last_output, Y[idx])
+        try:
+            for idx in iterate_minibatches(len(X), batch_size, shuffle, gen):
+                cost = opt.step(X[idx], Y[idx])
+                if not np.isfinite(cost):
+                    _restore(opt.net, start)
+                    raise DivergenceError(
+                        f"fit: the loss became {cost} at epoch {epoch + 1} (after "
+                        f"{len(history['loss'])} complete epochs); the parameters are those "
+                        "of the last complete epoch. Lower the learning rate or check the "
+                        "data for NaN/inf"
+                    )
+                total += cost * len(idx)
+                if classes and opt.last_output is not None:
+                    correct += _n_correct(opt.last_output, Y[idx])
+        except KeyboardInterrupt:
+            _restore(opt.net, start)
+            break
         history["loss"].append(total / max(len(X), 1))
         if classes:
             history["accuracy"].append(correct / max(len(X), 1))

@@ -126,7 +126,12 @@ def load(model: Module, path: str | os.PathLike[str]) -> Module:
     Example:
         >>> load(Sequential(Linear(2, 4), TanH()), "net.safetensors")  # doctest: +SKIP
     """
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    load_state_dict(model, load_file(str(path)), source=str(path))
+    try:
+        tensors = load_file(str(path))
+    except SafetensorError as e:  # truncated, corrupted or hand-crafted: never executed
+        raise ValueError(f"load: {path} is not a valid safetensors model file ({e})") from None
+    load_state_dict(model, tensors, source=str(path))
     return model

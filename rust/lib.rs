@@ -8,9 +8,11 @@
 //! Layouts are batch first and channels last, as in the course:
 //! `(N, features)`, `(N, L, C)` and `(N, H, W, C)`.
 
+pub mod activation;
 pub mod conv;
 pub mod error;
 pub mod float;
+pub mod fused;
 pub mod matmul;
 pub mod pool;
 pub mod softmax;

@@ -18,12 +18,9 @@ use crate::threads;
 /// also keeps tiny products from paying for a pool lookup.
 pub const GEMM_PAR_MIN_WORK: usize = 48 * 48 * 256;
 
-fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+pub(crate) fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
     let work = m.saturating_mul(n).saturating_mul(k);
-    if cfg!(feature = "multi-threads")
-        && work >= GEMM_PAR_MIN_WORK
-        && rayon::current_num_threads() > 1
-    {
+    if cfg!(feature = "multi-threads") && work >= GEMM_PAR_MIN_WORK && threads::num_threads() > 1 {
         Parallelism::Rayon(0)
     } else {
         Parallelism::None
@@ -89,40 +86,61 @@ pub fn gemm_into<T: Float>(
         }
         return Ok(());
     }
+    let par = parallelism(m, n, k);
+    if matches!(par, Parallelism::None) {
+        gemm_unchecked(out, a, b, alpha, beta, par);
+    } else {
+        threads::install(move || gemm_unchecked(out, a, b, alpha, beta, par));
+    }
+    Ok(())
+}
+
+/// `out = beta·out + alpha·(a·b)` on the calling thread's pool, shapes unchecked.
+///
+/// The caller guarantees `a (m, k)`, `b (k, n)`, `out (m, n)` with `m, n, k > 0`
+/// and no zero stride in `out`; with `Parallelism::Rayon` it runs inside
+/// [`threads::install`] so that the library's pool is used.
+pub(crate) fn gemm_unchecked<T: Float>(
+    mut out: ArrayViewMut2<'_, T>,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    alpha: T,
+    beta: T,
+    par: Parallelism,
+) {
+    let (m, k) = a.dim();
+    let n = b.ncols();
+    debug_assert!(out.dim() == (m, n) && b.nrows() == k && m * n * k > 0);
     let [ors, ocs] = [out.strides()[0], out.strides()[1]];
     let [ars, acs] = [a.strides()[0], a.strides()[1]];
     let [brs, bcs] = [b.strides()[0], b.strides()[1]];
-    let par = parallelism(m, n, k);
-    threads::install(move || {
-        // SAFETY: the shapes were checked above; the pointers and strides come
-        // from live ndarray views of those shapes, so every index gemm forms
-        // lies inside its array. `out` is borrowed mutably, so it does not alias
-        // `a` or `b`. gemm's convention is dst := alpha·dst + beta·lhs·rhs.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                out.as_mut_ptr(),
-                ocs,
-                ors,
-                beta != T::zero(),
-                a.as_ptr(),
-                acs,
-                ars,
-                b.as_ptr(),
-                bcs,
-                brs,
-                beta,
-                alpha,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-    });
-    Ok(())
+    // SAFETY: the caller checked the shapes; the pointers and strides come from
+    // live ndarray views of those shapes, so every index gemm forms lies inside
+    // its array. `out` is borrowed mutably, so it does not alias `a` or `b`.
+    // gemm's convention is dst := alpha·dst + beta·lhs·rhs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            ocs,
+            ors,
+            beta != T::zero(),
+            a.as_ptr(),
+            acs,
+            ars,
+            b.as_ptr(),
+            bcs,
+            brs,
+            beta,
+            alpha,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
 }
 
 /// `a·b` for `a (m, k)` and `b (k, n)`, any strides.

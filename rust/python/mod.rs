@@ -19,6 +19,7 @@ use pyo3::types::PyInt;
 use crate::error::{fmt_shape, KernelError};
 
 mod conv;
+mod fused;
 mod linalg;
 mod pool;
 mod softmax;
@@ -242,5 +243,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     conv::register(m)?;
     pool::register(m)?;
     softmax::register(m)?;
+    fused::register(m)?;
     Ok(())
 }

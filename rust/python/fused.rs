@@ -1,0 +1,337 @@
+//! Bindings of `fused.rs`: `dense_forward`, `dense_backward`, `sgd_update`.
+//!
+//! The layers arrive as parallel lists (weights, biases or `None`, activation
+//! codes); every array is borrowed, none is copied, and the gradients are
+//! written in place.
+
+use ndarray::{Ix1, Ix2, IxDyn};
+use numpy::{IntoPyArray, PyReadonlyArray, PyReadwriteArray};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use super::{common_dtype, dispatch, FloatArg};
+use crate::activation::{Act, Activation};
+use crate::fused::{self, Dense, DenseGrad};
+
+fn args<'py>(
+    op: &'static str,
+    name: &'static str,
+    items: &[Bound<'py, PyAny>],
+    ndim: usize,
+    expected: &str,
+) -> PyResult<Vec<Option<FloatArg<'py>>>> {
+    items
+        .iter()
+        .map(|item| {
+            if item.is_none() {
+                Ok(None)
+            } else {
+                FloatArg::new(op, name, item, ndim, expected).map(Some)
+            }
+        })
+        .collect()
+}
+
+fn some<'a, 'py>(
+    args: &'a [Option<FloatArg<'py>>],
+    op: &str,
+    what: &str,
+) -> PyResult<Vec<&'a FloatArg<'py>>> {
+    args.iter()
+        .map(|a| {
+            a.as_ref()
+                .ok_or_else(|| PyValueError::new_err(format!("{op}: a {what} is None")))
+        })
+        .collect()
+}
+
+fn activations(op: &str, codes: &[u8], n: usize) -> PyResult<Vec<Activation>> {
+    if codes.len() != n {
+        return Err(PyValueError::new_err(format!(
+            "{op}: expected one activation code per layer ({n}), got {}",
+            codes.len()
+        )));
+    }
+    codes
+        .iter()
+        .map(|&c| {
+            Activation::from_code(c).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "{op}: activation codes are 0 (identity), 1 (tanh), 2 (sigmoid), 3 (ReLU), got {c}"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn borrow_ro<'py, T: numpy::Element, D: ndarray::Dimension>(
+    args: &[Option<&FloatArg<'py>>],
+) -> PyResult<Vec<Option<PyReadonlyArray<'py, T, D>>>> {
+    args.iter()
+        .map(|a| a.map(|a| a.readonly::<T, D>()).transpose())
+        .collect()
+}
+
+fn borrow_rw<'py, T: numpy::Element, D: ndarray::Dimension>(
+    op: &'static str,
+    args: &[Option<&FloatArg<'py>>],
+) -> PyResult<Vec<Option<PyReadwriteArray<'py, T, D>>>> {
+    args.iter()
+        .map(|a| a.map(|a| a.readwrite::<T, D>(op)).transpose())
+        .collect()
+}
+
+fn dense_forward_t<'py, T: Act + numpy::Element>(
+    py: Python<'py>,
+    x: &FloatArg<'py>,
+    weights: &[&FloatArg<'py>],
+    biases: &[Option<FloatArg<'py>>],
+    acts: &[Activation],
+) -> PyResult<Bound<'py, PyList>> {
+    let x = x.readonly::<T, Ix2>()?;
+    let ws = borrow_ro::<T, Ix2>(&weights.iter().map(|w| Some(*w)).collect::<Vec<_>>())?;
+    let bs = borrow_ro::<T, Ix1>(&biases.iter().map(|b| b.as_ref()).collect::<Vec<_>>())?;
+    let layers: Vec<Dense<'_, T>> = ws
+        .iter()
+        .zip(&bs)
+        .zip(acts)
+        .map(|((w, b), &act)| Dense {
+            w: w.as_ref().expect("weights are not None").as_array(),
+            b: b.as_ref().map(|b| b.as_array()),
+            act,
+        })
+        .collect();
+    let x = x.as_array();
+    let outputs = py.detach(|| fused::dense_forward(x, &layers))?;
+    PyList::new(py, outputs.into_iter().map(|y| y.into_pyarray(py)))
+}
+
+/// dense_forward(x, weights, biases, activations) -> list[ndarray]
+///
+/// A chain of dense layers in one call: ``y_i = act_i(y_{i-1} @ W_i + b_i)``
+/// from ``y_0 = x (N, in)``; returns every ``y_i`` (the last one is the
+/// output). ``biases`` holds arrays or None; ``activations`` codes: 0 identity,
+/// 1 tanh, 2 sigmoid, 3 ReLU.
+#[pyfunction(name = "dense_forward")]
+fn dense_forward_py<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    weights: Vec<Bound<'py, PyAny>>,
+    biases: Vec<Bound<'py, PyAny>>,
+    activations: Vec<u8>,
+) -> PyResult<Bound<'py, PyList>> {
+    const OP: &str = "dense_forward";
+    let acts = self::activations(OP, &activations, weights.len())?;
+    if biases.len() != weights.len() {
+        return Err(PyValueError::new_err(format!(
+            "{OP}: expected one bias (or None) per layer ({}), got {}",
+            weights.len(),
+            biases.len()
+        )));
+    }
+    let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
+    let ws = args(OP, "weight", &weights, 2, "(in, out)")?;
+    let ws = some(&ws, OP, "weight")?;
+    let bs = args(OP, "bias", &biases, 1, "(out,)")?;
+    let mut all = vec![&x];
+    all.extend(ws.iter().copied());
+    all.extend(bs.iter().flatten());
+    dispatch!(
+        common_dtype(OP, &all)?,
+        dense_forward_t(py, &x, &ws, &bs, &acts)
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn dense_backward_t<'py, T: Act + numpy::Element>(
+    py: Python<'py>,
+    x: &FloatArg<'py>,
+    outputs: &[&FloatArg<'py>],
+    weights: &[&FloatArg<'py>],
+    biases: &[Option<FloatArg<'py>>],
+    acts: &[Activation],
+    grad_w: &[&FloatArg<'py>],
+    grad_b: &[Option<FloatArg<'py>>],
+    delta: &FloatArg<'py>,
+    input_delta: bool,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    const OP: &str = "dense_backward";
+    let x = x.readonly::<T, Ix2>()?;
+    let delta = delta.readonly::<T, Ix2>()?;
+    let ys = borrow_ro::<T, Ix2>(&outputs.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
+    let ws = borrow_ro::<T, Ix2>(&weights.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
+    let bs = borrow_ro::<T, Ix1>(&biases.iter().map(|b| b.as_ref()).collect::<Vec<_>>())?;
+    let mut gws = borrow_rw::<T, Ix2>(OP, &grad_w.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
+    let mut gbs = borrow_rw::<T, Ix1>(OP, &grad_b.iter().map(|b| b.as_ref()).collect::<Vec<_>>())?;
+    let layers: Vec<Dense<'_, T>> = ws
+        .iter()
+        .zip(&bs)
+        .zip(acts)
+        .map(|((w, b), &act)| Dense {
+            w: w.as_ref().expect("not None").as_array(),
+            b: b.as_ref().map(|b| b.as_array()),
+            act,
+        })
+        .collect();
+    let mut grads: Vec<DenseGrad<'_, T>> = gws
+        .iter_mut()
+        .zip(gbs.iter_mut())
+        .map(|(w, b)| DenseGrad {
+            w: w.as_mut().expect("not None").as_array_mut(),
+            b: b.as_mut().map(|b| b.as_array_mut()),
+        })
+        .collect();
+    let ys: Vec<_> = ys
+        .iter()
+        .map(|y| y.as_ref().expect("not None").as_array())
+        .collect();
+    let (x, delta) = (x.as_array(), delta.as_array());
+    let dx =
+        py.detach(|| fused::dense_backward(x, &ys, &layers, &mut grads, delta, input_delta))?;
+    Ok(dx.map(|dx| dx.into_pyarray(py).into_any()))
+}
+
+/// dense_backward(x, outputs, weights, biases, activations, grad_weights,
+///                grad_biases, delta, input_delta=True) -> ndarray | None
+///
+/// The backward pass of ``dense_forward``: ``outputs`` are its result for
+/// ``x``, ``delta`` is d loss / d output. Adds d loss / d W_i and d loss / d b_i
+/// into ``grad_weights``/``grad_biases`` (in place; None where a layer has no
+/// bias) and returns d loss / d x, or None when ``input_delta`` is false (its
+/// product is then skipped).
+#[pyfunction(name = "dense_backward")]
+#[pyo3(signature = (x, outputs, weights, biases, activations, grad_weights, grad_biases, delta, input_delta = true))]
+#[allow(clippy::too_many_arguments)]
+fn dense_backward_py<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    outputs: Vec<Bound<'py, PyAny>>,
+    weights: Vec<Bound<'py, PyAny>>,
+    biases: Vec<Bound<'py, PyAny>>,
+    activations: Vec<u8>,
+    grad_weights: Vec<Bound<'py, PyAny>>,
+    grad_biases: Vec<Bound<'py, PyAny>>,
+    delta: &Bound<'py, PyAny>,
+    input_delta: bool,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    const OP: &str = "dense_backward";
+    let n = weights.len();
+    let acts = self::activations(OP, &activations, n)?;
+    for (what, len) in [
+        ("outputs", outputs.len()),
+        ("biases", biases.len()),
+        ("grad_weights", grad_weights.len()),
+        ("grad_biases", grad_biases.len()),
+    ] {
+        if len != n {
+            return Err(PyValueError::new_err(format!(
+                "{OP}: expected one entry of {what} per layer ({n}), got {len}"
+            )));
+        }
+    }
+    let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
+    let delta = FloatArg::new(OP, "delta", delta, 2, "(N, out)")?;
+    let ys = args(OP, "output", &outputs, 2, "(N, out)")?;
+    let ys = some(&ys, OP, "output")?;
+    let ws = args(OP, "weight", &weights, 2, "(in, out)")?;
+    let ws = some(&ws, OP, "weight")?;
+    let bs = args(OP, "bias", &biases, 1, "(out,)")?;
+    let gws = args(OP, "grad_weight", &grad_weights, 2, "(in, out)")?;
+    let gws = some(&gws, OP, "weight gradient")?;
+    let gbs = args(OP, "grad_bias", &grad_biases, 1, "(out,)")?;
+    let mut all = vec![&x, &delta];
+    all.extend(ys.iter().copied());
+    all.extend(ws.iter().copied());
+    all.extend(gws.iter().copied());
+    all.extend(bs.iter().flatten());
+    all.extend(gbs.iter().flatten());
+    dispatch!(
+        common_dtype(OP, &all)?,
+        dense_backward_t(
+            py,
+            &x,
+            &ys,
+            &ws,
+            &bs,
+            &acts,
+            &gws,
+            &gbs,
+            &delta,
+            input_delta
+        )
+    )
+}
+
+fn sgd_update_t<T: crate::float::Float + numpy::Element>(
+    py: Python<'_>,
+    params: &[&FloatArg<'_>],
+    grads: &[&FloatArg<'_>],
+    lr: f64,
+) -> PyResult<()> {
+    const OP: &str = "sgd_update";
+    let mut ps = borrow_rw::<T, IxDyn>(OP, &params.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
+    let gs = borrow_ro::<T, IxDyn>(&grads.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
+    let mut pv: Vec<_> = ps
+        .iter_mut()
+        .map(|p| p.as_mut().expect("not None").as_array_mut())
+        .collect();
+    let gv: Vec<_> = gs
+        .iter()
+        .map(|g| g.as_ref().expect("not None").as_array())
+        .collect();
+    let lr = T::from_f64(lr).expect("a float converts");
+    py.detach(|| fused::sgd_update(&mut pv, &gv, lr))?;
+    Ok(())
+}
+
+/// sgd_update(params, grads, lr) -> None
+///
+/// One plain SGD step over every pair, in place: ``p -= lr * g``. All arrays
+/// share one dtype; each gradient has the shape of its parameter.
+#[pyfunction(name = "sgd_update")]
+fn sgd_update_py(
+    py: Python<'_>,
+    params: Vec<Bound<'_, PyAny>>,
+    grads: Vec<Bound<'_, PyAny>>,
+    lr: f64,
+) -> PyResult<()> {
+    const OP: &str = "sgd_update";
+    if params.is_empty() {
+        return Ok(());
+    }
+    let ps: Vec<FloatArg<'_>> = params
+        .iter()
+        .map(|p| {
+            let ndim = p
+                .cast::<numpy::PyUntypedArray>()
+                .map(numpy::PyUntypedArrayMethods::ndim)
+                .unwrap_or(0);
+            FloatArg::new(OP, "param", p, ndim, "")
+        })
+        .collect::<PyResult<_>>()?;
+    let gs: Vec<FloatArg<'_>> = grads
+        .iter()
+        .zip(&ps)
+        .map(|(g, p)| {
+            FloatArg::new(
+                OP,
+                "grad",
+                g,
+                numpy::PyUntypedArrayMethods::ndim(&p.array),
+                "(the parameter's shape)",
+            )
+        })
+        .collect::<PyResult<_>>()?;
+    let ps: Vec<&FloatArg<'_>> = ps.iter().collect();
+    let gs: Vec<&FloatArg<'_>> = gs.iter().collect();
+    let all: Vec<&FloatArg<'_>> = ps.iter().chain(&gs).copied().collect();
+    dispatch!(common_dtype(OP, &all)?, sgd_update_t(py, &ps, &gs, lr))
+}
+
+pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(dense_forward_py, m)?)?;
+    m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;
+    m.add_function(wrap_pyfunction!(sgd_update_py, m)?)?;
+    Ok(())
+}

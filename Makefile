@@ -53,6 +53,8 @@ lint: build-test
 bench: build-test
 	cargo bench --bench kernels
 	$(PY) benches/bench_kernels.py
+	mkdir -p results
+	$(PY) benches/bench_training.py --json results/bench_training.json
 
 clean:
 	rm -rf $(VENV) target results

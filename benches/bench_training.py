@@ -59,7 +59,7 @@ class Workload:
 
 def _mlp(*sizes: int, act: str = "tanh", last: str | None = None) -> tuple[tuple[Any, ...], ...]:
     layers: list[tuple[Any, ...]] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
         layers.append(("linear", a, b))
         if i < len(sizes) - 2:
             layers.append((act,))
@@ -71,7 +71,9 @@ def _mlp(*sizes: int, act: str = "tanh", last: str | None = None) -> tuple[tuple
 WORKLOADS = {
     w.name: w
     for w in (
-        Workload("mlp", "MLP 256-128-64-10 TanH, CE, b=100", _mlp(256, 128, 64, 10), (256,), "ce", 100),
+        Workload(
+            "mlp", "MLP 256-128-64-10 TanH, CE, b=100", _mlp(256, 128, 64, 10), (256,), "ce", 100
+        ),
         Workload(
             "autoencoder",
             "AE 256-100-10-100-256, BCE, b=10",
@@ -324,9 +326,7 @@ class NumpyNet:
                 k, cin, cout = W.shape
                 lo = delta.shape[1]
                 d2 = delta.reshape(-1, cout)
-                layer["gW"] = np.stack(
-                    [x[:, i : i + lo].reshape(-1, cin).T @ d2 for i in range(k)]
-                )
+                layer["gW"] = np.stack([x[:, i : i + lo].reshape(-1, cin).T @ d2 for i in range(k)])
                 layer["gb"] = d2.sum(axis=0)
                 if not first:
                     dx = np.zeros_like(x)
@@ -604,7 +604,11 @@ def main(argv: list[str] | None = None) -> int:
     rounds = a.rounds or (2 if a.quick else 7)
     samples = a.samples or (1000 if a.quick else N_SAMPLES)
     report: dict[str, Any] = {
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
         "samples": samples,
         "rounds": rounds,
         "lr": LR,

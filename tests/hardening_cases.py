@@ -848,7 +848,15 @@ def _binding_specs() -> list[BindingSpec]:
 
 BINDING_SPECS = _binding_specs()
 # bindings that are not array kernels, with their own cases below
-OTHER_BINDINGS = ("set_num_threads", "get_num_threads")
+# Bindings that take lists of arrays (the fused training paths): their bad inputs
+# are tested in tests/test_fused.py.
+OTHER_BINDINGS = (
+    "set_num_threads",
+    "get_num_threads",
+    "dense_forward",
+    "dense_backward",
+    "sgd_update",
+)
 
 
 def _call_binding(spec: BindingSpec, kw: dict[str, Any]) -> Callable[[], Any]:

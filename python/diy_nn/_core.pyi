@@ -77,3 +77,23 @@ def cross_entropy(logits: NDArray[_F], target: NDArray[np.int64] | NDArray[_F]) 
 def cross_entropy_backward(
     logits: NDArray[_F], target: NDArray[np.int64] | NDArray[_F]
 ) -> NDArray[_F]: ...
+
+# Fused training paths (see rust/fused.rs): activation codes 0 identity, 1 tanh, 2 sigmoid, 3 ReLU.
+def dense_forward(
+    x: NDArray[_F],
+    weights: list[NDArray[_F]],
+    biases: list[NDArray[_F] | None],
+    activations: list[int],
+) -> list[NDArray[_F]]: ...
+def dense_backward(
+    x: NDArray[_F],
+    outputs: list[NDArray[_F]],
+    weights: list[NDArray[_F]],
+    biases: list[NDArray[_F] | None],
+    activations: list[int],
+    grad_weights: list[NDArray[_F]],
+    grad_biases: list[NDArray[_F] | None],
+    delta: NDArray[_F],
+    input_delta: bool = True,
+) -> NDArray[_F] | None: ...
+def sgd_update(params: list[NDArray[_F]], grads: list[NDArray[_F]], lr: float) -> None: ...

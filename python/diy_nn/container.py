@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from ._fused import DenseChain
 from .module import Module
 
 __all__ = ["Sequential", "Sequentiel", "AutoEncoder"]
@@ -19,6 +20,12 @@ class Sequential(Module):
 
     ``forward`` keeps the input of each layer; the backward passes reuse them
     when they get that same input back (else they run the forward again).
+
+    When the layers (nested ``Sequential`` s included) are ``Linear`` layers
+    each followed by at most one ``TanH``, ``Sigmoid`` or ``ReLU``, ``forward``,
+    ``backward`` and ``backward_update_gradient`` run the whole chain in one
+    Rust call per direction (same results, see ``_fused.py``); the layers'
+    own methods still work one by one.
 
     Example:
         >>> net = Sequential(Linear(2, 4), TanH(), Linear(4, 1), Sigmoid())
@@ -41,6 +48,16 @@ class Sequential(Module):
                 )
         self._named: list[tuple[str, Module]] = named  # type: ignore[assignment]
         self._inputs: list[np.ndarray] = []
+        self._chain = DenseChain.of(self._leaves())
+        # After a fused forward: (the input given, that input cast, every layer's output).
+        self._fused: tuple[object, np.ndarray, list[np.ndarray]] | None = None
+
+    def _leaves(self) -> list[Module]:
+        """The layers with nested plain ``Sequential`` s (and ``AutoEncoder`` s) opened."""
+        leaves: list[Module] = []
+        for _, m in self._named:
+            leaves.extend(m._leaves() if type(m) in (Sequential, AutoEncoder) else [m])  # type: ignore[attr-defined]
+        return leaves
 
     def children(self) -> list[tuple[str, Module]]:
         return list(self._named)
@@ -50,6 +67,17 @@ class Sequential(Module):
         return [m for _, m in self._named]
 
     def forward(self, X: np.ndarray) -> np.ndarray:
+        if self._chain is not None:
+            x = self._chain.input(X)
+            if x is not None:
+                outputs = self._chain.forward(x)
+                self._inputs, self._fused = [], (X, x, outputs)
+                return outputs[-1]
+        return self._forward_layers(X)
+
+    def _forward_layers(self, X: np.ndarray) -> np.ndarray:
+        """The forward pass one layer at a time, keeping each layer's input."""
+        self._fused = None
         inputs = []
         for layer in self.layers:
             inputs.append(X)
@@ -59,11 +87,32 @@ class Sequential(Module):
 
     def _layer_inputs(self, input: np.ndarray) -> list[np.ndarray]:
         if not self._inputs or self._inputs[0] is not input:
-            self.forward(input)
+            self._forward_layers(input)
         return self._inputs
+
+    def zero_grad(self) -> None:
+        if self._chain is not None:
+            self._chain.zero_grad()
+        else:
+            super().zero_grad()
+
+    def _fused_backward(self, input: object, delta: object, input_delta: bool) -> object:
+        """The fused backward pass; ``_NOT_FUSED`` when the chain cannot take ``input``."""
+        if self._chain is None:
+            return _NOT_FUSED
+        if self._fused is None or self._fused[0] is not input:
+            x = self._chain.input(input)
+            if x is None:
+                return _NOT_FUSED
+            self._fused = (input, x, self._chain.forward(x))
+        _, x, outputs = self._fused
+        return self._chain.backward(x, outputs, delta, input_delta)
 
     def backward(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """Updates every layer's gradients and returns d loss / d input, in one pass."""
+        fused = self._fused_backward(input, delta, input_delta=True)
+        if fused is not _NOT_FUSED:
+            return fused  # type: ignore[return-value]
         for layer, x in zip(
             reversed(self.layers), reversed(self._layer_inputs(input)), strict=True
         ):
@@ -71,7 +120,16 @@ class Sequential(Module):
         return delta
 
     def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
-        self.backward(input, delta)
+        """Updates every layer's gradients; d loss / d input of the first layer is not computed."""
+        if (
+            self._fused_backward(input, delta, input_delta=False) is not _NOT_FUSED
+            or not self._named
+        ):
+            return
+        layers, inputs = self.layers, self._layer_inputs(input)
+        for layer, x in zip(reversed(layers[1:]), reversed(inputs[1:]), strict=True):
+            delta = layer.backward(x, delta)
+        layers[0].backward_update_gradient(inputs[0], delta)
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         for layer, x in zip(
@@ -100,6 +158,8 @@ class Sequential(Module):
 
 
 Sequentiel = Sequential  # the course's French name
+
+_NOT_FUSED = object()
 
 
 class AutoEncoder(Sequential):

@@ -255,6 +255,17 @@ class CELogSoftMax(_ClassLoss):
     """
 
     def _target(self, y: np.ndarray, yhat: np.ndarray, op: str) -> tuple[np.ndarray, np.ndarray]:
+        if (
+            isinstance(y, np.ndarray)
+            and isinstance(yhat, np.ndarray)
+            and y.dtype.kind in "iu"
+            and y.ndim == 1
+            and yhat.ndim == 2
+            and yhat.dtype in (np.float32, np.float64)
+            and len(y) == len(yhat)
+        ):
+            # Integer class indices: the kernel checks that each is in [0, k).
+            return y.astype(np.int64, copy=False), yhat
         y_arr = np.asarray(y)
         y1h, logits = self._classes(y_arr, yhat, op)  # validates both
         target = y1h if y_arr.ndim == 2 else y_arr.astype(np.int64)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import _core
 from ._validation import ShapeError, check_positive_int, fmt_shape
 from .init import get_rng
 from .loss import Loss
@@ -74,7 +75,8 @@ class Optimizer(ABC):
         yhat = self.last_output = self.net.forward(bx)
         cost = self.loss.forward(by, yhat)
         self.net.zero_grad()
-        self.net.backward(bx, self.loss.backward(by, yhat))
+        # The gradients only: d loss / d input of the first layer is not needed.
+        self.net.backward_update_gradient(bx, self.loss.backward(by, yhat))
         self._step(list(self.net.named_parameters()))
         return float(np.mean(cost))
 
@@ -89,6 +91,14 @@ class Optimizer(ABC):
         if buf is None or buf.shape != param.shape or buf.dtype != param.dtype:
             buf = slot[key] = np.zeros_like(param)
         return buf
+
+
+def _one_dtype(params: Params) -> bool:
+    """Whether every parameter and gradient exists and has one float dtype."""
+    if not params:
+        return False
+    dtype = params[0][1].dtype
+    return all(p.dtype == dtype and g is not None and g.dtype == dtype for _, p, g in params)
 
 
 def _check_number(value: object, name: str, low: float, strict: bool = False) -> float:
@@ -162,6 +172,10 @@ class SGD(Optimizer):
         self.shuffle, self.rng = shuffle, rng
 
     def _step(self, params: Params) -> None:
+        if not (self.weight_decay or self.momentum) and _one_dtype(params):
+            # Plain SGD: every ``param -= eps * grad`` in one kernel call.
+            _core.sgd_update([p for _, p, _ in params], [g for _, _, g in params], self.eps)
+            return
         for name, param, grad in params:
             g = grad + self.weight_decay * param if self.weight_decay else grad
             if self.momentum:

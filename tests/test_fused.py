@@ -1,0 +1,218 @@
+"""The fused paths (dense chains in one Rust call, one-call SGD) against the
+layers run one by one, in float32 and float64, and against torch."""
+
+from __future__ import annotations
+
+import diy_nn as dn
+import numpy as np
+import pytest
+from diy_nn import _core
+from parity import ParamMap, check_module, require_torch
+
+ACTS = {"tanh": dn.TanH, "sigmoid": dn.Sigmoid, "relu": dn.ReLU, None: None}
+TOL = {np.float32: {"rtol": 2e-5, "atol": 2e-6}, np.float64: {"rtol": 1e-12, "atol": 1e-13}}
+
+
+def make_layers(sizes, acts, dtype, seed=0, bias=True):
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, act in enumerate(acts):
+        layers.append(dn.Linear(sizes[i], sizes[i + 1], bias=bias, dtype=dtype, rng=rng))
+        if act is not None:
+            layers.append(ACTS[act]())
+    return layers
+
+
+class Unfused(dn.Sequential):
+    """A Sequential that never takes the fused path: the layers one by one."""
+
+    def __init__(self, *layers):
+        super().__init__(*layers)
+        self._chain = None
+
+
+def clone(net_layers, dtype):
+    """The same layers (same parameter values), new objects."""
+    out = []
+    for layer in net_layers:
+        if isinstance(layer, dn.Linear):
+            copy = dn.Linear(layer.input, layer.output, bias=layer._bias is not None, dtype=dtype)
+            copy._parameters = layer._parameters
+            if layer._bias is not None:
+                copy._bias = layer._bias
+            out.append(copy)
+        else:
+            out.append(type(layer)())
+    return out
+
+
+CHAINS = [
+    ((6, 5, 4, 3), ("tanh", "tanh", None)),
+    ((6, 8, 2, 8, 6), ("tanh", "tanh", "relu", "sigmoid")),
+    ((4, 3), ("sigmoid",)),
+    ((4, 7, 2), ("relu", None)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sizes,acts", CHAINS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_matches_layer_by_layer(dtype, sizes, acts, bias):
+    layers = make_layers(sizes, acts, dtype, bias=bias)
+    fused = dn.Sequential(*layers)
+    plain = Unfused(*clone(layers, dtype))
+    assert fused._chain is not None
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((9, sizes[0])) * 2).astype(dtype)
+    delta = rng.standard_normal((9, sizes[-1])).astype(dtype)
+    tol = TOL[dtype]
+
+    y1, y2 = fused.forward(x), plain.forward(x)
+    assert y1.dtype == dtype
+    np.testing.assert_allclose(y1, y2, **tol)
+    fused.zero_grad()
+    plain.zero_grad()
+    d1, d2 = fused.backward(x, delta), plain.backward(x, delta)
+    np.testing.assert_allclose(d1, d2, **tol)
+    # Accumulation, and backward_update_gradient (no input delta) on top.
+    fused.backward_update_gradient(x, delta)
+    plain.backward_update_gradient(x, delta)
+    for (n1, _, g1), (n2, _, g2) in zip(
+        fused.named_parameters(), plain.named_parameters(), strict=True
+    ):
+        assert n1 == n2
+        np.testing.assert_allclose(g1, g2, err_msg=n1, **tol)
+    # The course's methods still work one by one on the fused net.
+    np.testing.assert_allclose(fused.backward_delta(x, delta), d2, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_training_steps_match(dtype):
+    """Optim steps (fused chain + one-call SGD) give the layer-by-layer parameters."""
+    sizes, acts = (8, 6, 3, 6, 8), ("tanh", "tanh", "tanh", "sigmoid")
+    layers = make_layers(sizes, acts, dtype, seed=3)
+    fused, plain = dn.Sequential(*layers), Unfused(*clone(layers, dtype))
+    rng = np.random.default_rng(4)
+    x = rng.random((20, 8)).astype(dtype)
+    opt1, opt2 = dn.Optim(fused, dn.BCELoss(), 1e-2), dn.Optim(plain, dn.BCELoss(), 1e-2)
+    opt2._step = lambda params: [p.__isub__(opt2.eps * g) for _, p, g in params]
+    for i in range(0, 20, 5):
+        c1, c2 = opt1.step(x[i : i + 5], x[i : i + 5]), opt2.step(x[i : i + 5], x[i : i + 5])
+        assert c1 == pytest.approx(c2, rel=1e-5 if dtype == np.float32 else 1e-12)
+    for (_, p1, _), (_, p2, _) in zip(
+        fused.named_parameters(), plain.named_parameters(), strict=True
+    ):
+        np.testing.assert_allclose(p1, p2, **TOL[dtype])
+
+
+def test_nested_autoencoder_is_fused():
+    enc = dn.Sequential(dn.Linear(6, 3), dn.TanH())
+    dec = dn.Sequential(dn.Linear(3, 6), dn.Sigmoid())
+    ae = dn.AutoEncoder(enc, dec)
+    assert ae._chain is not None and len(ae._chain.linears) == 2
+    x = np.random.default_rng(0).random((4, 6))
+    np.testing.assert_allclose(ae.forward(x), ae.decode(ae.encode(x)), rtol=1e-12)
+
+
+def test_not_fused_when_the_chain_does_not_fit():
+    assert dn.Sequential(dn.TanH(), dn.Linear(2, 2))._chain is None
+    assert dn.Sequential(dn.Linear(2, 2), dn.TanH(), dn.TanH())._chain is None
+    assert dn.Sequential(dn.Linear(2, 2), dn.Threshold(1.0, 0.0))._chain is None
+    assert dn.Sequential(dn.Linear(2, 2), dn.SoftMax())._chain is None
+
+
+def test_fallbacks_and_errors_go_through_the_layers():
+    net = dn.Sequential(dn.Linear(3, 2), dn.TanH())
+    # Integer input: cast to the parameters' dtype, as Linear does.
+    out = net.forward(np.ones((2, 3), dtype=np.int64))
+    assert out.dtype == np.float64
+    with pytest.raises(ValueError, match="Linear.forward"):
+        net.forward(np.ones((2, 4)))
+    # Mixed dtypes: layer by layer.
+    mixed = dn.Sequential(dn.Linear(3, 2, dtype=np.float32), dn.Linear(2, 2, dtype=np.float64))
+    assert mixed.forward(np.ones((1, 3))).dtype == np.float64
+    # A course script replaces a weight with another shape: gradients follow.
+    net[0]._parameters = np.ones((3, 2))
+    x = np.ones((2, 3))
+    net.forward(x)
+    net.backward_update_gradient(x, np.ones((2, 2)))
+    assert net[0]._gradient.shape == (3, 2)
+
+
+def test_binding_errors():
+    x = np.ones((2, 3), np.float32)
+    w = np.ones((3, 4), np.float32)
+    with pytest.raises(ValueError, match="activation codes"):
+        _core.dense_forward(x, [w], [None], [7])
+    with pytest.raises(ValueError, match="weight must have shape"):
+        _core.dense_forward(x, [w, w], [None, None], [0, 0])
+    with pytest.raises(TypeError, match="same dtype"):
+        _core.dense_forward(x, [w.astype(np.float64)], [None], [0])
+    with pytest.raises(ValueError, match="one bias"):
+        _core.dense_forward(x, [w], [], [0])
+    (y,) = _core.dense_forward(x, [w], [None], [1])
+    g = np.zeros_like(w)
+    with pytest.raises(ValueError, match="delta must have shape"):
+        _core.dense_backward(x, [y], [w], [None], [1], [g], [None], np.ones((2, 5), np.float32))
+    with pytest.raises(ValueError, match="bias gradient"):
+        _core.dense_backward(
+            x, [y], [w], [None], [1], [g], [np.zeros(4, np.float32)], np.ones_like(y)
+        )
+    p = np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match="gradient must have shape"):
+        _core.sgd_update([p], [np.zeros(4, np.float32)], 0.1)
+    with pytest.raises(ValueError, match="writeable"):
+        _core.sgd_update([p, p], [p.copy(), p.copy()], 0.1)
+    _core.sgd_update([p], [np.ones(3, np.float32)], 0.5)
+    np.testing.assert_array_equal(p, -0.5)
+
+
+class _Net(dn.Sequential):
+    """Exposes the chain's parameters as attributes for ``check_module``."""
+
+    def __getattr__(self, name):
+        kind, idx = name[:-1], int(name[-1])
+        linear = [m for m in self.layers if isinstance(m, dn.Linear)][idx]
+        attr = {"w": "_parameters", "b": "_bias", "gw": "_gradient", "gb": "_grad_bias"}[kind]
+        return getattr(linear, attr)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_chain_against_torch(dtype):
+    torch = require_torch()
+    nn = torch.nn
+    rng = np.random.default_rng(5)
+    ours = _Net(
+        dn.Linear(7, 6, rng=rng, dtype=dtype),
+        dn.TanH(),
+        dn.Linear(6, 5, rng=rng, dtype=dtype),
+        dn.ReLU(),
+        dn.Linear(5, 4, rng=rng, dtype=dtype),
+        dn.Sigmoid(),
+    )
+
+    class Theirs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seq = nn.Sequential(
+                nn.Linear(7, 6),
+                nn.Tanh(),
+                nn.Linear(6, 5),
+                nn.ReLU(),
+                nn.Linear(5, 4),
+                nn.Sigmoid(),
+            )
+
+        def forward(self, t):
+            return self.seq(t)
+
+    theirs = Theirs()
+    for i, j in enumerate((0, 2, 4)):
+        setattr(Theirs, f"w{i}", property(lambda s, j=j: s.seq[j].weight))
+        setattr(Theirs, f"b{i}", property(lambda s, j=j: s.seq[j].bias))
+    params = []
+    for i in range(3):
+        params.append(ParamMap(f"w{i}", f"gw{i}", f"w{i}", np.transpose, np.transpose))
+        params.append(ParamMap(f"b{i}", f"gb{i}", f"b{i}"))
+    x = rng.standard_normal((8, 7)).astype(dtype)
+    check_module(ours, theirs, x, params)

@@ -164,7 +164,9 @@ def fortran(a: np.ndarray) -> np.ndarray:
 
 def strided(a: np.ndarray) -> np.ndarray:
     """The same values in a view with every stride doubled (not contiguous)."""
-    big = np.zeros(tuple(2 * d for d in a.shape) or (), a.dtype)
+    if a.ndim == 0:
+        return a.copy()
+    big = np.zeros(tuple(2 * d for d in a.shape), a.dtype)
     view = big[tuple(slice(None, None, 2) for _ in a.shape)]
     view[...] = a
     return view

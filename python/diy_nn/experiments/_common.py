@@ -24,18 +24,26 @@ def fit(
     desc: str,
     rng_offset: int = 0,
     on_epoch: Callable[[int], dict[str, float] | None] | None = None,
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+    decay_at: int | None = None,
 ) -> list[float]:
     """``epochs`` passes of shuffled mini-batch ``opt.step``; returns each epoch's mean loss.
 
-    ``on_epoch(epoch)`` may return values to show in the progress bar.
+    ``on_epoch(epoch)`` may return values to show in the progress bar; ``augment(batch,
+    rng)`` transforms each training batch; from epoch ``decay_at`` on the step is 10x smaller.
     """
     gen = ctx.rng(1000 + rng_offset)
     history: list[float] = []
-    bar = tqdm(range(epochs), desc=desc, leave=False, disable=not ctx.progress, unit="ep")
+    bar = tqdm(
+        range(epochs), desc=desc, leave=False, disable=not ctx.progress, unit="ep", mininterval=1
+    )
     for epoch in bar:
+        if decay_at is not None and epoch == decay_at:
+            opt.eps *= 0.1
         total = 0.0
         for idx in iterate_minibatches(len(X), batch_size, True, gen):
-            total += opt.step(X[idx], Y[idx]) * len(idx)
+            bx = X[idx] if augment is None else augment(X[idx], gen)
+            total += opt.step(bx, Y[idx]) * len(idx)
         history.append(total / len(X))
         shown = {"loss": f"{history[-1]:.4g}"}
         if on_epoch is not None:
@@ -110,3 +118,21 @@ def psnr(clean: np.ndarray, other: np.ndarray, peak: float = 1.0) -> float:
     """Peak signal-to-noise ratio in dB over a whole set: ``10 log10(peak² / MSE)``."""
     mse = float(np.mean((np.asarray(clean) - np.asarray(other)) ** 2))
     return float(10 * np.log10(peak**2 / mse)) if mse > 0 else float("inf")
+
+
+def shift_images(batch: np.ndarray, gen: np.random.Generator, side: int = 16) -> np.ndarray:
+    """Moves each ``side x side`` image of ``batch`` by -1, 0 or +1 pixel on each axis (zero fill).
+
+    ``batch`` may be ``(n, side*side)``, ``(n, side*side, 1)`` or ``(n, side, side, 1)``;
+    the result has the same shape.
+    """
+    n = len(batch)
+    imgs = batch.reshape(n, side, side)
+    padded = np.pad(imgs, ((0, 0), (1, 1), (1, 1)))
+    dy, dx = gen.integers(0, 3, n), gen.integers(0, 3, n)
+    out = np.empty_like(imgs)
+    for a in range(3):
+        for b in range(3):
+            sel = (dy == a) & (dx == b)
+            out[sel] = padded[sel, a : a + side, b : b + side]
+    return out.reshape(batch.shape)

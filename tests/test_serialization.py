@@ -149,3 +149,43 @@ def test_conv_model_loads_into_torch_with_the_same_outputs(tmp_path):
     with torch.no_grad():
         out = tnet(torch.from_numpy(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(net.forward(x), out, rtol=1e-10)
+
+
+@pytest.mark.parametrize("nd", [1, 2])
+def test_cnn_with_flatten_gives_torch_the_same_outputs_both_ways(tmp_path, nd):
+    """The course CNN shape: conv → pool → Flatten → Linear, channels last vs torch's first."""
+    torch = require_torch()
+    from safetensors.torch import load_file, save_file
+
+    T = torch.nn
+    if nd == 1:
+        net = nn.Sequential(
+            nn.Conv1D(3, 2, 4, rng=0), nn.MaxPool1D(2, 2), nn.Flatten(), nn.Linear(16, 3, rng=1)
+        )
+        tnet = T.Sequential(T.Conv1d(2, 4, 3), T.MaxPool1d(2, 2), T.Flatten(), T.Linear(16, 3))
+        x = np.random.default_rng(0).standard_normal((5, 10, 2))
+        to_torch = (0, 2, 1)
+    else:
+        net = nn.Sequential(
+            nn.Conv2D(3, 2, 4, rng=0), nn.MaxPool2D(2, 2), nn.Flatten(), nn.Linear(36, 3, rng=1)
+        )
+        tnet = T.Sequential(T.Conv2d(2, 4, 3), T.MaxPool2d(2, 2), T.Flatten(), T.Linear(36, 3))
+        x = np.random.default_rng(0).standard_normal((5, 8, 8, 2))
+        to_torch = (0, 3, 1, 2)
+    tnet = tnet.double()
+    nn.save(net, tmp_path / "cnn.safetensors")
+    tnet.load_state_dict(load_file(str(tmp_path / "cnn.safetensors")))
+    with torch.no_grad():
+        expected = tnet(torch.from_numpy(x).permute(*to_torch)).numpy()
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-10)
+
+    # torch → diy_nn: a fresh torch model's file loads into a fresh diy_nn model.
+    torch.manual_seed(1)
+    for m in tnet:
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()  # new weights, so the load below must change ours
+    save_file({k: v.contiguous() for k, v in tnet.state_dict().items()}, tmp_path / "t.st")
+    nn.load(net, tmp_path / "t.st")
+    with torch.no_grad():
+        expected = tnet(torch.from_numpy(x).permute(*to_torch)).numpy()
+    np.testing.assert_allclose(net.forward(x), expected, rtol=1e-10)

@@ -10,8 +10,10 @@ Tensor names and layouts are those of the matching torch model, so that
   ``Conv1D`` ``(k, in, out)`` → ``(out, in, k)``, ``Conv2D`` ``(kh, kw, in, out)``
   → ``(out, in, kh, kw)``.
 
-(A torch model reads channels-first data, so a ``Linear`` after a ``Flatten``
-of a channels-last feature map sees its inputs in another order.)
+- a ``Linear`` right after a ``Flatten`` of a convolution's feature map has
+  its input rows reordered: our channels-last ``Flatten`` orders features
+  ``(L, C)`` (or ``(H, W, C)``), torch's channels-first one ``(C, L)``, so the
+  same file gives the same outputs in both libraries.
 
 Files are written to a temporary file in the target directory and renamed
 into place, so a crash never leaves a half-written model file.
@@ -25,13 +27,52 @@ from pathlib import Path
 
 import numpy as np
 
+from .conv import _ConvNd
+from .linear import Linear
 from .module import Module
+from .reshape import Flatten
 
 __all__ = ["save", "load", "state_dict", "load_state_dict"]
 
 _NAMES = {"_parameters": "weight", "_bias": "bias"}
 # ours -> torch axis order, by the weight's number of dimensions
 _TO_TORCH = {2: (1, 0), 3: (2, 1, 0), 4: (3, 2, 0, 1)}
+
+
+def _leaves(model: Module, prefix: str = "") -> list[tuple[str, Module]]:
+    """The leaf modules with their parameter-name prefixes, in forward order."""
+    children = model.children()
+    if not children:
+        return [(prefix, model)]
+    return [leaf for name, c in children for leaf in _leaves(c, f"{prefix}{name}.")]
+
+
+def _flattened_channels(model: Module) -> dict[str, int]:
+    """``{weight name: C}`` for each Linear fed by a Flatten of a C-channel feature map."""
+    channels: int | None = None  # of the feature map flowing at this point
+    pending: int | None = None  # set by a Flatten of a feature map
+    found = {}
+    for prefix, leaf in _leaves(model):
+        if isinstance(leaf, _ConvNd):
+            channels, pending = leaf.chan_out, None
+        elif isinstance(leaf, Flatten):
+            pending, channels = channels, None
+        elif isinstance(leaf, Linear):
+            if pending is not None and pending > 1:
+                found[prefix + "_parameters"] = pending
+            channels = pending = None
+    return found
+
+
+def _rows_to_torch(w: np.ndarray, c: int) -> np.ndarray:
+    """Reorders a Linear weight's input rows from ``(L, C)`` to torch's ``(C, L)``."""
+    f, out = w.shape
+    return w.reshape(f // c, c, out).transpose(1, 0, 2).reshape(f, out)
+
+
+def _rows_to_ours(w: np.ndarray, c: int) -> np.ndarray:
+    f, out = w.shape
+    return w.reshape(c, f // c, out).transpose(1, 0, 2).reshape(f, out)
 
 
 def _torch_name(name: str) -> str:
@@ -51,10 +92,13 @@ def _to_ours(attr: str, a: np.ndarray) -> np.ndarray:
 
 def state_dict(model: Module) -> dict[str, np.ndarray]:
     """The model's parameters as ``{torch name: array in torch layout}`` (copies)."""
-    return {
-        _torch_name(name): _to_torch(name.rsplit(".", 1)[-1], p)
-        for name, p, _ in model.named_parameters()
-    }
+    flattened = _flattened_channels(model)
+    out = {}
+    for name, p, _ in model.named_parameters():
+        if name in flattened and p.shape[0] % flattened[name] == 0:
+            p = _rows_to_torch(p, flattened[name])
+        out[_torch_name(name)] = _to_torch(name.rsplit(".", 1)[-1], p)
+    return out
 
 
 def load_state_dict(model: Module, tensors: dict[str, np.ndarray], source: str = "") -> None:
@@ -75,10 +119,13 @@ def load_state_dict(model: Module, tensors: dict[str, np.ndarray], source: str =
     if unexpected:
         names = ", ".join(repr(n) for n in unexpected)
         raise ValueError(f"load: tensor(s) {names}{where} match no parameter of the model")
+    flattened = _flattened_channels(model)
     values = {}
     for tname, (name, p) in params.items():
         t = tensors[tname]
         value = _to_ours(name.rsplit(".", 1)[-1], t)
+        if name in flattened and value.shape == p.shape and p.shape[0] % flattened[name] == 0:
+            value = _rows_to_ours(value, flattened[name])
         if value.shape != p.shape:
             expected = _to_torch(name.rsplit(".", 1)[-1], p).shape
             raise ValueError(

@@ -141,7 +141,7 @@ def run_denoising(ctx: Context) -> Result:
             titles,
             vmin=0,
             vmax=1,
-            title="denoising autoencoder (10-d code), USPS test digits",
+            title="denoising autoencoders (10-d and 64-d codes), USPS test digits",
         )
     )
     result.notes = (

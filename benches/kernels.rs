@@ -1,13 +1,18 @@
 //! Criterion benchmarks of the kernels, on named shape tables.
 //!
 //! Run with `cargo bench --bench kernels`. The matmul table compares the `gemm`
-//! crate (which diy_nn uses) with `matrixmultiply` on the same shapes.
+//! crate (which diy_nn uses) with `matrixmultiply` on the same shapes. The
+//! conv, pool and softmax tables time forward and both backward passes on the
+//! report's shapes; the `*_threads` groups run the same work on 1 and 2
+//! threads, which is how the parallel thresholds of the kernels were chosen
+//! (`cargo bench --bench kernels -- threads`).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use ndarray::Array2;
+use ndarray::{Array, Array1, Array2, Array3, Array4, Dimension, ShapeBuilder};
 use std::hint::black_box;
 
 use _core::matmul::matmul;
+use _core::{conv, pool, softmax, threads};
 
 /// (name, m, k, n): the products of the report's models, and a large square one.
 const MATMUL_SHAPES: &[(&str, usize, usize, usize)] = &[
@@ -66,5 +71,238 @@ fn bench_matmul(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_matmul);
+fn sample<Sh: ShapeBuilder>(shape: Sh) -> Array<f32, Sh::Dim>
+where
+    Sh::Dim: Dimension,
+{
+    let mut i = 0u32;
+    Array::from_shape_simple_fn(shape, || {
+        i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        (i >> 9) as f32 / (1u32 << 23) as f32 - 0.5
+    })
+}
+
+/// (name, n, l, cin, cout, k, stride): the report's check shape and the
+/// course's USPS 1-D CNN (a digit read as a 256-long signal).
+const CONV1D_SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+    ("report_check_20x50x16_to_33_k3_s2", 20, 50, 16, 33, 3, 2),
+    ("usps_cnn1d_100x256x1_to_32_k3", 100, 256, 1, 32, 3, 1),
+    ("iris_4x1_to_16_k2_b20", 20, 4, 1, 16, 2, 1),
+];
+
+/// (name, n, hw, cin, cout, k): the USPS 2-D CNN and the report's check.
+const CONV2D_SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
+    ("usps_cnn2d_100x16x16x1_to_32_k3", 100, 16, 1, 32, 3),
+    ("report_check_20x5x10x2_to_2_k3", 20, 5, 2, 2, 3),
+];
+
+fn bench_conv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv1d_f32");
+    group.sample_size(30);
+    for &(name, n, l, cin, cout, k, s) in CONV1D_SHAPES {
+        let (x, w, b) = (sample((n, l, cin)), sample((k, cin, cout)), sample(cout));
+        let lo = (l - k) / s + 1;
+        let d = sample((n, lo, cout));
+        let (mut gw, mut gb) = (
+            Array3::<f32>::zeros((k, cin, cout)),
+            Array1::<f32>::zeros(cout),
+        );
+        group.throughput(Throughput::Elements((2 * n * lo * k * cin * cout) as u64));
+        group.bench_function(BenchmarkId::new("forward", name), |bench| {
+            bench
+                .iter(|| conv::conv1d(black_box(x.view()), w.view(), Some(b.view()), s, 0).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("backward_input", name), |bench| {
+            bench.iter(|| {
+                conv::conv1d_backward_input(black_box(d.view()), w.view(), l, s, 0).unwrap()
+            })
+        });
+        group.bench_function(BenchmarkId::new("backward_weight", name), |bench| {
+            bench.iter(|| {
+                conv::conv1d_backward_weight(
+                    x.view(),
+                    d.view(),
+                    gw.view_mut(),
+                    Some(gb.view_mut()),
+                    s,
+                    0,
+                )
+                .unwrap()
+            })
+        });
+    }
+    group.finish();
+    let mut group = c.benchmark_group("conv2d_f32");
+    group.sample_size(30);
+    for &(name, n, hw, cin, cout, k) in CONV2D_SHAPES {
+        let (x, w, b) = (
+            sample((n, hw, hw, cin)),
+            sample((k, k, cin, cout)),
+            sample(cout),
+        );
+        let ho = hw - k + 1;
+        let d = sample((n, ho, ho, cout));
+        let (mut gw, mut gb) = (
+            Array4::<f32>::zeros((k, k, cin, cout)),
+            Array1::<f32>::zeros(cout),
+        );
+        group.throughput(Throughput::Elements(
+            (2 * n * ho * ho * k * k * cin * cout) as u64,
+        ));
+        group.bench_function(BenchmarkId::new("forward", name), |bench| {
+            bench
+                .iter(|| conv::conv2d(black_box(x.view()), w.view(), Some(b.view()), 1, 0).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("backward_input", name), |bench| {
+            bench.iter(|| {
+                conv::conv2d_backward_input(black_box(d.view()), w.view(), (hw, hw), 1, 0).unwrap()
+            })
+        });
+        group.bench_function(BenchmarkId::new("backward_weight", name), |bench| {
+            bench.iter(|| {
+                conv::conv2d_backward_weight(
+                    x.view(),
+                    d.view(),
+                    gw.view_mut(),
+                    Some(gb.view_mut()),
+                    1,
+                    0,
+                )
+                .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+/// (name, n, h, w, c, k, stride)
+const POOL_SHAPES: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
+    ("usps_cnn2d_100x14x14x32_k2", 100, 14, 14, 32, 2, 2),
+    ("usps_cnn1d_100x254x32_k2", 100, 1, 254, 32, 2, 2),
+];
+
+fn bench_pool(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool_f32");
+    group.sample_size(30);
+    for &(name, n, h, w, ch, k, s) in POOL_SHAPES {
+        let x = sample((n, h, w, ch));
+        let kh = if h == 1 { 1 } else { k };
+        let d = sample((n, (h - kh) / s + 1, (w - k) / s + 1, ch));
+        group.throughput(Throughput::Elements((n * h * w * ch) as u64));
+        if h == 1 {
+            let x3 = x.index_axis(ndarray::Axis(1), 0).to_owned();
+            let d3 = d.index_axis(ndarray::Axis(1), 0).to_owned();
+            let (_, arg) = pool::max_pool1d(x3.view(), k, s).unwrap();
+            group.bench_function(BenchmarkId::new("max_forward", name), |bench| {
+                bench.iter(|| pool::max_pool1d(black_box(x3.view()), k, s).unwrap())
+            });
+            group.bench_function(BenchmarkId::new("max_backward", name), |bench| {
+                bench.iter(|| {
+                    pool::max_pool1d_backward(black_box(d3.view()), arg.view(), w).unwrap()
+                })
+            });
+        } else {
+            let (_, arg) = pool::max_pool2d(x.view(), k, s).unwrap();
+            group.bench_function(BenchmarkId::new("max_forward", name), |bench| {
+                bench.iter(|| pool::max_pool2d(black_box(x.view()), k, s).unwrap())
+            });
+            group.bench_function(BenchmarkId::new("max_backward", name), |bench| {
+                bench.iter(|| {
+                    pool::max_pool2d_backward(black_box(d.view()), arg.view(), (h, w)).unwrap()
+                })
+            });
+            group.bench_function(BenchmarkId::new("avg_forward", name), |bench| {
+                bench.iter(|| pool::avg_pool2d(black_box(x.view()), k, s).unwrap())
+            });
+        }
+    }
+    group.finish();
+}
+
+/// (name, n, k): a classifier's output and a wide log-softmax.
+const SOFTMAX_SHAPES: &[(&str, usize, usize)] = &[
+    ("classifier_1000x10", 1000, 10),
+    ("usps_batch_100x10", 100, 10),
+    ("wide_256x1000", 256, 1000),
+];
+
+fn bench_softmax(c: &mut Criterion) {
+    let mut group = c.benchmark_group("softmax_f32");
+    group.sample_size(50);
+    for &(name, n, k) in SOFTMAX_SHAPES {
+        let x = sample((n, k)).mapv(|v| v * 8.0);
+        let d = sample((n, k));
+        let y = softmax::softmax(x.view()).unwrap();
+        let ly = softmax::log_softmax(x.view()).unwrap();
+        let t: Array1<i64> = (0..n as i64).map(|i| i % k as i64).collect();
+        group.throughput(Throughput::Elements((n * k) as u64));
+        group.bench_function(BenchmarkId::new("softmax", name), |bench| {
+            bench.iter(|| softmax::softmax(black_box(x.view())).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("softmax_backward", name), |bench| {
+            bench.iter(|| softmax::softmax_backward(black_box(y.view()), d.view()).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("log_softmax", name), |bench| {
+            bench.iter(|| softmax::log_softmax(black_box(x.view())).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("log_softmax_backward", name), |bench| {
+            bench.iter(|| softmax::log_softmax_backward(black_box(ly.view()), d.view()).unwrap())
+        });
+        group.bench_function(BenchmarkId::new("cross_entropy_fwd_bwd", name), |bench| {
+            bench.iter(|| {
+                let target = softmax::Target::Index(t.view());
+                softmax::cross_entropy(black_box(x.view()), target.clone()).unwrap();
+                softmax::cross_entropy_backward(x.view(), target).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The same work on 1 and 2 threads, around the parallel thresholds.
+fn bench_threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("threads");
+    group.sample_size(20);
+    for &n in &[2usize, 8, 20, 100] {
+        let (x, w) = (sample((n, 50, 16)), sample((3, 16, 33)));
+        let work = n * 24 * 3 * 16 * 33;
+        for t in [1usize, 2] {
+            threads::set_num_threads(t).unwrap();
+            group.bench_function(BenchmarkId::new(format!("conv1d_{t}t"), work), |bench| {
+                bench.iter(|| conv::conv1d(black_box(x.view()), w.view(), None, 2, 0).unwrap())
+            });
+        }
+    }
+    for &n in &[4usize, 32, 128, 1024] {
+        let x = sample((n, 256));
+        for t in [1usize, 2] {
+            threads::set_num_threads(t).unwrap();
+            group.bench_function(
+                BenchmarkId::new(format!("softmax_{t}t"), n * 256),
+                |bench| bench.iter(|| softmax::softmax(black_box(x.view())).unwrap()),
+            );
+        }
+    }
+    for &n in &[2usize, 10, 50] {
+        let x = sample((n, 14, 14, 32));
+        for t in [1usize, 2] {
+            threads::set_num_threads(t).unwrap();
+            group.bench_function(
+                BenchmarkId::new(format!("max_pool2d_{t}t"), n * 196 * 32),
+                |bench| bench.iter(|| pool::max_pool2d(black_box(x.view()), 2, 2).unwrap()),
+            );
+        }
+    }
+    threads::set_num_threads(0).unwrap();
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_matmul,
+    bench_conv,
+    bench_pool,
+    bench_softmax,
+    bench_threads
+);
 criterion_main!(benches);

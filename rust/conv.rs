@@ -40,6 +40,17 @@ pub const CONV_PAR_MIN_WORK: usize = 160 * 1024;
 /// processed in several chunks.
 const COL_MAX_ELEMS: usize = 1 << 22;
 
+/// Runs `f` on the kernels' pool when it will split its work, else right
+/// here: handing a small job to a pool thread and back costs more (5-15 µs)
+/// than the job.
+pub(crate) fn run_on_pool<R: Send>(parallel: bool, f: impl FnOnce() -> R + Send) -> R {
+    if parallel {
+        threads::install(f)
+    } else {
+        f()
+    }
+}
+
 /// The sizes of a 2-D convolution (a 1-D one has `h = kh = 1`, `ph = 0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Conv2dParams {
@@ -90,7 +101,7 @@ impl Conv2dParams {
         let per_sample = (self.out_pixels() * self.patch()).max(1);
         let cap = (COL_MAX_ELEMS / per_sample).max(1);
         let n = self.n.max(1);
-        let threads = rayon::current_num_threads();
+        let threads = threads::num_threads();
         let want =
             if cfg!(feature = "multi-threads") && self.work() >= CONV_PAR_MIN_WORK && threads > 1 {
                 n.div_ceil(threads)
@@ -102,7 +113,7 @@ impl Conv2dParams {
 
     /// Whether chunks run in parallel.
     fn parallel(&self) -> bool {
-        self.chunk() < self.n && cfg!(feature = "multi-threads") && rayon::current_num_threads() > 1
+        self.chunk() < self.n && cfg!(feature = "multi-threads") && threads::num_threads() > 1
     }
 }
 
@@ -457,7 +468,7 @@ fn forward_impl<T: Float>(
     if out.is_empty() {
         return out;
     }
-    threads::install(|| {
+    run_on_pool(p.parallel(), || {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
@@ -495,7 +506,7 @@ fn backward_input_impl<T: Float>(
     if dx.is_empty() {
         return dx;
     }
-    threads::install(|| {
+    run_on_pool(p.parallel(), || {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
@@ -534,7 +545,7 @@ fn backward_weight_impl<T: Float>(
         return;
     }
     let (kc, cout) = (p.patch(), p.cout);
-    let (acc_w, acc_b) = threads::install(|| {
+    let (acc_w, acc_b) = run_on_pool(p.parallel(), || {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let delta = delta.as_standard_layout();

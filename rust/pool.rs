@@ -13,6 +13,7 @@
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use rayon::prelude::*;
 
+use crate::conv::run_on_pool;
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
 use crate::threads;
@@ -53,8 +54,16 @@ impl Pool2dParams {
             .n
             .saturating_mul(ho * wo * self.c)
             .saturating_mul(self.kh * self.kw);
-        self.n > 1 && threads::worth_parallel(work) && work >= POOL_PAR_MIN_WORK
+        parallel_for(self.n, work)
     }
+}
+
+/// Whether pooling `n` samples with `work` element visits splits the batch.
+fn parallel_for(n: usize, work: usize) -> bool {
+    cfg!(feature = "multi-threads")
+        && n > 1
+        && work >= POOL_PAR_MIN_WORK
+        && threads::num_threads() > 1
 }
 
 fn check_window(
@@ -151,7 +160,7 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
     if y.is_empty() {
         return (y, arg);
     }
-    threads::install(|| {
+    run_on_pool(p.parallel(), || {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let c = p.c;
@@ -205,6 +214,18 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
     (y, arg)
 }
 
+fn check_argmax(op: &'static str, delta: &[usize], argmax: &[usize]) -> Result<(), KernelError> {
+    if argmax != delta {
+        return Err(KernelError::shape(
+            op,
+            "argmax",
+            format!("{} (the shape of delta)", fmt_shape(delta)),
+            fmt_shape(argmax),
+        ));
+    }
+    Ok(())
+}
+
 fn max_pool_backward_impl<T: Float>(
     op: &'static str,
     delta: ArrayView4<'_, T>,
@@ -212,14 +233,7 @@ fn max_pool_backward_impl<T: Float>(
     h: usize,
     w: usize,
 ) -> Result<Array4<T>, KernelError> {
-    if argmax.shape() != delta.shape() {
-        return Err(KernelError::shape(
-            op,
-            "argmax",
-            format!("{} (the shape of delta)", fmt_shape(delta.shape())),
-            fmt_shape(argmax.shape()),
-        ));
-    }
+    check_argmax(op, delta.shape(), argmax.shape())?;
     let (n, c) = (delta.shape()[0], delta.shape()[3]);
     let what = format!("the input of input_len/input_hw ({h}, {w})");
     check_alloc(op, &what, &[n, h, w, c])?;
@@ -236,12 +250,12 @@ fn max_pool_backward_impl<T: Float>(
     }
     let out_per = delta.shape()[1] * delta.shape()[2];
     let work = n * out_per * c;
-    threads::install(|| {
+    let parallel = parallel_for(n, work);
+    run_on_pool(parallel, || {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let argmax = argmax.as_standard_layout();
         let am = argmax.as_slice().expect("standard layout");
-        let parallel = n > 1 && threads::worth_parallel(work) && work >= POOL_PAR_MIN_WORK;
         let dxs = dx.as_slice_mut().expect("fresh array");
         per_sample(dxs, size * c, parallel, |s, dxc| {
             let range = s * out_per * c..(s + 1) * out_per * c;
@@ -265,7 +279,7 @@ fn avg_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> Array4<T> 
         return y;
     }
     let scale = T::one() / T::from_usize(p.kh * p.kw).expect("window size is a float");
-    threads::install(|| {
+    run_on_pool(p.parallel(), || {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let c = p.c;
@@ -302,7 +316,7 @@ fn avg_pool_backward_impl<T: Float>(delta: ArrayView4<'_, T>, p: &Pool2dParams) 
         return dx;
     }
     let scale = T::one() / T::from_usize(p.kh * p.kw).expect("window size is a float");
-    threads::install(|| {
+    run_on_pool(p.parallel(), || {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let c = p.c;
@@ -359,6 +373,8 @@ pub fn max_pool1d_backward<T: Float>(
     argmax: ArrayView3<'_, i64>,
     input_len: usize,
 ) -> Result<Array3<T>, KernelError> {
+    // Checked here too, so that the message shows the 3-D shapes.
+    check_argmax("max_pool1d_backward", delta.shape(), argmax.shape())?;
     let dx = max_pool_backward_impl(
         "max_pool1d_backward",
         delta.insert_axis(Axis(1)),
@@ -436,4 +452,198 @@ pub fn avg_pool2d_backward<T: Float>(
     let (ho, wo) = p.out_dims();
     check_delta(OP, &[n, ho, wo, c], delta.shape())?;
     Ok(avg_pool_backward_impl(delta, &p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array, ShapeBuilder};
+
+    fn filled<Sh: ndarray::ShapeBuilder>(shape: Sh, seed: f64) -> Array<f64, Sh::Dim> {
+        let mut i = 0.0;
+        Array::from_shape_simple_fn(shape, || {
+            i += 1.0;
+            (i * 0.618 + seed).sin()
+        })
+    }
+
+    /// Straightforward pooling: (max, argmax, avg) and the two gradients for `d`.
+    #[allow(clippy::type_complexity)]
+    fn reference(
+        x: &Array4<f64>,
+        d: &Array4<f64>,
+        p: &Pool2dParams,
+    ) -> (
+        Array4<f64>,
+        Array4<i64>,
+        Array4<f64>,
+        Array4<f64>,
+        Array4<f64>,
+    ) {
+        let (ho, wo) = p.out_dims();
+        let mut mx = Array4::zeros((p.n, ho, wo, p.c));
+        let mut am = Array4::zeros((p.n, ho, wo, p.c));
+        let mut av = Array4::zeros((p.n, ho, wo, p.c));
+        let mut dmax = Array4::zeros(x.raw_dim());
+        let mut davg = Array4::zeros(x.raw_dim());
+        let area = (p.kh * p.kw) as f64;
+        for n in 0..p.n {
+            for i in 0..ho {
+                for j in 0..wo {
+                    for c in 0..p.c {
+                        let (mut best, mut at, mut sum) = (f64::NEG_INFINITY, 0, 0.0);
+                        for a in i * p.sh..i * p.sh + p.kh {
+                            for b in j * p.sw..j * p.sw + p.kw {
+                                let v = x[[n, a, b, c]];
+                                sum += v;
+                                if v > best {
+                                    (best, at) = (v, a * p.w + b);
+                                }
+                                davg[[n, a, b, c]] += d[[n, i, j, c]] / area;
+                            }
+                        }
+                        mx[[n, i, j, c]] = best;
+                        am[[n, i, j, c]] = at as i64;
+                        av[[n, i, j, c]] = sum / area;
+                        dmax[[n, at / p.w, at % p.w, c]] += d[[n, i, j, c]];
+                    }
+                }
+            }
+        }
+        (mx, am, av, dmax, davg)
+    }
+
+    fn assert_close(a: &Array4<f64>, b: &Array4<f64>) {
+        assert_eq!(a.shape(), b.shape());
+        for (p, q) in a.iter().zip(b) {
+            assert!((p - q).abs() <= 1e-12 * (1.0 + q.abs()), "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn pool2d_matches_reference() {
+        // (n, h, w, c, k, stride): overlapping, gapped, k = input, batch 1, channel 1.
+        for &(n, h, w, c, k, s) in &[
+            (2, 6, 7, 3, 2, 2),
+            (1, 5, 5, 1, 3, 1),
+            (3, 4, 4, 2, 4, 1),
+            (2, 9, 8, 2, 2, 3),
+            (1, 3, 3, 5, 1, 1),
+            (100, 14, 14, 32, 2, 2),
+        ] {
+            let x = filled((n, h, w, c), 0.3);
+            let p = pool2d_params("t", x.shape(), k, s).unwrap();
+            let (ho, wo) = p.out_dims();
+            let d = filled((n, ho, wo, c), 0.9);
+            let (mx, am, av, dmax, davg) = reference(&x, &d, &p);
+            let (y, a) = max_pool2d(x.view(), k, s).unwrap();
+            assert_close(&y, &mx);
+            assert_eq!(a, am);
+            assert_close(
+                &max_pool2d_backward(d.view(), a.view(), (h, w)).unwrap(),
+                &dmax,
+            );
+            assert_close(&avg_pool2d(x.view(), k, s).unwrap(), &av);
+            assert_close(&avg_pool2d_backward(d.view(), (h, w), k, s).unwrap(), &davg);
+        }
+    }
+
+    #[test]
+    fn pool1d_matches_reference() {
+        for &(n, l, c, k, s) in &[
+            (2, 9, 3, 2, 2),
+            (1, 7, 1, 7, 1),
+            (3, 10, 2, 3, 4),
+            (1, 4, 1, 1, 1),
+        ] {
+            let x = filled((n, l, c), 0.1);
+            let p = pool1d_params("t", x.shape(), k, s).unwrap();
+            let lo = p.out_dims().1;
+            let d = filled((n, lo, c), 0.2);
+            let (mx, am, av, dmax, davg) = reference(
+                &x.clone().insert_axis(Axis(1)),
+                &d.clone().insert_axis(Axis(1)),
+                &p,
+            );
+            let (y, a) = max_pool1d(x.view(), k, s).unwrap();
+            assert_close(&y.insert_axis(Axis(1)), &mx);
+            assert_eq!(a.clone().insert_axis(Axis(1)), am);
+            let dx = max_pool1d_backward(d.view(), a.view(), l).unwrap();
+            assert_close(&dx.insert_axis(Axis(1)), &dmax);
+            assert_close(
+                &avg_pool1d(x.view(), k, s).unwrap().insert_axis(Axis(1)),
+                &av,
+            );
+            let dx = avg_pool1d_backward(d.view(), l, k, s).unwrap();
+            assert_close(&dx.insert_axis(Axis(1)), &davg);
+        }
+    }
+
+    #[test]
+    fn ties_keep_the_first_and_nan_wins() {
+        let x = Array3::from_shape_vec((1, 4, 1), vec![1.0, 1.0, 2.0, f64::NAN]).unwrap();
+        let (y, a) = max_pool1d(x.view(), 2, 2).unwrap();
+        assert_eq!(a.as_slice().unwrap(), &[0, 3]);
+        assert_eq!(y[[0, 0, 0]], 1.0);
+        assert!(y[[0, 1, 0]].is_nan());
+    }
+
+    #[test]
+    fn strided_input_gives_the_same_result() {
+        let x = filled((3, 8, 8, 2).f(), 0.4);
+        let xc = x.as_standard_layout().to_owned();
+        assert_eq!(
+            max_pool2d(x.view(), 2, 2).unwrap(),
+            max_pool2d(xc.view(), 2, 2).unwrap()
+        );
+        let xr = x.slice(s![..;-1, .., .., ..]);
+        let xrc = xr.to_owned();
+        assert_eq!(
+            avg_pool2d(xr, 3, 2).unwrap(),
+            avg_pool2d(xrc.view(), 3, 2).unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let x = filled((2, 5, 3), 0.0);
+        let msg = |r: Result<(Array3<f64>, Array3<i64>), KernelError>| r.unwrap_err().to_string();
+        assert!(msg(max_pool1d(x.view(), 0, 1)).contains("kernel size k must be >= 1"));
+        assert!(msg(max_pool1d(x.view(), 2, 0)).contains("stride must be >= 1"));
+        assert!(msg(max_pool1d(x.view(), 6, 1))
+            .contains("kernel size 6 is larger than the input length 5"));
+        let d = filled((2, 2, 3), 0.0);
+        let bad = Array3::<i64>::from_elem((2, 2, 3), 5);
+        let e = max_pool1d_backward(d.view(), bad.view(), 5).unwrap_err();
+        assert!(e.to_string().contains("argmax holds the index 5"), "{e}");
+        let e = max_pool1d_backward(d.view(), Array3::zeros((2, 1, 3)).view(), 5).unwrap_err();
+        assert!(
+            e.to_string().contains("argmax must have shape (2, 2, 3)"),
+            "{e}"
+        );
+        let e = avg_pool1d_backward(d.view(), 5, 2, 1).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("delta must have shape (2, 4, 3), got (2, 2, 3)"),
+            "{e}"
+        );
+        let e = max_pool2d(filled((1, 4, 3, 1), 0.0).view(), 4, 1).unwrap_err();
+        assert!(
+            e.to_string().contains("larger than the input width 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn empty_batch() {
+        let x = Array4::<f32>::zeros((0, 4, 4, 2));
+        let (y, a) = max_pool2d(x.view(), 2, 2).unwrap();
+        assert_eq!((y.dim(), a.dim()), ((0, 2, 2, 2), (0, 2, 2, 2)));
+        assert_eq!(
+            max_pool2d_backward(y.view(), a.view(), (4, 4))
+                .unwrap()
+                .dim(),
+            (0, 4, 4, 2)
+        );
+    }
 }

@@ -332,10 +332,13 @@ multiversion! {
 /// Rows per task when a row-wise op of `n × k` runs in parallel (0 = serial).
 fn rows_per_task(n: usize, k: usize) -> usize {
     let work = n.saturating_mul(k);
-    if n < 2 || !threads::worth_parallel(work) || work < SOFTMAX_PAR_MIN_WORK {
+    if !cfg!(feature = "multi-threads") || n < 2 || work < SOFTMAX_PAR_MIN_WORK {
         return 0;
     }
-    n.div_ceil(rayon::current_num_threads() * 4).max(1)
+    match threads::num_threads() {
+        0 | 1 => 0,
+        t => n.div_ceil(t * 4).max(1),
+    }
 }
 
 /// Runs `f(first_row, rows_of_out)` over `out` (rows of `width`), split in
@@ -350,13 +353,15 @@ fn over_rows<T: Float>(
     if out.is_empty() || width == 0 {
         return;
     }
-    threads::install(|| match rows_per_task(n, k) {
+    // Small work runs right here: a trip to the pool costs 5-15 µs.
+    match rows_per_task(n, k) {
         0 => f(0, out),
-        rows => out
-            .par_chunks_mut(rows * width)
-            .enumerate()
-            .for_each(|(i, c)| f(i * rows, c)),
-    });
+        rows => threads::install(|| {
+            out.par_chunks_mut(rows * width)
+                .enumerate()
+                .for_each(|(i, c)| f(i * rows, c))
+        }),
+    }
 }
 
 fn check_rows(op: &'static str, x: &ArrayView2<'_, impl Float>) -> Result<(), KernelError> {
@@ -579,4 +584,191 @@ pub fn cross_entropy_backward<T: Exp>(
         }
     }
     Ok(dx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{s, Array, ShapeBuilder};
+
+    fn filled(n: usize, k: usize, scale: f64) -> Array2<f64> {
+        Array::from_shape_fn((n, k), |(i, j)| {
+            ((i * 13 + j * 7) as f64 * 0.37).sin() * scale
+        })
+    }
+
+    /// Straightforward softmax with the row max subtracted, in f64.
+    fn reference(x: &Array2<f64>) -> Array2<f64> {
+        let mut y = x.clone();
+        for mut r in y.rows_mut() {
+            let m = r.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+            r.mapv_inplace(|v| (v - m).exp());
+            let s = r.sum();
+            r /= s;
+        }
+        y
+    }
+
+    fn assert_close(a: &Array2<f64>, b: &Array2<f64>, tol: f64) {
+        assert_eq!(a.shape(), b.shape());
+        for (p, q) in a.iter().zip(b) {
+            assert!((p - q).abs() <= tol * (1.0 + q.abs()), "{p} vs {q}");
+        }
+    }
+
+    const SHAPES: &[(usize, usize)] = &[
+        (1, 1),
+        (3, 7),
+        (5, 8),
+        (4, 17),
+        (1000, 10),
+        (256, 1000),
+        (2, 5000),
+    ];
+
+    #[test]
+    fn forward_and_backward_match_reference() {
+        for &(n, k) in SHAPES {
+            let x = filled(n, k, 5.0);
+            let d = filled(n, k, 1.0).mapv(|v| v - 0.3);
+            let p = reference(&x);
+            let y = softmax(x.view()).unwrap();
+            assert_close(&y, &p, 1e-13);
+            let ly = log_softmax(x.view()).unwrap();
+            assert_close(&ly, &p.mapv(f64::ln), 1e-13);
+            // d softmax: y·(d - Σ y·d); d log_softmax: d - p·Σ d.
+            let dot = (&p * &d)
+                .sum_axis(ndarray::Axis(1))
+                .insert_axis(ndarray::Axis(1));
+            assert_close(
+                &softmax_backward(y.view(), d.view()).unwrap(),
+                &(&p * &(&d - &dot)),
+                1e-13,
+            );
+            let sd = d.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+            assert_close(
+                &log_softmax_backward(ly.view(), d.view()).unwrap(),
+                &(&d - &(&p * &sd)),
+                1e-12,
+            );
+        }
+    }
+
+    #[test]
+    fn f32_is_close_to_f64() {
+        for &(n, k) in SHAPES {
+            let x = filled(n, k, 20.0);
+            let p = reference(&x);
+            let y = softmax(x.mapv(|v| v as f32).view())
+                .unwrap()
+                .mapv(f64::from);
+            assert_close(&y, &p, 2e-6);
+            let ly = log_softmax(x.mapv(|v| v as f32).view())
+                .unwrap()
+                .mapv(f64::from);
+            assert_close(&ly, &p.mapv(f64::ln), 2e-6);
+        }
+    }
+
+    #[test]
+    fn exp_fast_f32_is_accurate() {
+        let mut worst = 0.0f64;
+        for i in 0..200_000 {
+            let x = -87.0 + i as f32 * (87.0 / 200_000.0);
+            let got = f64::from(x.exp_fast());
+            let want = f64::from(x).exp();
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!((-1e4f32).exp_fast(), 0.0);
+        assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);
+        assert!(f32::NAN.exp_fast().is_nan());
+    }
+
+    #[test]
+    fn cross_entropy_both_targets() {
+        let (n, k) = (6, 5);
+        let x = filled(n, k, 3.0);
+        let t = Array1::from(vec![0i64, 4, 2, 1, 3, 0]);
+        let onehot =
+            Array::from_shape_fn((n, k), |(i, j)| if t[i] as usize == j { 1.0 } else { 0.0 });
+        let p = reference(&x);
+        let want: Array1<f64> = (0..n).map(|i| -p[[i, t[i] as usize]].ln()).collect();
+        let by_index = cross_entropy(x.view(), Target::Index(t.view())).unwrap();
+        let by_prob = cross_entropy(x.view(), Target::Prob(onehot.view())).unwrap();
+        for i in 0..n {
+            assert!((by_index[i] - want[i]).abs() < 1e-13);
+            assert!((by_prob[i] - want[i]).abs() < 1e-13);
+        }
+        let g = &p - &onehot;
+        assert_close(
+            &cross_entropy_backward(x.view(), Target::Index(t.view())).unwrap(),
+            &g,
+            1e-13,
+        );
+        assert_close(
+            &cross_entropy_backward(x.view(), Target::Prob(onehot.view())).unwrap(),
+            &g,
+            1e-13,
+        );
+        // Soft targets that do not sum to 1: grad = softmax·Σp - p.
+        let soft = onehot.mapv(|v| v * 2.0 + 0.1);
+        let sp = soft
+            .sum_axis(ndarray::Axis(1))
+            .insert_axis(ndarray::Axis(1));
+        assert_close(
+            &cross_entropy_backward(x.view(), Target::Prob(soft.view())).unwrap(),
+            &(&(&p * &sp) - &soft),
+            1e-13,
+        );
+    }
+
+    #[test]
+    fn huge_logits_are_finite() {
+        let x = filled(8, 10, 1e4).mapv(|v| v as f32);
+        let t = Array1::from(vec![1i64; 8]);
+        for v in softmax(x.view())
+            .unwrap()
+            .iter()
+            .chain(log_softmax(x.view()).unwrap().iter())
+        {
+            assert!(v.is_finite());
+        }
+        assert!(cross_entropy(x.view(), Target::Index(t.view()))
+            .unwrap()
+            .iter()
+            .all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn layouts_and_errors() {
+        let x = filled(9, 6, 2.0);
+        let f = x.as_standard_layout().to_owned().reversed_axes();
+        let xf = Array::from_shape_vec((9, 6).f(), f.iter().copied().collect()).unwrap();
+        assert_eq!(softmax(xf.view()).unwrap(), softmax(x.view()).unwrap());
+        let xr = x.slice(s![..;-1, ..]);
+        assert_eq!(
+            log_softmax(xr).unwrap(),
+            log_softmax(xr.to_owned().view()).unwrap()
+        );
+        let e = softmax_backward(x.view(), filled(9, 5, 1.0).view()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("delta must have shape (9, 6) (the shape of y), got (9, 5)"),
+            "{e}"
+        );
+        let t = Array1::from(vec![0i64, 6, 0, 0, 0, 0, 0, 0, 0]);
+        let e = cross_entropy(x.view(), Target::Index(t.view())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("target[1] = 6 is not a class index in [0, 6)"),
+            "{e}"
+        );
+        let e = softmax(Array2::<f64>::zeros((2, 0)).view()).unwrap_err();
+        assert!(e.to_string().contains("k >= 1"), "{e}");
+        assert_eq!(
+            softmax(Array2::<f32>::zeros((0, 4)).view()).unwrap().dim(),
+            (0, 4)
+        );
+    }
 }

@@ -40,6 +40,35 @@ pub const CONV_PAR_MIN_WORK: usize = 160 * 1024;
 /// processed in several chunks.
 const COL_MAX_ELEMS: usize = 1 << 22;
 
+thread_local! {
+    /// Each thread's patch buffer, kept between calls: a fresh one per call
+    /// costs a page fault per 4 KiB (the USPS conv2d's 700 KB buffer took
+    /// longer to fault in than the product took). Never above
+    /// [`COL_MAX_ELEMS`] elements (32 MB in f64) per thread.
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a buffer of `len` elements whose content is arbitrary (every
+/// user writes all of it first): the thread's kept buffer, or a fresh one if
+/// that is in use.
+fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            let words = (len * std::mem::size_of::<T>()).div_ceil(8);
+            if buf.len() < words {
+                buf.resize(words, 0);
+            }
+            // SAFETY: the buffer holds at least `len * size_of::<T>()` bytes,
+            // u64 alignment covers f32 and f64, every bit pattern is a valid
+            // float, and the borrow of `buf` lives as long as the slice.
+            let slice =
+                unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<T>(), len) };
+            f(slice)
+        }
+        Err(_) => f(&mut vec![T::zero(); len]),
+    })
+}
+
 /// Runs `f` on the kernels' pool when it will split its work, else right
 /// here: handing a small job to a pool thread and back costs more (5-15 µs)
 /// than the job.
@@ -482,16 +511,17 @@ fn forward_impl<T: Float>(
             let n0 = i * chunk;
             let n1 = (n0 + chunk).min(p.n);
             let rows = (n1 - n0) * rows_per;
-            let mut col = vec![T::zero(); rows * p.patch()];
-            im2col(xs, p, n0, n1, &mut col);
-            if let Some(b) = &b {
-                for r in oc.chunks_exact_mut(p.cout) {
-                    r.copy_from_slice(b);
+            with_scratch(rows * p.patch(), |col: &mut [T]| {
+                im2col(xs, p, n0, n1, col);
+                if let Some(b) = &b {
+                    for r in oc.chunks_exact_mut(p.cout) {
+                        r.copy_from_slice(b);
+                    }
                 }
-            }
-            let colv = ArrayView2::from_shape((rows, p.patch()), &col).expect("sized");
-            let ov = ArrayViewMut2::from_shape((rows, p.cout), oc).expect("sized");
-            gemm_view(ov, colv, wm, b.is_some(), Parallelism::None);
+                let colv = ArrayView2::from_shape((rows, p.patch()), &*col).expect("sized");
+                let ov = ArrayViewMut2::from_shape((rows, p.cout), oc).expect("sized");
+                gemm_view(ov, colv, wm, b.is_some(), Parallelism::None);
+            });
         });
     });
     out
@@ -519,15 +549,16 @@ fn backward_input_impl<T: Float>(
             let n0 = i * chunk;
             let n1 = (n0 + chunk).min(p.n);
             let rows = (n1 - n0) * rows_per;
-            let mut col = vec![T::zero(); rows * p.patch()];
             let dv = ArrayView2::from_shape(
                 (rows, p.cout),
                 &ds[n0 * rows_per * p.cout..n1 * rows_per * p.cout],
             )
             .expect("sized");
-            let cv = ArrayViewMut2::from_shape((rows, p.patch()), &mut col).expect("sized");
-            gemm_view(cv, dv, wt, false, Parallelism::None);
-            col2im(&col, p, dxc);
+            with_scratch(rows * p.patch(), |col: &mut [T]| {
+                let cv = ArrayViewMut2::from_shape((rows, p.patch()), &mut *col).expect("sized");
+                gemm_view(cv, dv, wt, false, Parallelism::None);
+                col2im(col, p, dxc);
+            });
         });
     });
     dx
@@ -558,16 +589,17 @@ fn backward_weight_impl<T: Float>(
             let n0 = i * chunk;
             let n1 = (n0 + chunk).min(p.n);
             let rows = (n1 - n0) * rows_per;
-            let mut col = vec![T::zero(); rows * kc];
-            im2col(xs, p, n0, n1, &mut col);
             let dv = ArrayView2::from_shape(
                 (rows, cout),
                 &ds[n0 * rows_per * cout..n1 * rows_per * cout],
             )
             .expect("sized");
-            let cv = ArrayView2::from_shape((rows, kc), &col).expect("sized");
             let mut gw = Array2::<T>::zeros((kc, cout));
-            gemm_view(gw.view_mut(), cv.t(), dv, false, Parallelism::None);
+            with_scratch(rows * kc, |col: &mut [T]| {
+                im2col(xs, p, n0, n1, col);
+                let cv = ArrayView2::from_shape((rows, kc), &*col).expect("sized");
+                gemm_view(gw.view_mut(), cv.t(), dv, false, Parallelism::None);
+            });
             let mut gb = Array1::<T>::zeros(if want_b { cout } else { 0 });
             if want_b {
                 let gbs = gb.as_slice_mut().expect("fresh");

@@ -40,6 +40,31 @@ pub trait Exp: Float {
             *v = v.exp_fast();
         }
     }
+
+    /// `sum(e^(x - m))`, nothing stored.
+    #[inline(always)]
+    fn exp_sum(x: &[Self], m: Self) -> Self {
+        x.iter().fold(Self::zero(), |s, &v| s + (v - m).exp_fast())
+    }
+
+    /// `y = e^(x - m)`, returns `sum(y)`.
+    #[inline(always)]
+    fn exp_store_sum(x: &[Self], m: Self, y: &mut [Self]) -> Self {
+        let mut s = Self::zero();
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = (v - m).exp_fast();
+            s += *o;
+        }
+        s
+    }
+
+    /// `dx = d - e^y·s`, the log-softmax backward step.
+    #[inline(always)]
+    fn sub_exp_scaled(y: &[Self], d: &[Self], s: Self, dx: &mut [Self]) {
+        for ((g, &yv), &dv) in dx.iter_mut().zip(y).zip(d) {
+            *g = dv - yv.exp_fast() * s;
+        }
+    }
 }
 
 impl Exp for f64 {
@@ -84,66 +109,186 @@ impl Exp for f32 {
         }
     }
 
-    /// With AVX2 and FMA, 8 lanes at a time by explicit intrinsics (the
-    /// compiler does not vectorize the scalar form by itself).
+    // With AVX2 and FMA: 8 lanes at a time by explicit intrinsics (the
+    // compiler does not vectorize the scalar form by itself).
+
     #[inline(always)]
     fn exp_slice(y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has AVX2 and FMA, checked just above.
-            unsafe { exp_slice_avx2(y) };
+        if has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { avx2::exp_slice(y) };
             return;
         }
         for v in y.iter_mut() {
             *v = v.exp_fast();
         }
     }
+
+    #[inline(always)]
+    fn exp_sum(x: &[f32], m: f32) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { avx2::exp_store_sum(x, m, None) };
+        }
+        x.iter().fold(0.0, |s, &v| s + (v - m).exp_fast())
+    }
+
+    #[inline(always)]
+    fn exp_store_sum(x: &[f32], m: f32, y: &mut [f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { avx2::exp_store_sum(x, m, Some(y)) };
+        }
+        let mut s = 0.0;
+        for (o, &v) in y.iter_mut().zip(x) {
+            *o = (v - m).exp_fast();
+            s += *o;
+        }
+        s
+    }
+
+    #[inline(always)]
+    fn sub_exp_scaled(y: &[f32], d: &[f32], s: f32, dx: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA.
+            unsafe { avx2::sub_exp_scaled(y, d, s, dx) };
+            return;
+        }
+        for ((g, &yv), &dv) in dx.iter_mut().zip(y).zip(d) {
+            *g = dv - yv.exp_fast() * s;
+        }
+    }
 }
 
-/// [`Exp::exp_fast`] of `f32`, 8 lanes at a time; the same steps, with FMA.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_slice_avx2(y: &mut [f32]) {
+#[inline(always)]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// [`Exp::exp_fast`] of `f32`, 8 lanes at a time, with FMA.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
     use std::arch::x86_64::*;
-    let lo = _mm256_set1_ps(-87.336_54);
-    let hi = _mm256_set1_ps(88.0);
-    let log2e = _mm256_set1_ps(std::f32::consts::LOG2_E);
-    let round = _mm256_set1_ps(12_582_912.0);
-    let round_bits = _mm256_set1_epi32(12_582_912.0f32.to_bits() as i32);
-    let (c1, c2) = (_mm256_set1_ps(0.693_359_4), _mm256_set1_ps(-2.121_944_4e-4));
-    let coef = [
-        _mm256_set1_ps(1.987_569_1e-4),
-        _mm256_set1_ps(1.398_2e-3),
-        _mm256_set1_ps(8.333_452e-3),
-        _mm256_set1_ps(4.166_579_6e-2),
-        _mm256_set1_ps(1.666_666_5e-1),
-        _mm256_set1_ps(0.5),
-    ];
-    let one = _mm256_set1_ps(1.0);
-    let bias = _mm256_set1_epi32(127);
-    let mut chunks = y.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let x = _mm256_loadu_ps(c.as_ptr());
+
+    use super::Exp;
+
+    /// `e^x` of 8 lanes: the steps of `exp_fast`.
+    // `unsafe fn` (not a safe `#[target_feature]` fn) for Rust 1.80.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp8(x: __m256) -> __m256 {
+        let lo = _mm256_set1_ps(-87.336_54);
+        let round = _mm256_set1_ps(12_582_912.0);
         // max/min return their second operand for NaN: NaN goes through.
-        let xc = _mm256_min_ps(hi, _mm256_max_ps(lo, x));
-        let t = _mm256_fmadd_ps(xc, log2e, round);
+        let xc = _mm256_min_ps(_mm256_set1_ps(88.0), _mm256_max_ps(lo, x));
+        let t = _mm256_fmadd_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E), round);
         let kf = _mm256_sub_ps(t, round);
-        let n = _mm256_sub_epi32(_mm256_castps_si256(t), round_bits);
-        let r = _mm256_fnmadd_ps(kf, c2, _mm256_fnmadd_ps(kf, c1, xc));
-        let mut p = coef[0];
-        for &k in &coef[1..] {
-            p = _mm256_fmadd_ps(p, r, k);
+        let n = _mm256_sub_epi32(
+            _mm256_castps_si256(t),
+            _mm256_set1_epi32(12_582_912.0f32.to_bits() as i32),
+        );
+        let r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693_359_4), xc);
+        let r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        for k in [
+            1.398_2e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(k));
         }
-        let rr = _mm256_mul_ps(r, r);
-        let e = _mm256_fmadd_ps(p, rr, _mm256_add_ps(r, one));
-        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(n, bias)));
+        let e = _mm256_fmadd_ps(
+            p,
+            _mm256_mul_ps(r, r),
+            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+        );
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            n,
+            _mm256_set1_epi32(127),
+        )));
         let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, lo);
-        let res = _mm256_andnot_ps(under, _mm256_mul_ps(e, scale));
-        _mm256_storeu_ps(c.as_mut_ptr(), res);
+        _mm256_andnot_ps(under, _mm256_mul_ps(e, scale))
     }
-    for v in chunks.into_remainder() {
-        *v = v.exp_fast();
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp_slice(y: &mut [f32]) {
+        let mut chunks = y.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // SAFETY: `c` holds 8 floats.
+            unsafe { _mm256_storeu_ps(c.as_mut_ptr(), exp8(_mm256_loadu_ps(c.as_ptr()))) };
+        }
+        for v in chunks.into_remainder() {
+            *v = v.exp_fast();
+        }
+    }
+
+    /// `sum(e^(x - m))`, also stored in `y` when given; two accumulators.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp_store_sum(x: &[f32], m: f32, mut y: Option<&mut [f32]>) -> f32 {
+        let mv = _mm256_set1_ps(m);
+        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let n16 = x.len() / 16 * 16;
+        let mut i = 0;
+        while i < n16 {
+            // SAFETY: i + 16 <= x.len() (and y.len() == x.len()).
+            unsafe {
+                let a = exp8(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), mv));
+                let b = exp8(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), mv));
+                if let Some(y) = y.as_deref_mut() {
+                    _mm256_storeu_ps(y.as_mut_ptr().add(i), a);
+                    _mm256_storeu_ps(y.as_mut_ptr().add(i + 8), b);
+                }
+                s0 = _mm256_add_ps(s0, a);
+                s1 = _mm256_add_ps(s1, b);
+            }
+            i += 16;
+        }
+        // SAFETY: AVX2 is there (this function's contract).
+        let mut s = unsafe { hsum(_mm256_add_ps(s0, s1)) };
+        for j in n16..x.len() {
+            let e = (x[j] - m).exp_fast();
+            if let Some(y) = y.as_deref_mut() {
+                y[j] = e;
+            }
+            s += e;
+        }
+        s
+    }
+
+    /// `dx = d - e^y·s`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sub_exp_scaled(y: &[f32], d: &[f32], s: f32, dx: &mut [f32]) {
+        let sv = _mm256_set1_ps(s);
+        let n8 = y.len() / 8 * 8;
+        let mut i = 0;
+        while i < n8 {
+            // SAFETY: i + 8 <= len of y, d and dx (equal lengths).
+            unsafe {
+                let e = exp8(_mm256_loadu_ps(y.as_ptr().add(i)));
+                let r = _mm256_fnmadd_ps(e, sv, _mm256_loadu_ps(d.as_ptr().add(i)));
+                _mm256_storeu_ps(dx.as_mut_ptr().add(i), r);
+            }
+            i += 8;
+        }
+        for j in n8..y.len() {
+            dx[j] = d[j] - y[j].exp_fast() * s;
+        }
     }
 }
 
@@ -285,9 +430,20 @@ fn shift_rows<T: Exp>(x: &[T], y: &mut [T], k: usize, maxes: &mut [T]) {
 }
 
 multiversion! {
-    /// Softmax of the rows (length `k`) of `x` into `y`, block by block:
-    /// shift by the row max, `exp` of the block, scale by 1/sum.
+    /// Softmax of the rows (length `k`) of `x` into `y`. Long rows: max,
+    /// then one fused pass `y = exp(x - max)` with its sum, then the scaling.
+    /// Short rows go block by block: shift by the row max, `exp` of the
+    /// whole block, scale by 1/sum.
     fn softmax_rows<T>(x: &[T], y: &mut [T], k: usize) {
+        if k >= WIDE {
+            for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)) {
+                let inv = T::one() / T::exp_store_sum(xr, row_max(xr), yr);
+                for v in yr.iter_mut() {
+                    *v *= inv;
+                }
+            }
+            return;
+        }
         let rows = block_rows(k);
         let mut maxes = vec![T::zero(); rows];
         for (xb, yb) in x.chunks(rows * k).zip(y.chunks_mut(rows * k)) {
@@ -304,8 +460,20 @@ multiversion! {
 }
 
 multiversion! {
-    /// Log-softmax of the rows of `x` into `y` (`y` is the exp scratch first).
+    /// Log-softmax of the rows of `x` into `y`: `(x - max) - log(sum)`, the
+    /// sum of exps from a pass that stores nothing (long rows) or from the
+    /// block's `exp` written into `y` first (short rows).
     fn log_softmax_rows<T>(x: &[T], y: &mut [T], k: usize) {
+        if k >= WIDE {
+            for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)) {
+                let m = row_max(xr);
+                let ls = T::exp_sum(xr, m).ln();
+                for (v, &xv) in yr.iter_mut().zip(xr) {
+                    *v = (xv - m) - ls;
+                }
+            }
+            return;
+        }
         let rows = block_rows(k);
         let mut maxes = vec![T::zero(); rows];
         for (xb, yb) in x.chunks(rows * k).zip(y.chunks_mut(rows * k)) {
@@ -336,8 +504,15 @@ multiversion! {
 }
 
 multiversion! {
-    /// `dx = δ - exp(y)·sum(δ)`, the log-softmax backward pass, block by block.
+    /// `dx = δ - exp(y)·sum(δ)`, the log-softmax backward pass: one fused
+    /// pass per long row, block by block for short rows.
     fn log_softmax_backward_rows<T>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
+        if k >= WIDE {
+            for ((yr, dr), gr) in y.chunks_exact(k).zip(d.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
+                T::sub_exp_scaled(yr, dr, sum(dr), gr);
+            }
+            return;
+        }
         let rows = block_rows(k);
         for ((yb, db), gb) in y.chunks(rows * k).zip(d.chunks(rows * k)).zip(dx.chunks_mut(rows * k)) {
             gb.copy_from_slice(yb);
@@ -358,7 +533,7 @@ multiversion! {
     fn ce_index_rows<T>(x: &[T], t: &[i64], loss: &mut [T], scratch: &mut [T], k: usize) {
         for ((xr, &ti), l) in x.chunks_exact(k).zip(t).zip(loss.iter_mut()) {
             let m = row_max(xr);
-            let s = exp_shift_sum(xr, m, scratch);
+            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
             *l = (m - xr[ti as usize]) + s.ln();
         }
     }
@@ -367,6 +542,16 @@ multiversion! {
 multiversion! {
     /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
     fn ce_index_backward_rows<T>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
+        if k >= WIDE {
+            for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
+                let inv = T::one() / T::exp_store_sum(xr, row_max(xr), gr);
+                for g in gr.iter_mut() {
+                    *g *= inv;
+                }
+                gr[ti as usize] -= T::one();
+            }
+            return;
+        }
         let rows = block_rows(k);
         let mut maxes = vec![T::zero(); rows];
         for ((xb, tb), gb) in x.chunks(rows * k).zip(t.chunks(rows)).zip(dx.chunks_mut(rows * k)) {
@@ -389,7 +574,7 @@ multiversion! {
     fn ce_prob_rows<T>(x: &[T], p: &[T], loss: &mut [T], scratch: &mut [T], k: usize) {
         for ((xr, pr), l) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(loss.iter_mut()) {
             let m = row_max(xr);
-            let s = exp_shift_sum(xr, m, scratch);
+            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
             // Σ p·(x - m) keeps the terms small when the logits are large.
             let mut acc = T::zero();
             for (&xv, &pv) in xr.iter().zip(pr) {
@@ -406,7 +591,7 @@ multiversion! {
     fn ce_prob_backward_rows<T>(x: &[T], p: &[T], dx: &mut [T], k: usize) {
         for ((xr, pr), gr) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
             let m = row_max(xr);
-            let scale = sum(pr) / exp_shift_sum(xr, m, gr);
+            let scale = sum(pr) / T::exp_store_sum(xr, m, gr);
             for (g, &pv) in gr.iter_mut().zip(pr) {
                 *g = *g * scale - pv;
             }

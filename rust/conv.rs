@@ -29,12 +29,12 @@ use crate::threads;
 
 /// Multiply-adds (per pass) below which a convolution stays on the calling thread.
 ///
-/// Measured with `cargo bench --bench kernels -- conv` on the 2-core dev
-/// machine, forcing the serial and the parallel path on the table's shapes:
-/// the parallel path starts to win around 150k multiply-adds (a rayon
-/// hand-off plus a second patch buffer cost about 10 µs); the report's conv1d
-/// check shape (760k) gains ~1.5x, the USPS conv2d (5.6M) ~1.8x.
-pub const CONV_PAR_MIN_WORK: usize = 160 * 1024;
+/// Measured with `cargo bench --bench kernels -- threads/conv1d` (the report's
+/// conv1d at batch 2, 8, 20, 100, forced onto 1 and 2 threads) on the 2-core
+/// dev machine: 2 threads were 2.4x slower at 300k multiply-adds (6 → 14 µs),
+/// 1.25x slower at 760k (13.7 → 17 µs) and 1.6x faster at 3.8M
+/// (69 → 43 µs): waking a pool thread costs ~10 µs here. Crossover ≈ 1.5M.
+pub const CONV_PAR_MIN_WORK: usize = 1_500_000;
 
 /// Largest patch buffer (in elements) one chunk may use; bigger batches are
 /// processed in several chunks.

@@ -20,11 +20,11 @@ use crate::threads;
 
 /// Element visits below which pooling stays on the calling thread.
 ///
-/// Measured with `cargo bench --bench kernels -- pool` on the 2-core dev
-/// machine: a visit costs about 0.3 ns, a rayon hand-off a few µs, so the
-/// parallel path pays off from roughly 64k visits (the USPS CNN's
-/// `(100, 14, 14, 32)` 2×2 max pooling, 630k visits, gains ~1.6x).
-pub const POOL_PAR_MIN_WORK: usize = 64 * 1024;
+/// Measured with `cargo bench --bench kernels -- threads/max_pool2d` (2×2 max
+/// pooling of `(n, 14, 14, 32)`, 1 vs 2 threads) on the 2-core dev machine:
+/// at 313k visits 2 threads take 52 µs instead of 78; a hand-off to the pool
+/// costs ~10 µs, so the split pays from about 90k visits.
+pub const POOL_PAR_MIN_WORK: usize = 128 * 1024;
 
 /// The sizes of a pooling (a 1-D one has `h = kh = sh = 1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,11 +20,12 @@ use crate::threads;
 
 /// Elements below which a row-wise op stays on the calling thread.
 ///
-/// Measured with `cargo bench --bench kernels -- softmax` on the 2-core dev
-/// machine: one element costs ~1 ns (exp included), a rayon hand-off
-/// ~5-10 µs, so splitting pays from about 32k elements; (1000, 10) stays
+/// Measured with `cargo bench --bench kernels -- threads/softmax` (`(n, 256)`,
+/// 1 vs 2 threads) on the 2-core dev machine: 32k elements take 14 µs on one
+/// thread and 18 µs on two, 262k take 117 µs and 75 µs. A hand-off costs
+/// ~11 µs, so splitting pays from about 50k elements; (1000, 10) stays
 /// serial, (256, 1000) runs on all threads.
-pub const SOFTMAX_PAR_MIN_WORK: usize = 32 * 1024;
+pub const SOFTMAX_PAR_MIN_WORK: usize = 64 * 1024;
 
 const LANES: usize = 32;
 

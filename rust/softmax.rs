@@ -325,6 +325,22 @@ macro_rules! multiversion {
 /// `vmaxps` made `row_max` the slowest pass).
 const WIDE: usize = 64;
 
+/// A reduction of a short row on 4 independent accumulators: a row of 10
+/// is a chain of 4 dependent steps instead of 10 (the rows of a classifier's
+/// softmax are that short, and latency-bound).
+#[inline(always)]
+fn small4<T: Exp>(x: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
+    let mut acc = [init; 4];
+    let mut chunks = x.chunks_exact(4);
+    for c in &mut chunks {
+        for i in 0..4 {
+            acc[i] = f(acc[i], c[i]);
+        }
+    }
+    let r = chunks.remainder().iter().fold(init, |a, &v| f(a, v));
+    f(f(acc[0], acc[1]), f(f(acc[2], acc[3]), r))
+}
+
 #[inline(always)]
 fn row_max<T: Exp>(x: &[T]) -> T {
     let pick = |a: T, v: T| if v > a { v } else { a };
@@ -367,7 +383,17 @@ fn exp_shift_sum<T: Exp>(src: &[T], m: T, dst: &mut [T]) -> T {
 #[inline(always)]
 fn dot<T: Exp>(a: &[T], b: &[T]) -> T {
     if a.len() < WIDE {
-        return a.iter().zip(b).fold(T::zero(), |t, (&x, &y)| t + x * y);
+        let (mut acc, n4) = ([T::zero(); 4], a.len() / 4 * 4);
+        for (x, y) in a[..n4].chunks_exact(4).zip(b[..n4].chunks_exact(4)) {
+            for i in 0..4 {
+                acc[i] += x[i] * y[i];
+            }
+        }
+        let tail = a[n4..]
+            .iter()
+            .zip(&b[n4..])
+            .fold(T::zero(), |t, (&x, &y)| t + x * y);
+        return (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail;
     }
     let mut acc = [T::zero(); LANES];
     let (mut ca, mut cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -387,7 +413,7 @@ fn dot<T: Exp>(a: &[T], b: &[T]) -> T {
 #[inline(always)]
 fn sum<T: Exp>(a: &[T]) -> T {
     if a.len() < WIDE {
-        return a.iter().fold(T::zero(), |t, &x| t + x);
+        return small4(a, T::zero(), |t, x| t + x);
     }
     let mut acc = [T::zero(); LANES];
     let mut c = a.chunks_exact(LANES);

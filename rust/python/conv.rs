@@ -117,7 +117,10 @@ macro_rules! conv_forward {
         }
 
         #[pyfunction(name = $name)]
-        #[pyo3(signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)))]
+        #[pyo3(
+                    signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)),
+                    text_signature = "(x, w, b=None, stride=1, padding=0)"
+                )]
         fn $py<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
@@ -181,7 +184,10 @@ fn conv1d_backward_input_t<'py, T: Float + numpy::Element>(
 
 /// conv1d_backward_input(delta, w, input_len, stride=1, padding=0) -> ndarray
 #[pyfunction(name = "conv1d_backward_input")]
-#[pyo3(signature = (delta, w, input_len, stride = Int::of(1), padding = Int::of(0)))]
+#[pyo3(
+    signature = (delta, w, input_len, stride = Int::of(1), padding = Int::of(0)),
+    text_signature = "(delta, w, input_len, stride=1, padding=0)"
+)]
 fn conv1d_backward_input_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
@@ -220,7 +226,10 @@ fn conv2d_backward_input_t<'py, T: Float + numpy::Element>(
 
 /// conv2d_backward_input(delta, w, input_hw, stride=1, padding=0) -> ndarray
 #[pyfunction(name = "conv2d_backward_input")]
-#[pyo3(signature = (delta, w, input_hw, stride = Int::of(1), padding = Int::of(0)))]
+#[pyo3(
+    signature = (delta, w, input_hw, stride = Int::of(1), padding = Int::of(0)),
+    text_signature = "(delta, w, input_hw, stride=1, padding=0)"
+)]
 fn conv2d_backward_input_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
@@ -266,7 +275,10 @@ macro_rules! conv_backward_weight {
         }
 
         #[pyfunction(name = $name)]
-        #[pyo3(signature = (x, delta, grad_w, grad_b = None, stride = Int::of(1), padding = Int::of(0)))]
+        #[pyo3(
+            signature = (x, delta, grad_w, grad_b = None, stride = Int::of(1), padding = Int::of(0)),
+            text_signature = "(x, delta, grad_w, grad_b=None, stride=1, padding=0)"
+        )]
         fn $py(
             py: Python<'_>,
             x: &Bound<'_, PyAny>,

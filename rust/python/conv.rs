@@ -118,9 +118,9 @@ macro_rules! conv_forward {
 
         #[pyfunction(name = $name)]
         #[pyo3(
-                    signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)),
-                    text_signature = "(x, w, b=None, stride=1, padding=0)"
-                )]
+                            signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)),
+                            text_signature = "(x, w, b=None, stride=1, padding=0)"
+                        )]
         fn $py<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,

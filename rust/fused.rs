@@ -23,6 +23,7 @@ use crate::activation::{Act, Activation};
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::matmul::{gemm_into, GEMM_PAR_MIN_WORK};
+use crate::softmax::{self, Exp, Target};
 use crate::threads;
 
 /// One layer of a chain: `y = act(x·w + b)`, `w (in, out)`, `b (out,)`.
@@ -226,6 +227,403 @@ pub fn dense_backward<T: Act>(
             cur = next;
         }
         Ok(Some(cur))
+    })
+}
+
+/// The loss a fused training step ends the chain with (the per-sample costs
+/// and gradients of `python/diy_nn/loss.py`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepLoss {
+    /// `Σ (y - ŷ)²`, gradient `2 (ŷ - y)`.
+    Mse,
+    /// `Σ |y - ŷ|`, gradient `sign(ŷ - y)`.
+    Mae,
+    /// `-Σ y log ŷ + (1 - y) log(1 - ŷ)`, logs clamped at -100, gradient
+    /// `(ŷ - y) / max(ŷ (1 - ŷ), 1e-12)` (torch's `BCELoss`).
+    Bce,
+    /// Cross-entropy on logits by [`softmax::cross_entropy`].
+    CeLogSoftmax,
+    /// `log_softmax` then the negative log-likelihood, chained back.
+    CeCriterion,
+}
+
+impl StepLoss {
+    /// The code the Python layer passes: 0 MSE, 1 MAE, 2 BCE, 3 CELogSoftMax,
+    /// 4 CrossEntropyCriterion.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => StepLoss::Mse,
+            1 => StepLoss::Mae,
+            2 => StepLoss::Bce,
+            3 => StepLoss::CeLogSoftmax,
+            4 => StepLoss::CeCriterion,
+            _ => return None,
+        })
+    }
+}
+
+/// One layer of a chain being trained: its parameters (read, then updated)
+/// and its gradient arrays (written).
+pub struct TrainLayer<'a, T> {
+    pub w: ArrayViewMut2<'a, T>,
+    pub b: Option<ArrayViewMut1<'a, T>>,
+    pub gw: ArrayViewMut2<'a, T>,
+    pub gb: Option<ArrayViewMut1<'a, T>>,
+    pub act: Activation,
+}
+
+/// The buffers of [`dense_train_step`], kept between steps: once the batch
+/// size and the layers stop changing, a step allocates nothing for them.
+#[derive(Default)]
+pub struct TrainScratch<T> {
+    /// Every layer's output (after its activation).
+    outputs: Vec<Array2<T>>,
+    /// δ of the current layer and of the one below it.
+    delta: Vec<T>,
+    next: Vec<T>,
+    /// A one-hot target built from class indices.
+    onehot: Vec<T>,
+}
+
+impl<T: Float> TrainScratch<T> {
+    /// The network's output of the last step, if any.
+    pub fn output(&self) -> Option<ArrayView2<'_, T>> {
+        self.outputs.last().map(|y| y.view())
+    }
+
+    fn fit(&mut self, n: usize, widths: &[usize]) {
+        self.outputs.truncate(widths.len());
+        for (i, &w) in widths.iter().enumerate() {
+            if i == self.outputs.len() {
+                self.outputs.push(Array2::zeros((n, w)));
+            } else if self.outputs[i].dim() != (n, w) {
+                self.outputs[i] = Array2::zeros((n, w));
+            }
+        }
+        let most = n * widths.iter().copied().max().unwrap_or(0);
+        for buf in [&mut self.delta, &mut self.next] {
+            if buf.len() < most {
+                buf.resize(most, T::zero());
+            }
+        }
+    }
+}
+
+/// Checks `target` against the network's output `(n, k)` for `loss`.
+fn check_step_target<T: Float>(
+    op: &'static str,
+    loss: StepLoss,
+    target: &Target<'_, T>,
+    n: usize,
+    k: usize,
+) -> Result<(), KernelError> {
+    match target {
+        Target::Index(t) => {
+            if !matches!(loss, StepLoss::CeLogSoftmax | StepLoss::CeCriterion) {
+                return Err(KernelError::invalid(
+                    op,
+                    "class indices are a target of the cross-entropy losses only",
+                ));
+            }
+            if t.len() != n {
+                return Err(KernelError::shape(
+                    op,
+                    "target",
+                    fmt_shape(&[n]),
+                    fmt_shape(t.shape()),
+                ));
+            }
+            if let Some((i, &c)) = t
+                .iter()
+                .enumerate()
+                .find(|(_, &c)| c < 0 || c as usize >= k)
+            {
+                return Err(KernelError::invalid(
+                    op,
+                    format!("target[{i}] = {c} is not a class index in [0, {k})"),
+                ));
+            }
+        }
+        Target::Prob(p) => {
+            if p.dim() != (n, k) {
+                return Err(KernelError::shape(
+                    op,
+                    "target",
+                    fmt_shape(&[n, k]),
+                    fmt_shape(p.shape()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `max(v, floor)` that keeps NaN, as `np.maximum`.
+#[inline(always)]
+fn max_nan<T: Float>(v: T, floor: T) -> T {
+    if v < floor {
+        floor
+    } else {
+        v
+    }
+}
+
+/// `f(target, yhat) = (cost, gradient)` element by element: the gradients
+/// into `delta`, the sum of the per-sample costs (each summed in `T`) in f64.
+fn elementwise<T: Float>(
+    target: &Target<'_, T>,
+    ys: &[T],
+    k: usize,
+    delta: &mut [T],
+    f: impl Fn(T, T) -> (T, T),
+) -> f64 {
+    let Target::Prob(y) = target else {
+        unreachable!("checked: class indices only for the cross-entropies")
+    };
+    let mut total = 0.0;
+    for ((row_y, row_yhat), row_d) in y
+        .rows()
+        .into_iter()
+        .zip(ys.chunks_exact(k))
+        .zip(delta.chunks_exact_mut(k))
+    {
+        let mut cost = T::zero();
+        for ((&t, &p), d) in row_y.iter().zip(row_yhat).zip(row_d) {
+            let (c, g) = f(t, p);
+            cost += c;
+            *d = g;
+        }
+        total += cost.to_f64().unwrap_or(f64::NAN);
+    }
+    total
+}
+
+/// Per-sample costs of `yhat` (summed in f64) and `d loss / d yhat` in `delta`.
+fn loss_and_delta<T: Act + Exp>(
+    loss: StepLoss,
+    yhat: ArrayView2<'_, T>,
+    target: &Target<'_, T>,
+    delta: &mut [T],
+    work: &mut Vec<T>,
+    work2: &mut [T],
+) -> Result<f64, KernelError> {
+    let (n, k) = yhat.dim();
+    if work.len() < n * k {
+        work.resize(n * k, T::zero());
+    }
+    let ys = yhat
+        .as_slice()
+        .expect("scratch outputs are standard layout");
+    let total = match loss {
+        StepLoss::Mse => {
+            let two = T::one() + T::one();
+            elementwise(target, ys, k, delta, |t, p| {
+                ((t - p) * (t - p), two * (p - t))
+            })
+        }
+        StepLoss::Mae => elementwise(target, ys, k, delta, |t, p| {
+            let d = p - t;
+            let sign = if d > T::zero() {
+                T::one()
+            } else if d < T::zero() {
+                -T::one()
+            } else {
+                d // 0, or NaN
+            };
+            ((t - p).abs(), sign)
+        }),
+        StepLoss::Bce => {
+            // The logs on whole slices (vectorized), then cost and gradient.
+            let one = T::one();
+            let grad_floor = T::from_f64(1e-12).expect("a float");
+            let (lp, lq) = (&mut work[..n * k], &mut work2[..n * k]);
+            lp.copy_from_slice(ys);
+            lq.iter_mut().zip(ys).for_each(|(q, &p)| *q = one - p);
+            T::clamped_ln_slice(lp);
+            T::clamped_ln_slice(lq);
+            let Target::Prob(y) = target else {
+                unreachable!("checked: class indices only for the cross-entropies")
+            };
+            let mut total = 0.0;
+            for (r, row_y) in y.rows().into_iter().enumerate() {
+                let cols = r * k..(r + 1) * k;
+                let mut cost = T::zero();
+                for (j, &t) in cols.clone().zip(row_y.iter()) {
+                    let p = ys[j];
+                    cost += -(t * lp[j] + (one - t) * lq[j]);
+                    delta[j] = (p - t) / max_nan(p * (one - p), grad_floor);
+                }
+                total += cost.to_f64().unwrap_or(f64::NAN);
+            }
+            total
+        }
+        StepLoss::CeLogSoftmax => {
+            let costs = softmax::cross_entropy(yhat, target.clone())?;
+            let grad = softmax::cross_entropy_backward(yhat, target.clone())?;
+            delta.copy_from_slice(grad.as_slice().expect("fresh array"));
+            costs.iter().map(|c| c.to_f64().unwrap_or(f64::NAN)).sum()
+        }
+        StepLoss::CeCriterion => {
+            let y = match target {
+                Target::Prob(p) => p.view(),
+                Target::Index(t) => {
+                    let onehot = &mut work[..n * k];
+                    onehot.fill(T::zero());
+                    for (row, &c) in t.iter().enumerate() {
+                        onehot[row * k + c as usize] = T::one();
+                    }
+                    ArrayView2::from_shape((n, k), &*onehot).expect("n·k elements")
+                }
+            };
+            let logp = softmax::log_softmax(yhat)?;
+            let minus_y = y.mapv(|v| -v);
+            let grad = softmax::log_softmax_backward(logp.view(), minus_y.view())?;
+            delta.copy_from_slice(grad.as_slice().expect("fresh array"));
+            Zip::from(y.rows()).and(logp.rows()).fold(0.0, |acc, y, l| {
+                let cost = -y.iter().zip(l).fold(T::zero(), |s, (&a, &b)| s + a * b);
+                acc + cost.to_f64().unwrap_or(f64::NAN)
+            })
+        }
+    };
+    Ok(total)
+}
+
+/// One whole training step of a dense chain with plain SGD: forward, the
+/// loss, its gradient, the backward pass and `p -= lr·∇p` for every parameter.
+///
+/// The results are those of the layer-by-layer path (the same kernels in
+/// the same order): after the step every gradient array holds d (summed
+/// loss) / d parameter at the parameters *before* the update (written, not
+/// accumulated), and the parameters are updated. Returns the mean of the
+/// per-sample costs. Every check runs before anything is written.
+pub fn dense_train_step<T: Act + Exp>(
+    x: ArrayView2<'_, T>,
+    target: Target<'_, T>,
+    loss: StepLoss,
+    layers: &mut [TrainLayer<'_, T>],
+    lr: T,
+    scratch: &mut TrainScratch<T>,
+) -> Result<f64, KernelError> {
+    const OP: &str = "dense_train_step";
+    {
+        let views: Vec<Dense<'_, T>> = layers
+            .iter()
+            .map(|l| Dense {
+                w: l.w.view(),
+                b: l.b.as_ref().map(|b| b.view()),
+                act: l.act,
+            })
+            .collect();
+        check_chain(OP, x.ncols(), &views)?;
+    }
+    for l in layers.iter() {
+        if l.gw.dim() != l.w.dim() {
+            return Err(KernelError::shape(
+                OP,
+                "weight gradient",
+                fmt_shape(l.w.shape()),
+                fmt_shape(l.gw.shape()),
+            ));
+        }
+        match (&l.gb, &l.b) {
+            (Some(gb), Some(b)) if gb.len() != b.len() => {
+                return Err(KernelError::shape(
+                    OP,
+                    "bias gradient",
+                    fmt_shape(b.shape()),
+                    fmt_shape(gb.shape()),
+                ))
+            }
+            (None, Some(_)) | (Some(_), None) => {
+                return Err(KernelError::invalid(
+                    OP,
+                    "give a bias gradient exactly for the layers that have a bias",
+                ))
+            }
+            _ => {}
+        }
+    }
+    let n = x.nrows();
+    let widths: Vec<usize> = layers.iter().map(|l| l.w.ncols()).collect();
+    let k = *widths.last().expect("checked: at least one layer");
+    check_step_target(OP, loss, &target, n, k)?;
+    if n == 0 {
+        return Err(KernelError::invalid(OP, "the batch is empty"));
+    }
+    scratch.fit(n, &widths);
+    let sizes: Vec<usize> = layers.iter().map(|l| l.w.len()).collect();
+    on_pool(n, sizes.into_iter(), move || {
+        let TrainScratch {
+            outputs,
+            delta,
+            next,
+            onehot,
+        } = scratch;
+        // Forward, as `dense_forward`.
+        for (i, layer) in layers.iter().enumerate() {
+            let (done, rest) = outputs.split_at_mut(i);
+            let input = done.last().map_or(x, |y| y.view());
+            let y = &mut rest[0];
+            let beta = match &layer.b {
+                Some(b) => {
+                    for mut row in y.rows_mut() {
+                        row.assign(b);
+                    }
+                    T::one()
+                }
+                None => T::zero(),
+            };
+            gemm_into(y.view_mut(), input, layer.w.view(), T::one(), beta)?;
+            layer.act.apply(y.as_slice_mut().expect("scratch array"));
+        }
+        let last = layers.len() - 1;
+        let total = loss_and_delta(
+            loss,
+            outputs[last].view(),
+            &target,
+            &mut delta[..n * k],
+            onehot,
+            &mut next[..n * k],
+        )?;
+        // Backward, as `dense_backward` with zeroed gradients, each layer
+        // updated once its gradient and the δ below it are known.
+        let act = layers[last].act;
+        for (d, &y) in delta[..n * k].iter_mut().zip(outputs[last].iter()) {
+            *d *= act.derivative(y);
+        }
+        let mut width = k;
+        for i in (0..layers.len()).rev() {
+            let input = if i == 0 { x } else { outputs[i - 1].view() };
+            let cur = ArrayView2::from_shape((n, width), &delta[..n * width]).expect("n·width");
+            let layer = &mut layers[i];
+            gemm_into(layer.gw.view_mut(), input.t(), cur, T::one(), T::zero())?;
+            if let Some(gb) = layer.gb.as_mut() {
+                gb.fill(T::zero());
+                for row in cur.rows() {
+                    gb.zip_mut_with(&row, |g, &d| *g += d);
+                }
+            }
+            if i > 0 {
+                let below = layer.w.nrows();
+                let mut nd =
+                    ArrayViewMut2::from_shape((n, below), &mut next[..n * below]).expect("n·in");
+                gemm_into(nd.view_mut(), cur, layer.w.t(), T::one(), T::zero())?;
+                layers[i - 1].act.backward(
+                    outputs[i - 1].as_slice().expect("scratch array"),
+                    &mut next[..n * below],
+                );
+                width = below;
+            }
+            let layer = &mut layers[i];
+            layer.w.zip_mut_with(&layer.gw, |p, &g| *p -= lr * g);
+            if let (Some(b), Some(gb)) = (layer.b.as_mut(), layer.gb.as_ref()) {
+                b.zip_mut_with(gb, |p, &g| *p -= lr * g);
+            }
+            if i > 0 {
+                std::mem::swap(delta, next);
+            }
+        }
+        Ok(total / n as f64)
     })
 }
 

@@ -858,6 +858,7 @@ OTHER_BINDINGS = (
     "dense_forward",
     "dense_backward",
     "sgd_update",
+    "DenseTrainer",
 )
 
 

@@ -216,3 +216,190 @@ def test_fused_chain_against_torch(dtype):
         params.append(ParamMap(f"b{i}", f"gb{i}", f"b{i}"))
     x = rng.standard_normal((8, 7)).astype(dtype)
     check_module(ours, theirs, x, params)
+
+
+# --- the whole training step in one call (DenseTrainer) ----------------------
+
+
+class LayerByLayer(dn.Optim):
+    """``Optim`` with the one-call step turned off: forward, loss, backward, update."""
+
+    def _fused_step(self, bx, by):
+        return None
+
+
+def _targets(loss, n, k, rng, dtype):
+    if isinstance(loss, (dn.MSELoss, dn.MAELoss)):
+        return rng.standard_normal((n, k)).astype(dtype)
+    if isinstance(loss, dn.BCELoss):
+        return rng.random((n, k)).astype(dtype)
+    return rng.integers(0, k, n)
+
+
+STEP_LOSSES = [dn.MSELoss, dn.MAELoss, dn.BCELoss, dn.CELogSoftMax, dn.CrossEntropyCriterion]
+
+
+def _pair_of_nets(dtype, acts, sizes, seed=0, bias=True):
+    layers = make_layers(sizes, acts, dtype, seed=seed, bias=bias)
+    return dn.Sequential(*layers), dn.Sequential(*clone(layers, dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "loss_cls,one_hot",
+    [(c, False) for c in STEP_LOSSES] + [(dn.CELogSoftMax, True), (dn.CrossEntropyCriterion, True)],
+)
+@pytest.mark.parametrize("bias", [True, False])
+def test_fused_step_is_the_layer_by_layer_step(dtype, loss_cls, one_hot, bias):
+    """Same returned loss; exactly the same parameters, gradients and output."""
+    sizes = (9, 7, 5, 4)
+    acts = ("tanh", "relu", "sigmoid" if loss_cls is dn.BCELoss else None)
+    fused, plain = _pair_of_nets(dtype, acts, sizes, seed=2, bias=bias)
+    opt1, opt2 = dn.Optim(fused, loss_cls(), 0.05), LayerByLayer(plain, loss_cls(), 0.05)
+    rng = np.random.default_rng(7)
+    for step in range(4):
+        x = rng.standard_normal((6, 9)).astype(dtype)
+        y = _targets(loss_cls(), 6, 4, rng, dtype)
+        if one_hot:
+            y = dn.one_hot(y, 4, dtype)
+        c1, c2 = opt1.step(x, y), opt2.step(x, y)
+        assert fused._chain.trainer.output() is not None, "the fused step ran"
+        assert c1 == pytest.approx(c2, rel=2e-6 if dtype == np.float32 else 1e-13), step
+        np.testing.assert_array_equal(opt1.last_output, opt2.last_output)
+        for (n1, p1, g1), (n2, p2, g2) in zip(
+            fused.named_parameters(), plain.named_parameters(), strict=True
+        ):
+            assert n1 == n2
+            np.testing.assert_array_equal(p1, p2, err_msg=n1)
+            np.testing.assert_array_equal(g1, g2, err_msg=n1)
+
+
+def test_fused_step_falls_back():
+    """Momentum, an unfit loss or target, a non-chain net: the general path, same errors."""
+    net = dn.Sequential(dn.Linear(3, 2), dn.TanH())
+    x, y = np.ones((4, 3)), np.zeros((4, 2))
+    for opt in (
+        dn.SGD(net, dn.MSELoss(), eps=0.1, momentum=0.5),
+        dn.Optim(net, dn.HingeLoss(), 0.1),
+        dn.Adam(net, dn.MSELoss()),
+    ):
+        opt.step(x, -np.ones((4, 2)))
+        assert net._chain.trainer.output() is None
+    opt = dn.Optim(net, dn.MSELoss(), 0.1)
+    with pytest.raises(ValueError, match="shape"):
+        opt.step(x, np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="class"):
+        dn.Optim(net, dn.CELogSoftMax(), 0.1).step(x, np.array([0, 1, 2, 1]))
+    assert net._chain.trainer.output() is None
+    opt.step(x, y)
+    assert net._chain.trainer.output() is not None
+
+
+def test_parameter_reassignment_reaches_the_cached_lists():
+    """Course scripts set ``layer._parameters = W``: the next step uses W."""
+    fused, plain = _pair_of_nets(np.float64, ("tanh", None), (3, 4, 2))
+    x, y = np.ones((5, 3)), np.zeros((5, 2))
+    for net, opt_cls in ((fused, dn.Optim), (plain, LayerByLayer)):
+        opt = opt_cls(net, dn.MSELoss(), 0.1)
+        opt.step(x, y)
+        net[0]._parameters = np.full((3, 4), 0.5)
+        net[2]._gradient = None
+        opt.step(x, y)
+        assert net[2]._gradient is not None
+    for (_, p1, g1), (_, p2, g2) in zip(
+        fused.named_parameters(), plain.named_parameters(), strict=True
+    ):
+        np.testing.assert_array_equal(p1, p2)
+        np.testing.assert_array_equal(g1, g2)
+    fused.to(np.float32)
+    opt = dn.Optim(fused, dn.MSELoss(), 0.1)
+    opt.step(x, y)
+    assert all(p.dtype == np.float32 for _, p, _ in opt.parameters())
+
+
+@pytest.mark.parametrize("loss_name", ["mse", "bce", "ce"])
+def test_fused_steps_against_torch(loss_name):
+    torch = require_torch()
+    rng = np.random.default_rng(11)
+    layers = make_layers((8, 6, 5), ("tanh", "sigmoid" if loss_name == "bce" else None), np.float64)
+    net = dn.Sequential(*layers)
+    lins = [m for m in layers if isinstance(m, dn.Linear)]
+    tnet = torch.nn.Sequential(
+        torch.nn.Linear(8, 6),
+        torch.nn.Tanh(),
+        torch.nn.Linear(6, 5),
+        *([torch.nn.Sigmoid()] if loss_name == "bce" else []),
+    ).double()
+    with torch.no_grad():
+        for lin, t in zip(lins, (tnet[0], tnet[2]), strict=True):
+            t.weight.copy_(torch.from_numpy(lin._parameters.T.copy()))
+            t.bias.copy_(torch.from_numpy(lin._bias.copy()))
+    loss = {"mse": dn.MSELoss(), "bce": dn.BCELoss(), "ce": dn.CELogSoftMax()}[loss_name]
+    tloss = {
+        "mse": lambda o, t: ((o - t) ** 2).sum(),
+        "bce": lambda o, t: torch.nn.functional.binary_cross_entropy(o, t, reduction="sum"),
+        "ce": lambda o, t: torch.nn.functional.cross_entropy(o, t, reduction="sum"),
+    }[loss_name]
+    opt = dn.Optim(net, loss, 0.01)
+    topt = torch.optim.SGD(tnet.parameters(), lr=0.01)
+    for _ in range(3):
+        x = rng.standard_normal((7, 8))
+        y = _targets(loss, 7, 5, rng, np.float64)
+        cost = opt.step(x, y)
+        topt.zero_grad()
+        tl = tloss(tnet(torch.from_numpy(x)), torch.from_numpy(y))
+        tl.backward()
+        topt.step()
+        assert cost == pytest.approx(tl.item() / 7, rel=1e-10)
+    for lin, t in zip(lins, (tnet[0], tnet[2]), strict=True):
+        np.testing.assert_allclose(lin._parameters, t.weight.detach().numpy().T, rtol=1e-10)
+        np.testing.assert_allclose(lin._bias, t.bias.detach().numpy(), rtol=1e-10)
+        np.testing.assert_allclose(lin._gradient, t.weight.grad.numpy().T, rtol=1e-10)
+
+
+def test_dense_trainer_validates_its_arguments():
+    trainer = _core.DenseTrainer()
+    w, b = np.ones((3, 2)), np.ones(2)
+    gw, gb = np.zeros((3, 2)), np.zeros(2)
+    x, y = np.ones((4, 3)), np.zeros((4, 2))
+
+    def step(**kw):
+        args = dict(
+            x=x, target=y, weights=[w], biases=[b], activations=[1], grad_weights=[gw],
+            grad_biases=[gb], loss=0, lr=0.1,
+        )  # fmt: skip
+        args.update(kw)
+        return trainer.step(**args)
+
+    w0 = w.copy()
+    bad = [
+        ({"x": np.ones((4, 5))}, ValueError, "weight"),
+        ({"x": np.ones(4)}, ValueError, "x"),
+        ({"x": "no"}, TypeError, "x"),
+        ({"x": x.astype(np.float32)}, TypeError, "dtype"),
+        ({"target": np.zeros((4, 3))}, ValueError, "target"),
+        ({"target": np.array([0, 1, 0, 1])}, ValueError, "class indices"),
+        ({"target": np.array([0, 1, 2, 1]), "loss": 3}, ValueError, "target"),
+        ({"target": np.zeros(4)}, TypeError, "target"),
+        ({"loss": 9}, ValueError, "loss"),
+        ({"activations": [7]}, ValueError, "activation"),
+        ({"activations": [1, 1]}, ValueError, "activation"),
+        ({"biases": [None]}, ValueError, "bias"),
+        ({"grad_biases": []}, ValueError, "grad_biases"),
+        ({"grad_weights": [np.zeros((2, 3))]}, ValueError, "gradient"),
+        ({"grad_weights": [w]}, ValueError, "grad_weight"),
+        ({"weights": [w[:, :1]], "biases": [None], "grad_biases": [None]}, ValueError, "grad"),
+        ({"x": np.ones((0, 3)), "target": np.zeros((0, 2))}, ValueError, "empty"),
+        ({"lr": float("nan")}, ValueError, "lr"),
+        ({"weights": []}, ValueError, "per layer"),
+    ]
+    ro = w.copy()
+    ro.flags.writeable = False
+    bad.append(({"weights": [ro]}, ValueError, "writeable"))
+    for kw, err, msg in bad:
+        with pytest.raises(err, match=msg):
+            step(**kw)
+        np.testing.assert_array_equal(w, w0, err_msg=str(kw))
+    assert trainer.output() is None
+    assert 0 < step() < np.inf
+    assert trainer.output().shape == (4, 2)

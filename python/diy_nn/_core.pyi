@@ -1,5 +1,7 @@
 """Type stubs of the Rust extension ``diy_nn._core``."""
 
+from typing import final
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -97,3 +99,23 @@ def dense_backward(
     input_delta: bool = True,
 ) -> NDArray[_F] | None: ...
 def sgd_update(params: list[NDArray[_F]], grads: list[NDArray[_F]], lr: float) -> None: ...
+
+@final
+class DenseTrainer:
+    """Whole plain-SGD training steps of a dense chain, one call each (loss
+    codes: 0 MSE, 1 MAE, 2 BCE, 3 cross-entropy on logits, 4 log-softmax + NLL)."""
+
+    def __init__(self) -> None: ...
+    def step(
+        self,
+        x: NDArray[_F],
+        target: NDArray[_F] | NDArray[np.int64],
+        weights: list[NDArray[_F]],
+        biases: list[NDArray[_F] | None],
+        activations: list[int],
+        grad_weights: list[NDArray[_F]],
+        grad_biases: list[NDArray[_F] | None],
+        loss: int,
+        lr: float,
+    ) -> float: ...
+    def output(self) -> NDArray[_F] | None: ...

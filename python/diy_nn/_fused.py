@@ -9,6 +9,10 @@ gradients land in each ``Linear``'s own ``_gradient``/``_grad_bias`` arrays,
 and anything the chain cannot take (another layer type, mixed dtypes, an
 input of the wrong shape) goes through the layer-by-layer path, which also
 raises the usual errors.
+
+``train_step`` goes further for the optimizers' plain SGD: forward, loss,
+its gradient, backward and the update in one call (``_core.DenseTrainer``,
+whose buffers are kept between steps), for the losses in ``_LOSS_CODES``.
 """
 
 from __future__ import annotations
@@ -21,12 +25,21 @@ from . import _core
 from ._validation import _CASTABLE_KINDS
 from .activation import ReLU, Sigmoid, TanH
 from .linear import Linear
-from .module import Module
+from .loss import BCELoss, CELogSoftMax, CrossEntropyCriterion, Loss, MAELoss, MSELoss
+from .module import Module, params_version
 
 __all__ = ["DenseChain"]
 
 # Activation codes of the kernels: 0 identity, 1 tanh, 2 sigmoid, 3 ReLU.
 _CODES: dict[type, int] = {TanH: 1, Sigmoid: 2, ReLU: 3}
+# Loss codes of ``DenseTrainer.step``; the last two take class indices too.
+_LOSS_CODES: dict[type, int] = {
+    MSELoss: 0,
+    MAELoss: 1,
+    BCELoss: 2,
+    CELogSoftMax: 3,
+    CrossEntropyCriterion: 4,
+}
 
 
 class DenseChain:
@@ -39,6 +52,10 @@ class DenseChain:
     def __init__(self, linears: list[Linear], codes: list[int]) -> None:
         self.linears = linears
         self.codes = codes
+        self.trainer = _core.DenseTrainer()
+        # (params_version(), weights, biases, weight grads, bias grads), or None
+        # for mixed dtypes, rebuilt when a parameter or gradient is reassigned.
+        self._arrays: tuple[int, tuple[list, ...] | None] | None = None
 
     @classmethod
     def of(cls, layers: Sequence[Module]) -> DenseChain | None:
@@ -80,36 +97,68 @@ class DenseChain:
             self.codes,
         )
 
+    def arrays(self) -> tuple[list, ...] | None:
+        """Weights, biases, gradients and bias gradients (created if missing);
+        None when the layers do not share one dtype."""
+        if self._arrays is None or self._arrays[0] != params_version():
+            for layer in self.linears:
+                if not _grads_fit(layer):
+                    layer.zero_grad()
+            dtype = self.linears[0]._parameters.dtype
+            same = all(
+                a is None or a.dtype == dtype
+                for layer in self.linears
+                for a in (layer._parameters, layer._bias, layer._gradient, layer._grad_bias)
+            )
+            lists = (
+                [layer._parameters for layer in self.linears],
+                [layer._bias for layer in self.linears],
+                [layer._gradient for layer in self.linears],
+                [layer._grad_bias if layer._bias is not None else None for layer in self.linears],
+            )
+            self._arrays = (params_version(), lists if same else None)
+        return self._arrays[1]
+
+    def train_step(self, X: np.ndarray, Y: np.ndarray, loss: Loss, lr: float) -> float | None:
+        """One plain SGD step (``p -= lr * grad``) on the batch ``(X, Y)`` for
+        ``loss``, in one call; returns the mean cost, or None when the step
+        does not fit the fused path (the general one then runs, and raises)."""
+        code = _LOSS_CODES.get(type(loss))
+        arrays = self.arrays() if code is not None else None
+        x = self.input(X) if arrays is not None else None
+        if code is None or arrays is None or x is None:
+            return None
+        k = arrays[0][-1].shape[1]
+        if code >= 3 and Y.ndim == 1 and Y.dtype.kind in "iu":
+            target = Y.astype(np.int64, copy=False)
+        elif Y.shape == (len(x), k) and Y.dtype.kind in _CASTABLE_KINDS:
+            target = Y if Y.dtype == x.dtype else Y.astype(x.dtype)
+        else:
+            return None
+        try:
+            weights, biases, grads, grad_biases = arrays
+            return self.trainer.step(
+                x, target, weights, biases, self.codes, grads, grad_biases, code, lr
+            )
+        except ValueError:  # e.g. a class index out of range, checked before any write
+            return None
+
     def zero_grad(self) -> None:
         """Zeroes every layer's gradients in place (the layer's own method if one does not fit)."""
         for layer in self.linears:
-            grad, bgrad = layer._gradient, layer._grad_bias
-            param, bias = layer._parameters, layer._bias
-            if (
-                grad is None
-                or grad.shape != param.shape
-                or grad.dtype != param.dtype
-                or (bias is not None and (bgrad is None or bgrad.shape != bias.shape))
-            ):
+            if not _grads_fit(layer):
                 layer.zero_grad()
             else:
-                grad.fill(0)
-                if bias is not None:
-                    bgrad.fill(0)
+                layer._gradient.fill(0)
+                if layer._bias is not None:
+                    layer._grad_bias.fill(0)
 
     def backward(
         self, x: np.ndarray, outputs: list[np.ndarray], delta: object, input_delta: bool
     ) -> np.ndarray | None:
         """Adds the gradients into the layers; returns d loss / d x if ``input_delta``."""
         for layer in self.linears:
-            grad, bgrad = layer._gradient, layer._grad_bias
-            param, bias = layer._parameters, layer._bias
-            if (
-                grad is None
-                or grad.shape != param.shape
-                or grad.dtype != param.dtype
-                or (bias is not None and (bgrad is None or bgrad.shape != bias.shape))
-            ):
+            if not _grads_fit(layer):
                 layer.zero_grad()
         d = delta if isinstance(delta, np.ndarray) else np.asarray(delta)
         if d.dtype != x.dtype:
@@ -125,3 +174,18 @@ class DenseChain:
             d,
             input_delta,
         )
+
+
+def _grads_fit(layer: Linear) -> bool:
+    """Whether the layer's gradient arrays exist with its parameters' shapes and dtype."""
+    grad, bgrad = layer._gradient, layer._grad_bias
+    param, bias = layer._parameters, layer._bias
+    return not (
+        grad is None
+        or grad.shape != param.shape
+        or grad.dtype != param.dtype
+        or (
+            bias is not None
+            and (bgrad is None or bgrad.shape != bias.shape or bgrad.dtype != bias.dtype)
+        )
+    )

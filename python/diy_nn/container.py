@@ -96,6 +96,22 @@ class Sequential(Module):
         else:
             super().zero_grad()
 
+    def _train_step(self, X: np.ndarray, Y: np.ndarray, loss: object, lr: float) -> float | None:
+        """A whole plain-SGD step in one Rust call when the chain and ``loss``
+        allow it (see ``DenseChain.train_step``); None otherwise."""
+        cls = type(self)
+        if (
+            self._chain is None
+            or cls.forward is not Sequential.forward
+            or cls.backward_update_gradient is not Sequential.backward_update_gradient
+            or cls.zero_grad is not Sequential.zero_grad
+        ):
+            return None
+        cost = self._chain.train_step(X, Y, loss, lr)  # type: ignore[arg-type]
+        if cost is not None:
+            self._inputs, self._fused = [], None
+        return cost
+
     def _fused_backward(self, input: object, delta: object, input_delta: bool) -> object:
         """The fused backward pass; ``_NOT_FUSED`` when the chain cannot take ``input``."""
         if self._chain is None:

@@ -11,6 +11,23 @@ from .dtype import resolve_dtype
 
 __all__ = ["Module"]
 
+# Bumped whenever a parameter or gradient attribute of any module is assigned:
+# the cached ``(name, parameter, gradient)`` lists of the optimizers and of the
+# fused dense chains are rebuilt when it moved.
+_version = 0
+
+
+def params_version() -> int:
+    """A number that changes whenever a parameter or gradient attribute is assigned."""
+    return _version
+
+
+def _set(module: Module, name: str, value: object) -> None:
+    """Assigns a parameter or gradient attribute as is, and bumps the version."""
+    global _version
+    _version += 1
+    object.__setattr__(module, name, value)
+
 
 class Module:
     """A layer that computes its own forward and backward pass.
@@ -33,13 +50,18 @@ class Module:
 
     def __init__(self) -> None:
         for name in self._param_names + self._grad_names:
-            object.__setattr__(self, name, None)
+            _set(self, name, None)
 
     def __setattr__(self, name: str, value: object) -> None:
-        if value is not None and name in self._param_names:
-            dtype = self.dtype or np.asarray(value).dtype
-            value = np.array(value, dtype=resolve_dtype(dtype), copy=True)
-        object.__setattr__(self, name, value)
+        if name in self._param_names:
+            if value is not None:
+                dtype = self.dtype or np.asarray(value).dtype
+                value = np.array(value, dtype=resolve_dtype(dtype), copy=True)
+            _set(self, name, value)
+        elif name in self._grad_names:
+            _set(self, name, value)
+        else:
+            object.__setattr__(self, name, value)
 
     # --- the course API -------------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
@@ -64,7 +86,7 @@ class Module:
                 grad.fill(0)
             else:
                 module, attr = self._locate_grad(name)
-                object.__setattr__(module, attr, np.zeros_like(param))
+                _set(module, attr, np.zeros_like(param))
 
     def update_parameters(self, gradient_step: float = 1e-3) -> None:
         """Plain gradient step: ``parameter -= gradient_step * gradient``."""
@@ -110,7 +132,7 @@ class Module:
                 for attr in (pname, gname):
                     value = getattr(module, attr)
                     if value is not None:
-                        object.__setattr__(module, attr, value.astype(dt))
+                        _set(module, attr, value.astype(dt))
         return self
 
     def modules(self) -> Iterator[Module]:

@@ -10,7 +10,7 @@ per-sample loss (the course's convention), so learning rates are per sample.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from . import _core
 from ._validation import ShapeError, check_positive_int, fmt_shape
 from .init import get_rng
 from .loss import Loss
-from .module import Module
+from .module import Module, params_version
 
 __all__ = [
     "Optimizer",
@@ -62,7 +62,22 @@ class Optimizer(ABC):
         _check_number(eps, f"{type(self).__name__}: eps", low=0.0, strict=True)
         self.net, self.loss, self.eps = net, loss, float(eps)
         self.state: dict[str, dict[str, np.ndarray]] = {}
-        self.last_output: np.ndarray | None = None  # the network's output in the last step
+        # The network's output in the last step, or the function that copies it.
+        self._last_output: np.ndarray | None = None
+        self._output_of: Callable[[], np.ndarray | None] | None = None
+        # (params_version(), the net's (name, parameter, gradient) list)
+        self._params: tuple[int, list[tuple[str, np.ndarray, np.ndarray]]] | None = None
+
+    @property
+    def last_output(self) -> np.ndarray | None:
+        """The network's output in the last step (copied from a fused step on demand)."""
+        if self._output_of is not None:
+            self._last_output, self._output_of = self._output_of(), None
+        return self._last_output
+
+    @last_output.setter
+    def last_output(self, value: np.ndarray | None) -> None:
+        self._last_output, self._output_of = value, None
 
     def step(self, batch_x: np.ndarray, batch_y: np.ndarray) -> float:
         """One forward/backward/update on a batch; returns the batch's mean loss."""
@@ -72,13 +87,26 @@ class Optimizer(ABC):
                 f"{type(self).__name__}.step: batch_x and batch_y must have the same number of "
                 f"samples, got {fmt_shape(bx.shape)} and {fmt_shape(by.shape)}"
             )
+        cost = self._fused_step(bx, by)
+        if cost is not None:
+            return cost
         yhat = self.last_output = self.net.forward(bx)
-        cost = self.loss.forward(by, yhat)
+        costs = self.loss.forward(by, yhat)
         self.net.zero_grad()
         # The gradients only: d loss / d input of the first layer is not needed.
         self.net.backward_update_gradient(bx, self.loss.backward(by, yhat))
-        self._step(list(self.net.named_parameters()))
-        return float(np.mean(cost))
+        self._step(self.parameters())
+        return float(np.mean(costs))
+
+    def _fused_step(self, bx: np.ndarray, by: np.ndarray) -> float | None:
+        """The whole step in one kernel call where the optimizer allows it, else None."""
+        return None
+
+    def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """The net's ``(name, parameter, gradient)`` list, cached until one is reassigned."""
+        if self._params is None or self._params[0] != params_version():
+            self._params = (params_version(), list(self.net.named_parameters()))
+        return self._params[1]
 
     @abstractmethod
     def _step(self, params: Params) -> None:
@@ -170,6 +198,16 @@ class SGD(Optimizer):
             raise ValueError("SGD: give both X and Y, or neither")
         self.batch_size, self.n_iter = batch_size, n_iter if n_iter is not None else maxIter
         self.shuffle, self.rng = shuffle, rng
+
+    def _fused_step(self, bx: np.ndarray, by: np.ndarray) -> float | None:
+        # Plain SGD on a dense chain: forward, loss, backward and update in one call.
+        train = getattr(self.net, "_train_step", None)
+        if self.weight_decay or self.momentum or type(self)._step is not SGD._step or not train:
+            return None
+        cost = train(bx, by, self.loss, self.eps)
+        if cost is not None:
+            self._output_of = self.net._chain.trainer.output  # type: ignore[attr-defined]
+        return cost
 
     def _step(self, params: Params) -> None:
         if not (self.weight_decay or self.momentum) and _one_dtype(params):

@@ -1,4 +1,5 @@
-//! Bindings of `fused.rs`: `dense_forward`, `dense_backward`, `sgd_update`.
+//! Bindings of `fused.rs`: `dense_forward`, `dense_backward`, `sgd_update`
+//! and the `DenseTrainer` class (a whole SGD step in one call).
 //!
 //! The layers arrive as parallel lists (weights, biases or `None`, activation
 //! codes); every array is borrowed, none is copied, and the gradients are
@@ -10,9 +11,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
+use super::conv::int64_arg;
 use super::{common_dtype, dispatch, FloatArg};
 use crate::activation::{Act, Activation};
-use crate::fused::{self, Dense, DenseGrad};
+use crate::fused::{self, Dense, DenseGrad, StepLoss, TrainLayer, TrainScratch};
+use crate::softmax::{Exp, Target};
 
 fn args<'py>(
     op: &'static str,
@@ -329,9 +332,197 @@ fn sgd_update_py(
     dispatch!(common_dtype(OP, &all)?, sgd_update_t(py, &ps, &gs, lr))
 }
 
+/// The buffers of the fused training step, one set per dtype.
+#[derive(Default)]
+struct Scratches {
+    f32: TrainScratch<f32>,
+    f64: TrainScratch<f64>,
+}
+
+trait Pick: Sized {
+    fn pick(s: &mut Scratches) -> &mut TrainScratch<Self>;
+}
+
+impl Pick for f32 {
+    fn pick(s: &mut Scratches) -> &mut TrainScratch<f32> {
+        &mut s.f32
+    }
+}
+
+impl Pick for f64 {
+    fn pick(s: &mut Scratches) -> &mut TrainScratch<f64> {
+        &mut s.f64
+    }
+}
+
+/// DenseTrainer()
+///
+/// Whole training steps of a dense chain with plain SGD, each in one call:
+/// ``step(x, target, weights, biases, activations, grad_weights, grad_biases,
+/// loss, lr)`` runs forward, the loss (codes: 0 MSE, 1 MAE, 2 BCE,
+/// 3 cross-entropy on logits, 4 log-softmax + NLL), its gradient, the
+/// backward pass (the gradients are *written*) and ``p -= lr * grad``, and
+/// returns the mean per-sample cost. The layers' outputs live in buffers the
+/// object keeps between steps; ``output()`` copies the network's output of
+/// the last step. ``target``: ``(N, out)`` in the parameters' dtype, or
+/// ``(N,)`` int64 class indices for the cross-entropies.
+#[pyclass(name = "DenseTrainer", module = "diy_nn._core")]
+#[derive(Default)]
+struct DenseTrainer {
+    scratch: Scratches,
+    dtype: Option<super::DType>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn train_step_t<'py, T: Act + Exp + Pick + numpy::Element>(
+    py: Python<'py>,
+    scratch: &mut Scratches,
+    x: &FloatArg<'py>,
+    target: &Bound<'py, PyAny>,
+    weights: &[&FloatArg<'py>],
+    biases: &[Option<FloatArg<'py>>],
+    acts: &[Activation],
+    grad_w: &[&FloatArg<'py>],
+    grad_b: &[Option<FloatArg<'py>>],
+    loss: StepLoss,
+    lr: f64,
+) -> PyResult<f64> {
+    const OP: &str = "DenseTrainer.step";
+    let index = target
+        .cast::<numpy::PyUntypedArray>()
+        .map(|a| numpy::PyUntypedArrayMethods::ndim(a) == 1)
+        .unwrap_or(false);
+    let (t_idx, t_prob) = if index {
+        let t = int64_arg::<Ix1>(OP, "target", target, "(N,) of class indices")?;
+        (Some(t), None)
+    } else {
+        let p = FloatArg::new(OP, "target", target, 2, "(N, out)")?;
+        common_dtype(OP, &[x, &p])?;
+        (None, Some(p.readonly::<T, Ix2>()?))
+    };
+    let x = x.readonly::<T, Ix2>()?;
+    let mut ws = borrow_rw::<T, Ix2>(OP, &weights.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
+    let mut bs = borrow_rw::<T, Ix1>(OP, &biases.iter().map(|b| b.as_ref()).collect::<Vec<_>>())?;
+    let mut gws = borrow_rw::<T, Ix2>(OP, &grad_w.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
+    let mut gbs = borrow_rw::<T, Ix1>(OP, &grad_b.iter().map(|b| b.as_ref()).collect::<Vec<_>>())?;
+    let mut layers: Vec<TrainLayer<'_, T>> = ws
+        .iter_mut()
+        .zip(bs.iter_mut())
+        .zip(gws.iter_mut().zip(gbs.iter_mut()))
+        .zip(acts)
+        .map(|(((w, b), (gw, gb)), &act)| TrainLayer {
+            w: w.as_mut().expect("not None").as_array_mut(),
+            b: b.as_mut().map(|b| b.as_array_mut()),
+            gw: gw.as_mut().expect("not None").as_array_mut(),
+            gb: gb.as_mut().map(|b| b.as_array_mut()),
+            act,
+        })
+        .collect();
+    let target = match (&t_idx, &t_prob) {
+        (Some(t), _) => Target::Index(t.as_array()),
+        (_, Some(p)) => Target::Prob(p.as_array()),
+        _ => unreachable!("one of the two"),
+    };
+    let x = x.as_array();
+    let lr = T::from_f64(lr).expect("a float converts");
+    let scratch = T::pick(scratch);
+    let mean = py.detach(|| fused::dense_train_step(x, target, loss, &mut layers, lr, scratch))?;
+    Ok(mean)
+}
+
+#[pymethods]
+impl DenseTrainer {
+    #[new]
+    fn new() -> Self {
+        Self::default()
+    }
+
+    #[pyo3(signature = (x, target, weights, biases, activations, grad_weights, grad_biases, loss, lr))]
+    #[allow(clippy::too_many_arguments)]
+    fn step<'py>(
+        &mut self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        target: &Bound<'py, PyAny>,
+        weights: Vec<Bound<'py, PyAny>>,
+        biases: Vec<Bound<'py, PyAny>>,
+        activations: Vec<u8>,
+        grad_weights: Vec<Bound<'py, PyAny>>,
+        grad_biases: Vec<Bound<'py, PyAny>>,
+        loss: u8,
+        lr: f64,
+    ) -> PyResult<f64> {
+        const OP: &str = "DenseTrainer.step";
+        let n = weights.len();
+        let acts = self::activations(OP, &activations, n)?;
+        for (what, len) in [
+            ("biases", biases.len()),
+            ("grad_weights", grad_weights.len()),
+            ("grad_biases", grad_biases.len()),
+        ] {
+            if len != n {
+                return Err(PyValueError::new_err(format!(
+                    "{OP}: expected one entry of {what} per layer ({n}), got {len}"
+                )));
+            }
+        }
+        let loss = StepLoss::from_code(loss).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{OP}: loss codes are 0 (MSE), 1 (MAE), 2 (BCE), 3 (cross-entropy on logits), \
+                 4 (log-softmax + NLL), got {loss}"
+            ))
+        })?;
+        if !lr.is_finite() {
+            return Err(PyValueError::new_err(format!(
+                "{OP}: lr must be a finite number, got {lr}"
+            )));
+        }
+        let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
+        let ws = args(OP, "weight", &weights, 2, "(in, out)")?;
+        let ws = some(&ws, OP, "weight")?;
+        let bs = args(OP, "bias", &biases, 1, "(out,)")?;
+        let gws = args(OP, "grad_weight", &grad_weights, 2, "(in, out)")?;
+        let gws = some(&gws, OP, "weight gradient")?;
+        let gbs = args(OP, "grad_bias", &grad_biases, 1, "(out,)")?;
+        let mut all = vec![&x];
+        all.extend(ws.iter().copied());
+        all.extend(gws.iter().copied());
+        all.extend(bs.iter().flatten());
+        all.extend(gbs.iter().flatten());
+        let dtype = common_dtype(OP, &all)?;
+        self.dtype = None;
+        let scratch = &mut self.scratch;
+        let mean = dispatch!(
+            dtype,
+            train_step_t(py, scratch, &x, target, &ws, &bs, &acts, &gws, &gbs, loss, lr)
+        )?;
+        self.dtype = Some(dtype);
+        Ok(mean)
+    }
+
+    /// output() -> ndarray | None
+    ///
+    /// A copy of the network's output in the last successful step.
+    fn output<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        match self.dtype? {
+            super::DType::F32 => self
+                .scratch
+                .f32
+                .output()
+                .map(|y| y.to_owned().into_pyarray(py).into_any()),
+            super::DType::F64 => self
+                .scratch
+                .f64
+                .output()
+                .map(|y| y.to_owned().into_pyarray(py).into_any()),
+        }
+    }
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dense_forward_py, m)?)?;
     m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;
     m.add_function(wrap_pyfunction!(sgd_update_py, m)?)?;
+    m.add_class::<DenseTrainer>()?;
     Ok(())
 }

@@ -5,11 +5,16 @@
 //! `exp(0) = 1`: logits of magnitude 1e4 give finite values and gradients.
 //! `log_softmax = (x - max) - log(sum(exp(x - max)))`.
 //!
-//! Speed: the row loops work on 8 independent lanes (the compiler turns them
-//! into SIMD), `exp` of `f32` is a branch-free polynomial (Cephes' `expf`,
-//! about 1 ulp) that vectorizes, and every row function is compiled twice,
-//! plain and for AVX2+FMA, the second picked at run time when the CPU has it.
-//! `f64` uses the standard library's `exp`.
+//! Speed: with AVX-512F (detected at run time) the four row ops of `f32`
+//! run whole-row SIMD functions ([`avx512`]): a 16-lane `exp` with a
+//! degree-5 polynomial and `vscalefps`, masked tails, rows of up to 16 kept
+//! in one register each, long rows in fused passes (max; exp-sum without a
+//! store; the write) finished while in L1. Otherwise the row loops work on
+//! 8 independent lanes, `exp` of `f32` is a branch-free polynomial (Cephes'
+//! `expf`, about 1 ulp), and every row function is compiled twice, plain and
+//! for AVX2+FMA, the second picked at run time when the CPU has it. `f64`
+//! uses the standard library's `exp`. Outputs are allocated uninitialized and
+//! written once.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 use rayon::prelude::*;
@@ -66,6 +71,29 @@ pub trait Exp: Float {
             *g = dv - yv.exp_fast() * s;
         }
     }
+
+    /// Whole row functions of a wider instruction set, when the type and the
+    /// CPU have one: each returns `false` (having done nothing) otherwise, and
+    /// the portable row functions run instead.
+    #[inline(always)]
+    fn simd_rows(_op: RowOp, _a: &[Self], _b: &[Self], _out: &mut [Self], _k: usize) -> bool {
+        false
+    }
+}
+
+/// The row-wise ops with a whole-row SIMD form (see [`Exp::simd_rows`]).
+/// Forward ops read `a` (x) and ignore `b`; backward ops read `a` (y) and
+/// `b` (delta).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowOp {
+    /// Softmax forward.
+    Softmax,
+    /// Log-softmax forward.
+    LogSoftmax,
+    /// Softmax backward.
+    SoftmaxBackward,
+    /// Log-softmax backward.
+    LogSoftmaxBackward,
 }
 
 impl Exp for f64 {
@@ -116,6 +144,12 @@ impl Exp for f32 {
     #[inline(always)]
     fn exp_slice(y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { avx512::exp_slice(y) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             unsafe { avx2::exp_slice(y) };
@@ -129,6 +163,11 @@ impl Exp for f32 {
     #[inline(always)]
     fn exp_sum(x: &[f32], m: f32) -> f32 {
         #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { avx512::exp_store_sum(x, m, None) };
+        }
+        #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { avx2::exp_store_sum(x, m, None) };
@@ -138,6 +177,11 @@ impl Exp for f32 {
 
     #[inline(always)]
     fn exp_store_sum(x: &[f32], m: f32, y: &mut [f32]) -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { avx512::exp_store_sum(x, m, Some(y)) };
+        }
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
@@ -154,6 +198,12 @@ impl Exp for f32 {
     #[inline(always)]
     fn sub_exp_scaled(y: &[f32], d: &[f32], s: f32, dx: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { avx512::sub_exp_scaled(y, d, s, dx) };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             unsafe { avx2::sub_exp_scaled(y, d, s, dx) };
@@ -163,6 +213,24 @@ impl Exp for f32 {
             *g = dv - yv.exp_fast() * s;
         }
     }
+
+    #[inline(always)]
+    fn simd_rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            unsafe { avx512::rows(op, a, b, out, k) };
+            return true;
+        }
+        let _ = (op, a, b, out, k);
+        false
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn has_avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -289,6 +357,335 @@ mod avx2 {
         }
         for j in n8..y.len() {
             dx[j] = d[j] - y[j].exp_fast() * s;
+        }
+    }
+}
+
+/// `f32` row functions on 16 lanes with AVX-512F: masked loads and stores
+/// instead of scalar tails, `2^n` by `vscalefps`, rounding by `vrndscaleps`.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::RowOp;
+
+    /// Inputs are clamped to `[LO, HI]`: below `LO` the result rounds to 0
+    /// (`2^-150`), above `HI` it is `+inf`, and `±inf` inputs stay in range
+    /// of the reduction (no `inf - inf`).
+    const LO: f32 = -104.0;
+    const HI: f32 = 89.0;
+
+    /// `e^x` of 16 lanes: `x = n·ln2 + r` (`n` the nearest integer of
+    /// `x·log2(e)`, `ln2` in two parts so that `r` is exact), `e^r` by a
+    /// degree-5 polynomial on `|r| <= ln2/2` (minimax for the relative error,
+    /// fitted here with `c0 = 1`; 1.5e-7 at most after rounding), then
+    /// `2^n·e^r` by `vscalefps`, which rounds to subnormals and to 0 below
+    /// the range and gives `inf` above. NaN goes through: `max`/`min` return
+    /// their second operand when either is NaN.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn exp16(x: __m512) -> __m512 {
+        exp16_le(_mm512_min_ps(_mm512_set1_ps(HI), x))
+    }
+
+    /// [`exp16`] of `x <= HI` (or NaN): the forward passes take `exp` of
+    /// `x - max <= 0` only, and save the upper clamp.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn exp16_le(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(_mm512_set1_ps(LO), x);
+        let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(t, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(t, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(0.008_290_272);
+        for c in [0.041_898_16, 0.166_676_39, 0.499_991_48, 0.999_999_7, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, t)
+    }
+
+    /// The mask of the first `n <= 16` lanes.
+    #[inline(always)]
+    fn mask(n: usize) -> __mmask16 {
+        debug_assert!(n <= 16);
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    /// Lanes `[i, i + m)` of `x`, the others `fill`.
+    ///
+    /// # Safety
+    /// `i + popcount(m) <= x.len()` with `m` a prefix mask.
+    #[inline(always)]
+    unsafe fn load(x: &[f32], i: usize, m: __mmask16, fill: __m512) -> __m512 {
+        // SAFETY: the masked-off lanes are not read (caller's contract).
+        unsafe { _mm512_mask_loadu_ps(fill, m, x.as_ptr().add(i)) }
+    }
+
+    /// # Safety
+    /// `i + popcount(m) <= y.len()` with `m` a prefix mask.
+    #[inline(always)]
+    unsafe fn store(y: &mut [f32], i: usize, m: __mmask16, v: __m512) {
+        // SAFETY: the masked-off lanes are not written (caller's contract).
+        unsafe { _mm512_mask_storeu_ps(y.as_mut_ptr().add(i), m, v) }
+    }
+
+    /// Calls `f(i, m)` over `[0, n)`: full 16-lane steps, then one masked.
+    #[inline(always)]
+    fn steps(n: usize, mut f: impl FnMut(usize, __mmask16)) {
+        let mut i = 0;
+        while i + 16 <= n {
+            f(i, 0xffff);
+            i += 16;
+        }
+        if i < n {
+            f(i, mask(n - i));
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn row_max(x: &[f32]) -> f32 {
+        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut acc = [ninf; 4];
+        let n64 = x.len() / 64 * 64;
+        let mut i = 0;
+        while i < n64 {
+            for (j, a) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 64 <= x.len().
+                *a = _mm512_max_ps(*a, unsafe { load(x, i + 16 * j, 0xffff, ninf) });
+            }
+            i += 64;
+        }
+        let mut m = _mm512_max_ps(_mm512_max_ps(acc[0], acc[1]), _mm512_max_ps(acc[2], acc[3]));
+        steps(x.len() - n64, |j, mk| {
+            // SAFETY: the step is inside x.
+            m = _mm512_max_ps(m, unsafe { load(x, n64 + j, mk, ninf) });
+        });
+        _mm512_reduce_max_ps(m)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn sum(x: &[f32]) -> f32 {
+        let zero = _mm512_setzero_ps();
+        let mut acc = [zero; 4];
+        let n64 = x.len() / 64 * 64;
+        let mut i = 0;
+        while i < n64 {
+            for (j, a) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 64 <= x.len().
+                *a = _mm512_add_ps(*a, unsafe { load(x, i + 16 * j, 0xffff, zero) });
+            }
+            i += 64;
+        }
+        let mut s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        steps(x.len() - n64, |j, mk| {
+            // SAFETY: the step is inside x.
+            s = _mm512_add_ps(s, unsafe { load(x, n64 + j, mk, zero) });
+        });
+        _mm512_reduce_add_ps(s)
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        let zero = _mm512_setzero_ps();
+        let (mut s0, mut s1) = (zero, zero);
+        let n32 = a.len() / 32 * 32;
+        let mut i = 0;
+        while i < n32 {
+            // SAFETY: i + 32 <= len of a and b (equal lengths).
+            unsafe {
+                s0 = _mm512_fmadd_ps(load(a, i, 0xffff, zero), load(b, i, 0xffff, zero), s0);
+                s1 = _mm512_fmadd_ps(
+                    load(a, i + 16, 0xffff, zero),
+                    load(b, i + 16, 0xffff, zero),
+                    s1,
+                );
+            }
+            i += 32;
+        }
+        steps(a.len() - n32, |j, mk| {
+            // SAFETY: the step is inside a and b.
+            unsafe {
+                s0 = _mm512_fmadd_ps(load(a, n32 + j, mk, zero), load(b, n32 + j, mk, zero), s0)
+            };
+        });
+        _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
+    }
+
+    /// `v = e^v` for every `v` of `y`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn exp_slice(y: &mut [f32]) {
+        let zero = _mm512_setzero_ps();
+        steps(y.len(), |i, mk| {
+            // SAFETY: the step is inside y.
+            unsafe { store(y, i, mk, exp16(load(y, i, mk, zero))) };
+        });
+    }
+
+    /// `sum(e^(x - m))`, also stored in `y` (of the length of `x`) when given.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn exp_store_sum(x: &[f32], m: f32, mut y: Option<&mut [f32]>) -> f32 {
+        let mv = _mm512_set1_ps(m);
+        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let zero = _mm512_setzero_ps();
+        let (mut s0, mut s1) = (zero, zero);
+        let n32 = x.len() / 32 * 32;
+        let mut i = 0;
+        while i < n32 {
+            // SAFETY: i + 32 <= x.len() (and y.len() == x.len()).
+            unsafe {
+                let a = exp16_le(_mm512_sub_ps(load(x, i, 0xffff, ninf), mv));
+                let b = exp16_le(_mm512_sub_ps(load(x, i + 16, 0xffff, ninf), mv));
+                if let Some(y) = y.as_deref_mut() {
+                    store(y, i, 0xffff, a);
+                    store(y, i + 16, 0xffff, b);
+                }
+                s0 = _mm512_add_ps(s0, a);
+                s1 = _mm512_add_ps(s1, b);
+            }
+            i += 32;
+        }
+        steps(x.len() - n32, |j, mk| {
+            // SAFETY: the step is inside x (and y).
+            unsafe {
+                let e = _mm512_maskz_mov_ps(
+                    mk,
+                    exp16_le(_mm512_sub_ps(load(x, n32 + j, mk, ninf), mv)),
+                );
+                if let Some(y) = y.as_deref_mut() {
+                    store(y, n32 + j, mk, e);
+                }
+                s0 = _mm512_add_ps(s0, e);
+            }
+        });
+        _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
+    }
+
+    /// `dx = d - e^y·s` (equal lengths).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn sub_exp_scaled(y: &[f32], d: &[f32], s: f32, dx: &mut [f32]) {
+        let sv = _mm512_set1_ps(s);
+        let zero = _mm512_setzero_ps();
+        steps(y.len(), |i, mk| {
+            // SAFETY: the step is inside y, d and dx.
+            unsafe {
+                let e = exp16(load(y, i, mk, zero));
+                store(dx, i, mk, _mm512_fnmadd_ps(e, sv, load(d, i, mk, zero)));
+            }
+        });
+    }
+
+    /// `y = y·c`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn scale(y: &mut [f32], c: f32) {
+        let cv = _mm512_set1_ps(c);
+        let zero = _mm512_setzero_ps();
+        steps(y.len(), |i, mk| {
+            // SAFETY: the step is inside y.
+            unsafe { store(y, i, mk, _mm512_mul_ps(load(y, i, mk, zero), cv)) };
+        });
+    }
+
+    /// One of the row-wise ops over rows of length `k` (`a`, `b`, `out` hold
+    /// whole rows, `b` only for the backward ops).
+    ///
+    /// Rows of up to 16 live in one register each: no loop inside a row and
+    /// no scalar tail, the rows independent of each other (the CPU overlaps
+    /// them). Longer rows: fused passes, each row finished while it is in L1.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
+        if k <= 16 {
+            short_rows(op, a, b, out, k);
+            return;
+        }
+        let rows = out.len() / k;
+        for r in 0..rows {
+            let span = r * k..(r + 1) * k;
+            let (x, o) = (&a[span.clone()], &mut out[span.clone()]);
+            match op {
+                RowOp::Softmax => {
+                    let s = exp_store_sum(x, row_max(x), Some(&mut *o));
+                    scale(o, 1.0 / s);
+                }
+                RowOp::LogSoftmax => {
+                    let m = row_max(x);
+                    let ls = _mm512_set1_ps(exp_store_sum(x, m, None).ln());
+                    let mv = _mm512_set1_ps(m);
+                    let zero = _mm512_setzero_ps();
+                    // (x - m) - log(s), in that order: x - (m + log(s)) would
+                    // lose the digits of log(s) when |m| is large.
+                    steps(k, |i, mk| {
+                        // SAFETY: the step is inside the row.
+                        unsafe {
+                            let v = _mm512_sub_ps(_mm512_sub_ps(load(x, i, mk, zero), mv), ls);
+                            store(o, i, mk, v);
+                        }
+                    });
+                }
+                RowOp::SoftmaxBackward => {
+                    let d = &b[span];
+                    let sv = _mm512_set1_ps(dot(x, d));
+                    let zero = _mm512_setzero_ps();
+                    steps(k, |i, mk| {
+                        // SAFETY: the step is inside the rows.
+                        unsafe {
+                            let yv = load(x, i, mk, zero);
+                            let g = _mm512_mul_ps(yv, _mm512_sub_ps(load(d, i, mk, zero), sv));
+                            store(o, i, mk, g);
+                        }
+                    });
+                }
+                RowOp::LogSoftmaxBackward => {
+                    let d = &b[span];
+                    sub_exp_scaled(x, d, sum(d), o);
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    fn short_rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
+        let mk = mask(k);
+        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+        let zero = _mm512_setzero_ps();
+        let rows = out.len() / k;
+        // SAFETY (all the loads and stores below): row r spans
+        // [r·k, r·k + k) of a, b (backward) and out, and mk has k lanes.
+        match op {
+            RowOp::Softmax => {
+                for r in 0..rows {
+                    let x = unsafe { load(a, r * k, mk, ninf) };
+                    let m = _mm512_set1_ps(_mm512_reduce_max_ps(x));
+                    let e = _mm512_maskz_mov_ps(mk, exp16_le(_mm512_sub_ps(x, m)));
+                    let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(e));
+                    unsafe { store(out, r * k, mk, _mm512_mul_ps(e, inv)) };
+                }
+            }
+            RowOp::LogSoftmax => {
+                for r in 0..rows {
+                    let x = unsafe { load(a, r * k, mk, ninf) };
+                    let z = _mm512_sub_ps(x, _mm512_set1_ps(_mm512_reduce_max_ps(x)));
+                    let e = _mm512_maskz_mov_ps(mk, exp16_le(z));
+                    let ls = _mm512_set1_ps(_mm512_reduce_add_ps(e).ln());
+                    unsafe { store(out, r * k, mk, _mm512_sub_ps(z, ls)) };
+                }
+            }
+            RowOp::SoftmaxBackward => {
+                for r in 0..rows {
+                    let (y, d) = unsafe { (load(a, r * k, mk, zero), load(b, r * k, mk, zero)) };
+                    let s = _mm512_set1_ps(_mm512_reduce_add_ps(_mm512_mul_ps(y, d)));
+                    unsafe { store(out, r * k, mk, _mm512_mul_ps(y, _mm512_sub_ps(d, s))) };
+                }
+            }
+            RowOp::LogSoftmaxBackward => {
+                for r in 0..rows {
+                    let (y, d) = unsafe { (load(a, r * k, mk, zero), load(b, r * k, mk, zero)) };
+                    let s = _mm512_set1_ps(_mm512_reduce_add_ps(d));
+                    unsafe { store(out, r * k, mk, _mm512_fnmadd_ps(exp16(y), s, d)) };
+                }
+            }
         }
     }
 }
@@ -691,51 +1088,72 @@ fn check_same(
     Ok(())
 }
 
-/// Applies a row function `(x, out, k)` to a `(N, k)` array.
-fn map_rows<T: Exp>(x: ArrayView2<'_, T>, f: fn(&[T], &mut [T], usize)) -> Array2<T> {
-    let (n, k) = x.dim();
-    let mut y = Array2::<T>::zeros((n, k));
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    let ys = y.as_slice_mut().expect("fresh array");
-    over_rows(ys, n, k, k, |r0, yc| {
-        f(&xs[r0 * k..r0 * k + yc.len()], yc, k);
-    });
-    y
+/// A `(n, k)` array whose elements `fill` writes, every one of them, before
+/// it reads any: no zeroing pass over an output that is overwritten anyway.
+fn filled_by<T: Float>(n: usize, k: usize, fill: impl FnOnce(&mut [T])) -> Array2<T> {
+    let mut y = Array2::<T>::uninit((n, k));
+    let cells = y.as_slice_mut().expect("fresh array");
+    // SAFETY: `T` is `f32` or `f64`, for which `MaybeUninit<T>` has the
+    // layout of `T`; `fill` only writes the uninitialized elements until it
+    // has written them (every row function below writes a whole row before
+    // reading any of it back).
+    let out =
+        unsafe { std::slice::from_raw_parts_mut(cells.as_mut_ptr().cast::<T>(), cells.len()) };
+    fill(out);
+    // SAFETY: `fill` wrote every element.
+    unsafe { y.assume_init() }
 }
 
-/// Applies a backward row function `(y, delta, dx, k)`.
+/// Applies a row op, as [`Exp::simd_rows`] or else the portable row
+/// function `f(x, out, k)`, to a `(N, k)` array.
+fn map_rows<T: Exp>(x: ArrayView2<'_, T>, op: RowOp, f: fn(&[T], &mut [T], usize)) -> Array2<T> {
+    let (n, k) = x.dim();
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    filled_by(n, k, |ys| {
+        over_rows(ys, n, k, k, |r0, yc| {
+            let xr = &xs[r0 * k..r0 * k + yc.len()];
+            if !T::simd_rows(op, xr, &[], yc, k) {
+                f(xr, yc, k);
+            }
+        });
+    })
+}
+
+/// Applies a backward row op (`f(y, delta, dx, k)` in the portable form).
 fn map_rows2<T: Exp>(
     y: ArrayView2<'_, T>,
     d: ArrayView2<'_, T>,
+    op: RowOp,
     f: fn(&[T], &[T], &mut [T], usize),
 ) -> Array2<T> {
     let (n, k) = y.dim();
-    let mut dx = Array2::<T>::zeros((n, k));
     let y = y.as_standard_layout();
     let d = d.as_standard_layout();
     let (ys, ds) = (
         y.as_slice().expect("standard layout"),
         d.as_slice().expect("standard layout"),
     );
-    let gs = dx.as_slice_mut().expect("fresh array");
-    over_rows(gs, n, k, k, |r0, gc| {
-        let r = r0 * k..r0 * k + gc.len();
-        f(&ys[r.clone()], &ds[r], gc, k);
-    });
-    dx
+    filled_by(n, k, |gs| {
+        over_rows(gs, n, k, k, |r0, gc| {
+            let r = r0 * k..r0 * k + gc.len();
+            if !T::simd_rows(op, &ys[r.clone()], &ds[r.clone()], gc, k) {
+                f(&ys[r.clone()], &ds[r], gc, k);
+            }
+        });
+    })
 }
 
 /// Softmax along the last axis of `x (N, k)`.
 pub fn softmax<T: Exp>(x: ArrayView2<'_, T>) -> Result<Array2<T>, KernelError> {
     check_rows("softmax", &x)?;
-    Ok(map_rows(x, softmax_rows::<T>))
+    Ok(map_rows(x, RowOp::Softmax, softmax_rows::<T>))
 }
 
 /// Log-softmax along the last axis of `x (N, k)`.
 pub fn log_softmax<T: Exp>(x: ArrayView2<'_, T>) -> Result<Array2<T>, KernelError> {
     check_rows("log_softmax", &x)?;
-    Ok(map_rows(x, log_softmax_rows::<T>))
+    Ok(map_rows(x, RowOp::LogSoftmax, log_softmax_rows::<T>))
 }
 
 /// Gradient of softmax given its output `y` and `delta = dL/dy`.
@@ -744,7 +1162,12 @@ pub fn softmax_backward<T: Exp>(
     delta: ArrayView2<'_, T>,
 ) -> Result<Array2<T>, KernelError> {
     check_same("softmax_backward", "delta", "y", delta.shape(), y.shape())?;
-    Ok(map_rows2(y, delta, softmax_backward_rows::<T>))
+    Ok(map_rows2(
+        y,
+        delta,
+        RowOp::SoftmaxBackward,
+        softmax_backward_rows::<T>,
+    ))
 }
 
 /// Gradient of log-softmax given its output `y` and `delta = dL/dy`.
@@ -759,7 +1182,12 @@ pub fn log_softmax_backward<T: Exp>(
         delta.shape(),
         y.shape(),
     )?;
-    Ok(map_rows2(y, delta, log_softmax_backward_rows::<T>))
+    Ok(map_rows2(
+        y,
+        delta,
+        RowOp::LogSoftmaxBackward,
+        log_softmax_backward_rows::<T>,
+    ))
 }
 
 /// The target of a cross-entropy: class indices or probabilities.
@@ -858,11 +1286,9 @@ pub fn cross_entropy_backward<T: Exp>(
     const OP: &str = "cross_entropy_backward";
     check_target(OP, &logits, &target)?;
     let (n, k) = logits.dim();
-    let mut dx = Array2::<T>::zeros((n, k));
     let x = logits.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
-    let gs = dx.as_slice_mut().expect("fresh array");
-    match target {
+    Ok(filled_by(n, k, |gs| match target {
         Target::Index(t) => {
             let t = t.as_standard_layout();
             let ts = t.as_slice().expect("standard layout");
@@ -879,8 +1305,7 @@ pub fn cross_entropy_backward<T: Exp>(
                 ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
             });
         }
-    }
-    Ok(dx)
+    }))
 }
 
 #[cfg(test)]
@@ -980,6 +1405,163 @@ mod tests {
         assert_eq!((-1e4f32).exp_fast(), 0.0);
         assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);
         assert!(f32::NAN.exp_fast().is_nan());
+    }
+
+    /// Relative error of `f32::exp_slice` (the SIMD `exp` this CPU runs)
+    /// against `f64::exp`, over `[lo, hi]`.
+    fn exp_slice_worst(lo: f32, hi: f32, n: usize) -> f64 {
+        let xs: Vec<f32> = (0..n)
+            .map(|i| lo + (hi - lo) * (i as f32 / (n - 1) as f32))
+            .collect();
+        let mut ys = xs.clone();
+        f32::exp_slice(&mut ys);
+        let mut worst = 0.0f64;
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = f64::from(x).exp();
+            if want > f64::from(f32::MIN_POSITIVE) && want < f64::from(f32::MAX) {
+                worst = worst.max(((f64::from(y) - want) / want).abs());
+            } else if want >= f64::from(f32::MAX) * 1.001 {
+                assert_eq!(y, f32::INFINITY, "exp({x})");
+            } else {
+                // Subnormal or 0: absolutely tiny, never negative or NaN.
+                assert!((0.0..=f32::MIN_POSITIVE).contains(&y), "exp({x}) = {y}");
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn simd_exp_is_accurate_over_a_wide_range() {
+        let worst = exp_slice_worst(-87.0, 0.0, 1_000_003);
+        assert!(worst < 2e-7, "worst relative error on [-87, 0]: {worst}");
+        let worst = exp_slice_worst(-87.0, 88.0, 1_000_003);
+        assert!(worst < 2e-7, "worst relative error on [-87, 88]: {worst}");
+        assert!(exp_slice_worst(-1e4, 1e4, 200_001) < 2e-7);
+        // Every length through the tails of the 8- and 16-lane loops.
+        for n in 1..=40 {
+            assert!(exp_slice_worst(-20.0, 5.0, n.max(2)) < 2e-7, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn simd_exp_special_values() {
+        let mut v = vec![
+            f32::NAN,
+            f32::NEG_INFINITY,
+            f32::INFINITY,
+            -1e4,
+            1e4,
+            -1e30,
+            0.0,
+            -0.0,
+            -103.0,
+            -88.0,
+            89.0,
+            88.5,
+        ];
+        v.resize(21, 1.0); // AVX-512 and AVX2 widths plus a tail
+        let want = v.clone();
+        f32::exp_slice(&mut v);
+        assert!(v[0].is_nan());
+        assert_eq!(
+            &v[1..8],
+            &[0.0, f32::INFINITY, 0.0, f32::INFINITY, 0.0, 1.0, 1.0]
+        );
+        assert!(v[8] >= 0.0 && v[8] < f32::MIN_POSITIVE);
+        assert!(v[9] > 0.0 && v[9] < 1e-38);
+        assert_eq!(v[10], f32::INFINITY);
+        let r = (f64::from(v[11]) - 88.5f64.exp()) / 88.5f64.exp();
+        assert!(r.abs() < 2e-7, "{r}");
+        let e1 = f64::from(want[20]).exp();
+        assert!(((f64::from(v[12]) - e1) / e1).abs() < 2e-7);
+        assert!(v[12..].iter().all(|&e| e == v[12]), "the tail lanes agree");
+        // The sums and the fused backward step agree with the scalar form.
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 30.0).collect();
+        let d: Vec<f32> = (0..37).map(|i| (i as f32 * 0.3).cos()).collect();
+        for n in [1, 7, 15, 16, 17, 31, 32, 33, 37] {
+            let (x, d) = (&x[..n], &d[..n]);
+            let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let want: f64 = x.iter().map(|&v| f64::from(v - m).exp()).sum();
+            let mut y = vec![0.0; n];
+            let s = f32::exp_store_sum(x, m, &mut y);
+            assert!((f64::from(s) - want).abs() < 1e-6 * want, "n = {n}");
+            assert!((f64::from(f32::exp_sum(x, m)) - want).abs() < 1e-6 * want);
+            let mut g = vec![0.0; n];
+            f32::sub_exp_scaled(x, d, 0.5, &mut g);
+            for i in 0..n {
+                let w = f64::from(d[i]) - f64::from(x[i]).exp() * 0.5;
+                assert!(
+                    (f64::from(g[i]) - w).abs() < 2e-6 * (1.0 + w.abs()),
+                    "n = {n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_row_length_f32_and_f64() {
+        for &k in &[
+            1usize, 2, 7, 10, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 1000,
+        ] {
+            for &n in &[1usize, 3, 70] {
+                let x = filled(n, k, 8.0);
+                let d = filled(n, k, 1.0).mapv(|v| v + 0.2);
+                let p = reference(&x);
+                let dot = (&p * &d)
+                    .sum_axis(ndarray::Axis(1))
+                    .insert_axis(ndarray::Axis(1));
+                let sd = d.sum_axis(ndarray::Axis(1)).insert_axis(ndarray::Axis(1));
+                let gs = &p * &(&d - &dot);
+                let gl = &d - &(&p * &sd);
+                // f64: exact.
+                assert_close(&softmax(x.view()).unwrap(), &p, 1e-13);
+                assert_close(&log_softmax(x.view()).unwrap(), &p.mapv(f64::ln), 1e-13);
+                assert_close(&softmax_backward(p.view(), d.view()).unwrap(), &gs, 1e-13);
+                let lp = p.mapv(f64::ln);
+                assert_close(
+                    &log_softmax_backward(lp.view(), d.view()).unwrap(),
+                    &gl,
+                    1e-12,
+                );
+                // f32: within a few ulp (of the larger terms).
+                let f = |a: &Array2<f64>| a.mapv(|v| v as f32);
+                let g = |a: Array2<f32>| a.mapv(f64::from);
+                assert_close(&g(softmax(f(&x).view()).unwrap()), &p, 2e-6);
+                assert_close(&g(log_softmax(f(&x).view()).unwrap()), &lp, 2e-6);
+                assert_close(
+                    &g(softmax_backward(f(&p).view(), f(&d).view()).unwrap()),
+                    &gs,
+                    2e-6,
+                );
+                assert_close(
+                    &g(log_softmax_backward(f(&lp).view(), f(&d).view()).unwrap()),
+                    &gl,
+                    4e-6,
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn huge_and_special_logits_every_row_length() {
+        for &k in &[1usize, 7, 10, 15, 16, 17, 1000] {
+            let x = filled(5, k, 1e4).mapv(|v| v as f32);
+            let p = reference(&x.mapv(f64::from));
+            let y = softmax(x.view()).unwrap();
+            let ly = log_softmax(x.view()).unwrap();
+            assert_close(&y.mapv(f64::from), &p, 2e-6);
+            assert!(y.iter().chain(ly.iter()).all(|v| v.is_finite()), "k = {k}");
+            let d = Array2::<f32>::ones((5, k));
+            let g = log_softmax_backward(ly.view(), d.view()).unwrap();
+            let gs = softmax_backward(y.view(), d.view()).unwrap();
+            assert!(g.iter().chain(gs.iter()).all(|v| v.is_finite()), "k = {k}");
+            // A NaN logit makes its row NaN and leaves the others alone.
+            let mut xn = x.clone();
+            xn[[2, k / 2]] = f32::NAN;
+            let yn = softmax(xn.view()).unwrap();
+            assert!(yn.row(2).iter().all(|v| v.is_nan()), "k = {k}");
+            assert_eq!(yn.row(1), y.row(1));
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! `log_softmax = (x - max) - log(sum(exp(x - max)))`.
 //!
 //! Speed: with AVX-512F (detected at run time) the four row ops of `f32`
-//! run whole-row SIMD functions ([`avx512`]): a 16-lane `exp` with a
+//! run whole-row SIMD functions (module `avx512`): a 16-lane `exp` with a
 //! degree-5 polynomial and `vscalefps`, masked tails, rows of up to 16 kept
 //! in one register each, long rows in fused passes (max; exp-sum without a
 //! store; the write) finished while in L1. Otherwise the row loops work on

@@ -645,6 +645,28 @@ pub(crate) mod avx512 {
         }
     }
 
+    /// The max of the 16 lanes, in every lane (a butterfly: no trip through
+    /// a scalar register and back).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn all_max(v: __m512) -> __m512 {
+        let v = _mm512_max_ps(v, _mm512_shuffle_f32x4::<0x4e>(v, v));
+        let v = _mm512_max_ps(v, _mm512_shuffle_f32x4::<0xb1>(v, v));
+        let v = _mm512_max_ps(v, _mm512_permute_ps::<0x4e>(v));
+        _mm512_max_ps(v, _mm512_permute_ps::<0xb1>(v))
+    }
+
+    /// The sum of the 16 lanes, in every lane. Each step adds lanes `i` and
+    /// `i ^ b` in both, and `a + b == b + a`, so the lanes agree exactly.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn all_sum(v: __m512) -> __m512 {
+        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0x4e>(v, v));
+        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0xb1>(v, v));
+        let v = _mm512_add_ps(v, _mm512_permute_ps::<0x4e>(v));
+        _mm512_add_ps(v, _mm512_permute_ps::<0xb1>(v))
+    }
+
     #[target_feature(enable = "avx512f")]
     fn short_rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
         let mk = mask(k);
@@ -657,32 +679,30 @@ pub(crate) mod avx512 {
             RowOp::Softmax => {
                 for r in 0..rows {
                     let x = unsafe { load(a, r * k, mk, ninf) };
-                    let m = _mm512_set1_ps(_mm512_reduce_max_ps(x));
-                    let e = _mm512_maskz_mov_ps(mk, exp16_le(_mm512_sub_ps(x, m)));
-                    let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(e));
-                    unsafe { store(out, r * k, mk, _mm512_mul_ps(e, inv)) };
+                    let e = _mm512_maskz_mov_ps(mk, exp16_le(_mm512_sub_ps(x, all_max(x))));
+                    unsafe { store(out, r * k, mk, _mm512_div_ps(e, all_sum(e))) };
                 }
             }
             RowOp::LogSoftmax => {
                 for r in 0..rows {
                     let x = unsafe { load(a, r * k, mk, ninf) };
-                    let z = _mm512_sub_ps(x, _mm512_set1_ps(_mm512_reduce_max_ps(x)));
+                    let z = _mm512_sub_ps(x, all_max(x));
                     let e = _mm512_maskz_mov_ps(mk, exp16_le(z));
-                    let ls = _mm512_set1_ps(_mm512_reduce_add_ps(e).ln());
+                    let ls = _mm512_set1_ps(_mm512_cvtss_f32(all_sum(e)).ln());
                     unsafe { store(out, r * k, mk, _mm512_sub_ps(z, ls)) };
                 }
             }
             RowOp::SoftmaxBackward => {
                 for r in 0..rows {
                     let (y, d) = unsafe { (load(a, r * k, mk, zero), load(b, r * k, mk, zero)) };
-                    let s = _mm512_set1_ps(_mm512_reduce_add_ps(_mm512_mul_ps(y, d)));
+                    let s = all_sum(_mm512_mul_ps(y, d));
                     unsafe { store(out, r * k, mk, _mm512_mul_ps(y, _mm512_sub_ps(d, s))) };
                 }
             }
             RowOp::LogSoftmaxBackward => {
                 for r in 0..rows {
                     let (y, d) = unsafe { (load(a, r * k, mk, zero), load(b, r * k, mk, zero)) };
-                    let s = _mm512_set1_ps(_mm512_reduce_add_ps(d));
+                    let s = all_sum(d);
                     unsafe { store(out, r * k, mk, _mm512_fnmadd_ps(exp16(y), s, d)) };
                 }
             }

@@ -125,7 +125,7 @@ def run_conv1d(ctx: Context) -> Result:
         net,
         CELogSoftMax(),
         lambda a: (2 * a - 1)[:, :, None],
-        20,
+        30,  # 30 vs 20 epochs: 0.983 vs 0.982 on 1500 digits held out of the train split
         64,
         1e-3,
         "course Conv1D CNN",

@@ -28,7 +28,7 @@ class Unfused(dn.Sequential):
 
     def __init__(self, *layers):
         super().__init__(*layers)
-        self._chain = None
+        self._chain, self._runs = None, []
 
 
 def clone(net_layers, dtype):
@@ -403,3 +403,42 @@ def test_dense_trainer_validates_its_arguments():
     assert trainer.output() is None
     assert 0 < step() < np.inf
     assert trainer.output().shape == (4, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_runs_inside_a_longer_sequential(dtype):
+    """A CNN's Linear-ReLU-Linear tail runs fused; the results are the layers'."""
+    rng = np.random.default_rng(3)
+
+    def cnn():
+        r = np.random.default_rng(8)
+        return [
+            dn.Conv1D(3, 2, 4, dtype=dtype, rng=r),
+            dn.MaxPool1D(2, 2),
+            dn.Flatten(),
+            dn.Linear(12, 5, dtype=dtype, rng=r),
+            dn.ReLU(),
+            dn.Linear(5, 3, dtype=dtype, rng=r),
+            dn.TanH(),
+        ]
+
+    net, plain = dn.Sequential(*cnn()), Unfused(*cnn())
+    assert [chain is not None for _, chain in net._runs] == [False, True]
+    x = rng.standard_normal((4, 8, 2)).astype(dtype)
+    delta = rng.standard_normal((4, 3)).astype(dtype)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(net.forward(x), plain.forward(x), **tol)
+    np.testing.assert_allclose(net.backward(x, delta), plain.backward(x, delta), **tol)
+    opt1, opt2 = dn.Optim(net, dn.CELogSoftMax(), 0.1), dn.Optim(plain, dn.CELogSoftMax(), 0.1)
+    for _ in range(3):
+        y = rng.integers(0, 3, 4)
+        assert opt1.step(x, y) == pytest.approx(opt2.step(x, y), rel=tol["rtol"])
+    for (_, p1, g1), (_, p2, g2) in zip(
+        net.named_parameters(), plain.named_parameters(), strict=True
+    ):
+        np.testing.assert_allclose(p1, p2, **tol)
+        np.testing.assert_allclose(g1, g2, **tol)
+    # An input the run cannot take (float64 into float32 layers is cast, a
+    # wrong width is not) raises the layers' own error.
+    with pytest.raises(ValueError, match="Linear"):
+        dn.Sequential(dn.Flatten(), dn.Linear(5, 2)).forward(np.ones((2, 3)))

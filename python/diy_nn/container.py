@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,8 @@ class Sequential(Module):
     each followed by at most one ``TanH``, ``Sigmoid`` or ``ReLU``, ``forward``,
     ``backward`` and ``backward_update_gradient`` run the whole chain in one
     Rust call per direction (same results, see ``_fused.py``); the layers'
-    own methods still work one by one.
+    own methods still work one by one. In a longer ``Sequential`` (a CNN's
+    ``Linear``-``ReLU``-``Linear`` tail) each maximal such run is fused alone.
 
     Example:
         >>> net = Sequential(Linear(2, 4), TanH(), Linear(4, 1), Sigmoid())
@@ -51,6 +53,11 @@ class Sequential(Module):
         self._chain = DenseChain.of(self._leaves())
         # After a fused forward: (the input given, that input cast, every layer's output).
         self._fused: tuple[object, np.ndarray, list[np.ndarray]] | None = None
+        # Without a whole chain: the layers cut into maximal dense runs (each with
+        # its DenseChain) and the other layers (chain None), if there is a run.
+        self._runs = _runs(self.layers) if self._chain is None else []
+        # After a forward by runs: (the input, what each run kept for its backward).
+        self._run_state: tuple[object, list[tuple[Any, Any]]] | None = None
 
     def _leaves(self) -> list[Module]:
         """The layers with nested plain ``Sequential`` s (and ``AutoEncoder`` s) opened."""
@@ -73,11 +80,51 @@ class Sequential(Module):
                 outputs = self._chain.forward(x)
                 self._inputs, self._fused = [], (X, x, outputs)
                 return outputs[-1]
+        if self._runs:
+            return self._forward_runs(X)
         return self._forward_layers(X)
+
+    def _forward_runs(self, X: np.ndarray) -> np.ndarray:
+        """The forward pass run by run: one Rust call per dense run."""
+        self._fused, self._inputs, input = None, [], X
+        state: list[tuple[Any, Any]] = []
+        for layers, chain in self._runs:
+            x = chain.input(X) if chain is not None else None
+            if chain is not None and x is not None:
+                outputs = chain.forward(x)
+                state.append((x, outputs))
+                X = outputs[-1]
+            else:
+                inputs = []
+                for layer in layers:
+                    inputs.append(X)
+                    X = layer.forward(X)
+                state.append((inputs, None))
+        self._run_state = (input, state)
+        return X
+
+    def _backward_runs(self, input: np.ndarray, delta: np.ndarray, input_delta: bool) -> object:
+        """The backward pass run by run; d loss / d input if ``input_delta``."""
+        if self._run_state is None or self._run_state[0] is not input:
+            self._forward_runs(input)
+        assert self._run_state is not None
+        for i in reversed(range(len(self._runs))):
+            (layers, chain), (kept, outputs) = self._runs[i], self._run_state[1][i]
+            need = input_delta or i > 0
+            if outputs is not None:
+                delta = chain.backward(kept, outputs, delta, need)  # type: ignore[union-attr,assignment]
+                continue
+            for j in reversed(range(len(layers))):
+                x = kept[j]
+                if j == 0 and not need:
+                    layers[j].backward_update_gradient(x, delta)
+                else:
+                    delta = layers[j].backward(x, delta)
+        return delta
 
     def _forward_layers(self, X: np.ndarray) -> np.ndarray:
         """The forward pass one layer at a time, keeping each layer's input."""
-        self._fused = None
+        self._fused = self._run_state = None
         inputs = []
         for layer in self.layers:
             inputs.append(X)
@@ -129,6 +176,8 @@ class Sequential(Module):
         fused = self._fused_backward(input, delta, input_delta=True)
         if fused is not _NOT_FUSED:
             return fused  # type: ignore[return-value]
+        if self._runs:
+            return self._backward_runs(input, delta, input_delta=True)  # type: ignore[return-value]
         for layer, x in zip(
             reversed(self.layers), reversed(self._layer_inputs(input)), strict=True
         ):
@@ -141,6 +190,9 @@ class Sequential(Module):
             self._fused_backward(input, delta, input_delta=False) is not _NOT_FUSED
             or not self._named
         ):
+            return
+        if self._runs:
+            self._backward_runs(input, delta, input_delta=False)
             return
         layers, inputs = self.layers, self._layer_inputs(input)
         for layer, x in zip(reversed(layers[1:]), reversed(inputs[1:]), strict=True):
@@ -174,6 +226,26 @@ class Sequential(Module):
 
 
 Sequentiel = Sequential  # the course's French name
+
+
+def _runs(layers: list[Module]) -> list[tuple[list[Module], DenseChain | None]]:
+    """``layers`` cut into maximal dense runs (with their ``DenseChain``) and
+    groups of other layers (with None); empty when there is no dense run."""
+    runs: list[tuple[list[Module], DenseChain | None]] = []
+    i = 0
+    while i < len(layers):
+        j = i + 1
+        if DenseChain.of(layers[i:j]) is not None:
+            while j < len(layers) and DenseChain.of(layers[i : j + 1]) is not None:
+                j += 1
+            runs.append((layers[i:j], DenseChain.of(layers[i:j])))
+        elif runs and runs[-1][1] is None:
+            runs[-1][0].append(layers[i])
+        else:
+            runs.append(([layers[i]], None))
+        i = j
+    return runs if any(chain is not None for _, chain in runs) else []
+
 
 _NOT_FUSED = object()
 

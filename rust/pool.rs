@@ -10,6 +10,8 @@
 //! `L` in 1-D, the flat index `h·W + w` in 2-D); the backward pass scatters
 //! `delta` there. Ties keep the first maximum and a NaN wins, as in torch.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use rayon::prelude::*;
 
@@ -264,37 +266,62 @@ fn max_pool_backward_impl<T: Float>(
     let what = format!("the input of input_len/input_hw ({h}, {w})");
     check_alloc(op, &what, &[n, h, w, c])?;
     let size = h * w; // fits: checked with the other axes above
-    if let Some(bad) = argmax.iter().find(|&&a| a < 0 || a as usize >= size) {
-        return Err(KernelError::invalid(
+    let argmax = argmax.as_standard_layout();
+    let am = argmax.as_slice().expect("standard layout");
+    let bad_index = || {
+        let bad = am
+            .iter()
+            .find(|&&a| a < 0 || a as usize >= size)
+            .copied()
+            .unwrap_or(-1);
+        KernelError::invalid(
             op,
             format!("argmax holds the index {bad}, outside [0, {size}) of an input of {h}x{w} positions"),
-        ));
-    }
+        )
+    };
     let mut dx = Array4::<T>::zeros((n, h, w, c));
     if dx.is_empty() || delta.is_empty() {
-        return Ok(dx);
+        // Nothing is scattered, but a bad index is still an error.
+        return match am.iter().any(|&a| a < 0 || a as usize >= size) {
+            true => Err(bad_index()),
+            false => Ok(dx),
+        };
     }
     let out_per = delta.shape()[1] * delta.shape()[2];
     let work = n * out_per * c;
     let parallel = parallel_for(n, work);
+    // The indices are checked while they are scattered (one pass over
+    // argmax, not two); a bad one is skipped and fails the call, whose
+    // fresh output nobody has seen.
+    let found_bad = AtomicBool::new(false);
     run_on_pool(parallel, || {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
-        let argmax = argmax.as_standard_layout();
-        let am = argmax.as_slice().expect("standard layout");
         let dxs = dx.as_slice_mut().expect("fresh array");
         per_sample(dxs, size * c, parallel, |s, dxc| {
             let range = s * out_per * c..(s + 1) * out_per * c;
+            let mut bad = false;
             for (d, a) in ds[range.clone()]
                 .chunks_exact(c)
                 .zip(am[range].chunks_exact(c))
             {
                 for (ch, (&d, &a)) in d.iter().zip(a).enumerate() {
-                    dxc[a as usize * c + ch] += d;
+                    // A negative index wraps to a huge u64.
+                    if (a as u64) < size as u64 {
+                        dxc[a as usize * c + ch] += d;
+                    } else {
+                        bad = true;
+                    }
                 }
+            }
+            if bad {
+                found_bad.store(true, Ordering::Relaxed);
             }
         });
     });
+    if found_bad.load(Ordering::Relaxed) {
+        return Err(bad_index());
+    }
     Ok(dx)
 }
 

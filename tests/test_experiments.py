@@ -80,3 +80,23 @@ def test_summary_merges_runs(tmp_path):
     assert set(json.loads((tmp_path / "summary.json").read_text())) == {"a", "b"}
     md = summary_markdown(merged)
     assert "| 2 | b | skipped" in md and "no data" in md
+
+
+def test_iris_feature_order_leaves_the_weakest_feature_where_the_pooling_drops_it():
+    import numpy as np
+    from diy_nn.data import load_iris
+    from diy_nn.experiments.conv import IRIS_FEATURES, _anova_f
+
+    X, y = load_iris()
+    f = _anova_f(X, y)
+    # the textbook one-way ANOVA F of iris (scikit-learn's f_classif gives the same)
+    assert np.allclose(f, [119.26, 49.16, 1180.16, 960.01], rtol=1e-3)
+    assert IRIS_FEATURES[int(np.argmin(f))] == "sepal width"
+
+
+def test_unit_rows_gives_unit_length_codes_and_keeps_zero_rows_finite():
+    import numpy as np
+    from diy_nn.experiments.clustering import _unit_rows
+
+    out = _unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])

@@ -42,7 +42,7 @@ def _iris_model(
     Everything the model needs is taken from ``(X, y)`` alone: the mean and standard
     deviation that standardise each feature, and the order of the features. After
     Conv1D(k=2) and MaxPool1D(2, 2) on 4 features the net sees features 0 to 2 only
-    ((4 - 2 + 1) // 2 = 1 pooled position covering conv positions 0 and 1), so the
+    (3 conv positions, (3 - 2) // 2 + 1 = 1 pooled one covering positions 0 and 1), so the
     features are sorted by their ANOVA F statistic on ``(X, y)``, the weakest one last,
     where the net never sees it.
     """
@@ -76,9 +76,10 @@ def _iris(ctx: Context) -> tuple[list[Metric], list, str]:
     X, y = load_iris()
     tr, te = train_test_split(len(X), 0.3, seed=ctx.seed, stratify=y)
     n_nets, epochs = ctx.budget(IRIS_NETS, 1), ctx.budget(200, 5)
-    # 5-fold cross-validation on the training split: how the recipe does on flowers it
+    # k-fold cross-validation on the training split: how the recipe does on flowers it
     # was not trained on, without touching the test split
-    folds = np.array_split(ctx.rng(810).permutation(tr), ctx.budget(5, 2))
+    n_folds = ctx.budget(5, 2)
+    folds = np.array_split(ctx.rng(810).permutation(tr), n_folds)
     cv_hits = 0
     for f, val in enumerate(folds):
         fit_idx = np.setdiff1d(tr, val)
@@ -102,7 +103,7 @@ def _iris(ctx: Context) -> tuple[list[Metric], list, str]:
     ]
     metrics = [
         Metric("iris test accuracy", acc, 0.98, 0.95, ">=", f"{len(te)} held-out flowers"),
-        Metric("iris 5-fold CV accuracy on the train split", cv_hits / len(tr)),
+        Metric(f"iris {n_folds}-fold CV accuracy on the train split", cv_hits / len(tr)),
     ]
     unseen = IRIS_FEATURES[order[-1]]
     return metrics, figs, unseen

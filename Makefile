@@ -49,6 +49,7 @@ lint: build-test
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
 	$(VENV)/bin/mypy
+	$(PY) -m mypy.stubtest diy_nn._core
 
 bench: build-test
 	cargo bench --bench kernels

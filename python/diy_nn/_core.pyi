@@ -7,6 +7,40 @@ from numpy.typing import NDArray
 
 _F = np.float32 | np.float64
 
+__all__ = [
+    "DenseTrainer",
+    "ShapeError",
+    "__version__",
+    "addmm",
+    "avg_pool1d",
+    "avg_pool1d_backward",
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "conv1d",
+    "conv1d_backward_input",
+    "conv1d_backward_weight",
+    "conv2d",
+    "conv2d_backward_input",
+    "conv2d_backward_weight",
+    "cross_entropy",
+    "cross_entropy_backward",
+    "dense_backward",
+    "dense_forward",
+    "get_num_threads",
+    "linear",
+    "log_softmax",
+    "log_softmax_backward",
+    "matmul",
+    "max_pool1d",
+    "max_pool1d_backward",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "set_num_threads",
+    "sgd_update",
+    "softmax",
+    "softmax_backward",
+]
+
 __version__: str
 
 class ShapeError(ValueError):

@@ -486,18 +486,58 @@ fn weight_matrix<'a, T: Float>(
         .expect("standard layout weight reshapes")
 }
 
-/// Patch lengths (`Kh·Kw·Cin`) up to which the direct kernels below replace
-/// im2col + GEMM in the forward pass and the weight gradient.
-///
-/// Measured (`benches/bench_kernels.py --threads 1`, f32, AVX-512 dev
-/// machine): on the USPS conv2d (patch 9, Cout 32, batch 100) the direct
-/// forward and weight gradient beat im2col + gemm several times over; gemm's
-/// micro-kernel only pays off once its inner dimension is a few dozen.
-const DIRECT_MAX_PATCH: usize = 32;
+/// The longest patch (`Kh·Kw·Cin`) the direct kernels below take.
+const DIRECT_MAX_PATCH: usize = 64;
 
-/// Whether a convolution goes through the direct kernels.
-fn use_direct(p: &Conv2dParams) -> bool {
-    p.patch() <= DIRECT_MAX_PATCH && p.patch() > 0 && p.cout > 0
+/// Patch lengths up to which the direct forward kernel replaces im2col + GEMM.
+///
+/// Measured with `cargo test --release --lib direct_vs_gemm_timing --
+/// --ignored --nocapture` (f32, batch 100, 16×16 input, Cout 32, 1 thread,
+/// AVX-512 dev machine, best of 100; µs gemm → direct): patch 9 (3×3×1)
+/// 223 → 131, 16 (1×1×16) 252 → 227, 18 (3×3×2) 256 → 184, 25 (5×5×1)
+/// 269 → 150, 27 (3×3×3) 305 → 228, 36 (3×3×4) 335 → 259, 45 (3×3×5)
+/// 380 → 308, 49 (7×7×1) 278 → 164: the direct kernel wins at every
+/// length measured, so it takes all up to the largest one measured.
+const DIRECT_FORWARD_MAX: usize = 49;
+
+/// Patch lengths up to which the direct weight gradient replaces
+/// im2col + GEMM, for one input channel only.
+///
+/// Measured as above (µs gemm → direct): with one input channel the direct
+/// kernel wins, patch 9 192 → 143, 25 (5×5×1) 250 → 199, 49 (7×7×1)
+/// 307 → 250; with several it ties or loses, patch 16 (1×1×16) 221 → 290,
+/// 18 (3×3×2) 229 → 232, 27 (3×3×3) 290 → 316, 36 (3×3×4) 315 → 396,
+/// 45 (3×3×5) 377 → 440: there GEMM's long inner dimension (the pixels)
+/// serves it better than the kernel's one pass over δ per `G` patch entries.
+const DIRECT_WEIGHT_MAX: usize = 49;
+
+/// Which pass asks [`use_direct`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Forward,
+    Weight,
+}
+
+thread_local! {
+    /// Tests only: `Some(true)` takes the direct kernels for every patch up
+    /// to [`DIRECT_MAX_PATCH`], `Some(false)` never.
+    static DIRECT_OVERRIDE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether a convolution's pass goes through the direct kernels (decided on
+/// the calling thread, before any hand-off to the pool).
+fn use_direct(p: &Conv2dParams, pass: Pass) -> bool {
+    let kc = p.patch();
+    if kc == 0 || kc > DIRECT_MAX_PATCH || p.cout == 0 {
+        return false;
+    }
+    if let Some(forced) = DIRECT_OVERRIDE.with(|c| c.get()) {
+        return forced;
+    }
+    match pass {
+        Pass::Forward => kc <= DIRECT_FORWARD_MAX,
+        Pass::Weight => kc <= DIRECT_WEIGHT_MAX && p.cin == 1,
+    }
 }
 
 /// Where the direct kernels read: samples of the input, zero padded, as
@@ -871,6 +911,7 @@ fn forward_impl<T: Float>(
     if out.is_empty() {
         return out;
     }
+    let go_direct = use_direct(p, Pass::Forward);
     run_on_pool(p.parallel(), || {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
@@ -880,7 +921,7 @@ fn forward_impl<T: Float>(
         let b: Option<Vec<T>> = b.map(|b| b.iter().copied().collect());
         let chunk = p.chunk();
         let rows_per = p.out_pixels();
-        let direct = use_direct(p).then(|| {
+        let direct = go_direct.then(|| {
             let cpad = padded_cout::<T>(p.cout);
             let mut wpad = vec![T::zero(); p.patch() * cpad];
             for (dst, src) in wpad.chunks_exact_mut(cpad).zip(wm.rows()) {
@@ -998,6 +1039,7 @@ fn backward_weight_impl<T: Float>(
         return;
     }
     let (kc, cout) = (p.patch(), p.cout);
+    let go_direct = use_direct(p, Pass::Weight);
     let (acc_w, acc_b) = run_on_pool(p.parallel(), || {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
@@ -1007,7 +1049,7 @@ fn backward_weight_impl<T: Float>(
         let rows_per = p.out_pixels();
         let n_chunks = p.n.div_ceil(chunk);
         let want_b = gb.is_some();
-        let direct = use_direct(p).then(|| (Direct::new(p), padded_cout::<T>(cout)));
+        let direct = go_direct.then(|| (Direct::new(p), padded_cout::<T>(cout)));
         let one = |i: usize| -> (Array2<T>, Array1<T>) {
             let n0 = i * chunk;
             let n1 = (n0 + chunk).min(p.n);
@@ -1409,10 +1451,16 @@ mod tests {
             let w = cast(filled((p.kh, p.kw, p.cin, p.cout), 0.2));
             let b = filled(p.cout, 0.3).mapv(|v| T::from_f64(v).unwrap());
             let d = cast(filled((p.n, ho, wo, p.cout), 0.4));
-            assert!(use_direct(p));
+            let close = |a: T, b: T| {
+                let (a, b) = (a.to_f64().unwrap(), b.to_f64().unwrap());
+                (a - b).abs() <= tol * (1.0 + b.abs())
+            };
+            DIRECT_OVERRIDE.with(|c| c.set(Some(true)));
             let y = forward_impl(x.view(), w.view(), Some(b.view()), p);
             let mut gw = Array4::<T>::zeros(w.raw_dim());
-            backward_weight_impl(x.view(), d.view(), gw.view_mut(), None, p);
+            let mut gb = Array1::<T>::zeros(p.cout);
+            backward_weight_impl(x.view(), d.view(), gw.view_mut(), Some(gb.view_mut()), p);
+            DIRECT_OVERRIDE.with(|c| c.set(Some(false)));
             // the same through im2col: a patch one longer than the threshold
             // is not what we want, so call the GEMM path on a wider copy of
             // the problem instead: zero-padded input channels keep the sums.
@@ -1421,18 +1469,29 @@ mod tests {
                 cin: p.cin + extra,
                 ..*p
             };
-            assert!(!use_direct(&q));
             let mut xq = Array4::<T>::zeros((p.n, p.h, p.w, q.cin));
             xq.slice_mut(s![.., .., .., ..p.cin]).assign(&x);
             let mut wq = Array4::<T>::zeros((p.kh, p.kw, q.cin, p.cout));
             wq.slice_mut(s![.., .., ..p.cin, ..]).assign(&w);
             let yq = forward_impl(xq.view(), wq.view(), Some(b.view()), &q);
             let mut gwq = Array4::<T>::zeros(wq.raw_dim());
-            backward_weight_impl(xq.view(), d.view(), gwq.view_mut(), None, &q);
-            let close = |a: T, b: T| {
-                let (a, b) = (a.to_f64().unwrap(), b.to_f64().unwrap());
-                (a - b).abs() <= tol * (1.0 + b.abs())
-            };
+            let mut gbq = Array1::<T>::zeros(p.cout);
+            backward_weight_impl(
+                xq.view(),
+                d.view(),
+                gwq.view_mut(),
+                Some(gbq.view_mut()),
+                &q,
+            );
+            // and the plain GEMM path on the problem itself
+            let yg = forward_impl(x.view(), w.view(), Some(b.view()), p);
+            DIRECT_OVERRIDE.with(|c| c.set(None));
+            for (a, b) in y.iter().zip(&yg) {
+                assert!(close(*a, *b), "forward {p:?}: {a:?} vs {b:?}");
+            }
+            for (a, b) in gb.iter().zip(&gbq) {
+                assert!(close(*a, *b), "bias {p:?}: {a:?} vs {b:?}");
+            }
             for (a, b) in y.iter().zip(&yq) {
                 assert!(close(*a, *b), "forward {p:?}: {a:?} vs {b:?}");
             }
@@ -1471,6 +1530,71 @@ mod tests {
                 check::<f32>(&p, 1e-5);
             }
         }
+    }
+
+    /// Times the direct kernels against im2col + GEMM (the same problem,
+    /// both ways) for the patch lengths around the threshold:
+    /// `cargo test --release --lib direct_vs_gemm_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn direct_vs_gemm_timing() {
+        use std::time::Instant;
+        threads::set_num_threads(1).unwrap();
+        for (k, cin) in [
+            (3, 1),
+            (3, 2),
+            (3, 3),
+            (1, 16),
+            (5, 1),
+            (3, 4),
+            (7, 1),
+            (3, 5),
+        ] {
+            let p = Conv2dParams {
+                n: 100,
+                h: 16,
+                w: 16,
+                cin,
+                cout: 32,
+                kh: k,
+                kw: k,
+                sh: 1,
+                sw: 1,
+                ph: 0,
+                pw: 0,
+            };
+            let (ho, wo) = p.out_dims();
+            let x = filled((p.n, p.h, p.w, cin), 0.1).mapv(|v| v as f32);
+            let w = filled((k, k, cin, p.cout), 0.2).mapv(|v| v as f32);
+            let d = filled((p.n, ho, wo, p.cout), 0.3).mapv(|v| v as f32);
+            let mut gw = Array4::<f32>::zeros(w.raw_dim());
+            let mut time = |direct: bool| {
+                DIRECT_OVERRIDE.with(|c| c.set(Some(direct)));
+                let best = |f: &mut dyn FnMut()| {
+                    (0..100)
+                        .map(|_| {
+                            let t = Instant::now();
+                            f();
+                            t.elapsed().as_secs_f64() * 1e6
+                        })
+                        .fold(f64::INFINITY, f64::min)
+                };
+                let fwd = best(&mut || {
+                    std::hint::black_box(forward_impl(x.view(), w.view(), None, &p));
+                });
+                let bww =
+                    best(&mut || backward_weight_impl(x.view(), d.view(), gw.view_mut(), None, &p));
+                (fwd, bww)
+            };
+            let (gf, gw_) = time(false);
+            let (df, dw) = time(true);
+            DIRECT_OVERRIDE.with(|c| c.set(None));
+            println!(
+                "patch {:2}: forward gemm {gf:7.1} us direct {df:7.1} us; weight gemm {gw_:7.1} us direct {dw:7.1} us",
+                p.patch()
+            );
+        }
+        threads::set_num_threads(0).unwrap();
     }
 
     #[test]

@@ -17,7 +17,6 @@
 //! written once.
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
-use rayon::prelude::*;
 
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
@@ -1084,7 +1083,7 @@ fn rows_per_task(n: usize, k: usize) -> usize {
     }
     match threads::num_threads() {
         0 | 1 => 0,
-        t => n.div_ceil(t * 4).max(1),
+        t => n.div_ceil(t).max(1),
     }
 }
 
@@ -1103,10 +1102,16 @@ fn over_rows<T: Float>(
     // Small work runs right here: a trip to the pool costs 5-15 µs.
     match rows_per_task(n, k) {
         0 => f(0, out),
-        rows => threads::install(|| {
-            out.par_chunks_mut(rows * width)
-                .enumerate()
-                .for_each(|(i, c)| f(i * rows, c))
+        // One task per thread; the calling thread takes the first, and a
+        // larger share (1/8 more), since pool threads start a wake-up later.
+        rows => threads::in_place_scope(|s| {
+            let f = &f;
+            let own = (rows + rows / 8).min(n);
+            let (first, rest) = out.split_at_mut(own * width);
+            for (i, c) in rest.chunks_mut(rows * width).enumerate() {
+                s.spawn(move |_| f(own + i * rows, c));
+            }
+            f(0, first);
         }),
     }
 }

@@ -398,3 +398,24 @@ def test_bad_input_raises_clear_errors(call, exc, message):
         call()
     assert message in str(info.value)
     assert issubclass(core.ShapeError, ValueError)
+
+
+@pytest.mark.parametrize("n", [2, 3, 257, 300])
+def test_row_ops_split_across_threads_match_one_thread(n):
+    """Big row-wise ops run split (the calling thread takes a larger first share):
+    every row, including the last of an uneven split, equals the 1-thread result."""
+    x = np.random.default_rng(n).standard_normal((n, 70_000 // n + 300)).astype(np.float32)
+    ops = {
+        "softmax": lambda: core.softmax(x),
+        "log_softmax": lambda: core.log_softmax(x),
+        "ce": lambda: core.cross_entropy(x, np.arange(n, dtype=np.int64) % x.shape[1]),
+    }
+    try:
+        core.set_num_threads(1)
+        serial = {k: f() for k, f in ops.items()}
+        for threads in (2, 3):
+            core.set_num_threads(threads)
+            for k, f in ops.items():
+                np.testing.assert_array_equal(f(), serial[k], err_msg=f"{k} at {threads} threads")
+    finally:
+        core.set_num_threads(0)

@@ -74,6 +74,38 @@ fn check_chain<T>(
     Ok(())
 }
 
+/// Checks that a layer's gradients have its parameters' shapes, and that a
+/// bias gradient is given exactly when the layer has a bias.
+fn check_grads(
+    op: &'static str,
+    w: &[usize],
+    gw: &[usize],
+    b: Option<usize>,
+    gb: Option<usize>,
+) -> Result<(), KernelError> {
+    if gw != w {
+        return Err(KernelError::shape(
+            op,
+            "weight gradient",
+            fmt_shape(w),
+            fmt_shape(gw),
+        ));
+    }
+    match (gb, b) {
+        (Some(gb), Some(b)) if gb != b => Err(KernelError::shape(
+            op,
+            "bias gradient",
+            fmt_shape(&[b]),
+            fmt_shape(&[gb]),
+        )),
+        (None, Some(_)) | (Some(_), None) => Err(KernelError::invalid(
+            op,
+            "give a bias gradient exactly for the layers that have a bias",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `f` on the library's pool if some product of the chain is worth
 /// splitting, else right here (no thread hand-off for small models).
 fn on_pool<R: Send>(
@@ -161,31 +193,13 @@ pub fn dense_backward<T: Act>(
                 fmt_shape(y.shape()),
             ));
         }
-        if g.w.dim() != layer.w.dim() {
-            return Err(KernelError::shape(
-                OP,
-                "weight gradient",
-                fmt_shape(layer.w.shape()),
-                fmt_shape(g.w.shape()),
-            ));
-        }
-        match (&g.b, &layer.b) {
-            (Some(gb), Some(b)) if gb.len() != b.len() => {
-                return Err(KernelError::shape(
-                    OP,
-                    "bias gradient",
-                    fmt_shape(b.shape()),
-                    fmt_shape(gb.shape()),
-                ));
-            }
-            (None, Some(_)) | (Some(_), None) => {
-                return Err(KernelError::invalid(
-                    OP,
-                    "give a bias gradient exactly for the layers that have a bias",
-                ));
-            }
-            _ => {}
-        }
+        check_grads(
+            OP,
+            layer.w.shape(),
+            g.w.shape(),
+            layer.b.as_ref().map(|b| b.len()),
+            g.b.as_ref().map(|b| b.len()),
+        )?;
     }
     let last = layers.len() - 1;
     if delta.dim() != outputs[last].dim() {
@@ -517,31 +531,13 @@ pub fn dense_train_step<T: Act + Exp>(
         check_chain(OP, x.ncols(), &views)?;
     }
     for l in layers.iter() {
-        if l.gw.dim() != l.w.dim() {
-            return Err(KernelError::shape(
-                OP,
-                "weight gradient",
-                fmt_shape(l.w.shape()),
-                fmt_shape(l.gw.shape()),
-            ));
-        }
-        match (&l.gb, &l.b) {
-            (Some(gb), Some(b)) if gb.len() != b.len() => {
-                return Err(KernelError::shape(
-                    OP,
-                    "bias gradient",
-                    fmt_shape(b.shape()),
-                    fmt_shape(gb.shape()),
-                ))
-            }
-            (None, Some(_)) | (Some(_), None) => {
-                return Err(KernelError::invalid(
-                    OP,
-                    "give a bias gradient exactly for the layers that have a bias",
-                ))
-            }
-            _ => {}
-        }
+        check_grads(
+            OP,
+            l.w.shape(),
+            l.gw.shape(),
+            l.b.as_ref().map(|b| b.len()),
+            l.gb.as_ref().map(|b| b.len()),
+        )?;
     }
     let n = x.nrows();
     let widths: Vec<usize> = layers.iter().map(|l| l.w.ncols()).collect();

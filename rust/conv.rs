@@ -501,14 +501,13 @@ const DIRECT_MAX_PATCH: usize = 64;
 const DIRECT_FORWARD_MAX: usize = 49;
 
 /// Patch lengths up to which the direct weight gradient replaces
-/// im2col + GEMM, for one input channel only.
+/// im2col + GEMM.
 ///
-/// Measured as above (µs gemm → direct): with one input channel the direct
-/// kernel wins, patch 9 192 → 143, 25 (5×5×1) 250 → 199, 49 (7×7×1)
-/// 307 → 250; with several it ties or loses, patch 16 (1×1×16) 221 → 290,
-/// 18 (3×3×2) 229 → 232, 27 (3×3×3) 290 → 316, 36 (3×3×4) 315 → 396,
-/// 45 (3×3×5) 377 → 440: there GEMM's long inner dimension (the pixels)
-/// serves it better than the kernel's one pass over δ per `G` patch entries.
+/// Measured as above (µs gemm → direct), after the kernel kept its bias sums
+/// and δ rows in registers: patch 9 198 → 64, 16 (1×1×16) 227 → 147,
+/// 18 (3×3×2) 234 → 113, 25 (5×5×1) 274 → 113, 27 (3×3×3) 296 → 158,
+/// 36 (3×3×4) 327 → 207, 45 (3×3×5) 388 → 257, 49 (7×7×1) 318 → 145: the
+/// direct kernel wins at every length measured, any number of input channels.
 const DIRECT_WEIGHT_MAX: usize = 49;
 
 /// Which pass asks [`use_direct`].
@@ -536,7 +535,7 @@ fn use_direct(p: &Conv2dParams, pass: Pass) -> bool {
     }
     match pass {
         Pass::Forward => kc <= DIRECT_FORWARD_MAX,
-        Pass::Weight => kc <= DIRECT_WEIGHT_MAX && p.cin == 1,
+        Pass::Weight => kc <= DIRECT_WEIGHT_MAX,
     }
 }
 
@@ -707,9 +706,9 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
 }
 
 /// Weight gradient of one chunk, added into `gw (kc, cpad)`, and the bias
-/// gradient, added into `gb (cpad,)`: for `G` patch
-/// entries by `L` output channels at a time, the products of every output
-/// pixel summed in registers, tiles of `TILE` pixels at a time.
+/// gradient, added into `gb (cpad,)`: for `G` patch entries by `L` output
+/// channels at a time, the products of every output pixel summed in
+/// registers, tiles of `TILE` pixels at a time.
 #[inline(always)]
 fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>(
     xp: &[T],
@@ -729,6 +728,7 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
     let last =
         (n.max(1) - 1) * d.sample + (d.ho - 1) * d.step_h + (wo - 1) * d.step_w + d.offs[kc - 1];
     assert!(rows == 0 || last < xp.len());
+    assert!(delta.len() == rows * cout && gw.len() >= kc * cpad && gb.len() >= cpad);
     // (row of delta, start of its receptive field), tile by tile
     let mut starts = [(0usize, 0usize); TILE];
     // the output pixel the next tile starts at
@@ -753,65 +753,102 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
         }
         let tile = &starts[..nt];
         for c0 in (0..cpad).step_by(L) {
-            let valid = L.min(cout - c0);
             for t0 in (0..kc).step_by(G) {
+                // past the patch's end, repeat its last entry (those sums are dropped)
                 let offs: [usize; G] = std::array::from_fn(|g| d.offs[(t0 + g).min(kc - 1)]);
-                let mut acc = [[T::zero(); L]; G];
-                let mut acc_b = [T::zero(); L];
-                let first = t0 == 0;
-                if valid == L {
-                    for &(dr, xs) in tile {
-                        let dv: &[T; L] = delta[dr + c0..dr + c0 + L].try_into().expect("L");
-                        if first {
-                            for l in 0..L {
-                                acc_b[l] += dv[l];
-                            }
-                        }
-                        for g in 0..G {
-                            // SAFETY: `xs` starts a receptive field inside `xp`
-                            // and `offs[g] <= offs[kc - 1]`: checked below `last`.
-                            let xv = unsafe { *xp.get_unchecked(xs + offs[g]) };
-                            for l in 0..L {
-                                acc[g][l] = madd::<T, FMA>(acc[g][l], xv, dv[l]);
-                            }
-                        }
-                    }
+                let (acc, acc_b) = if t0 == 0 {
+                    weight_tile::<T, L, G, FMA, true>(xp, tile, delta, cout, c0, &offs)
                 } else {
-                    for &(dr, xs) in tile {
-                        let mut dv = [T::zero(); L];
-                        dv[..valid].copy_from_slice(&delta[dr + c0..dr + c0 + valid]);
-                        if first {
-                            for l in 0..L {
-                                acc_b[l] += dv[l];
-                            }
-                        }
-                        for g in 0..G {
-                            // SAFETY: `xs` starts a receptive field inside `xp`
-                            // and `offs[g] <= offs[kc - 1]`: checked below `last`.
-                            let xv = unsafe { *xp.get_unchecked(xs + offs[g]) };
-                            for l in 0..L {
-                                acc[g][l] = madd::<T, FMA>(acc[g][l], xv, dv[l]);
-                            }
-                        }
-                    }
-                }
-                if first {
+                    weight_tile::<T, L, G, FMA, false>(xp, tile, delta, cout, c0, &offs)
+                };
+                if t0 == 0 {
                     for (o, &v) in gb[c0..c0 + L].iter_mut().zip(&acc_b) {
                         *o += v;
                     }
                 }
-                for (g, a) in acc.iter().enumerate() {
-                    if t0 + g < kc {
-                        let dst = &mut gw[(t0 + g) * cpad + c0..(t0 + g) * cpad + c0 + L];
-                        for (o, &v) in dst.iter_mut().zip(a) {
-                            *o += v;
-                        }
+                for (g, a) in acc.iter().enumerate().take(kc - t0) {
+                    let row = (t0 + g) * cpad + c0;
+                    for (o, &v) in gw[row..row + L].iter_mut().zip(a) {
+                        *o += v;
                     }
                 }
             }
         }
         r0 += nt;
     }
+}
+
+/// One tile of [`direct_weight_body`]: `Σ x[start + offs[g]] · δ[row, c0..c0 + L]`
+/// over the tile's pixels for each `g`, and with `BIAS` the sum of those δ rows.
+///
+/// Everything stays in registers: `G·L` products, `L` bias sums, one δ row
+/// (`BIAS` is a constant so that the bias sums are not spilled around a
+/// branch, which made the whole loop wait on a store).
+#[inline(always)]
+fn weight_tile<T: Float, const L: usize, const G: usize, const FMA: bool, const BIAS: bool>(
+    xp: &[T],
+    tile: &[(usize, usize)],
+    delta: &[T],
+    cout: usize,
+    c0: usize,
+    offs: &[usize; G],
+) -> ([[T; L]; G], [T; L]) {
+    let mut acc = [[T::zero(); L]; G];
+    let mut acc_b = [T::zero(); L];
+    let valid = L.min(cout - c0);
+    if valid == L {
+        for &(dr, xs) in tile {
+            assert!(dr + c0 + L <= delta.len());
+            // SAFETY: `dr + c0 + L <= delta.len()`, checked just above; an
+            // unaligned read of `L` values compiles to vector loads, where
+            // `try_into` on the slice built the vector lane by lane.
+            let dv = unsafe { (delta.as_ptr().add(dr + c0) as *const [T; L]).read_unaligned() };
+            weight_pixel::<T, L, G, FMA, BIAS>(xp, xs, offs, &dv, &mut acc, &mut acc_b);
+        }
+    } else {
+        for &(dr, xs) in tile {
+            let mut dv = [T::zero(); L];
+            dv[..valid].copy_from_slice(&delta[dr + c0..dr + c0 + valid]);
+            weight_pixel::<T, L, G, FMA, BIAS>(xp, xs, offs, &dv, &mut acc, &mut acc_b);
+        }
+    }
+    (acc, acc_b)
+}
+
+/// One pixel of [`weight_tile`] (a function, not a closure: a closure is not
+/// compiled with the caller's target features, and `mul_add` became a call).
+#[inline(always)]
+fn weight_pixel<T: Float, const L: usize, const G: usize, const FMA: bool, const BIAS: bool>(
+    xp: &[T],
+    xs: usize,
+    offs: &[usize; G],
+    dv: &[T; L],
+    acc: &mut [[T; L]; G],
+    acc_b: &mut [T; L],
+) {
+    if BIAS {
+        for l in 0..L {
+            acc_b[l] += dv[l];
+        }
+    }
+    for g in 0..G {
+        // SAFETY: `xs` starts a receptive field inside `xp` and
+        // `offs[g] <= offs[kc - 1]`, so the index is at most the `last`
+        // checked by `direct_weight_body`.
+        let xv = unsafe { *xp.get_unchecked(xs + offs[g]) };
+        for l in 0..L {
+            acc[g][l] = madd::<T, FMA>(acc[g][l], xv, dv[l]);
+        }
+    }
+}
+
+/// Patch entries per pass of the weight kernel, among those it is
+/// instantiated for: at most `gmax` (what the registers hold), spread evenly
+/// over the fewest passes.
+fn weight_group(kc: usize, sizes: &[usize]) -> usize {
+    let gmax = *sizes.last().expect("some sizes");
+    let need = kc.div_ceil(kc.div_ceil(gmax));
+    sizes.iter().copied().find(|&g| g >= need).unwrap_or(gmax)
 }
 
 /// Lanes (output channels) per register block: two vectors of the widest
@@ -893,7 +930,76 @@ macro_rules! multiversion {
 }
 
 multiversion!(direct_forward, direct_forward_body, 6, 4, (xp: &[T], d: &Direct, wpad: &[T], bpad: &[T], cpad: usize, out: &mut [T], cout: usize));
-multiversion!(direct_weight, direct_weight_body, 5, 4, (xp: &[T], d: &Direct, delta: &[T], cout: usize, gw: &mut [T], gb: &mut [T], cpad: usize));
+
+/// [`direct_weight_body`] on the widest instruction set found, with as many
+/// patch entries per pass as the registers hold: two registers per patch
+/// entry (`L` lanes) besides the bias sums and the δ row. AVX-512 has 32
+/// registers: up to 9 entries, a 3×3 patch in one pass over δ (11 or 13 per
+/// pass spilled: a 5×5 patch took 205 µs in two passes of 13, 113 in three
+/// of 9). AVX2 has 16: up to 5.
+fn direct_weight<T: Float>(
+    xp: &[T],
+    d: &Direct,
+    delta: &[T],
+    cout: usize,
+    gw: &mut [T],
+    gb: &mut [T],
+    cpad: usize,
+) {
+    macro_rules! go {
+        ($l32:literal, $l64:literal, $g:literal, $fma:literal, $args:tt) => {
+            if std::mem::size_of::<T>() == 4 {
+                direct_weight_body::<T, $l32, $g, $fma> $args
+            } else {
+                direct_weight_body::<T, $l64, $g, $fma> $args
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        fn v4<T: Float>(
+            xp: &[T],
+            d: &Direct,
+            delta: &[T],
+            cout: usize,
+            gw: &mut [T],
+            gb: &mut [T],
+            cpad: usize,
+        ) {
+            match weight_group(d.kc, &[3, 5, 7, 9]) {
+                3 => go!(32, 16, 3, true, (xp, d, delta, cout, gw, gb, cpad)),
+                5 => go!(32, 16, 5, true, (xp, d, delta, cout, gw, gb, cpad)),
+                7 => go!(32, 16, 7, true, (xp, d, delta, cout, gw, gb, cpad)),
+                _ => go!(32, 16, 9, true, (xp, d, delta, cout, gw, gb, cpad)),
+            }
+        }
+        #[target_feature(enable = "avx2,fma")]
+        fn v3<T: Float>(
+            xp: &[T],
+            d: &Direct,
+            delta: &[T],
+            cout: usize,
+            gw: &mut [T],
+            gb: &mut [T],
+            cpad: usize,
+        ) {
+            match weight_group(d.kc, &[3, 5]) {
+                3 => go!(16, 8, 3, true, (xp, d, delta, cout, gw, gb, cpad)),
+                _ => go!(16, 8, 5, true, (xp, d, delta, cout, gw, gb, cpad)),
+            }
+        }
+        if avx512() {
+            // SAFETY: the CPU has the features v4 is compiled for.
+            return unsafe { v4::<T>(xp, d, delta, cout, gw, gb, cpad) };
+        }
+        if avx2_fma() {
+            // SAFETY: the CPU has the features v3 is compiled for.
+            return unsafe { v3::<T>(xp, d, delta, cout, gw, gb, cpad) };
+        }
+    }
+    go!(8, 4, 4, false, (xp, d, delta, cout, gw, gb, cpad))
+}
 
 /// `cout` rounded up to a whole number of register blocks.
 fn padded_cout<T: Float>(cout: usize) -> usize {

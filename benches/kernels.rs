@@ -198,7 +198,8 @@ fn bench_pool(c: &mut Criterion) {
             });
             group.bench_function(BenchmarkId::new("max_backward", name), |bench| {
                 bench.iter(|| {
-                    pool::max_pool1d_backward(black_box(d3.view()), arg.view(), w).unwrap()
+                    pool::max_pool1d_backward(black_box(d3.view()), arg.view(), w, Some((k, s)))
+                        .unwrap()
                 })
             });
         } else {
@@ -208,7 +209,8 @@ fn bench_pool(c: &mut Criterion) {
             });
             group.bench_function(BenchmarkId::new("max_backward", name), |bench| {
                 bench.iter(|| {
-                    pool::max_pool2d_backward(black_box(d.view()), arg.view(), (h, w)).unwrap()
+                    pool::max_pool2d_backward(black_box(d.view()), arg.view(), (h, w), Some((k, s)))
+                        .unwrap()
                 })
             });
             group.bench_function(BenchmarkId::new("avg_forward", name), |bench| {

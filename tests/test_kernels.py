@@ -147,6 +147,9 @@ def test_pool1d_matches_torch(case, dtype, seed):
     d = rand(rng, y.shape, dtype)
     yt.backward(torch.tensor(d.transpose(0, 2, 1)))
     close(core.max_pool1d_backward(d, arg, shape[1]), xt.grad.permute(0, 2, 1), dtype)
+    # with the window: the one-pass path where windows do not overlap
+    dxw = core.max_pool1d_backward(d, arg, shape[1], k, stride)
+    close(dxw, xt.grad.permute(0, 2, 1), dtype)
     xt = leaf(x, 0, 2, 1)
     yt = F.avg_pool1d(xt, k, stride)
     close(core.avg_pool1d(x, k, stride), yt.permute(0, 2, 1), dtype)
@@ -168,6 +171,8 @@ def test_pool2d_matches_torch(case, dtype, seed):
     d = rand(rng, y.shape, dtype)
     yt.backward(torch.tensor(d.transpose(0, 3, 1, 2)))
     dx = core.max_pool2d_backward(d, arg, shape[1:3])
+    close(dx, xt.grad.permute(0, 2, 3, 1), dtype)
+    dx = core.max_pool2d_backward(d, arg, shape[1:3], k, stride)
     close(dx, xt.grad.permute(0, 2, 3, 1), dtype)
     xt = leaf(x, 0, 3, 1, 2)
     yt = F.avg_pool2d(xt, k, stride)
@@ -378,6 +383,23 @@ BAD = [
         lambda: core.max_pool1d_backward(D3, np.zeros((2, 5, 4), np.int64), 8),
         core.ShapeError,
         "argmax must have shape",
+    ),
+    (
+        lambda: core.max_pool1d_backward(D3, np.zeros((2, 6, 4), np.int64), 8, 2),
+        ValueError,
+        "give k and stride together",
+    ),
+    (
+        lambda: core.max_pool1d_backward(D3, np.zeros((2, 6, 4), np.int64), 8, 2, 2),
+        core.ShapeError,
+        "delta must have shape (2, 4, 4)",
+    ),
+    (
+        lambda: core.max_pool2d_backward(
+            np.ones((2, 3, 3, 4)), np.zeros((2, 3, 3, 4), np.int64), (6, 6), 2, 0
+        ),
+        ValueError,
+        "stride must be >= 1",
     ),
     (lambda: core.avg_pool1d_backward(D3, 8, 2, 2), core.ShapeError, "delta must have shape"),
     (lambda: core.softmax(np.ones(5)), core.ShapeError, "x must have 2 dimensions"),

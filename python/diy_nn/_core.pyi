@@ -89,15 +89,26 @@ def conv2d_backward_weight(
 ) -> None: ...
 
 # Pooling, channels last, no padding; argmax is int64 (index along L, or h * W + w).
+# The max-pool backward passes take the forward's k and stride, optionally: with them
+# delta's shape is checked against the window, and non-overlapping windows take a
+# one-pass path.
 def max_pool1d(x: NDArray[_F], k: int, stride: int) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
 def max_pool1d_backward(
-    delta: NDArray[_F], argmax: NDArray[np.int64], input_len: int
+    delta: NDArray[_F],
+    argmax: NDArray[np.int64],
+    input_len: int,
+    k: int | None = None,
+    stride: int | None = None,
 ) -> NDArray[_F]: ...
 def avg_pool1d(x: NDArray[_F], k: int, stride: int) -> NDArray[_F]: ...
 def avg_pool1d_backward(delta: NDArray[_F], input_len: int, k: int, stride: int) -> NDArray[_F]: ...
 def max_pool2d(x: NDArray[_F], k: int, stride: int) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
 def max_pool2d_backward(
-    delta: NDArray[_F], argmax: NDArray[np.int64], input_hw: tuple[int, int]
+    delta: NDArray[_F],
+    argmax: NDArray[np.int64],
+    input_hw: tuple[int, int],
+    k: int | None = None,
+    stride: int | None = None,
 ) -> NDArray[_F]: ...
 def avg_pool2d(x: NDArray[_F], k: int, stride: int) -> NDArray[_F]: ...
 def avg_pool2d_backward(

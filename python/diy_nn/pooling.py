@@ -74,7 +74,8 @@ class _MaxPool(_PoolNd):
         if input is not self._last_input or self._argmax is None:
             self.forward(input)
         d = self._check_delta(x, delta)
-        return getattr(_core, self._op + "_backward")(d, self._argmax, self._size(x))
+        kernel = getattr(_core, self._op + "_backward")
+        return kernel(d, self._argmax, self._size(x), self.k_size, self.stride)
 
 
 class _AvgPool(_PoolNd):

@@ -3,6 +3,7 @@
 
 use ndarray::{Ix3, Ix4};
 use numpy::IntoPyArray;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::conv::{int, int64_arg, pair};
@@ -106,34 +107,54 @@ avg_forward!(
     "(N, H, W, C)"
 );
 
+/// The optional `(k, stride)` of a max-pooling backward: both or neither.
+fn window(
+    op: &'static str,
+    k: Option<Int>,
+    stride: Option<Int>,
+) -> PyResult<Option<(usize, usize)>> {
+    match (k, stride) {
+        (None, None) => Ok(None),
+        (Some(k), Some(stride)) => Ok(Some((int(op, "k", k, 1)?, int(op, "stride", stride, 1)?))),
+        _ => Err(PyValueError::new_err(format!(
+            "{op}: give k and stride together (the forward's window), or neither"
+        ))),
+    }
+}
+
 fn max_pool1d_backward_t<'py, T: Float + numpy::Element>(
     py: Python<'py>,
     delta: &FloatArg<'py>,
     argmax: &Bound<'py, PyAny>,
     input_len: usize,
+    win: Option<(usize, usize)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "max_pool1d_backward";
     let a = int64_arg::<Ix3>(OP, "argmax", argmax, "(N, Lout, C)")?;
     let d = delta.readonly::<T, Ix3>()?;
     let (d, a) = (d.as_array(), a.as_array());
-    let dx = py.detach(|| pool::max_pool1d_backward(d, a, input_len))?;
+    let dx = py.detach(|| pool::max_pool1d_backward(d, a, input_len, win))?;
     Ok(dx.into_pyarray(py).into_any())
 }
 
-/// max_pool1d_backward(delta, argmax, input_len) -> ndarray
+/// max_pool1d_backward(delta, argmax, input_len, k=None, stride=None) -> ndarray
 #[pyfunction(name = "max_pool1d_backward")]
+#[pyo3(signature = (delta, argmax, input_len, k=None, stride=None))]
 fn max_pool1d_backward_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
     argmax: &Bound<'py, PyAny>,
     input_len: Int,
+    k: Option<Int>,
+    stride: Option<Int>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "max_pool1d_backward";
     let delta = FloatArg::new(OP, "delta", delta, 3, "(N, Lout, C)")?;
     let input_len = int(OP, "input_len", input_len, 0)?;
+    let win = window(OP, k, stride)?;
     dispatch!(
         delta.dtype,
-        max_pool1d_backward_t(py, &delta, argmax, input_len)
+        max_pool1d_backward_t(py, &delta, argmax, input_len, win)
     )
 }
 
@@ -142,27 +163,35 @@ fn max_pool2d_backward_t<'py, T: Float + numpy::Element>(
     delta: &FloatArg<'py>,
     argmax: &Bound<'py, PyAny>,
     hw: (usize, usize),
+    win: Option<(usize, usize)>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "max_pool2d_backward";
     let a = int64_arg::<Ix4>(OP, "argmax", argmax, "(N, H', W', C)")?;
     let d = delta.readonly::<T, Ix4>()?;
     let (d, a) = (d.as_array(), a.as_array());
-    let dx = py.detach(|| pool::max_pool2d_backward(d, a, hw))?;
+    let dx = py.detach(|| pool::max_pool2d_backward(d, a, hw, win))?;
     Ok(dx.into_pyarray(py).into_any())
 }
 
-/// max_pool2d_backward(delta, argmax, input_hw) -> ndarray
+/// max_pool2d_backward(delta, argmax, input_hw, k=None, stride=None) -> ndarray
 #[pyfunction(name = "max_pool2d_backward")]
+#[pyo3(signature = (delta, argmax, input_hw, k=None, stride=None))]
 fn max_pool2d_backward_py<'py>(
     py: Python<'py>,
     delta: &Bound<'py, PyAny>,
     argmax: &Bound<'py, PyAny>,
     input_hw: &Bound<'py, PyAny>,
+    k: Option<Int>,
+    stride: Option<Int>,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "max_pool2d_backward";
     let delta = FloatArg::new(OP, "delta", delta, 4, "(N, H', W', C)")?;
     let hw = pair(OP, "input_hw", input_hw)?;
-    dispatch!(delta.dtype, max_pool2d_backward_t(py, &delta, argmax, hw))
+    let win = window(OP, k, stride)?;
+    dispatch!(
+        delta.dtype,
+        max_pool2d_backward_t(py, &delta, argmax, hw, win)
+    )
 }
 
 fn avg_pool1d_backward_t<'py, T: Float + numpy::Element>(

@@ -19,7 +19,7 @@
 //! never a parallel GEMM inside a parallel loop.
 
 use gemm::Parallelism;
-use ndarray::{Array1, Array2, Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4};
+use ndarray::{Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4};
 use ndarray::{ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, ArrayViewMut4, Axis, Zip};
 use rayon::prelude::*;
 
@@ -51,8 +51,21 @@ thread_local! {
 /// Runs `f` on a buffer of `len` elements whose content is arbitrary (every
 /// user writes all of it first): the thread's kept buffer, or a fresh one if
 /// that is in use.
-fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+pub(crate) fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    with_scratch_in(&SCRATCH, len, f)
+}
+
+/// A per-thread buffer kept between calls, as [`SCRATCH`].
+pub(crate) type ScratchKey = std::thread::LocalKey<std::cell::RefCell<Vec<u64>>>;
+
+/// [`with_scratch`] on the thread's buffer `key` (a kernel that needs two
+/// buffers at once keeps the second in a key of its own).
+pub(crate) fn with_scratch_in<T: Float, R>(
+    key: &'static ScratchKey,
+    len: usize,
+    f: impl FnOnce(&mut [T]) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             let words = (len * std::mem::size_of::<T>()).div_ceil(8);
             if buf.len() < words {
@@ -106,18 +119,18 @@ impl Conv2dParams {
     }
 
     /// Length of one patch, a row of the im2col matrix.
-    fn patch(&self) -> usize {
+    pub(crate) fn patch(&self) -> usize {
         self.kh * self.kw * self.cin
     }
 
     /// Output pixels per sample.
-    fn out_pixels(&self) -> usize {
+    pub(crate) fn out_pixels(&self) -> usize {
         let (ho, wo) = self.out_dims();
         ho * wo
     }
 
     /// Multiply-adds of one pass over the whole batch.
-    fn work(&self) -> usize {
+    pub(crate) fn work(&self) -> usize {
         self.n
             .saturating_mul(self.out_pixels())
             .saturating_mul(self.patch())
@@ -164,7 +177,7 @@ impl Conv1dParams {
         (self.l + 2 * self.padding - self.k) / self.stride + 1
     }
 
-    fn as_2d(&self) -> Conv2dParams {
+    pub(crate) fn as_2d(&self) -> Conv2dParams {
         Conv2dParams {
             n: self.n,
             h: 1,
@@ -290,7 +303,7 @@ pub fn conv2d_params(
     Ok(p)
 }
 
-fn check_bias(
+pub(crate) fn check_bias(
     op: &'static str,
     arg: &'static str,
     len: usize,
@@ -307,7 +320,11 @@ fn check_bias(
     Ok(())
 }
 
-fn check_delta(op: &'static str, expected: &[usize], actual: &[usize]) -> Result<(), KernelError> {
+pub(crate) fn check_delta(
+    op: &'static str,
+    expected: &[usize],
+    actual: &[usize],
+) -> Result<(), KernelError> {
     if expected != actual {
         return Err(KernelError::shape(
             op,
@@ -542,7 +559,7 @@ fn use_direct(p: &Conv2dParams, pass: Pass) -> bool {
 /// Where the direct kernels read: samples of the input, zero padded, as
 /// `(n, hp, wp, cin)`, and the offset of each patch entry from the corner of
 /// its receptive field.
-struct Direct {
+pub(crate) struct Direct {
     /// Padded sample size (`hp·wp·cin`).
     sample: usize,
     /// Offsets of the `Kh·Kw·Cin` patch entries, in the weight's order.
@@ -1006,28 +1023,27 @@ fn padded_cout<T: Float>(cout: usize) -> usize {
     cout.div_ceil(direct_lanes::<T>()) * direct_lanes::<T>()
 }
 
-fn forward_impl<T: Float>(
-    x: ArrayView4<'_, T>,
-    w: ArrayView4<'_, T>,
-    b: Option<ArrayView1<'_, T>>,
-    p: &Conv2dParams,
-) -> Array4<T> {
-    let (ho, wo) = p.out_dims();
-    let mut out = Array4::<T>::zeros((p.n, ho, wo, p.cout));
-    if out.is_empty() {
-        return out;
-    }
-    let go_direct = use_direct(p, Pass::Forward);
-    run_on_pool(p.parallel(), || {
-        let x = x.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
-        let w = w.as_standard_layout();
-        let wm = weight_matrix(&w, p);
+/// What the forward pass of a convolution needs for any run of samples: the
+/// weight matrix, the bias, and for small patches the direct kernel's
+/// padded copies of both.
+pub(crate) struct ForwardPlan<'a, T> {
+    p: Conv2dParams,
+    wm: ArrayView2<'a, T>,
+    b: Option<Vec<T>>,
+    direct: Option<(Direct, Vec<T>, Vec<T>, usize)>,
+}
+
+impl<'a, T: Float> ForwardPlan<'a, T> {
+    /// `w` in standard layout; decides the kernel on the calling thread.
+    pub(crate) fn new(
+        w: &'a ndarray::CowArray<'a, T, ndarray::Ix4>,
+        b: Option<ArrayView1<'_, T>>,
+        p: &Conv2dParams,
+    ) -> Self {
+        let wm = weight_matrix(w, p);
         // a plain Vec: `to_owned` keeps a reversed view's negative stride
         let b: Option<Vec<T>> = b.map(|b| b.iter().copied().collect());
-        let chunk = p.chunk();
-        let rows_per = p.out_pixels();
-        let direct = go_direct.then(|| {
+        let direct = use_direct(p, Pass::Forward).then(|| {
             let cpad = padded_cout::<T>(p.cout);
             let mut wpad = vec![T::zero(); p.patch() * cpad];
             for (dst, src) in wpad.chunks_exact_mut(cpad).zip(wm.rows()) {
@@ -1041,31 +1057,96 @@ fn forward_impl<T: Float>(
             }
             (Direct::new(p), wpad, bpad, cpad)
         });
-        let os = out.as_slice_mut().expect("fresh array");
-        for_chunks(os, chunk * rows_per * p.cout, p.parallel(), |i, oc| {
-            let n0 = i * chunk;
-            let n1 = (n0 + chunk).min(p.n);
-            if let Some((dir, wpad, bpad, cpad)) = &direct {
-                with_padded(xs, p, n0, n1, |xp| {
-                    direct_forward(xp, dir, wpad, bpad, *cpad, oc, p.cout)
-                });
-                return;
-            }
-            let rows = (n1 - n0) * rows_per;
-            with_scratch(rows * p.patch(), |col: &mut [T]| {
-                im2col(xs, p, n0, n1, col);
-                if let Some(b) = &b {
-                    for r in oc.chunks_exact_mut(p.cout) {
-                        r.copy_from_slice(b);
-                    }
-                }
-                let colv = ArrayView2::from_shape((rows, p.patch()), &*col).expect("sized");
-                let ov = ArrayViewMut2::from_shape((rows, p.cout), oc).expect("sized");
-                gemm_view(ov, colv, wm, b.is_some(), Parallelism::None);
+        ForwardPlan {
+            p: *p,
+            wm,
+            b,
+            direct,
+        }
+    }
+
+    /// The output `oc (n1 - n0, Ho, Wo, Cout)` of samples `n0..n1` of `xs`
+    /// (the standard-layout input), on this thread.
+    pub(crate) fn run(&self, xs: &[T], n0: usize, n1: usize, oc: &mut [T]) {
+        let p = &self.p;
+        if let Some((dir, wpad, bpad, cpad)) = &self.direct {
+            with_padded(xs, p, n0, n1, |xp| {
+                direct_forward(xp, dir, wpad, bpad, *cpad, oc, p.cout)
             });
+            return;
+        }
+        let rows = (n1 - n0) * p.out_pixels();
+        with_scratch(rows * p.patch(), |col: &mut [T]| {
+            im2col(xs, p, n0, n1, col);
+            if let Some(b) = &self.b {
+                for r in oc.chunks_exact_mut(p.cout) {
+                    r.copy_from_slice(b);
+                }
+            }
+            let colv = ArrayView2::from_shape((rows, p.patch()), &*col).expect("sized");
+            let ov = ArrayViewMut2::from_shape((rows, p.cout), oc).expect("sized");
+            gemm_view(ov, colv, self.wm, self.b.is_some(), Parallelism::None);
         });
+    }
+}
+
+fn forward_impl<T: Float>(
+    x: ArrayView4<'_, T>,
+    w: ArrayView4<'_, T>,
+    b: Option<ArrayView1<'_, T>>,
+    p: &Conv2dParams,
+) -> Array4<T> {
+    let (ho, wo) = p.out_dims();
+    let mut out = Array4::<T>::zeros((p.n, ho, wo, p.cout));
+    if out.is_empty() {
+        return out;
+    }
+    run_on_pool(p.parallel(), || {
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let w = w.as_standard_layout();
+        let plan = ForwardPlan::new(&w, b, p);
+        let chunk = p.chunk();
+        let os = out.as_slice_mut().expect("fresh array");
+        for_chunks(
+            os,
+            chunk * p.out_pixels() * p.cout,
+            p.parallel(),
+            |i, oc| {
+                let n0 = i * chunk;
+                plan.run(xs, n0, (n0 + chunk).min(p.n), oc);
+            },
+        );
     });
     out
+}
+
+/// Adds d loss / d input of samples `n0..n1` into `dxc`, their
+/// `(n1 - n0, H, W, Cin)` gradient (zeroed by the caller), from `ds`, the δ
+/// of those samples; `wt` is the transposed weight matrix.
+pub(crate) fn input_grad_chunk<T: Float>(
+    ds: &[T],
+    wt: ArrayView2<'_, T>,
+    p: &Conv2dParams,
+    n0: usize,
+    n1: usize,
+    dxc: &mut [T],
+) {
+    let rows = (n1 - n0) * p.out_pixels();
+    let dv = ArrayView2::from_shape((rows, p.cout), ds).expect("sized");
+    with_scratch(rows * p.patch(), |col: &mut [T]| {
+        let cv = ArrayViewMut2::from_shape((rows, p.patch()), &mut *col).expect("sized");
+        gemm_view(cv, dv, wt, false, Parallelism::None);
+        col2im(col, p, dxc);
+    });
+}
+
+/// The weight as the transposed `(Cout, Kh·Kw·Cin)` matrix, for [`input_grad_chunk`].
+pub(crate) fn transposed_weight<'a, T: Float>(
+    w: &'a ndarray::CowArray<'a, T, ndarray::Ix4>,
+    p: &Conv2dParams,
+) -> ArrayView2<'a, T> {
+    weight_matrix(w, p).reversed_axes()
 }
 
 fn backward_input_impl<T: Float>(
@@ -1081,25 +1162,14 @@ fn backward_input_impl<T: Float>(
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
-        let wt = weight_matrix(&w, p).reversed_axes();
+        let wt = transposed_weight(&w, p);
         let chunk = p.chunk();
-        let rows_per = p.out_pixels();
-        let sample = p.h * p.w * p.cin;
+        let per = p.out_pixels() * p.cout;
         let dxs = dx.as_slice_mut().expect("fresh array");
-        for_chunks(dxs, chunk * sample, p.parallel(), |i, dxc| {
+        for_chunks(dxs, chunk * p.h * p.w * p.cin, p.parallel(), |i, dxc| {
             let n0 = i * chunk;
             let n1 = (n0 + chunk).min(p.n);
-            let rows = (n1 - n0) * rows_per;
-            let dv = ArrayView2::from_shape(
-                (rows, p.cout),
-                &ds[n0 * rows_per * p.cout..n1 * rows_per * p.cout],
-            )
-            .expect("sized");
-            with_scratch(rows * p.patch(), |col: &mut [T]| {
-                let cv = ArrayViewMut2::from_shape((rows, p.patch()), &mut *col).expect("sized");
-                gemm_view(cv, dv, wt, false, Parallelism::None);
-                col2im(col, p, dxc);
-            });
+            input_grad_chunk(&ds[n0 * per..n1 * per], wt, p, n0, n1, dxc);
         });
     });
     dx
@@ -1133,6 +1203,55 @@ fn sum_rows<T: Float>(d: &[T], acc: &mut [T]) {
     body(d, acc)
 }
 
+/// Adds the weight gradient `colᵀ·δ` of samples `n0..n1` of `xs` (the
+/// standard-layout input) into `gw (Kh·Kw·Cin, Cout)`, and the row sums of
+/// `ds`, their δ, into `gb` when it is not empty. `direct` is
+/// [`weight_plan`]'s decision.
+pub(crate) fn weight_grad_chunk<T: Float>(
+    xs: &[T],
+    ds: &[T],
+    p: &Conv2dParams,
+    (n0, n1): (usize, usize),
+    direct: Option<&(Direct, usize)>,
+    gw: &mut [T],
+    gb: &mut [T],
+) {
+    let (kc, cout) = (p.patch(), p.cout);
+    if let Some((dir, cpad)) = direct {
+        let mut gwpad = vec![T::zero(); kc * cpad];
+        let mut gbpad = vec![T::zero(); *cpad];
+        with_padded(xs, p, n0, n1, |xp| {
+            direct_weight(xp, dir, ds, cout, &mut gwpad, &mut gbpad, *cpad)
+        });
+        for (dst, src) in gw.chunks_exact_mut(cout).zip(gwpad.chunks_exact(*cpad)) {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d += s;
+            }
+        }
+        for (d, &s) in gb.iter_mut().zip(&gbpad) {
+            *d += s;
+        }
+        return;
+    }
+    let rows = (n1 - n0) * p.out_pixels();
+    let dv = ArrayView2::from_shape((rows, cout), ds).expect("sized");
+    let gwv = ArrayViewMut2::from_shape((kc, cout), gw).expect("sized");
+    with_scratch(rows * kc, |col: &mut [T]| {
+        im2col(xs, p, n0, n1, col);
+        let cv = ArrayView2::from_shape((rows, kc), &*col).expect("sized");
+        gemm_view(gwv, cv.t(), dv, true, Parallelism::None);
+    });
+    if !gb.is_empty() {
+        sum_rows(ds, gb);
+    }
+}
+
+/// Whether the weight gradient of `p` takes the direct kernel, and its padded
+/// channel count (decided on the calling thread).
+pub(crate) fn weight_plan<T: Float>(p: &Conv2dParams) -> Option<(Direct, usize)> {
+    use_direct(p, Pass::Weight).then(|| (Direct::new(p), padded_cout::<T>(p.cout)))
+}
+
 /// Adds `colᵀ·δ` and the row sums of `δ` of every chunk into `gw` and `gb`.
 fn backward_weight_impl<T: Float>(
     x: ArrayView4<'_, T>,
@@ -1145,78 +1264,48 @@ fn backward_weight_impl<T: Float>(
         return;
     }
     let (kc, cout) = (p.patch(), p.cout);
-    let go_direct = use_direct(p, Pass::Weight);
+    let direct = weight_plan::<T>(p);
+    let want_b = gb.is_some();
     let (acc_w, acc_b) = run_on_pool(p.parallel(), || {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let chunk = p.chunk();
-        let rows_per = p.out_pixels();
-        let n_chunks = p.n.div_ceil(chunk);
-        let want_b = gb.is_some();
-        let direct = go_direct.then(|| (Direct::new(p), padded_cout::<T>(cout)));
-        let one = |i: usize| -> (Array2<T>, Array1<T>) {
+        let per = p.out_pixels() * cout;
+        let one = |i: usize| -> (Vec<T>, Vec<T>) {
             let n0 = i * chunk;
             let n1 = (n0 + chunk).min(p.n);
-            let rows = (n1 - n0) * rows_per;
-            let dslice = &ds[n0 * rows_per * cout..n1 * rows_per * cout];
-            let dv = ArrayView2::from_shape((rows, cout), dslice).expect("sized");
-            let mut gw = Array2::<T>::zeros((kc, cout));
-            let mut gb = Array1::<T>::zeros(if want_b { cout } else { 0 });
-            if let Some((dir, cpad)) = &direct {
-                let mut gwpad = vec![T::zero(); kc * cpad];
-                let mut gbpad = vec![T::zero(); *cpad];
-                with_padded(xs, p, n0, n1, |xp| {
-                    direct_weight(xp, dir, dslice, cout, &mut gwpad, &mut gbpad, *cpad)
-                });
-                for (mut dst, src) in gw.rows_mut().into_iter().zip(gwpad.chunks_exact(*cpad)) {
-                    for (d, &s) in dst.iter_mut().zip(src) {
-                        *d = s;
-                    }
-                }
-                for (d, &s) in gb.iter_mut().zip(&gbpad) {
-                    *d = s;
-                }
-                return (gw, gb);
-            } else {
-                with_scratch(rows * kc, |col: &mut [T]| {
-                    im2col(xs, p, n0, n1, col);
-                    let cv = ArrayView2::from_shape((rows, kc), &*col).expect("sized");
-                    gemm_view(gw.view_mut(), cv.t(), dv, false, Parallelism::None);
-                });
-            }
-            if want_b {
-                let gbs = gb.as_slice_mut().expect("fresh");
-                sum_rows(dslice, gbs);
-            }
+            let mut gw = vec![T::zero(); kc * cout];
+            let mut gb = vec![T::zero(); if want_b { cout } else { 0 }];
+            let dslice = &ds[n0 * per..n1 * per];
+            weight_grad_chunk(xs, dslice, p, (n0, n1), direct.as_ref(), &mut gw, &mut gb);
             (gw, gb)
         };
-        let add = |(mut a, mut b): (Array2<T>, Array1<T>), (c, d): (Array2<T>, Array1<T>)| {
-            a += &c;
-            b += &d;
-            (a, b)
-        };
+        let chunks = 0..p.n.div_ceil(chunk);
         if p.parallel() {
-            (0..n_chunks)
-                .into_par_iter()
-                .map(one)
-                .reduce_with(add)
-                .expect("at least one chunk")
+            chunks.into_par_iter().map(one).reduce_with(add_pair)
         } else {
-            (0..n_chunks)
-                .map(one)
-                .reduce(add)
-                .expect("at least one chunk")
+            chunks.map(one).reduce(add_pair)
         }
+        .expect("at least one chunk")
     });
-    let acc_w = acc_w
-        .into_shape_with_order((p.kh, p.kw, p.cin, p.cout))
+    let acc_w = ArrayView4::from_shape((p.kh, p.kw, p.cin, p.cout), &acc_w)
         .expect("owned gradient reshapes");
     Zip::from(&mut gw).and(&acc_w).for_each(|g, &a| *g += a);
     if let Some(mut gb) = gb {
         Zip::from(&mut gb).and(&acc_b).for_each(|g, &a| *g += a);
     }
+}
+
+/// Element-wise sums of two (weight, bias) gradient pairs.
+pub(crate) fn add_pair<T: Float>(
+    (mut a, mut b): (Vec<T>, Vec<T>),
+    (c, d): (Vec<T>, Vec<T>),
+) -> (Vec<T>, Vec<T>) {
+    a.iter_mut().zip(&c).for_each(|(x, &y)| *x += y);
+    b.iter_mut().zip(&d).for_each(|(x, &y)| *x += y);
+    (a, b)
 }
 
 /// 1-D convolution: `x (N, L, Cin)`, `w (K, Cin, Cout)`, `b (Cout,)` →
@@ -1353,7 +1442,7 @@ pub fn conv2d_backward_weight<T: Float>(
 }
 
 /// Names the gradient array in a weight-shape error instead of `w`.
-fn rename_w(e: KernelError, name: &'static str) -> KernelError {
+pub(crate) fn rename_w(e: KernelError, name: &'static str) -> KernelError {
     match e {
         KernelError::Shape {
             op,

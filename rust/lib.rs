@@ -10,6 +10,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod convpool;
 pub mod error;
 pub mod float;
 pub mod fused;

@@ -62,14 +62,14 @@ impl Pool2dParams {
 }
 
 /// Whether pooling `n` samples with `work` element visits splits the batch.
-fn parallel_for(n: usize, work: usize) -> bool {
+pub(crate) fn parallel_for(n: usize, work: usize) -> bool {
     cfg!(feature = "multi-threads")
         && n > 1
         && work >= POOL_PAR_MIN_WORK
         && threads::num_threads() > 1
 }
 
-fn check_window(
+pub(crate) fn check_window(
     op: &'static str,
     what: &str,
     k: usize,
@@ -177,7 +177,7 @@ fn per_sample<A: Send>(
 /// loop with its two selects (an `f32` and an `i64` lane per channel) only
 /// vectorizes well with wide registers; AVX-512's mask registers took the
 /// USPS pooling `(100, 14, 14, 32)` from 140 to 108 µs (1 thread).
-fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
+pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
     #[inline(always)]
     fn body<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
         let (ho, wo) = p.out_dims();
@@ -267,7 +267,11 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
     (y, arg)
 }
 
-fn check_argmax(op: &'static str, delta: &[usize], argmax: &[usize]) -> Result<(), KernelError> {
+pub(crate) fn check_argmax(
+    op: &'static str,
+    delta: &[usize],
+    argmax: &[usize],
+) -> Result<(), KernelError> {
     if argmax != delta {
         return Err(KernelError::shape(
             op,
@@ -331,7 +335,7 @@ fn tiled_sample<T: Float>(
 
 /// [`tiled_sample`] compiled for AVX-512 when the CPU has it (the `i64`
 /// compare and the float select share mask registers).
-fn tiled_sample_dispatch<T: Float>(
+pub(crate) fn tiled_sample_dispatch<T: Float>(
     ds: &[T],
     am: &[i64],
     dx: &mut [MaybeUninit<T>],
@@ -362,7 +366,13 @@ fn tiled_sample_dispatch<T: Float>(
 
 /// Adds `delta` of one sample where `argmax` points, into `dx` (zeroed by
 /// the caller); false if an index lies outside `[0, size)` (it is skipped).
-fn scatter_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], size: usize, c: usize) -> bool {
+pub(crate) fn scatter_sample<T: Float>(
+    ds: &[T],
+    am: &[i64],
+    dx: &mut [T],
+    size: usize,
+    c: usize,
+) -> bool {
     let mut ok = true;
     for (d, a) in ds.chunks_exact(c).zip(am.chunks_exact(c)) {
         for (ch, (&d, &a)) in d.iter().zip(a).enumerate() {

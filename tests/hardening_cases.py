@@ -467,6 +467,48 @@ def ref_max_pool_backward(nd: int) -> Callable[..., np.ndarray]:
     return ref
 
 
+def ref_conv_maxpool(nd: int) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    def ref(
+        x: Any, w: Any, b: Any, stride: Any, padding: Any, k: Any, pool_stride: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        k, ps = _int(k, "k", 1), _int(pool_stride, "pool_stride", 1)
+        return ref_max_pool(nd)(ref_conv(nd)(x, w, b, stride, padding), k, ps)
+
+    return ref
+
+
+def ref_conv_maxpool_backward(nd: int) -> Callable[..., tuple[np.ndarray, np.ndarray | None]]:
+    def ref(
+        x: Any,
+        w: Any,
+        delta: Any,
+        argmax: Any,
+        grad_w: Any,
+        grad_b: Any,
+        stride: Any,
+        padding: Any,
+        k: Any,
+        pool_stride: Any,
+        input_delta: Any,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        x, w, kw, s, p = _conv_dims(nd, x, w, stride, padding)
+        grad_w = _arr(grad_w, "grad_w", nd + 2)
+        delta = _arr(delta, "delta", nd + 2)
+        if grad_b is not None:
+            grad_b = _arr(grad_b, "grad_b", 1)
+        _same_dtype(x, w, delta, grad_w, grad_b)
+        _shape(grad_w, w.shape, "grad_w")
+        k, ps = _int(k, "k", 1), _int(pool_stride, "pool_stride", 1)
+        conv_out = tuple(_out_len(n, kw, s, p, "x") for n in x.shape[1:-1])
+        pooled = tuple(_out_len(n, k, ps, 0, "x") for n in conv_out)
+        _shape(delta, (x.shape[0], *pooled, w.shape[-1]), "delta")
+        size = conv_out[0] if nd == 1 else conv_out
+        dconv = ref_max_pool_backward(nd)(delta, argmax, size)
+        return ref_conv_backward_weight(nd)(x, dconv, grad_w, grad_b, stride, padding)
+
+    return ref
+
+
 def ref_avg_pool_backward(nd: int) -> Callable[..., np.ndarray]:
     def ref(delta: Any, size: Any, k: Any, stride: Any) -> np.ndarray:
         delta = _arr(delta, "delta", nd + 2)
@@ -669,6 +711,48 @@ def _max_bw_extra(nd: int) -> Callable[[dict[str, Any]], list[Any]]:
     return extra
 
 
+def _conv_pool_make(nd: int) -> Callable[[np.random.Generator, type], dict[str, Any]]:
+    def make(rng: np.random.Generator, dt: type) -> dict[str, Any]:
+        kw = _conv_make(nd, True)(rng, dt)
+        return {**kw, "k": 2, "pool_stride": 2}
+
+    return make
+
+
+def _conv_pool_bw_make(nd: int) -> Callable[[np.random.Generator, type], dict[str, Any]]:
+    def make(rng: np.random.Generator, dt: type) -> dict[str, Any]:
+        kw = _conv_pool_make(nd)(rng, dt)
+        _, argmax = ref_conv_maxpool(nd)(**kw)
+        return {
+            "x": kw["x"],
+            "w": kw["w"],
+            "delta": _r(rng, dt, *argmax.shape),
+            "argmax": argmax,
+            "grad_w": _r(rng, dt, *kw["w"].shape),
+            "grad_b": _r(rng, dt, COUT),
+            "stride": S,
+            "padding": P,
+            "k": 2,
+            "pool_stride": 2,
+            "input_delta": False,
+        }
+
+    return make
+
+
+def _conv_pool_bw_extra(nd: int) -> Callable[[dict[str, Any]], list[Any]]:
+    def extra(kw: dict[str, Any]) -> list[Any]:
+        cases = []
+        limit = math.prod(_conv_out(nd))
+        for bad in (-1, limit, 2**40, -(2**62)):
+            a = kw["argmax"].copy()
+            a.reshape(-1)[1] = bad
+            cases.append((f"argmax={bad}", {**kw, "argmax": a}, ("argmax", str(bad))))
+        return cases
+
+    return extra
+
+
 def _avg_bw_make(nd: int) -> Callable[[np.random.Generator, type], dict[str, Any]]:
     def make(rng: np.random.Generator, dt: type) -> dict[str, Any]:
         return {
@@ -808,6 +892,37 @@ def _binding_specs() -> list[BindingSpec]:
                 {"delta": "delta"},
                 ints=("k", "stride", *(("size",) if nd == 1 else ())),
                 pairs=("size",) if nd == 2 else (),
+            ),
+            BindingSpec(
+                f"{c}_maxpool",
+                ("x", "w", "b", "stride", "padding", "k", "pool_stride"),
+                _conv_pool_make(nd),
+                ref_conv_maxpool(nd),
+                {"x": "x", "w": "w", "b": "b"},
+                ints=("stride", "padding", "k", "pool_stride"),
+            ),
+            BindingSpec(
+                f"{c}_maxpool_backward",
+                (
+                    "x",
+                    "w",
+                    "delta",
+                    "argmax",
+                    "grad_w",
+                    "grad_b",
+                    "stride",
+                    "padding",
+                    "k",
+                    "pool_stride",
+                    "input_delta",
+                ),
+                _conv_pool_bw_make(nd),
+                ref_conv_maxpool_backward(nd),
+                {"x": "x", "w": "w", "delta": "delta", "grad_w": "grad_w", "grad_b": "grad_b"},
+                ints=("stride", "padding", "k", "pool_stride"),
+                outputs=("grad_w", "grad_b"),
+                int_arrays=("argmax",),
+                extra=_conv_pool_bw_extra(nd),
             ),
         ]
         del size

@@ -405,39 +405,95 @@ def test_dense_trainer_validates_its_arguments():
     assert trainer.output().shape == (4, 2)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dense_runs_inside_a_longer_sequential(dtype):
-    """A CNN's Linear-ReLU-Linear tail runs fused; the results are the layers'."""
-    rng = np.random.default_rng(3)
-
-    def cnn():
-        r = np.random.default_rng(8)
-        return [
-            dn.Conv1D(3, 2, 4, dtype=dtype, rng=r),
+CNNS = {
+    # the course's CNN, small: Conv1D-MaxPool1D-Flatten-dense tail
+    "conv1d": (
+        lambda dt, r: [
+            dn.Conv1D(3, 2, 4, dtype=dt, rng=r),
             dn.MaxPool1D(2, 2),
             dn.Flatten(),
-            dn.Linear(12, 5, dtype=dtype, rng=r),
+            dn.Linear(12, 5, dtype=dt, rng=r),
             dn.ReLU(),
-            dn.Linear(5, 3, dtype=dtype, rng=r),
+            dn.Linear(5, 3, dtype=dt, rng=r),
             dn.TanH(),
-        ]
+        ],
+        (4, 8, 2),
+        [True, False, True],
+    ),
+    # stride, padding, no bias, an overlapping pool, two conv+pool pairs
+    "conv2d": (
+        lambda dt, r: [
+            dn.Conv2D(3, 2, 4, stride=1, padding=1, bias=False, dtype=dt, rng=r),
+            dn.MaxPool2D(3, 1),
+            dn.Conv2D(2, 4, 3, stride=2, dtype=dt, rng=r),
+            dn.MaxPool2D(2, 2),
+            dn.Flatten(),
+            dn.Linear(6, 3, dtype=dt, rng=r),
+        ],
+        (5, 10, 9, 2),
+        [True, True, False, True],
+    ),
+}
 
-    net, plain = dn.Sequential(*cnn()), Unfused(*cnn())
-    assert [chain is not None for _, chain in net._runs] == [False, True]
-    x = rng.standard_normal((4, 8, 2)).astype(dtype)
-    delta = rng.standard_normal((4, 3)).astype(dtype)
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cnn", sorted(CNNS))
+def test_fused_runs_inside_a_cnn(dtype, cnn):
+    """A CNN's conv + max-pool pairs and its Linear-ReLU-Linear tail run fused;
+    the results are the layers' one by one (forward, d input, gradients, steps)."""
+    layers, shape, fused = CNNS[cnn]
+    rng = np.random.default_rng(3)
+    net = dn.Sequential(*layers(dtype, np.random.default_rng(8)))
+    plain = Unfused(*layers(dtype, np.random.default_rng(8)))
+    assert [chain is not None for _, chain in net._runs] == fused
+    x = rng.standard_normal(shape).astype(dtype)
+    out = plain.forward(x)
+    delta = rng.standard_normal(out.shape).astype(dtype)
     tol = TOL[dtype]
-    np.testing.assert_allclose(net.forward(x), plain.forward(x), **tol)
+    np.testing.assert_allclose(net.forward(x), out, **tol)
     np.testing.assert_allclose(net.backward(x, delta), plain.backward(x, delta), **tol)
     opt1, opt2 = dn.Optim(net, dn.CELogSoftMax(), 0.1), dn.Optim(plain, dn.CELogSoftMax(), 0.1)
     for _ in range(3):
-        y = rng.integers(0, 3, 4)
+        y = rng.integers(0, 3, shape[0])
         assert opt1.step(x, y) == pytest.approx(opt2.step(x, y), rel=tol["rtol"])
     for (_, p1, g1), (_, p2, g2) in zip(
         net.named_parameters(), plain.named_parameters(), strict=True
     ):
         np.testing.assert_allclose(p1, p2, **tol)
         np.testing.assert_allclose(g1, g2, **tol)
+    # an input the pair cannot take goes through the layers, which raise
+    with pytest.raises(ValueError, match="Conv"):
+        net.forward(np.ones((2, *shape[1:-1], 7), dtype))
+
+
+def test_conv_pool_binding_errors():
+    x, w = np.ones((2, 8, 1)), np.ones((3, 1, 4))
+    with pytest.raises(
+        ValueError, match="7 is larger than the convolution's output length 6 .input length 8"
+    ):
+        _core.conv1d_maxpool(x, w, None, 1, 0, 7, 1)
+    y, arg = _core.conv1d_maxpool(x, w, None, 1, 0, 2, 2)
+    gw = np.zeros_like(w)
+    with pytest.raises(ValueError, match="argmax must have shape"):
+        _core.conv1d_maxpool_backward(x, w, y, arg[:, :2], gw, None, 1, 0, 2, 2, False)
+    with pytest.raises(TypeError, match="argmax must have dtype int64"):
+        _core.conv1d_maxpool_backward(x, w, y, arg.astype(np.int32), gw, None, 1, 0, 2, 2, False)
+    with pytest.raises(ValueError, match="w overlaps the output"):
+        _core.conv1d_maxpool_backward(x, w, y, arg, w, None, 1, 0, 2, 2, False)
+    with pytest.raises(TypeError, match="same dtype|dtype"):
+        _core.conv2d_maxpool(
+            np.ones((1, 4, 4, 1), np.float32), np.ones((3, 3, 1, 2)), None, 1, 0, 2, 2
+        )
+    assert _core.conv1d_maxpool_backward(x, w, y, arg, gw, None, 1, 0, 2, 2, False) is None
+    expected = np.zeros_like(w)
+    _core.conv1d_backward_weight(x, _core.max_pool1d_backward(y, arg, 6), expected, None, 1, 0)
+    np.testing.assert_allclose(gw, expected)
+    assert np.abs(gw).max() > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_runs_inside_a_longer_sequential(dtype):
+    """An input a run cannot take raises the layers' own error."""
     # An input the run cannot take (float64 into float32 layers is cast, a
     # wrong width is not) raises the layers' own error.
     with pytest.raises(ValueError, match="Linear"):

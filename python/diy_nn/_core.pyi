@@ -22,6 +22,10 @@ __all__ = [
     "conv2d",
     "conv2d_backward_input",
     "conv2d_backward_weight",
+    "conv1d_maxpool",
+    "conv1d_maxpool_backward",
+    "conv2d_maxpool",
+    "conv2d_maxpool_backward",
     "cross_entropy",
     "cross_entropy_backward",
     "dense_backward",
@@ -87,6 +91,54 @@ def conv2d_backward_weight(
     stride: int = 1,
     padding: int = 0,
 ) -> None: ...
+
+# A convolution then the max pooling of its output, fused: (pooled y, argmax as
+# max_pool's, along the convolution's output); the backward adds into grad_w and
+# grad_b and returns d loss / d x when input_delta, else None.
+def conv1d_maxpool(
+    x: NDArray[_F],
+    w: NDArray[_F],
+    b: NDArray[_F] | None,
+    stride: int,
+    padding: int,
+    k: int,
+    pool_stride: int,
+) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
+def conv1d_maxpool_backward(
+    x: NDArray[_F],
+    w: NDArray[_F],
+    delta: NDArray[_F],
+    argmax: NDArray[np.int64],
+    grad_w: NDArray[_F],
+    grad_b: NDArray[_F] | None,
+    stride: int,
+    padding: int,
+    k: int,
+    pool_stride: int,
+    input_delta: bool,
+) -> NDArray[_F] | None: ...
+def conv2d_maxpool(
+    x: NDArray[_F],
+    w: NDArray[_F],
+    b: NDArray[_F] | None,
+    stride: int,
+    padding: int,
+    k: int,
+    pool_stride: int,
+) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
+def conv2d_maxpool_backward(
+    x: NDArray[_F],
+    w: NDArray[_F],
+    delta: NDArray[_F],
+    argmax: NDArray[np.int64],
+    grad_w: NDArray[_F],
+    grad_b: NDArray[_F] | None,
+    stride: int,
+    padding: int,
+    k: int,
+    pool_stride: int,
+    input_delta: bool,
+) -> NDArray[_F] | None: ...
 
 # Pooling, channels last, no padding; argmax is int64 (index along L, or h * W + w).
 # The max-pool backward passes take the forward's k and stride, optionally: with them

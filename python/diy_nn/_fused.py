@@ -13,6 +13,11 @@ raises the usual errors.
 ``train_step`` goes further for the optimizers' plain SGD: forward, loss,
 its gradient, backward and the update in one call (``_core.DenseTrainer``,
 whose buffers are kept between steps), for the losses in ``_LOSS_CODES``.
+
+``ConvPool`` does the same for a ``Conv1D``/``Conv2D`` followed by the max
+pooling of its output (``_core.conv2d_maxpool`` and its backward): the
+convolution's output is never written out whole, only a few samples at a
+time in a buffer that stays in cache.
 """
 
 from __future__ import annotations
@@ -24,11 +29,13 @@ import numpy as np
 from . import _core
 from ._validation import _CASTABLE_KINDS
 from .activation import ReLU, Sigmoid, TanH
+from .conv import Conv1D, Conv2D
 from .linear import Linear
 from .loss import BCELoss, CELogSoftMax, CrossEntropyCriterion, Loss, MAELoss, MSELoss
 from .module import Module, params_version
+from .pooling import MaxPool1D, MaxPool2D
 
-__all__ = ["DenseChain"]
+__all__ = ["DenseChain", "ConvPool"]
 
 # Activation codes of the kernels: 0 identity, 1 tanh, 2 sigmoid, 3 ReLU.
 _CODES: dict[type, int] = {TanH: 1, Sigmoid: 2, ReLU: 3}
@@ -176,7 +183,84 @@ class DenseChain:
         )
 
 
-def _grads_fit(layer: Linear) -> bool:
+class ConvPool:
+    """A convolution and the max pooling of its output, one Rust call per direction.
+
+    Build it with ``ConvPool.of(layers)``, which returns None unless ``layers``
+    is ``[Conv1D, MaxPool1D]`` or ``[Conv2D, MaxPool2D]``. It has
+    ``DenseChain``'s interface (``input``, ``forward``, ``backward``) so that
+    ``Sequential`` runs either kind of fused run the same way.
+    """
+
+    _PAIRS: dict[type, type] = {Conv1D: MaxPool1D, Conv2D: MaxPool2D}
+
+    def __init__(self, conv: Conv1D | Conv2D, pool: MaxPool1D | MaxPool2D) -> None:
+        self.conv, self.pool = conv, pool
+        name = "conv2d" if isinstance(conv, Conv2D) else "conv1d"
+        self._forward = getattr(_core, name + "_maxpool")
+        self._backward = getattr(_core, name + "_maxpool_backward")
+
+    @classmethod
+    def of(cls, layers: Sequence[Module]) -> ConvPool | None:
+        if len(layers) != 2 or cls._PAIRS.get(type(layers[0])) is not type(layers[1]):
+            return None
+        return cls(layers[0], layers[1])  # type: ignore[arg-type]
+
+    def input(self, X: object) -> np.ndarray | None:
+        """``X`` in the convolution's dtype if the pair can take it, else None
+        (then the layers run one by one, and raise their usual errors)."""
+        conv, pool = self.conv, self.pool
+        dtype = conv._parameters.dtype
+        if conv._bias is not None and conv._bias.dtype != dtype:
+            return None
+        x = X if isinstance(X, np.ndarray) else np.asarray(X)
+        if x.ndim != conv._nd + 2 or x.shape[-1] != conv.chan_in:
+            return None
+        if x.dtype.kind not in _CASTABLE_KINDS:
+            return None
+        spatial = conv._out_shape(x.shape)[1:-1]
+        if any(n < pool.k_size for n in spatial) or any(
+            n + 2 * conv.padding < conv.k_size for n in x.shape[1:-1]
+        ):
+            return None
+        return x if x.dtype == dtype else x.astype(dtype)
+
+    def forward(self, x: np.ndarray) -> list[np.ndarray]:
+        """``[argmax, pooled output]`` for ``x`` from ``input()``: what
+        ``backward`` needs, then the output."""
+        conv, pool = self.conv, self.pool
+        y, argmax = self._forward(
+            x, conv._parameters, conv._bias, conv.stride, conv.padding, pool.k_size, pool.stride
+        )
+        return [argmax, y]
+
+    def backward(
+        self, x: np.ndarray, outputs: list[np.ndarray], delta: object, input_delta: bool
+    ) -> np.ndarray | None:
+        """Adds the convolution's gradients; returns d loss / d x if ``input_delta``."""
+        conv, pool = self.conv, self.pool
+        if not _grads_fit(conv):
+            conv.zero_grad()
+        d = delta if isinstance(delta, np.ndarray) else np.asarray(delta)
+        if d.dtype != x.dtype:
+            d = d.astype(x.dtype)
+        grad_b = conv._grad_bias if conv._bias is not None else None
+        return self._backward(
+            x,
+            conv._parameters,
+            d,
+            outputs[0],
+            conv._gradient,
+            grad_b,
+            conv.stride,
+            conv.padding,
+            pool.k_size,
+            pool.stride,
+            input_delta,
+        )
+
+
+def _grads_fit(layer: Module) -> bool:
     """Whether the layer's gradient arrays exist with its parameters' shapes and dtype."""
     grad, bgrad = layer._gradient, layer._grad_bias
     param, bias = layer._parameters, layer._bias

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._fused import DenseChain
+from ._fused import ConvPool, DenseChain
 from .module import Module
 
 __all__ = ["Sequential", "Sequentiel", "AutoEncoder"]
@@ -27,7 +27,10 @@ class Sequential(Module):
     ``backward`` and ``backward_update_gradient`` run the whole chain in one
     Rust call per direction (same results, see ``_fused.py``); the layers'
     own methods still work one by one. In a longer ``Sequential`` (a CNN's
-    ``Linear``-``ReLU``-``Linear`` tail) each maximal such run is fused alone.
+    ``Linear``-``ReLU``-``Linear`` tail) each maximal such run is fused alone,
+    and so is each ``Conv1D``/``Conv2D`` directly followed by the max pooling
+    of the same dimension (``_fused.ConvPool``: the convolution's output is
+    never written out whole).
 
     Example:
         >>> net = Sequential(Linear(2, 4), TanH(), Linear(4, 1), Sigmoid())
@@ -228,14 +231,19 @@ class Sequential(Module):
 Sequentiel = Sequential  # the course's French name
 
 
-def _runs(layers: list[Module]) -> list[tuple[list[Module], DenseChain | None]]:
-    """``layers`` cut into maximal dense runs (with their ``DenseChain``) and
-    groups of other layers (with None); empty when there is no dense run."""
-    runs: list[tuple[list[Module], DenseChain | None]] = []
+def _runs(layers: list[Module]) -> list[tuple[list[Module], DenseChain | ConvPool | None]]:
+    """``layers`` cut into fused runs (maximal dense runs with their
+    ``DenseChain``, convolution + max-pooling pairs with their ``ConvPool``)
+    and groups of other layers (with None); empty when nothing is fused."""
+    runs: list[tuple[list[Module], DenseChain | ConvPool | None]] = []
     i = 0
     while i < len(layers):
         j = i + 1
-        if DenseChain.of(layers[i:j]) is not None:
+        pair = ConvPool.of(layers[i : i + 2])
+        if pair is not None:
+            j = i + 2
+            runs.append((layers[i:j], pair))
+        elif DenseChain.of(layers[i:j]) is not None:
             while j < len(layers) and DenseChain.of(layers[i : j + 1]) is not None:
                 j += 1
             runs.append((layers[i:j], DenseChain.of(layers[i:j])))

@@ -19,6 +19,7 @@ use pyo3::types::PyInt;
 use crate::error::{fmt_shape, KernelError};
 
 mod conv;
+mod convpool;
 mod fused;
 mod linalg;
 mod pool;
@@ -241,6 +242,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     linalg::register(m)?;
     conv::register(m)?;
+    convpool::register(m)?;
     pool::register(m)?;
     softmax::register(m)?;
     fused::register(m)?;

@@ -1,0 +1,638 @@
+//! A convolution followed by a max pooling, as one kernel per direction.
+//!
+//! The report's CNNs pool right after their convolution. Run apart, the
+//! convolution writes its whole output (`(100, 14, 14, 32)` floats, 2.5 MB,
+//! for a USPS batch) for the pooling to read back, and the backward pass
+//! writes the same amount of δ for the weight gradient to read. Here the
+//! batch goes by small groups of samples whose convolution output (or δ)
+//! lives in a per-thread buffer that stays in cache: the results are those
+//! of `conv` then `max_pool` (the same kernels, in the same order), and each
+//! direction is one parallel region instead of two.
+//!
+//! Layouts are those of `conv.rs` and `pool.rs`: channels last, a 1-D case
+//! being a 2-D one with `H = 1`.
+
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ndarray::{Array3, Array4, ArrayView1, ArrayView3, ArrayView4, ArrayViewMut1, ArrayViewMut3};
+use ndarray::{ArrayViewMut4, Axis, Zip};
+use rayon::prelude::*;
+
+use crate::conv::{
+    add_pair, check_bias, check_delta, conv1d_params, conv2d_params, input_grad_chunk, rename_w,
+    run_on_pool, transposed_weight, weight_grad_chunk, weight_plan, with_scratch_in, Conv2dParams,
+    ForwardPlan, CONV_PAR_MIN_WORK,
+};
+use crate::error::{fmt_shape, KernelError};
+use crate::float::Float;
+use crate::pool::{
+    check_argmax, check_window, max_pool_sample, scatter_sample, tiled_sample_dispatch,
+    Pool2dParams, Window,
+};
+use crate::threads;
+
+thread_local! {
+    /// Each thread's buffer for a group's convolution output or its δ.
+    static GROUP_OUT: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Bytes of convolution output per group of samples: small enough to stay
+/// in a core's L2 cache (1-2 MB on current x86) beside the input.
+const GROUP_BYTES: usize = 128 * 1024;
+
+/// The sizes of a convolution and of the max pooling of its output.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    conv: Conv2dParams,
+    /// The pooling of one sample's convolution output (`n = 1`).
+    pool: Pool2dParams,
+    /// Samples per group.
+    group: usize,
+    parallel: bool,
+}
+
+impl Plan {
+    fn new(
+        op: &'static str,
+        conv: Conv2dParams,
+        (kh, kw, sh, sw): Window,
+    ) -> Result<Self, KernelError> {
+        let (ho, wo) = conv.out_dims();
+        let one_d = conv.h == 1 && conv.kh == 1;
+        // (axis, pooling kernel, convolution output, input, conv kernel, stride, padding)
+        let mut axes = vec![("length", kw, wo, conv.w, conv.kw, conv.sw, conv.pw)];
+        if !one_d {
+            axes[0].0 = "width";
+            axes.insert(0, ("height", kh, ho, conv.h, conv.kh, conv.sh, conv.ph));
+        }
+        for (axis, k, out, n, kc, s, pad) in axes {
+            if k > out {
+                return Err(KernelError::invalid(
+                    op,
+                    format!(
+                        "pooling kernel size {k} is larger than the convolution's output \
+                         {axis} {out} (input {axis} {n}, kernel {kc}, stride {s}, padding {pad})"
+                    ),
+                ));
+            }
+        }
+        // zero kernel sizes and strides (sizes checked just above)
+        check_window(op, "convolution's output height", kh.min(ho), sh, ho)?;
+        check_window(op, "convolution's output width", kw.min(wo), sw, wo)?;
+        let pool = Pool2dParams {
+            n: 1,
+            h: ho,
+            w: wo,
+            c: conv.cout,
+            kh,
+            kw,
+            sh,
+            sw,
+        };
+        let sample = (ho * wo * conv.cout * std::mem::size_of::<f64>()).max(1);
+        let group = (GROUP_BYTES / sample).clamp(1, conv.n.max(1));
+        let parallel = cfg!(feature = "multi-threads")
+            && conv.n > group
+            && conv.work() >= CONV_PAR_MIN_WORK
+            && threads::num_threads() > 1;
+        Ok(Plan {
+            conv,
+            pool,
+            group,
+            parallel,
+        })
+    }
+
+    /// Elements of one sample's convolution output.
+    fn conv_len(&self) -> usize {
+        self.pool.h * self.pool.w * self.pool.c
+    }
+
+    /// Elements of one sample's pooled output.
+    fn pool_len(&self) -> usize {
+        let (ho, wo) = self.pool.out_dims();
+        ho * wo * self.pool.c
+    }
+
+    /// The shape of the pooled output, `(N, Ho', Wo', Cout)`.
+    fn pooled(&self) -> [usize; 4] {
+        let (ho, wo) = self.pool.out_dims();
+        [self.conv.n, ho, wo, self.conv.cout]
+    }
+
+    /// Samples `n0..n1` of group `g`.
+    fn samples(&self, g: usize) -> (usize, usize) {
+        let n0 = g * self.group;
+        (n0, (n0 + self.group).min(self.conv.n))
+    }
+}
+
+fn forward_impl<T: Float>(
+    x: ArrayView4<'_, T>,
+    w: ArrayView4<'_, T>,
+    b: Option<ArrayView1<'_, T>>,
+    plan: &Plan,
+) -> (Array4<T>, Array4<i64>) {
+    let shape = plan.pooled();
+    let mut y = Array4::<T>::zeros(shape);
+    let mut arg = Array4::<i64>::zeros(shape);
+    if y.is_empty() {
+        return (y, arg);
+    }
+    run_on_pool(plan.parallel, || {
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let w = w.as_standard_layout();
+        let conv = ForwardPlan::new(&w, b, &plan.conv);
+        let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
+        let one = |g: usize, (yc, ac): (&mut [T], &mut [i64])| {
+            let (n0, n1) = plan.samples(g);
+            with_scratch_in(&GROUP_OUT, (n1 - n0) * conv_len, |out: &mut [T]| {
+                conv.run(xs, n0, n1, out);
+                let samples = out.chunks_exact(conv_len);
+                let pooled = yc
+                    .chunks_exact_mut(pool_len)
+                    .zip(ac.chunks_exact_mut(pool_len));
+                for (o, (ys, als)) in samples.zip(pooled) {
+                    max_pool_sample(o, ys, als, &plan.pool);
+                }
+            });
+        };
+        let len = plan.group * pool_len;
+        let ys = y.as_slice_mut().expect("fresh array");
+        let args = arg.as_slice_mut().expect("fresh array");
+        if plan.parallel {
+            ys.par_chunks_mut(len)
+                .zip(args.par_chunks_mut(len))
+                .enumerate()
+                .for_each(|(g, c)| one(g, c));
+        } else {
+            for (g, c) in ys.chunks_mut(len).zip(args.chunks_mut(len)).enumerate() {
+                one(g, c);
+            }
+        }
+    });
+    (y, arg)
+}
+
+/// The gradients of the weight and bias, added into `gw` and `gb`, and
+/// d loss / d x when `input_delta`; false in `bad` when an argmax index lies
+/// outside the convolution's output.
+#[allow(clippy::too_many_arguments)]
+fn backward_impl<T: Float>(
+    x: ArrayView4<'_, T>,
+    w: ArrayView4<'_, T>,
+    delta: ArrayView4<'_, T>,
+    argmax: ArrayView4<'_, i64>,
+    gw: ArrayViewMut4<'_, T>,
+    gb: Option<ArrayViewMut1<'_, T>>,
+    plan: &Plan,
+    input_delta: bool,
+) -> Result<Option<Array4<T>>, KernelError> {
+    let p = &plan.conv;
+    let mut dx = input_delta.then(|| Array4::<T>::zeros((p.n, p.h, p.w, p.cin)));
+    if p.n == 0 || p.out_pixels() == 0 || p.cout == 0 {
+        return Ok(dx);
+    }
+    let (kc, cout) = (p.patch(), p.cout);
+    let size = plan.pool.h * plan.pool.w;
+    let win = (plan.pool.kh, plan.pool.kw, plan.pool.sh, plan.pool.sw);
+    let tiled = win.2 >= win.0 && win.3 >= win.1 && size < u32::MAX as usize;
+    let direct = weight_plan::<T>(p);
+    let want_b = gb.is_some();
+    let found_bad = AtomicBool::new(false);
+    let (acc_w, acc_b) = run_on_pool(plan.parallel, || {
+        let x = x.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let w = w.as_standard_layout();
+        let wt = transposed_weight(&w, p);
+        let delta = delta.as_standard_layout();
+        let ds = delta.as_slice().expect("standard layout");
+        let argmax = argmax.as_standard_layout();
+        let am = argmax.as_slice().expect("standard layout");
+        let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
+        let zeros = || {
+            let b = if want_b { cout } else { 0 };
+            (vec![T::zero(); kc * cout], vec![T::zero(); b])
+        };
+        let one = |(mut gw, mut gb): (Vec<T>, Vec<T>), (g, dxc): (usize, Option<&mut [T]>)| {
+            let (n0, n1) = plan.samples(g);
+            with_scratch_in(&GROUP_OUT, (n1 - n0) * conv_len, |dy: &mut [T]| {
+                // δ of the convolution's output: the pooling's backward pass
+                for (s, dys) in (n0..n1).zip(dy.chunks_exact_mut(conv_len)) {
+                    let range = s * pool_len..(s + 1) * pool_len;
+                    let (d, a) = (&ds[range.clone()], &am[range]);
+                    if tiled {
+                        // SAFETY: `MaybeUninit<T>` has `T`'s layout, and only
+                        // initialized values are written through the view.
+                        let view = unsafe { &mut *(dys as *mut [T] as *mut [MaybeUninit<T>]) };
+                        if tiled_sample_dispatch(
+                            d,
+                            a,
+                            view,
+                            (plan.pool.h, plan.pool.w, cout),
+                            plan.pool.out_dims(),
+                            win,
+                        ) {
+                            continue;
+                        }
+                    }
+                    dys.fill(T::zero());
+                    if !scatter_sample(d, a, dys, size, cout) {
+                        found_bad.store(true, Ordering::Relaxed);
+                    }
+                }
+                weight_grad_chunk(xs, dy, p, (n0, n1), direct.as_ref(), &mut gw, &mut gb);
+                if let Some(dxc) = dxc {
+                    input_grad_chunk(dy, wt, p, n0, n1, dxc);
+                }
+            });
+            (gw, gb)
+        };
+        let groups = p.n.div_ceil(plan.group);
+        let dx_len = plan.group * p.h * p.w * p.cin;
+        match (dx.as_mut(), plan.parallel) {
+            (Some(dx), true) => dx
+                .as_slice_mut()
+                .expect("fresh array")
+                .par_chunks_mut(dx_len)
+                .enumerate()
+                .map(|(g, c)| (g, Some(c)))
+                .fold(zeros, one)
+                .reduce(zeros, add_pair),
+            (None, true) => (0..groups)
+                .into_par_iter()
+                .map(|g| (g, None))
+                .fold(zeros, one)
+                .reduce(zeros, add_pair),
+            (Some(dx), false) => dx
+                .as_slice_mut()
+                .expect("fresh array")
+                .chunks_mut(dx_len)
+                .enumerate()
+                .map(|(g, c)| (g, Some(c)))
+                .fold(zeros(), one),
+            (None, false) => (0..groups).map(|g| (g, None)).fold(zeros(), one),
+        }
+    });
+    if found_bad.load(Ordering::Relaxed) {
+        let bad = argmax
+            .iter()
+            .find(|&&a| a < 0 || a as usize >= size)
+            .copied()
+            .unwrap_or(-1);
+        return Err(KernelError::invalid(
+            "conv_maxpool_backward",
+            format!(
+                "argmax holds the index {bad}, outside [0, {size}) of the convolution's output"
+            ),
+        ));
+    }
+    let acc_w = ArrayView4::from_shape((p.kh, p.kw, p.cin, p.cout), &acc_w)
+        .expect("owned gradient reshapes");
+    let mut gw = gw;
+    Zip::from(&mut gw).and(&acc_w).for_each(|g, &a| *g += a);
+    if let Some(mut gb) = gb {
+        Zip::from(&mut gb).and(&acc_b[..]).for_each(|g, &a| *g += a);
+    }
+    Ok(dx)
+}
+
+/// Checks the pooled δ and its argmax against the plan.
+fn check_pooled(
+    op: &'static str,
+    plan: &Plan,
+    delta: &[usize],
+    argmax: &[usize],
+    one_d: bool,
+) -> Result<(), KernelError> {
+    let [n, ho, wo, c] = plan.pooled();
+    let expected = if one_d {
+        vec![n, wo, c]
+    } else {
+        vec![n, ho, wo, c]
+    };
+    check_delta(op, &expected, delta)?;
+    check_argmax(op, delta, argmax)
+}
+
+/// `max_pool1d(conv1d(x, w, b, stride, padding), k, pool_stride)` as
+/// `(y, argmax)` (argmax along the convolution's output, as `max_pool1d`).
+///
+/// Shapes: `x (N, L, Cin)`, `w (K, Cin, Cout)`, `b (Cout,)`; `y` and `argmax`
+/// `(N, (Lc - k) / pool_stride + 1, Cout)` with `Lc` the convolution's length.
+pub fn conv1d_maxpool<T: Float>(
+    x: ArrayView3<'_, T>,
+    w: ArrayView3<'_, T>,
+    b: Option<ArrayView1<'_, T>>,
+    (stride, padding): (usize, usize),
+    (k, pool_stride): (usize, usize),
+) -> Result<(Array3<T>, Array3<i64>), KernelError> {
+    const OP: &str = "conv1d_maxpool";
+    let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
+    if let Some(b) = &b {
+        check_bias(OP, "b", b.len(), p.cout)?;
+    }
+    let plan = Plan::new(OP, p.as_2d(), (1, k, 1, pool_stride))?;
+    let (y, a) = forward_impl(x.insert_axis(Axis(1)), w.insert_axis(Axis(0)), b, &plan);
+    Ok((y.remove_axis(Axis(1)), a.remove_axis(Axis(1))))
+}
+
+/// `max_pool2d(conv2d(x, w, b, stride, padding), k, pool_stride)` as
+/// `(y, argmax)` (argmax the flat index `h·Wc + w` in the convolution's output).
+pub fn conv2d_maxpool<T: Float>(
+    x: ArrayView4<'_, T>,
+    w: ArrayView4<'_, T>,
+    b: Option<ArrayView1<'_, T>>,
+    (stride, padding): (usize, usize),
+    (k, pool_stride): (usize, usize),
+) -> Result<(Array4<T>, Array4<i64>), KernelError> {
+    const OP: &str = "conv2d_maxpool";
+    let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
+    if let Some(b) = &b {
+        check_bias(OP, "b", b.len(), p.cout)?;
+    }
+    let plan = Plan::new(OP, p, (k, k, pool_stride, pool_stride))?;
+    Ok(forward_impl(x, w, b, &plan))
+}
+
+/// Backward pass of [`conv1d_maxpool`]: adds d loss / d w and d loss / d b
+/// into `grad_w` and `grad_b`, and returns d loss / d x `(N, L, Cin)` when
+/// `input_delta`. `delta` and `argmax` have the pooled output's shape.
+#[allow(clippy::too_many_arguments)]
+pub fn conv1d_maxpool_backward<T: Float>(
+    x: ArrayView3<'_, T>,
+    w: ArrayView3<'_, T>,
+    delta: ArrayView3<'_, T>,
+    argmax: ArrayView3<'_, i64>,
+    grad_w: ArrayViewMut3<'_, T>,
+    grad_b: Option<ArrayViewMut1<'_, T>>,
+    (stride, padding): (usize, usize),
+    (k, pool_stride): (usize, usize),
+    input_delta: bool,
+) -> Result<Option<Array3<T>>, KernelError> {
+    const OP: &str = "conv1d_maxpool_backward";
+    let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
+    check_grads(OP, w.shape(), grad_w.shape(), p.cout, grad_b.as_ref())?;
+    let plan = Plan::new(OP, p.as_2d(), (1, k, 1, pool_stride))?;
+    check_pooled(OP, &plan, delta.shape(), argmax.shape(), true)?;
+    let dx = backward_impl(
+        x.insert_axis(Axis(1)),
+        w.insert_axis(Axis(0)),
+        delta.insert_axis(Axis(1)),
+        argmax.insert_axis(Axis(1)),
+        grad_w.insert_axis(Axis(0)),
+        grad_b,
+        &plan,
+        input_delta,
+    )?;
+    Ok(dx.map(|d| d.remove_axis(Axis(1))))
+}
+
+/// Backward pass of [`conv2d_maxpool`], as [`conv1d_maxpool_backward`].
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_maxpool_backward<T: Float>(
+    x: ArrayView4<'_, T>,
+    w: ArrayView4<'_, T>,
+    delta: ArrayView4<'_, T>,
+    argmax: ArrayView4<'_, i64>,
+    grad_w: ArrayViewMut4<'_, T>,
+    grad_b: Option<ArrayViewMut1<'_, T>>,
+    (stride, padding): (usize, usize),
+    (k, pool_stride): (usize, usize),
+    input_delta: bool,
+) -> Result<Option<Array4<T>>, KernelError> {
+    const OP: &str = "conv2d_maxpool_backward";
+    let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
+    check_grads(OP, w.shape(), grad_w.shape(), p.cout, grad_b.as_ref())?;
+    let plan = Plan::new(OP, p, (k, k, pool_stride, pool_stride))?;
+    check_pooled(OP, &plan, delta.shape(), argmax.shape(), false)?;
+    backward_impl(x, w, delta, argmax, grad_w, grad_b, &plan, input_delta)
+}
+
+/// The gradient arrays have the parameters' shapes.
+fn check_grads<T>(
+    op: &'static str,
+    w: &[usize],
+    gw: &[usize],
+    cout: usize,
+    gb: Option<&ArrayViewMut1<'_, T>>,
+) -> Result<(), KernelError> {
+    if w != gw {
+        return Err(rename_w(
+            KernelError::shape(op, "w", fmt_shape(w), fmt_shape(gw)),
+            "grad_w",
+        ));
+    }
+    if let Some(gb) = gb {
+        check_bias(op, "grad_b", gb.len(), cout)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::{conv1d, conv1d_backward_input, conv1d_backward_weight};
+    use crate::conv::{conv2d, conv2d_backward_input, conv2d_backward_weight};
+    use crate::pool::{max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward};
+    use ndarray::{Array, Array1, Dimension};
+
+    fn filled<Sh: ndarray::ShapeBuilder>(shape: Sh, seed: f64) -> Array<f64, Sh::Dim> {
+        let mut a = Array::zeros(shape);
+        for (i, v) in a.iter_mut().enumerate() {
+            *v = ((i as f64 * 0.731 + seed) * 12.9898).sin();
+        }
+        a
+    }
+
+    fn assert_close<D: Dimension>(a: &Array<f64, D>, b: &Array<f64, D>) {
+        assert_eq!(a.shape(), b.shape());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn conv2d_maxpool_is_conv_then_pool() {
+        // (n, h, w, cin, cout, k, stride, padding, pool k, pool stride): the
+        // USPS layer (direct kernels), a big patch (im2col), overlapping and
+        // gapped pools, padding, a batch split in several groups.
+        for &(n, h, w, cin, cout, k, s, pad, pk, ps) in &[
+            (100, 16, 16, 1, 32, 3, 1, 0, 2, 2),
+            (3, 9, 8, 2, 5, 3, 1, 1, 3, 1),
+            (2, 12, 12, 3, 4, 5, 2, 2, 2, 3),
+            (5, 10, 10, 9, 7, 3, 1, 0, 2, 2),
+            (1, 4, 4, 1, 1, 1, 1, 0, 4, 1),
+        ] {
+            let x = filled((n, h, w, cin), 0.1);
+            let wt = filled((k, k, cin, cout), 0.2);
+            let b = filled(cout, 0.3);
+            let conv = conv2d(x.view(), wt.view(), Some(b.view()), s, pad).unwrap();
+            let (y0, a0) = max_pool2d(conv.view(), pk, ps).unwrap();
+            let (y, a) =
+                conv2d_maxpool(x.view(), wt.view(), Some(b.view()), (s, pad), (pk, ps)).unwrap();
+            assert_close(&y, &y0);
+            assert_eq!(a, a0);
+            let d = filled(y.raw_dim(), 0.4);
+            let dconv =
+                max_pool2d_backward(d.view(), a.view(), (conv.shape()[1], conv.shape()[2]), None)
+                    .unwrap();
+            let mut gw0 = filled(wt.raw_dim(), 0.5);
+            let mut gb0 = filled(cout, 0.6);
+            conv2d_backward_weight(
+                x.view(),
+                dconv.view(),
+                gw0.view_mut(),
+                Some(gb0.view_mut()),
+                s,
+                pad,
+            )
+            .unwrap();
+            let dx0 = conv2d_backward_input(dconv.view(), wt.view(), (h, w), s, pad).unwrap();
+            let mut gw = filled(wt.raw_dim(), 0.5);
+            let mut gb = filled(cout, 0.6);
+            let dx = conv2d_maxpool_backward(
+                x.view(),
+                wt.view(),
+                d.view(),
+                a.view(),
+                gw.view_mut(),
+                Some(gb.view_mut()),
+                (s, pad),
+                (pk, ps),
+                true,
+            )
+            .unwrap()
+            .unwrap();
+            assert_close(&gw, &gw0);
+            assert_close(&gb, &gb0);
+            assert_close(&dx, &dx0);
+            let none = conv2d_maxpool_backward(
+                x.view(),
+                wt.view(),
+                d.view(),
+                a.view(),
+                gw.view_mut(),
+                None,
+                (s, pad),
+                (pk, ps),
+                false,
+            )
+            .unwrap();
+            assert!(none.is_none());
+        }
+    }
+
+    #[test]
+    fn conv1d_maxpool_is_conv_then_pool() {
+        for &(n, l, cin, cout, k, s, pad, pk, ps) in &[
+            (100, 256, 1, 32, 3, 1, 0, 2, 2),
+            (3, 20, 3, 5, 4, 2, 1, 3, 2),
+            (2, 9, 1, 2, 9, 1, 0, 1, 1),
+        ] {
+            let x = filled((n, l, cin), 0.7);
+            let wt = filled((k, cin, cout), 0.8);
+            let b = filled(cout, 0.9);
+            let conv = conv1d(x.view(), wt.view(), Some(b.view()), s, pad).unwrap();
+            let (y0, a0) = max_pool1d(conv.view(), pk, ps).unwrap();
+            let (y, a) =
+                conv1d_maxpool(x.view(), wt.view(), Some(b.view()), (s, pad), (pk, ps)).unwrap();
+            assert_close(&y, &y0);
+            assert_eq!(a, a0);
+            let d = filled(y.raw_dim(), 1.0);
+            let dconv = max_pool1d_backward(d.view(), a.view(), conv.shape()[1], None).unwrap();
+            let mut gw0 = Array::zeros(wt.raw_dim());
+            let mut gb0 = Array1::zeros(cout);
+            conv1d_backward_weight(
+                x.view(),
+                dconv.view(),
+                gw0.view_mut(),
+                Some(gb0.view_mut()),
+                s,
+                pad,
+            )
+            .unwrap();
+            let dx0 = conv1d_backward_input(dconv.view(), wt.view(), l, s, pad).unwrap();
+            let mut gw = Array::zeros(wt.raw_dim());
+            let mut gb = Array1::zeros(cout);
+            let dx = conv1d_maxpool_backward(
+                x.view(),
+                wt.view(),
+                d.view(),
+                a.view(),
+                gw.view_mut(),
+                Some(gb.view_mut()),
+                (s, pad),
+                (pk, ps),
+                true,
+            )
+            .unwrap()
+            .unwrap();
+            assert_close(&gw, &gw0);
+            assert_close(&gb, &gb0);
+            assert_close(&dx, &dx0);
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let x = filled((2, 8, 1), 0.1);
+        let w = filled((3, 1, 4), 0.2);
+        let e = conv1d_maxpool(x.view(), w.view(), None, (1, 0), (7, 1)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("larger than the convolution's output length 6"),
+            "{e}"
+        );
+        let (y, a) = conv1d_maxpool(x.view(), w.view(), None, (1, 0), (2, 2)).unwrap();
+        let mut gw = Array::zeros(w.raw_dim());
+        let d = Array::zeros((2, 4, 4));
+        let e = conv1d_maxpool_backward(
+            x.view(),
+            w.view(),
+            d.view(),
+            a.view(),
+            gw.view_mut(),
+            None,
+            (1, 0),
+            (2, 2),
+            false,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("delta must have shape (2, 3, 4)"),
+            "{e}"
+        );
+        let mut bad = a.clone();
+        bad[[1, 2, 3]] = 6;
+        let e = conv1d_maxpool_backward(
+            x.view(),
+            w.view(),
+            y.view(),
+            bad.view(),
+            gw.view_mut(),
+            None,
+            (1, 0),
+            (2, 2),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("index 6"), "{e}");
+        let mut gw_bad = Array::zeros((3, 1, 5));
+        let e = conv1d_maxpool_backward(
+            x.view(),
+            w.view(),
+            y.view(),
+            a.view(),
+            gw_bad.view_mut(),
+            None,
+            (1, 0),
+            (2, 2),
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("grad_w"), "{e}");
+    }
+}

@@ -442,7 +442,16 @@ def matmul_gflops(threads: int) -> dict[str, float]:
     return out
 
 
+# After a call, OpenBLAS's worker threads spin for about 2^28 cycles (tens of ms)
+# and OpenMP's for a while too: a run that starts in that window shares its
+# cores with them (diy_nn's 2-thread matmul measured 240 instead of 450 GFLOP/s
+# right after a numpy product). Each timed run starts after this pause, so no
+# framework pays for the previous one's idle threads.
+SETTLE_S = 0.2
+
+
 def _timed(f: Callable[[], object]) -> float:
+    time.sleep(SETTLE_S)
     t0 = time.perf_counter()
     f()
     return time.perf_counter() - t0

@@ -11,7 +11,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ndarray::{Array, Array1, Array2, Array3, Array4, Dimension, ShapeBuilder};
 use std::hint::black_box;
 
-use _core::matmul::matmul;
+use _core::matmul::{gemm_into, matmul};
+use _core::small_gemm::product_into;
 use _core::{conv, pool, softmax, threads};
 
 /// (name, m, k, n): the products of the report's models, and a large square one.
@@ -65,6 +66,39 @@ fn bench_matmul(c: &mut Criterion) {
                     );
                 }
                 out
+            })
+        });
+    }
+    group.finish();
+}
+
+/// The autoencoder's (batch 10) products that `small_gemm` steers, each by
+/// one `gemm_into` call and by `product_into`: (name, out = a·b, a
+/// transposed, b transposed) with `a (m, k)`, `b (k, n)`.
+const SMALL_PRODUCTS: &[(&str, usize, usize, usize, bool, bool)] = &[
+    ("forward_x_w_10x256x100", 10, 256, 100, false, false),
+    ("weight_grad_xT_d_256x10x100", 256, 10, 100, true, false),
+    ("input_grad_d_wT_10x256x100", 10, 256, 100, false, true),
+];
+
+fn bench_small_products(c: &mut Criterion) {
+    let mut group = c.benchmark_group("small_products");
+    for &(name, m, k, n, at, bt) in SMALL_PRODUCTS {
+        let a = if at { filled(k, m) } else { filled(m, k) };
+        let b = if bt { filled(n, k) } else { filled(k, n) };
+        let (a, b) = (
+            if at { a.t() } else { a.view() },
+            if bt { b.t() } else { b.view() },
+        );
+        let mut out = Array2::<f32>::zeros((m, n));
+        let mut tile = Vec::new();
+        group.throughput(Throughput::Elements((2 * m * n * k) as u64));
+        group.bench_with_input(BenchmarkId::new("gemm_into", name), &(), |bench, _| {
+            bench.iter(|| gemm_into(out.view_mut(), black_box(a), black_box(b), 1.0, 0.0).unwrap())
+        });
+        group.bench_with_input(BenchmarkId::new("product_into", name), &(), |bench, _| {
+            bench.iter(|| {
+                product_into(out.view_mut(), black_box(a), black_box(b), false, &mut tile).unwrap()
             })
         });
     }
@@ -302,6 +336,7 @@ fn bench_threads(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_matmul,
+    bench_small_products,
     bench_conv,
     bench_pool,
     bench_softmax,

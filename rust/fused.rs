@@ -14,6 +14,11 @@
 //!   `∇b_i += Σ_rows δ_i` (accumulated in place into the existing gradient
 //!   arrays) and `δ = δ_i·W_iᵀ`, skipped for the first layer unless the
 //!   caller wants d loss / d input.
+//!
+//! The products go through [`product_into`], which steers the `gemm` crate
+//! to its fast paths on small batches; only `δ_i·W_iᵀ` with at most 16 rows
+//! and more than 256 outputs then sums in another order than the layers' own
+//! product (a few ulp).
 
 use ndarray::{
     Array2, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMut2, ArrayViewMutD, Zip,
@@ -22,7 +27,8 @@ use ndarray::{
 use crate::activation::{Act, Activation};
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
-use crate::matmul::{gemm_into, GEMM_PAR_MIN_WORK};
+use crate::matmul::GEMM_PAR_MIN_WORK;
+use crate::small_gemm::product_into;
 use crate::softmax::{self, Exp, Target};
 use crate::threads;
 
@@ -132,6 +138,7 @@ pub fn dense_forward<T: Act>(
     check_chain(OP, x.ncols(), layers)?;
     let n = x.nrows();
     on_pool(n, layers.iter().map(|l| l.w.len()), || {
+        let mut tile = Vec::new();
         let mut outputs: Vec<Array2<T>> = Vec::with_capacity(layers.len());
         for layer in layers {
             let input = outputs.last().map_or(x, |y| y.view());
@@ -143,12 +150,7 @@ pub fn dense_forward<T: Act>(
                     .to_owned(),
                 None => Array2::zeros((n, out_features)),
             };
-            let beta = if layer.b.is_some() {
-                T::one()
-            } else {
-                T::zero()
-            };
-            gemm_into(y.view_mut(), input, layer.w, T::one(), beta)?;
+            product_into(y.view_mut(), input, layer.w, layer.b.is_some(), &mut tile)?;
             layer.act.apply(y.as_slice_mut().expect("fresh array"));
             outputs.push(y);
         }
@@ -213,13 +215,14 @@ pub fn dense_backward<T: Act>(
     on_pool(n, layers.iter().map(|l| l.w.len()), move || {
         // δ of the last layer, through its activation.
         let act = layers[last].act;
+        let mut tile = Vec::new();
         let mut cur = Zip::from(&delta)
             .and(&outputs[last])
             .map_collect(|&d, &y| d * act.derivative(y));
         for i in (0..layers.len()).rev() {
             let input = if i == 0 { x } else { outputs[i - 1] };
             let grad = &mut grads[i];
-            gemm_into(grad.w.view_mut(), input.t(), cur.view(), T::one(), T::one())?;
+            product_into(grad.w.view_mut(), input.t(), cur.view(), true, &mut tile)?;
             if let Some(gb) = grad.b.as_mut() {
                 for row in cur.rows() {
                     gb.zip_mut_with(&row, |g, &d| *g += d);
@@ -230,7 +233,7 @@ pub fn dense_backward<T: Act>(
             }
             let w = layers[i].w;
             let mut next = Array2::zeros((n, w.nrows()));
-            gemm_into(next.view_mut(), cur.view(), w.t(), T::one(), T::zero())?;
+            product_into(next.view_mut(), cur.view(), w.t(), false, &mut tile)?;
             if i > 0 {
                 let y = outputs[i - 1].as_standard_layout();
                 layers[i - 1].act.backward(
@@ -297,6 +300,8 @@ pub struct TrainScratch<T> {
     next: Vec<T>,
     /// A one-hot target built from class indices.
     onehot: Vec<T>,
+    /// The tile of [`product_into`].
+    tile: Vec<T>,
 }
 
 impl<T: Float> TrainScratch<T> {
@@ -506,7 +511,8 @@ fn loss_and_delta<T: Act + Exp>(
 /// loss, its gradient, the backward pass and `p -= lr·∇p` for every parameter.
 ///
 /// The results are those of the layer-by-layer path (the same kernels in
-/// the same order): after the step every gradient array holds d (summed
+/// the same order, but for the `δ·Wᵀ` of [`product_into`]'s dot-product
+/// chunks, a few ulp away): after the step every gradient array holds d (summed
 /// loss) / d parameter at the parameters *before* the update (written, not
 /// accumulated), and the parameters are updated. Returns the mean of the
 /// per-sample costs. Every check runs before anything is written.
@@ -554,22 +560,19 @@ pub fn dense_train_step<T: Act + Exp>(
             delta,
             next,
             onehot,
+            tile,
         } = scratch;
         // Forward, as `dense_forward`.
         for (i, layer) in layers.iter().enumerate() {
             let (done, rest) = outputs.split_at_mut(i);
             let input = done.last().map_or(x, |y| y.view());
             let y = &mut rest[0];
-            let beta = match &layer.b {
-                Some(b) => {
-                    for mut row in y.rows_mut() {
-                        row.assign(b);
-                    }
-                    T::one()
+            if let Some(b) = &layer.b {
+                for mut row in y.rows_mut() {
+                    row.assign(b);
                 }
-                None => T::zero(),
-            };
-            gemm_into(y.view_mut(), input, layer.w.view(), T::one(), beta)?;
+            }
+            product_into(y.view_mut(), input, layer.w.view(), layer.b.is_some(), tile)?;
             layer.act.apply(y.as_slice_mut().expect("scratch array"));
         }
         let last = layers.len() - 1;
@@ -592,7 +595,7 @@ pub fn dense_train_step<T: Act + Exp>(
             let input = if i == 0 { x } else { outputs[i - 1].view() };
             let cur = ArrayView2::from_shape((n, width), &delta[..n * width]).expect("n·width");
             let layer = &mut layers[i];
-            gemm_into(layer.gw.view_mut(), input.t(), cur, T::one(), T::zero())?;
+            product_into(layer.gw.view_mut(), input.t(), cur, false, tile)?;
             if let Some(gb) = layer.gb.as_mut() {
                 gb.fill(T::zero());
                 for row in cur.rows() {
@@ -603,7 +606,7 @@ pub fn dense_train_step<T: Act + Exp>(
                 let below = layer.w.nrows();
                 let mut nd =
                     ArrayViewMut2::from_shape((n, below), &mut next[..n * below]).expect("n·in");
-                gemm_into(nd.view_mut(), cur, layer.w.t(), T::one(), T::zero())?;
+                product_into(nd.view_mut(), cur, layer.w.t(), false, tile)?;
                 layers[i - 1].act.backward(
                     outputs[i - 1].as_slice().expect("scratch array"),
                     &mut next[..n * below],

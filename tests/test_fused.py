@@ -274,6 +274,35 @@ def test_fused_step_is_the_layer_by_layer_step(dtype, loss_cls, one_hot, bias):
             np.testing.assert_array_equal(g1, g2, err_msg=n1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch", [1, 3, 10, 16, 17])
+@pytest.mark.parametrize("strided", [False, True])
+def test_fused_step_on_small_batches_of_wide_layers(dtype, batch, strided):
+    """Widths that take the small-batch product paths (a 100- and a 37-wide
+    output: tail columns; δ·Wᵀ of more than 256 outputs: dot-product chunks),
+    batches around their 16-row limit, a strided input: the one-call step
+    stays within tolerance of the layers run one by one."""
+    sizes, acts = (70, 100, 10, 37, 100), ("tanh", "tanh", "relu", "sigmoid")
+    layers = make_layers(sizes, acts, dtype, seed=4)
+    fused, plain = dn.Sequential(*layers), Unfused(*clone(layers, dtype))
+    opt1, opt2 = dn.Optim(fused, dn.BCELoss(), 1e-2), LayerByLayer(plain, dn.BCELoss(), 1e-2)
+    rng = np.random.default_rng(9)
+    tol = TOL[dtype]
+    for step in range(3):
+        x = rng.random((batch, 140 if strided else 70)).astype(dtype)
+        x = x[:, ::2] if strided else x
+        y = rng.random((batch, 100)).astype(dtype)
+        c1, c2 = opt1.step(x, y), opt2.step(x, y)
+        assert fused._chain.trainer.output() is not None, "the fused step ran"
+        assert c1 == pytest.approx(c2, rel=2e-6 if dtype == np.float32 else 1e-12), step
+        np.testing.assert_allclose(opt1.last_output, opt2.last_output, **tol)
+        for (n1, p1, g1), (_, p2, g2) in zip(
+            fused.named_parameters(), plain.named_parameters(), strict=True
+        ):
+            np.testing.assert_allclose(p1, p2, err_msg=n1, **tol)
+            np.testing.assert_allclose(g1, g2, err_msg=n1, **tol)
+
+
 def test_fused_step_falls_back():
     """Momentum, an unfit loss or target, a non-chain net: the general path, same errors."""
     net = dn.Sequential(dn.Linear(3, 2), dn.TanH())

@@ -28,6 +28,7 @@ use crate::activation::{Act, Activation};
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::matmul::GEMM_PAR_MIN_WORK;
+use crate::simd::multiversion;
 use crate::small_gemm::product_into;
 use crate::softmax::{self, Exp, Target};
 use crate::threads;
@@ -298,8 +299,8 @@ pub struct TrainScratch<T> {
     /// δ of the current layer and of the one below it.
     delta: Vec<T>,
     next: Vec<T>,
-    /// A one-hot target built from class indices.
-    onehot: Vec<T>,
+    /// A one-hot target built from class indices, or the BCE's costs.
+    work: Vec<T>,
     /// The tile of [`product_into`].
     tile: Vec<T>,
 }
@@ -387,6 +388,72 @@ fn max_nan<T: Float>(v: T, floor: T) -> T {
     }
 }
 
+multiversion! {
+    /// `p -= lr·g`, element by element.
+    fn sgd_slice<T: Float>(p: &mut [T], g: &[T], lr: T) {
+        p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * g);
+    }
+}
+
+/// `p -= lr·g` for arrays of one shape, any strides.
+fn sgd_step<T: Float>(mut p: ArrayViewMutD<'_, T>, g: ArrayViewD<'_, T>, lr: T) {
+    match (p.as_slice_mut(), g.as_slice()) {
+        (Some(ps), Some(gs)) => sgd_slice(ps, gs, lr),
+        _ => p.zip_mut_with(&g, |p, &g| *p -= lr * g),
+    }
+}
+
+multiversion! {
+    /// `sums = Σ rows` of the row-major `(n, sums.len())` matrix `rows`,
+    /// added row after row from zero (the order of `delta.sum(axis=0)`).
+    fn sum_rows_into<T: Float>(sums: &mut [T], rows: &[T]) {
+        sums.fill(T::zero());
+        for row in rows.chunks_exact(sums.len()) {
+            sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+        }
+    }
+}
+
+multiversion! {
+    /// BCE element by element on row-major `(n, k)` targets `t` and outputs
+    /// `p`: `-(t ln p + (1 - t) ln(1 - p))` (logs clamped at -100) into
+    /// `cost`, `(p - t) / max(p (1 - p), 1e-12)` into `delta`.
+    fn bce_elements<T: Act>(t: &[T], p: &[T], cost: &mut [T], delta: &mut [T]) {
+        let one = T::one();
+        let floor = T::from_f64(1e-12).expect("a float");
+        let outs = cost.iter_mut().zip(delta.iter_mut());
+        for ((&t, &p), (c, d)) in t.iter().zip(p).zip(outs) {
+            *c = -(t * p.clamped_ln() + (one - t) * (one - p).clamped_ln());
+            *d = (p - t) / max_nan(p * (one - p), floor);
+        }
+    }
+}
+
+multiversion! {
+    /// The sum of `v`, in 16 interleaved partial sums (so that it vectorizes).
+    fn sum_slice<T: Float>(v: &[T]) -> T {
+        const W: usize = 16;
+        let mut acc = [T::zero(); W];
+        let chunks = v.chunks_exact(W);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a += x;
+            }
+        }
+        for (a, &x) in acc.iter_mut().zip(tail) {
+            *a += x;
+        }
+        let mut w = W;
+        while w > 1 {
+            w /= 2;
+            let (low, high) = acc.split_at_mut(w);
+            low.iter_mut().zip(&*high).for_each(|(a, &b)| *a += b);
+        }
+        acc[0]
+    }
+}
+
 /// `f(target, yhat) = (cost, gradient)` element by element: the gradients
 /// into `delta`, the sum of the per-sample costs (each summed in `T`) in f64.
 fn elementwise<T: Float>(
@@ -424,7 +491,6 @@ fn loss_and_delta<T: Act + Exp>(
     target: &Target<'_, T>,
     delta: &mut [T],
     work: &mut Vec<T>,
-    work2: &mut [T],
 ) -> Result<f64, KernelError> {
     let (n, k) = yhat.dim();
     if work.len() < n * k {
@@ -452,29 +518,15 @@ fn loss_and_delta<T: Act + Exp>(
             ((t - p).abs(), sign)
         }),
         StepLoss::Bce => {
-            // The logs on whole slices (vectorized), then cost and gradient.
-            let one = T::one();
-            let grad_floor = T::from_f64(1e-12).expect("a float");
-            let (lp, lq) = (&mut work[..n * k], &mut work2[..n * k]);
-            lp.copy_from_slice(ys);
-            lq.iter_mut().zip(ys).for_each(|(q, &p)| *q = one - p);
-            T::clamped_ln_slice(lp);
-            T::clamped_ln_slice(lq);
             let Target::Prob(y) = target else {
                 unreachable!("checked: class indices only for the cross-entropies")
             };
-            let mut total = 0.0;
-            for (r, row_y) in y.rows().into_iter().enumerate() {
-                let cols = r * k..(r + 1) * k;
-                let mut cost = T::zero();
-                for (j, &t) in cols.clone().zip(row_y.iter()) {
-                    let p = ys[j];
-                    cost += -(t * lp[j] + (one - t) * lq[j]);
-                    delta[j] = (p - t) / max_nan(p * (one - p), grad_floor);
-                }
-                total += cost.to_f64().unwrap_or(f64::NAN);
-            }
-            total
+            let y = y.as_standard_layout();
+            let cost = &mut work[..n * k];
+            bce_elements(y.as_slice().expect("standard layout"), ys, cost, delta);
+            cost.chunks_exact(k)
+                .map(|row| sum_slice(row).to_f64().unwrap_or(f64::NAN))
+                .sum()
         }
         StepLoss::CeLogSoftmax => {
             let costs = softmax::cross_entropy(yhat, target.clone())?;
@@ -559,7 +611,7 @@ pub fn dense_train_step<T: Act + Exp>(
             outputs,
             delta,
             next,
-            onehot,
+            work,
             tile,
         } = scratch;
         // Forward, as `dense_forward`.
@@ -581,15 +633,14 @@ pub fn dense_train_step<T: Act + Exp>(
             outputs[last].view(),
             &target,
             &mut delta[..n * k],
-            onehot,
-            &mut next[..n * k],
+            work,
         )?;
         // Backward, as `dense_backward` with zeroed gradients, each layer
         // updated once its gradient and the δ below it are known.
-        let act = layers[last].act;
-        for (d, &y) in delta[..n * k].iter_mut().zip(outputs[last].iter()) {
-            *d *= act.derivative(y);
-        }
+        layers[last].act.backward(
+            outputs[last].as_slice().expect("scratch array"),
+            &mut delta[..n * k],
+        );
         let mut width = k;
         for i in (0..layers.len()).rev() {
             let input = if i == 0 { x } else { outputs[i - 1].view() };
@@ -597,9 +648,14 @@ pub fn dense_train_step<T: Act + Exp>(
             let layer = &mut layers[i];
             product_into(layer.gw.view_mut(), input.t(), cur, false, tile)?;
             if let Some(gb) = layer.gb.as_mut() {
-                gb.fill(T::zero());
-                for row in cur.rows() {
-                    gb.zip_mut_with(&row, |g, &d| *g += d);
+                match gb.as_slice_mut() {
+                    Some(gb) => sum_rows_into(gb, &delta[..n * width]),
+                    None => {
+                        gb.fill(T::zero());
+                        for row in cur.rows() {
+                            gb.zip_mut_with(&row, |g, &d| *g += d);
+                        }
+                    }
                 }
             }
             if i > 0 {
@@ -614,9 +670,13 @@ pub fn dense_train_step<T: Act + Exp>(
                 width = below;
             }
             let layer = &mut layers[i];
-            layer.w.zip_mut_with(&layer.gw, |p, &g| *p -= lr * g);
+            sgd_step(
+                layer.w.view_mut().into_dyn(),
+                layer.gw.view().into_dyn(),
+                lr,
+            );
             if let (Some(b), Some(gb)) = (layer.b.as_mut(), layer.gb.as_ref()) {
-                b.zip_mut_with(gb, |p, &g| *p -= lr * g);
+                sgd_step(b.view_mut().into_dyn(), gb.view().into_dyn(), lr);
             }
             if i > 0 {
                 std::mem::swap(delta, next);
@@ -654,10 +714,7 @@ pub fn sgd_update<T: Float>(
         }
     }
     for (p, g) in params.iter_mut().zip(grads) {
-        match (p.as_slice_mut(), g.as_slice()) {
-            (Some(ps), Some(gs)) => ps.iter_mut().zip(gs).for_each(|(p, &g)| *p -= lr * g),
-            _ => p.zip_mut_with(g, |p, &g| *p -= lr * g),
-        }
+        sgd_step(p.view_mut(), g.view(), lr);
     }
     Ok(())
 }
@@ -814,6 +871,47 @@ mod tests {
             "{err}"
         );
         assert!(dense_forward::<f64>(seq(2, 4, 0.0).view(), &[]).is_err());
+    }
+
+    #[test]
+    fn vectorized_helpers_match_plain_loops() {
+        for len in [0, 1, 15, 16, 17, 100, 256] {
+            let v: Vec<f64> = (0..len).map(|i| (i as f64 * 0.7).sin()).collect();
+            let want: f64 = v.iter().sum();
+            assert!((sum_slice(&v) - want).abs() <= 1e-12, "{len}");
+            let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            assert!((sum_slice(&v32) as f64 - want).abs() <= 1e-5, "{len}");
+        }
+        // Bias sums: rows added in order, the previous content overwritten.
+        let rows: Vec<f32> = (0..3 * 37).map(|i| (i as f32 * 0.3).cos()).collect();
+        let mut sums = vec![f32::NAN; 37];
+        sum_rows_into(&mut sums, &rows);
+        for (j, &s) in sums.iter().enumerate() {
+            assert_eq!(s, 0.0 + rows[j] + rows[37 + j] + rows[74 + j]);
+        }
+        let mut p = vec![1.0_f32; 37];
+        sgd_slice(&mut p, &rows[..37], 0.5);
+        for (j, &q) in p.iter().enumerate() {
+            assert_eq!(q, 1.0 - 0.5 * rows[j]);
+        }
+        // BCE: saturated and NaN outputs as the scalar formula.
+        let t = [1.0_f32, 0.0, 0.3, 1.0, 0.5, 0.25, 0.7, 0.0, 1.0];
+        let yhat = [0.0_f32, 1.0, 0.3, 1.0, f32::NAN, 1e-30, 0.999_999, 0.0, 0.5];
+        let (mut cost, mut delta) = ([0.0_f32; 9], [0.0_f32; 9]);
+        bce_elements(&t, &yhat, &mut cost, &mut delta);
+        for i in 0..9 {
+            let (t, p) = (t[i], yhat[i]);
+            // max(ln v, -100), NaN kept (np.maximum).
+            let ln = |v: f32| max_nan((v as f64).ln(), -100.0) as f32;
+            let c = -(t * ln(p) + (1.0 - t) * ln(1.0 - p));
+            let d = (p - t) / max_nan(p * (1.0 - p), 1e-12);
+            assert!(
+                (cost[i] - c).abs() <= 1e-5 * c.abs().max(1.0) || (c.is_nan() && cost[i].is_nan()),
+                "{i}: {} vs {c}",
+                cost[i]
+            );
+            assert!(delta[i] == d || (d.is_nan() && delta[i].is_nan()), "{i}");
+        }
     }
 
     #[test]

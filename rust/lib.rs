@@ -16,6 +16,7 @@ pub mod float;
 pub mod fused;
 pub mod matmul;
 pub mod pool;
+mod simd;
 pub mod small_gemm;
 pub mod softmax;
 pub mod threads;

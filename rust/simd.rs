@@ -1,0 +1,47 @@
+//! Run-time choice of the instruction set for elementwise slice loops.
+//!
+//! The crate is built for the baseline x86-64 CPU (SSE2: 4 `f32` lanes). A
+//! loop written with [`multiversion!`] is also compiled for AVX2+FMA and for
+//! AVX-512F, and the widest the CPU has is picked at run time. The loops are
+//! plain Rust that LLVM vectorizes; it never fuses a multiply and an add
+//! into an FMA on its own, so every version gives the same bits.
+
+/// Defines `fn name<T: Bound>(args) -> ret { body }` compiled three times
+/// (AVX-512F, AVX2+FMA, baseline), the version chosen at each call.
+macro_rules! multiversion {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?)
+            $(-> $ret:ty)? $body:block
+    ) => {
+        $(#[$attr])*
+        $vis fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body<$t: $bound>($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx2,fma")]
+                fn v4<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+                    body::<$t>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
+                    body::<$t>($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has the features `v4` is compiled for.
+                    return unsafe { v4::<$t>($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `v3` is compiled for.
+                    return unsafe { v3::<$t>($($arg),*) };
+                }
+            }
+            body::<$t>($($arg),*)
+        }
+    };
+}
+
+pub(crate) use multiversion;

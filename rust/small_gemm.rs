@@ -19,7 +19,8 @@
 //!   strided gather: δ (10, 256)·W4ᵀ (256, 100) took 8.4 µs. When both
 //!   operands are contiguous along `k` the crate has dot-product
 //!   ("horizontal") kernels, used for outputs of at most 256 elements; the
-//!   columns are taken in chunks that fit: 3.4 µs. These kernels sum in
+//!   columns are taken in chunks that fit: 3.4 µs (when `k >= 64`: shorter
+//!   sums are faster in one call). These kernels sum in
 //!   another order than the packed ones (within a few ulp).
 //!
 //! Both only for outputs of at most 16 rows (see `MAX_ROWS`). Anything else
@@ -36,6 +37,11 @@ use crate::matmul::{gemm_into, GEMM_PAR_MIN_WORK};
 
 /// Outputs of at most this many elements go to the crate's dot-product kernels.
 const HORIZONTAL_MAX: usize = 256;
+
+/// The dot-product chunks pay from sums of this length: `δ (10, k)·Wᵀ (k, 100)`
+/// took 0.56 / 1.03 / 1.42 / 1.80 / 8.2 µs in one call and 1.19 / 1.23 /
+/// 1.37 / 1.50 / 2.9 µs in chunks for k = 10 / 32 / 48 / 64 / 256.
+const HORIZONTAL_MIN_K: usize = 64;
 
 /// Both paths are taken up to this many rows of `out` (dot-product chunks of
 /// at least 16 columns). With more rows the packing the crate does is small
@@ -77,7 +83,7 @@ pub fn product_into<T: Float>(
     let [o_rs, o_cs] = [out.strides()[0], out.strides()[1]];
     if a_cs == 1 && b_rs == 1 {
         // δ·Wᵀ: column chunks of at most HORIZONTAL_MAX outputs.
-        if m * n <= HORIZONTAL_MAX {
+        if m * n <= HORIZONTAL_MAX || k < HORIZONTAL_MIN_K {
             return gemm_into(out, a, b, T::one(), beta);
         }
         let chunk = (HORIZONTAL_MAX / m / 4 * 4).max(4);
@@ -207,9 +213,11 @@ mod tests {
         for &(m, k, n) in &[
             (10, 256, 100),
             (16, 100, 10),
+            (16, 70, 33),
+            (3, 64, 97),
             (3, 50, 97),
             (1, 9, 300),
-            (17, 30, 40),
+            (17, 300, 40),
         ] {
             let d = seq::<T>(m, k, 0.2);
             let w = seq::<T>(n, k, 0.9);

@@ -88,12 +88,7 @@ class DenseChain:
                 layer._bias is not None and layer._bias.dtype != dtype
             ):
                 return None
-        x = X if isinstance(X, np.ndarray) else np.asarray(X)
-        if x.ndim != 2 or x.shape[1] != first._parameters.shape[0]:
-            return None
-        if x.dtype.kind not in _CASTABLE_KINDS:
-            return None
-        return x if x.dtype == dtype else x.astype(dtype)
+        return _cast(X, first._parameters)
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
         """Every layer's output (after its activation) for ``x`` from ``input()``."""
@@ -132,7 +127,8 @@ class DenseChain:
         does not fit the fused path (the general one then runs, and raises)."""
         code = _LOSS_CODES.get(type(loss))
         arrays = self.arrays() if code is not None else None
-        x = self.input(X) if arrays is not None else None
+        # ``arrays()`` checked that every parameter has the first weight's dtype.
+        x = _cast(X, arrays[0][0]) if arrays is not None else None
         if code is None or arrays is None or x is None:
             return None
         k = arrays[0][-1].shape[1]
@@ -258,6 +254,14 @@ class ConvPool:
             pool.stride,
             input_delta,
         )
+
+
+def _cast(X: object, weight: np.ndarray) -> np.ndarray | None:
+    """``X`` as a 2-D input of ``weight``'s layer in its dtype, or None if it cannot be."""
+    x = X if isinstance(X, np.ndarray) else np.asarray(X)
+    if x.ndim != 2 or x.shape[1] != weight.shape[0] or x.dtype.kind not in _CASTABLE_KINDS:
+        return None
+    return x if x.dtype == weight.dtype else x.astype(weight.dtype)
 
 
 def _grads_fit(layer: Module) -> bool:

@@ -158,7 +158,9 @@ class Sequential(Module):
         ):
             return None
         cost = self._chain.train_step(X, Y, loss, lr)  # type: ignore[arg-type]
-        if cost is not None:
+        if cost is not None and (self._inputs or self._fused is not None):
+            # Drop the layer inputs kept from an earlier forward pass (the
+            # check first: an assignment goes through Module.__setattr__).
             self._inputs, self._fused = [], None
         return cost
 

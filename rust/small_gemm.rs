@@ -109,16 +109,19 @@ pub fn product_into<T: Float>(
     // The last `lanes` columns into the tile (row-major, m × lanes), the rest in place.
     let main = n / lanes * lanes;
     let first = n - lanes;
-    tile.clear();
+    tile.resize(m * lanes, T::zero());
+    let rows = out.rows_mut().into_iter().zip(tile.chunks_exact_mut(lanes));
     if accumulate {
-        tile.extend(out.slice(s![.., first..]).iter().copied());
-    } else {
-        tile.resize(m * lanes, T::zero());
+        for (row, t) in rows {
+            t.copy_from_slice(&row.as_slice().expect("unit column stride")[first..]);
+        }
     }
     let mut t = ArrayViewMut2::from_shape((m, lanes), &mut tile[..]).expect("m·lanes elements");
     gemm_into(t.view_mut(), a, b.slice(s![.., first..]), T::one(), beta)?;
-    out.slice_mut(s![.., main..])
-        .assign(&t.slice(s![.., main - first..]));
+    for (mut row, t) in out.rows_mut().into_iter().zip(tile.chunks_exact(lanes)) {
+        let row = row.as_slice_mut().expect("unit column stride");
+        row[main..].copy_from_slice(&t[main - first..]);
+    }
     gemm_into(
         out.slice_mut(s![.., ..main]),
         a,

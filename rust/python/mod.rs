@@ -123,13 +123,7 @@ impl<'py> FloatArg<'py> {
     pub fn readonly<T: Element, D: ndarray::Dimension>(
         &self,
     ) -> PyResult<PyReadonlyArray<'py, T, D>> {
-        let typed = self.array.cast::<PyArray<T, D>>()?;
-        typed.try_readonly().map_err(|_| {
-            PyValueError::new_err(format!(
-                "{}: {} overlaps the output being written; pass a separate array",
-                self.op, self.name
-            ))
-        })
+        readonly(self.op, self.name, self.array.cast::<PyArray<T, D>>()?)
     }
 
     /// A writeable borrow; fails if the array is read-only or overlaps another argument.
@@ -137,14 +131,34 @@ impl<'py> FloatArg<'py> {
         &self,
         op: &'static str,
     ) -> PyResult<PyReadwriteArray<'py, T, D>> {
-        let typed = self.array.cast::<PyArray<T, D>>()?;
-        typed.try_readwrite().map_err(|e| {
-            PyValueError::new_err(format!(
-                "{op}: {} must be a writeable array that overlaps no other argument ({e})",
-                self.name
-            ))
-        })
+        readwrite(op, self.name, self.array.cast::<PyArray<T, D>>()?)
     }
+}
+
+/// [`FloatArg::readonly`] of an array already typed.
+pub(crate) fn readonly<'py, T: Element, D: ndarray::Dimension>(
+    op: &str,
+    name: &str,
+    array: &Bound<'py, PyArray<T, D>>,
+) -> PyResult<PyReadonlyArray<'py, T, D>> {
+    array.try_readonly().map_err(|_| {
+        PyValueError::new_err(format!(
+            "{op}: {name} overlaps the output being written; pass a separate array"
+        ))
+    })
+}
+
+/// [`FloatArg::readwrite`] of an array already typed.
+pub(crate) fn readwrite<'py, T: Element, D: ndarray::Dimension>(
+    op: &str,
+    name: &str,
+    array: &Bound<'py, PyArray<T, D>>,
+) -> PyResult<PyReadwriteArray<'py, T, D>> {
+    array.try_readwrite().map_err(|e| {
+        PyValueError::new_err(format!(
+            "{op}: {name} must be a writeable array that overlaps no other argument ({e})"
+        ))
+    })
 }
 
 /// An integer argument as Python passed it: its value, or a description of

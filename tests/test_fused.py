@@ -407,6 +407,8 @@ def test_dense_trainer_validates_its_arguments():
         ({"x": "no"}, TypeError, "x"),
         ({"x": x.astype(np.float32)}, TypeError, "dtype"),
         ({"target": np.zeros((4, 3))}, ValueError, "target"),
+        ({"target": y.astype(np.float32)}, TypeError, "same dtype"),
+        ({"target": [[0.0, 0.0]] * 4}, TypeError, "target"),
         ({"target": np.array([0, 1, 0, 1])}, ValueError, "class indices"),
         ({"target": np.array([0, 1, 2, 1]), "loss": 3}, ValueError, "target"),
         ({"target": np.zeros(4)}, TypeError, "target"),

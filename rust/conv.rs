@@ -21,7 +21,6 @@
 use gemm::Parallelism;
 use ndarray::{Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4};
 use ndarray::{ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, ArrayViewMut4, Axis, Zip};
-use rayon::prelude::*;
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
@@ -80,17 +79,6 @@ pub(crate) fn with_scratch_in<T: Float, R>(
         }
         Err(_) => f(&mut vec![T::zero(); len]),
     })
-}
-
-/// Runs `f` on the kernels' pool when it will split its work, else right
-/// here: handing a small job to a pool thread and back costs more (5-15 µs)
-/// than the job.
-pub(crate) fn run_on_pool<R: Send>(parallel: bool, f: impl FnOnce() -> R + Send) -> R {
-    if parallel {
-        threads::install(f)
-    } else {
-        f()
-    }
 }
 
 /// The sizes of a 2-D convolution (a 1-D one has `h = kh = 1`, `ph = 0`).
@@ -476,7 +464,7 @@ fn col2im<T: Float>(col: &[T], p: &Conv2dParams, dx: &mut [T]) {
 }
 
 /// Runs `f(chunk_index, out_chunk)` over `out` cut in chunks of `len`, in
-/// parallel when asked.
+/// parallel (one chunk per thread) when asked.
 fn for_chunks<T: Float>(
     out: &mut [T],
     len: usize,
@@ -485,9 +473,7 @@ fn for_chunks<T: Float>(
 ) {
     let len = len.max(1);
     if parallel {
-        out.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+        threads::par_chunks_mut(out, len, out.len().div_ceil(len), f);
     } else {
         out.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
     }
@@ -1101,7 +1087,7 @@ fn forward_impl<T: Float>(
     if out.is_empty() {
         return out;
     }
-    run_on_pool(p.parallel(), || {
+    {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
@@ -1117,7 +1103,7 @@ fn forward_impl<T: Float>(
                 plan.run(xs, n0, (n0 + chunk).min(p.n), oc);
             },
         );
-    });
+    };
     out
 }
 
@@ -1158,7 +1144,7 @@ fn backward_input_impl<T: Float>(
     if dx.is_empty() {
         return dx;
     }
-    run_on_pool(p.parallel(), || {
+    {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
@@ -1171,7 +1157,7 @@ fn backward_input_impl<T: Float>(
             let n1 = (n0 + chunk).min(p.n);
             input_grad_chunk(&ds[n0 * per..n1 * per], wt, p, n0, n1, dxc);
         });
-    });
+    };
     dx
 }
 
@@ -1266,7 +1252,7 @@ fn backward_weight_impl<T: Float>(
     let (kc, cout) = (p.patch(), p.cout);
     let direct = weight_plan::<T>(p);
     let want_b = gb.is_some();
-    let (acc_w, acc_b) = run_on_pool(p.parallel(), || {
+    let (acc_w, acc_b) = {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let delta = delta.as_standard_layout();
@@ -1282,14 +1268,14 @@ fn backward_weight_impl<T: Float>(
             weight_grad_chunk(xs, dslice, p, (n0, n1), direct.as_ref(), &mut gw, &mut gb);
             (gw, gb)
         };
-        let chunks = 0..p.n.div_ceil(chunk);
+        let chunks = p.n.div_ceil(chunk);
         if p.parallel() {
-            chunks.into_par_iter().map(one).reduce_with(add_pair)
+            threads::par_map(chunks, one).into_iter().reduce(add_pair)
         } else {
-            chunks.map(one).reduce(add_pair)
+            (0..chunks).map(one).reduce(add_pair)
         }
         .expect("at least one chunk")
-    });
+    };
     let acc_w = ArrayView4::from_shape((p.kh, p.kw, p.cin, p.cout), &acc_w)
         .expect("owned gradient reshapes");
     Zip::from(&mut gw).and(&acc_w).for_each(|g, &a| *g += a);

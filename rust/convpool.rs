@@ -17,12 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{Array3, Array4, ArrayView1, ArrayView3, ArrayView4, ArrayViewMut1, ArrayViewMut3};
 use ndarray::{ArrayViewMut4, Axis, Zip};
-use rayon::prelude::*;
+use std::sync::Mutex;
 
 use crate::conv::{
     add_pair, check_bias, check_delta, conv1d_params, conv2d_params, input_grad_chunk, rename_w,
-    run_on_pool, transposed_weight, weight_grad_chunk, weight_plan, with_scratch_in, Conv2dParams,
-    ForwardPlan, CONV_PAR_MIN_WORK,
+    transposed_weight, weight_grad_chunk, weight_plan, with_scratch_in, Conv2dParams, ForwardPlan,
+    CONV_PAR_MIN_WORK,
 };
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
@@ -140,7 +140,7 @@ fn forward_impl<T: Float>(
     if y.is_empty() {
         return (y, arg);
     }
-    run_on_pool(plan.parallel, || {
+    {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
@@ -163,16 +163,14 @@ fn forward_impl<T: Float>(
         let ys = y.as_slice_mut().expect("fresh array");
         let args = arg.as_slice_mut().expect("fresh array");
         if plan.parallel {
-            ys.par_chunks_mut(len)
-                .zip(args.par_chunks_mut(len))
-                .enumerate()
-                .for_each(|(g, c)| one(g, c));
+            let parts = threads::num_threads();
+            threads::par_chunks_mut2(ys, len, args, len, parts, |g, yc, ac| one(g, (yc, ac)));
         } else {
             for (g, c) in ys.chunks_mut(len).zip(args.chunks_mut(len)).enumerate() {
                 one(g, c);
             }
         }
-    });
+    };
     (y, arg)
 }
 
@@ -202,7 +200,7 @@ fn backward_impl<T: Float>(
     let direct = weight_plan::<T>(p);
     let want_b = gb.is_some();
     let found_bad = AtomicBool::new(false);
-    let (acc_w, acc_b) = run_on_pool(plan.parallel, || {
+    let (acc_w, acc_b) = {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
@@ -252,30 +250,37 @@ fn backward_impl<T: Float>(
         };
         let groups = p.n.div_ceil(plan.group);
         let dx_len = plan.group * p.h * p.w * p.cin;
-        match (dx.as_mut(), plan.parallel) {
-            (Some(dx), true) => dx
-                .as_slice_mut()
-                .expect("fresh array")
-                .par_chunks_mut(dx_len)
-                .enumerate()
-                .map(|(g, c)| (g, Some(c)))
-                .fold(zeros, one)
-                .reduce(zeros, add_pair),
-            (None, true) => (0..groups)
-                .into_par_iter()
-                .map(|g| (g, None))
-                .fold(zeros, one)
-                .reduce(zeros, add_pair),
-            (Some(dx), false) => dx
-                .as_slice_mut()
-                .expect("fresh array")
-                .chunks_mut(dx_len)
-                .enumerate()
-                .map(|(g, c)| (g, Some(c)))
-                .fold(zeros(), one),
-            (None, false) => (0..groups).map(|g| (g, None)).fold(zeros(), one),
+        let parts = if plan.parallel {
+            threads::num_threads().min(groups)
+        } else {
+            1
+        };
+        // each part: a run of groups, its own gradient sums, its slice of dx
+        let runs = threads::split_even(groups, parts);
+        let mut dx_parts: Vec<Mutex<Option<&mut [T]>>> = Vec::with_capacity(parts);
+        let mut rest = dx
+            .as_mut()
+            .map(|dx| dx.as_slice_mut().expect("fresh array"));
+        for r in &runs {
+            let head = rest.take().map(|d| {
+                let (head, tail) = d.split_at_mut((r.len() * dx_len).min(d.len()));
+                rest = Some(tail);
+                head
+            });
+            dx_parts.push(Mutex::new(head));
         }
-    });
+        let sums = threads::par_map(parts, |part| {
+            let mut dxp = dx_parts[part].lock().unwrap_or_else(|e| e.into_inner());
+            let mut dx_chunks = dxp.as_mut().map(|d| d.chunks_mut(dx_len));
+            let mut acc = zeros();
+            for g in runs[part].clone() {
+                let dxc = dx_chunks.as_mut().and_then(|c| c.next());
+                acc = one(acc, (g, dxc));
+            }
+            acc
+        });
+        sums.into_iter().reduce(add_pair).unwrap_or_else(zeros)
+    };
     if found_bad.load(Ordering::Relaxed) {
         let bad = argmax
             .iter()

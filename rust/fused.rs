@@ -27,11 +27,9 @@ use ndarray::{
 use crate::activation::{Act, Activation};
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
-use crate::matmul::GEMM_PAR_MIN_WORK;
 use crate::simd::multiversion;
 use crate::small_gemm::product_into;
 use crate::softmax::{self, Exp, Target};
-use crate::threads;
 
 /// One layer of a chain: `y = act(x·w + b)`, `w (in, out)`, `b (out,)`.
 pub struct Dense<'a, T> {
@@ -113,23 +111,6 @@ fn check_grads(
     }
 }
 
-/// Runs `f` on the library's pool if some product of the chain is worth
-/// splitting, else right here (no thread hand-off for small models).
-fn on_pool<R: Send>(
-    n: usize,
-    layers_mnk: impl Iterator<Item = usize>,
-    f: impl FnOnce() -> R + Send,
-) -> R {
-    let big = layers_mnk
-        .map(|w| n.saturating_mul(w))
-        .any(|work| work >= GEMM_PAR_MIN_WORK);
-    if cfg!(feature = "multi-threads") && big && threads::num_threads() > 1 {
-        threads::install(f)
-    } else {
-        f()
-    }
-}
-
 /// The chain's forward pass on `x (N, in)`: the output of every layer.
 pub fn dense_forward<T: Act>(
     x: ArrayView2<'_, T>,
@@ -138,7 +119,8 @@ pub fn dense_forward<T: Act>(
     const OP: &str = "dense_forward";
     check_chain(OP, x.ncols(), layers)?;
     let n = x.nrows();
-    on_pool(n, layers.iter().map(|l| l.w.len()), || {
+    // (each product big enough splits itself across the threads)
+    {
         let mut tile = Vec::new();
         let mut outputs: Vec<Array2<T>> = Vec::with_capacity(layers.len());
         for layer in layers {
@@ -156,7 +138,7 @@ pub fn dense_forward<T: Act>(
             outputs.push(y);
         }
         Ok(outputs)
-    })
+    }
 }
 
 /// The chain's backward pass.
@@ -213,7 +195,7 @@ pub fn dense_backward<T: Act>(
             fmt_shape(delta.shape()),
         ));
     }
-    on_pool(n, layers.iter().map(|l| l.w.len()), move || {
+    {
         // δ of the last layer, through its activation.
         let act = layers[last].act;
         let mut tile = Vec::new();
@@ -245,7 +227,7 @@ pub fn dense_backward<T: Act>(
             cur = next;
         }
         Ok(Some(cur))
-    })
+    }
 }
 
 /// The loss a fused training step ends the chain with (the per-sample costs
@@ -605,8 +587,7 @@ pub fn dense_train_step<T: Act + Exp>(
         return Err(KernelError::invalid(OP, "the batch is empty"));
     }
     scratch.fit(n, &widths);
-    let sizes: Vec<usize> = layers.iter().map(|l| l.w.len()).collect();
-    on_pool(n, sizes.into_iter(), move || {
+    {
         let TrainScratch {
             outputs,
             delta,
@@ -683,7 +664,7 @@ pub fn dense_train_step<T: Act + Exp>(
             }
         }
         Ok(total / n as f64)
-    })
+    }
 }
 
 /// One plain SGD step over many parameters: `p -= lr · g` for each pair.

@@ -6,7 +6,8 @@
 //! strides (`x.t()`), never a copy.
 
 use gemm::Parallelism;
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
+use std::sync::Mutex;
 
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
@@ -14,17 +15,18 @@ use crate::threads;
 
 /// Products with fewer multiply-adds than this stay on the calling thread.
 ///
-/// `gemm` has a threshold of its own (48·48·256); ours is the same order, and
-/// also keeps tiny products from paying for a pool lookup.
-pub const GEMM_PAR_MIN_WORK: usize = 48 * 48 * 256;
+/// Measured on the 2-core dev machine with `benches/bench_training.py`: at
+/// 48·48·256 (gemm's own threshold) the MLP's `(100, 256)·(256, 128)`
+/// (3.3M multiply-adds, ~15 µs) split in two made its epoch slower at 2
+/// threads than at 1 (9.7 against 7.9 ms); at 4M it stays whole (7.7 ms),
+/// while the CNNs' 15.7M products still split (at 16M the Conv2D CNN's
+/// 2-thread epoch went from 53 to 57 ms).
+pub const GEMM_PAR_MIN_WORK: usize = 4 * 1024 * 1024;
 
-pub(crate) fn parallelism(m: usize, n: usize, k: usize) -> Parallelism {
+/// Whether a product is split across the kernels' threads.
+pub(crate) fn parallel(m: usize, n: usize, k: usize) -> bool {
     let work = m.saturating_mul(n).saturating_mul(k);
-    if cfg!(feature = "multi-threads") && work >= GEMM_PAR_MIN_WORK && threads::num_threads() > 1 {
-        Parallelism::Rayon(0)
-    } else {
-        Parallelism::None
-    }
+    cfg!(feature = "multi-threads") && work >= GEMM_PAR_MIN_WORK && threads::num_threads() > 1
 }
 
 /// Checks that `a (m, k)` and `b (k, n)` can be multiplied.
@@ -86,22 +88,56 @@ pub fn gemm_into<T: Float>(
         }
         return Ok(());
     }
-    let par = parallelism(m, n, k);
-    if matches!(par, Parallelism::None) {
-        gemm_unchecked(out, a, b, alpha, beta, par);
+    if !parallel(m, n, k) {
+        gemm_unchecked(out, a, b, alpha, beta, Parallelism::None);
     } else if split_inner(m, n, k) {
-        threads::install(move || gemm_split_k(out, a, b, alpha, beta));
+        gemm_split_k(out, a, b, alpha, beta);
     } else {
-        threads::install(move || gemm_unchecked(out, a, b, alpha, beta, par));
+        gemm_split_out(out, a, b, alpha, beta);
     }
     Ok(())
 }
 
-/// Whether a product worth splitting splits its inner dimension in two
-/// instead of its output: when the output is small and the inner dimension
-/// long, as in a CNN's first dense layer `(100, 1568)·(1568, 100)`, gemm's
-/// own split of the output left one of 2 threads mostly idle (143 → 127 µs,
-/// 1 → 2 threads; split in `k`: 143 → 80 µs).
+/// `out = beta·out + alpha·(a·b)` with `out` cut in one block of rows (or of
+/// columns, when it is wider than tall) per thread, each a single-threaded
+/// product run by [`threads::par_parts`].
+fn gemm_split_out<T: Float>(
+    out: ArrayViewMut2<'_, T>,
+    a: ArrayView2<'_, T>,
+    b: ArrayView2<'_, T>,
+    alpha: T,
+    beta: T,
+) {
+    let (m, n) = out.dim();
+    let by_rows = m >= n;
+    let len = if by_rows { m } else { n };
+    let parts = threads::num_threads().min(len);
+    let ranges = threads::split_even(len, parts);
+    let mut blocks = Vec::with_capacity(parts);
+    let mut rest = out;
+    for r in ranges.iter().take(parts - 1) {
+        let (head, tail) = rest.split_at(Axis(if by_rows { 0 } else { 1 }), r.len());
+        blocks.push(Mutex::new(head));
+        rest = tail;
+    }
+    blocks.push(Mutex::new(rest));
+    threads::par_parts(parts, |p| {
+        let r = ranges[p].clone();
+        let mut block = blocks[p].lock().unwrap_or_else(|e| e.into_inner());
+        let (a, b) = if by_rows {
+            (a.slice(s![r, ..]), b)
+        } else {
+            (a, b.slice(s![.., r]))
+        };
+        gemm_unchecked(block.view_mut(), a, b, alpha, beta, Parallelism::None);
+    });
+}
+
+/// Whether a product worth splitting splits its inner dimension instead of
+/// its output: when the output is small and the inner dimension long, as in
+/// a CNN's first dense layer `(100, 1568)·(1568, 100)`, gemm's own split of
+/// the output left one of 2 threads mostly idle (143 → 127 µs, 1 → 2
+/// threads; split in `k`: 143 → 80 µs).
 fn split_inner(m: usize, n: usize, k: usize) -> bool {
     m.saturating_mul(n) <= SPLIT_K_MAX_OUT && k >= 8 * m.max(n) && threads::num_threads() >= 2
 }
@@ -109,32 +145,43 @@ fn split_inner(m: usize, n: usize, k: usize) -> bool {
 /// Outputs up to this many elements may split their inner dimension.
 const SPLIT_K_MAX_OUT: usize = 128 * 128;
 
-/// `out = beta·out + alpha·(a·b)` with the inner dimension cut in two halves
-/// run side by side (`rayon::join`): the first half into `out`, the second
-/// into a scratch matrix added to `out` afterwards.
+/// `out = beta·out + alpha·(a·b)` with the inner dimension cut in one run
+/// per thread: the first run into `out`, each other into a scratch matrix
+/// added to `out` afterwards, in order (the same sums for a thread count).
 fn gemm_split_k<T: Float>(
-    mut out: ArrayViewMut2<'_, T>,
+    out: ArrayViewMut2<'_, T>,
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
     alpha: T,
     beta: T,
 ) {
-    let half = a.ncols() / 2;
-    let (a0, a1) = a.split_at(Axis(1), half);
-    let (b0, b1) = b.split_at(Axis(0), half);
-    let mut rest = Array2::<T>::zeros(out.raw_dim());
-    rayon::join(
-        || gemm_unchecked(out.view_mut(), a0, b0, alpha, beta, Parallelism::None),
-        || gemm_unchecked(rest.view_mut(), a1, b1, alpha, T::zero(), Parallelism::None),
-    );
-    out += &rest;
+    let parts = threads::num_threads().min(a.ncols());
+    let ranges = threads::split_even(a.ncols(), parts);
+    let dim = out.raw_dim();
+    let out = Mutex::new(out);
+    let partials = threads::par_map(parts, |p| {
+        let r = ranges[p].clone();
+        let (a, b) = (a.slice(s![.., r.clone()]), b.slice(s![r, ..]));
+        if p == 0 {
+            let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+            gemm_unchecked(out.view_mut(), a, b, alpha, beta, Parallelism::None);
+            None
+        } else {
+            let mut part = Array2::<T>::zeros(dim);
+            gemm_unchecked(part.view_mut(), a, b, alpha, T::zero(), Parallelism::None);
+            Some(part)
+        }
+    });
+    let mut out = out.into_inner().unwrap_or_else(|e| e.into_inner());
+    for part in partials.into_iter().flatten() {
+        out += &part;
+    }
 }
 
 /// `out = beta·out + alpha·(a·b)` on the calling thread's pool, shapes unchecked.
 ///
 /// The caller guarantees `a (m, k)`, `b (k, n)`, `out (m, n)` with `m, n, k > 0`
-/// and no zero stride in `out`; with `Parallelism::Rayon` it runs inside
-/// [`threads::install`] so that the library's pool is used.
+/// and no zero stride in `out`.
 pub(crate) fn gemm_unchecked<T: Float>(
     mut out: ArrayViewMut2<'_, T>,
     a: ArrayView2<'_, T>,

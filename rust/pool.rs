@@ -14,9 +14,7 @@ use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
-use rayon::prelude::*;
 
-use crate::conv::run_on_pool;
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
 use crate::threads;
@@ -295,9 +293,7 @@ fn per_sample<A: Send>(
         return;
     }
     if parallel {
-        out.par_chunks_mut(len)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
+        threads::par_chunks_mut(out, len, threads::num_threads(), f);
     } else {
         out.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
     }
@@ -378,7 +374,7 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
     if y.is_empty() {
         return (y, arg);
     }
-    run_on_pool(p.parallel(), || {
+    {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let c = p.c;
@@ -389,10 +385,8 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
             max_pool_sample(&xs[n * sample_in..(n + 1) * sample_in], yc, ac, p);
         };
         if p.parallel() {
-            ys.par_chunks_mut(sample_out)
-                .zip(args.par_chunks_mut(sample_out))
-                .enumerate()
-                .for_each(|(n, (yc, ac))| body(n, yc, ac));
+            let parts = threads::num_threads();
+            threads::par_chunks_mut2(ys, sample_out, args, sample_out, parts, body);
         } else {
             for (n, (yc, ac)) in ys
                 .chunks_mut(sample_out)
@@ -402,7 +396,7 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
                 body(n, yc, ac);
             }
         }
-    });
+    };
     (y, arg)
 }
 
@@ -622,7 +616,7 @@ fn max_pool_backward_impl<T: Float>(
     // two); a bad one fails the call, whose fresh output nobody has seen.
     let found_bad = AtomicBool::new(false);
     let mut dx = Array4::<T>::uninit((n, h, w, c));
-    run_on_pool(parallel, || {
+    {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let dxs = dx.as_slice_mut().expect("fresh array");
@@ -642,7 +636,7 @@ fn max_pool_backward_impl<T: Float>(
                 found_bad.store(true, Ordering::Relaxed);
             }
         });
-    });
+    };
     if found_bad.load(Ordering::Relaxed) {
         return Err(bad_index());
     }
@@ -657,7 +651,7 @@ fn avg_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> Array4<T> 
         return y;
     }
     let scale = T::one() / T::from_usize(p.kh * p.kw).expect("window size is a float");
-    run_on_pool(p.parallel(), || {
+    {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let c = p.c;
@@ -683,7 +677,7 @@ fn avg_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> Array4<T> 
                 }
             }
         });
-    });
+    };
     y
 }
 
@@ -694,7 +688,7 @@ fn avg_pool_backward_impl<T: Float>(delta: ArrayView4<'_, T>, p: &Pool2dParams) 
         return dx;
     }
     let scale = T::one() / T::from_usize(p.kh * p.kw).expect("window size is a float");
-    run_on_pool(p.parallel(), || {
+    {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let c = p.c;
@@ -717,7 +711,7 @@ fn avg_pool_backward_impl<T: Float>(delta: ArrayView4<'_, T>, p: &Pool2dParams) 
                 }
             }
         });
-    });
+    };
     dx
 }
 

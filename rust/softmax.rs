@@ -1102,17 +1102,11 @@ fn over_rows<T: Float>(
     // Small work runs right here: a trip to the pool costs 5-15 µs.
     match rows_per_task(n, k) {
         0 => f(0, out),
-        // One task per thread; the calling thread takes the first, and a
-        // larger share (1/8 more), since pool threads start a wake-up later.
-        rows => threads::in_place_scope(|s| {
-            let f = &f;
-            let own = (rows + rows / 8).min(n);
-            let (first, rest) = out.split_at_mut(own * width);
-            for (i, c) in rest.chunks_mut(rows * width).enumerate() {
-                s.spawn(move |_| f(own + i * rows, c));
-            }
-            f(0, first);
-        }),
+        // One part per thread, the calling thread's among them.
+        rows => {
+            let parts = n.div_ceil(rows);
+            threads::par_chunks_mut(out, rows * width, parts, |i, c| f(i * rows, c));
+        }
     }
 }
 

@@ -12,9 +12,6 @@
 //! Layouts are those of `conv.rs` and `pool.rs`: channels last, a 1-D case
 //! being a 2-D one with `H = 1`.
 
-use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use ndarray::{Array3, Array4, ArrayView1, ArrayView3, ArrayView4, ArrayViewMut1, ArrayViewMut3};
 use ndarray::{ArrayViewMut4, Axis, Zip};
 use std::sync::Mutex;
@@ -26,10 +23,7 @@ use crate::conv::{
 };
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
-use crate::pool::{
-    check_argmax, check_window, max_pool_sample, scatter_sample, tiled_sample_dispatch,
-    Pool2dParams, Window,
-};
+use crate::pool::{check_argmax, check_window, Pool2dParams, Window};
 use crate::threads;
 
 thread_local! {
@@ -76,6 +70,12 @@ impl Plan {
                     ),
                 ));
             }
+        }
+        if kh * kw > 256 {
+            return Err(KernelError::invalid(
+                op,
+                format!("a pooling window of {kh}x{kw} has more than 256 positions (the fused kernel keeps each maximum's offset in a byte)"),
+            ));
         }
         // zero kernel sizes and strides (sizes checked just above)
         check_window(op, "convolution's output height", kh.min(ho), sh, ho)?;
@@ -128,15 +128,199 @@ impl Plan {
     }
 }
 
+/// The max pooling of one sample's convolution output, and its backward
+/// pass, with each maximum kept as its offset `ki·kw + kj` in its window (a
+/// byte; `max_pool` keeps the flat `i64` position): 8 times less to write
+/// and read back, and an offset cannot point outside its window.
+mod window {
+    use crate::float::Float;
+    use crate::pool::Pool2dParams;
+
+    /// `o (H, W, C)` pooled into `yc (Ho, Wo, C)`, offsets into `wc`. Ties
+    /// keep the first maximum and a NaN wins, as `max_pool`.
+    pub(super) fn pool_sample<T: Float>(o: &[T], yc: &mut [T], wc: &mut [u8], q: &Pool2dParams) {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(o), Some(yc)) = (as_f32(o), as_f32_mut(yc)) {
+            if avx512() && q.c.is_multiple_of(16) {
+                // SAFETY: the CPU has AVX-512F and AVX-512BW.
+                return unsafe { avx512::pool_f32(o, yc, wc, q) };
+            }
+        }
+        let (ho, wo) = q.out_dims();
+        let c = q.c;
+        for oi in 0..ho {
+            for oj in 0..wo {
+                let at = (oi * wo + oj) * c;
+                let (best, offs) = (&mut yc[at..at + c], &mut wc[at..at + c]);
+                let origin = oi * q.sh * q.w + oj * q.sw;
+                best.copy_from_slice(&o[origin * c..(origin + 1) * c]);
+                offs.fill(0);
+                for ki in 0..q.kh {
+                    for kj in 0..q.kw {
+                        let off = ki * q.kw + kj;
+                        if off == 0 {
+                            continue;
+                        }
+                        let pos = origin + ki * q.w + kj;
+                        let v = &o[pos * c..(pos + 1) * c];
+                        for ((b, w), &v) in best.iter_mut().zip(offs.iter_mut()).zip(v) {
+                            let take = (v > *b) | (v.is_nan() & !b.is_nan());
+                            *b = if take { v } else { *b };
+                            *w = if take { off as u8 } else { *w };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// δ of one sample's convolution output `dy (H, W, C)` (all of it
+    /// written) from the pooled δ `d` and the offsets `wc`.
+    pub(super) fn unpool_sample<T: Float>(d: &[T], wc: &[u8], dy: &mut [T], q: &Pool2dParams) {
+        let tiled = q.sh >= q.kh && q.sw >= q.kw;
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(d), Some(dy)) = (as_f32(d), as_f32_mut(dy)) {
+            if tiled && avx512() && q.c.is_multiple_of(16) {
+                // SAFETY: the CPU has AVX-512F and AVX-512BW.
+                return unsafe { avx512::unpool_f32(d, wc, dy, q) };
+            }
+        }
+        let (ho, wo) = q.out_dims();
+        let c = q.c;
+        dy.fill(T::zero());
+        for oi in 0..ho {
+            for oj in 0..wo {
+                let at = (oi * wo + oj) * c;
+                let origin = oi * q.sh * q.w + oj * q.sw;
+                for (ch, (&d, &w)) in d[at..at + c].iter().zip(&wc[at..at + c]).enumerate() {
+                    let w = w as usize;
+                    let pos = origin + (w / q.kw) * q.w + w % q.kw;
+                    dy[pos * c + ch] += d;
+                }
+            }
+        }
+    }
+
+    fn as_f32<T: Float>(xs: &[T]) -> Option<&[f32]> {
+        // SAFETY: `T` is `f32` itself, checked by the type id.
+        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+            .then(|| unsafe { &*(xs as *const [T] as *const [f32]) })
+    }
+
+    fn as_f32_mut<T: Float>(xs: &mut [T]) -> Option<&mut [f32]> {
+        // SAFETY: `T` is `f32` itself, checked by the type id.
+        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+            .then(|| unsafe { &mut *(xs as *mut [T] as *mut [f32]) })
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn avx512() -> bool {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+    }
+
+    /// `f32`, 16 channels at a time: the maximum in one register, its
+    /// offset in another (narrowed to bytes on the way out).
+    #[cfg(target_arch = "x86_64")]
+    mod avx512 {
+        use std::arch::x86_64::*;
+
+        use crate::pool::Pool2dParams;
+
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        pub(super) fn pool_f32(o: &[f32], yc: &mut [f32], wc: &mut [u8], q: &Pool2dParams) {
+            let (ho, wo) = q.out_dims();
+            let c = q.c;
+            assert!(c.is_multiple_of(16) && o.len() >= q.h * q.w * c);
+            assert!(yc.len() >= ho * wo * c && wc.len() >= ho * wo * c);
+            assert!(ho == 0 || (ho - 1) * q.sh + q.kh <= q.h);
+            assert!(wo == 0 || (wo - 1) * q.sw + q.kw <= q.w);
+            for oi in 0..ho {
+                for oj in 0..wo {
+                    let at = (oi * wo + oj) * c;
+                    let origin = oi * q.sh * q.w + oj * q.sw;
+                    for c0 in (0..c).step_by(16) {
+                        // SAFETY: every window lies inside the sample (checked
+                        // above), `c0 + 16 <= c`, the outputs hold `ho·wo·c`.
+                        unsafe {
+                            let mut best = _mm512_loadu_ps(o.as_ptr().add(origin * c + c0));
+                            let mut offs = _mm512_setzero_si512();
+                            for ki in 0..q.kh {
+                                for kj in 0..q.kw {
+                                    let off = ki * q.kw + kj;
+                                    if off == 0 {
+                                        continue;
+                                    }
+                                    let pos = origin + ki * q.w + kj;
+                                    let v = _mm512_loadu_ps(o.as_ptr().add(pos * c + c0));
+                                    let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+                                    let v_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                                    let b_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(best, best);
+                                    let take = gt | (v_nan & !b_nan);
+                                    best = _mm512_mask_mov_ps(best, take, v);
+                                    let o32 = _mm512_set1_epi32(off as i32);
+                                    offs = _mm512_mask_mov_epi32(offs, take, o32);
+                                }
+                            }
+                            _mm512_storeu_ps(yc.as_mut_ptr().add(at + c0), best);
+                            let bytes = _mm512_cvtepi32_epi8(offs);
+                            _mm_storeu_si128(wc.as_mut_ptr().add(at + c0).cast(), bytes);
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Windows that do not overlap: every position written once.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+        pub(super) fn unpool_f32(d: &[f32], wc: &[u8], dy: &mut [f32], q: &Pool2dParams) {
+            let (ho, wo) = q.out_dims();
+            let (h, w, c) = (q.h, q.w, q.c);
+            assert!(c.is_multiple_of(16) && d.len() >= ho * wo * c && wc.len() >= ho * wo * c);
+            assert!(dy.len() >= h * w * c);
+            for i in 0..h {
+                let (oi, ki) = (i / q.sh, i % q.sh);
+                let row_in = oi < ho && ki < q.kh;
+                let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
+                for j in 0..w {
+                    let out = dy[(i * w + j) * c..(i * w + j + 1) * c].as_mut_ptr();
+                    let inside = row_in && oj < wo && kj < q.kw;
+                    let at = (oi * wo + oj) * c;
+                    let off = _mm_set1_epi8((ki * q.kw + kj) as i8);
+                    for c0 in (0..c).step_by(16) {
+                        // SAFETY: `out` holds `c` values; when `inside`, `at`
+                        // is an output window, so `at + c <= ho·wo·c`.
+                        unsafe {
+                            let v = if inside {
+                                let o = _mm_loadu_si128(wc.as_ptr().add(at + c0).cast());
+                                let here = _mm_cmpeq_epi8_mask(o, off);
+                                _mm512_maskz_loadu_ps(here, d.as_ptr().add(at + c0))
+                            } else {
+                                _mm512_setzero_ps()
+                            };
+                            _mm512_storeu_ps(out.add(c0), v);
+                        }
+                    }
+                    kj += 1;
+                    if kj == q.sw {
+                        (oj, kj) = (oj + 1, 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn forward_impl<T: Float>(
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     b: Option<ArrayView1<'_, T>>,
     plan: &Plan,
-) -> (Array4<T>, Array4<i64>) {
+) -> (Array4<T>, Array4<u8>) {
     let shape = plan.pooled();
     let mut y = Array4::<T>::zeros(shape);
-    let mut arg = Array4::<i64>::zeros(shape);
+    let mut arg = Array4::<u8>::zeros(shape);
     if y.is_empty() {
         return (y, arg);
     }
@@ -146,7 +330,7 @@ fn forward_impl<T: Float>(
         let w = w.as_standard_layout();
         let conv = ForwardPlan::new(&w, b, &plan.conv);
         let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
-        let one = |g: usize, (yc, ac): (&mut [T], &mut [i64])| {
+        let one = |g: usize, (yc, ac): (&mut [T], &mut [u8])| {
             let (n0, n1) = plan.samples(g);
             with_scratch_in(&GROUP_OUT, (n1 - n0) * conv_len, |out: &mut [T]| {
                 conv.run(xs, n0, n1, out);
@@ -155,7 +339,7 @@ fn forward_impl<T: Float>(
                     .chunks_exact_mut(pool_len)
                     .zip(ac.chunks_exact_mut(pool_len));
                 for (o, (ys, als)) in samples.zip(pooled) {
-                    max_pool_sample(o, ys, als, &plan.pool);
+                    window::pool_sample(o, ys, als, &plan.pool);
                 }
             });
         };
@@ -179,10 +363,11 @@ fn forward_impl<T: Float>(
 /// outside the convolution's output.
 #[allow(clippy::too_many_arguments)]
 fn backward_impl<T: Float>(
+    op: &'static str,
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     delta: ArrayView4<'_, T>,
-    argmax: ArrayView4<'_, i64>,
+    argmax: ArrayView4<'_, u8>,
     gw: ArrayViewMut4<'_, T>,
     gb: Option<ArrayViewMut1<'_, T>>,
     plan: &Plan,
@@ -194,12 +379,26 @@ fn backward_impl<T: Float>(
         return Ok(dx);
     }
     let (kc, cout) = (p.patch(), p.cout);
-    let size = plan.pool.h * plan.pool.w;
-    let win = (plan.pool.kh, plan.pool.kw, plan.pool.sh, plan.pool.sw);
-    let tiled = win.2 >= win.0 && win.3 >= win.1 && size < u32::MAX as usize;
+    let area = plan.pool.kh * plan.pool.kw;
+    let argmax = argmax.as_standard_layout();
+    let am = argmax.as_slice().expect("standard layout");
+    // (a max over bytes vectorizes; the first bad value is looked for only then)
+    if am.iter().copied().max().is_some_and(|m| m as usize >= area) {
+        let bad = am
+            .iter()
+            .find(|&&a| a as usize >= area)
+            .copied()
+            .unwrap_or(0);
+        return Err(KernelError::invalid(
+            op,
+            format!(
+                "argmax holds the offset {bad}, outside [0, {area}) of a {}x{} window",
+                plan.pool.kh, plan.pool.kw
+            ),
+        ));
+    }
     let direct = weight_plan::<T>(p);
     let want_b = gb.is_some();
-    let found_bad = AtomicBool::new(false);
     let (acc_w, acc_b) = {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
@@ -207,8 +406,6 @@ fn backward_impl<T: Float>(
         let wt = transposed_weight(&w, p);
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
-        let argmax = argmax.as_standard_layout();
-        let am = argmax.as_slice().expect("standard layout");
         let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
         let zeros = || {
             let b = if want_b { cout } else { 0 };
@@ -220,26 +417,7 @@ fn backward_impl<T: Float>(
                 // δ of the convolution's output: the pooling's backward pass
                 for (s, dys) in (n0..n1).zip(dy.chunks_exact_mut(conv_len)) {
                     let range = s * pool_len..(s + 1) * pool_len;
-                    let (d, a) = (&ds[range.clone()], &am[range]);
-                    if tiled {
-                        // SAFETY: `MaybeUninit<T>` has `T`'s layout, and only
-                        // initialized values are written through the view.
-                        let view = unsafe { &mut *(dys as *mut [T] as *mut [MaybeUninit<T>]) };
-                        if tiled_sample_dispatch(
-                            d,
-                            a,
-                            view,
-                            (plan.pool.h, plan.pool.w, cout),
-                            plan.pool.out_dims(),
-                            win,
-                        ) {
-                            continue;
-                        }
-                    }
-                    dys.fill(T::zero());
-                    if !scatter_sample(d, a, dys, size, cout) {
-                        found_bad.store(true, Ordering::Relaxed);
-                    }
+                    window::unpool_sample(&ds[range.clone()], &am[range], dys, &plan.pool);
                 }
                 weight_grad_chunk(xs, dy, p, (n0, n1), direct.as_ref(), &mut gw, &mut gb);
                 if let Some(dxc) = dxc {
@@ -281,19 +459,6 @@ fn backward_impl<T: Float>(
         });
         sums.into_iter().reduce(add_pair).unwrap_or_else(zeros)
     };
-    if found_bad.load(Ordering::Relaxed) {
-        let bad = argmax
-            .iter()
-            .find(|&&a| a < 0 || a as usize >= size)
-            .copied()
-            .unwrap_or(-1);
-        return Err(KernelError::invalid(
-            "conv_maxpool_backward",
-            format!(
-                "argmax holds the index {bad}, outside [0, {size}) of the convolution's output"
-            ),
-        ));
-    }
     let acc_w = ArrayView4::from_shape((p.kh, p.kw, p.cin, p.cout), &acc_w)
         .expect("owned gradient reshapes");
     let mut gw = gw;
@@ -333,7 +498,7 @@ pub fn conv1d_maxpool<T: Float>(
     b: Option<ArrayView1<'_, T>>,
     (stride, padding): (usize, usize),
     (k, pool_stride): (usize, usize),
-) -> Result<(Array3<T>, Array3<i64>), KernelError> {
+) -> Result<(Array3<T>, Array3<u8>), KernelError> {
     const OP: &str = "conv1d_maxpool";
     let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
@@ -352,7 +517,7 @@ pub fn conv2d_maxpool<T: Float>(
     b: Option<ArrayView1<'_, T>>,
     (stride, padding): (usize, usize),
     (k, pool_stride): (usize, usize),
-) -> Result<(Array4<T>, Array4<i64>), KernelError> {
+) -> Result<(Array4<T>, Array4<u8>), KernelError> {
     const OP: &str = "conv2d_maxpool";
     let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
@@ -370,7 +535,7 @@ pub fn conv1d_maxpool_backward<T: Float>(
     x: ArrayView3<'_, T>,
     w: ArrayView3<'_, T>,
     delta: ArrayView3<'_, T>,
-    argmax: ArrayView3<'_, i64>,
+    argmax: ArrayView3<'_, u8>,
     grad_w: ArrayViewMut3<'_, T>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
     (stride, padding): (usize, usize),
@@ -383,6 +548,7 @@ pub fn conv1d_maxpool_backward<T: Float>(
     let plan = Plan::new(OP, p.as_2d(), (1, k, 1, pool_stride))?;
     check_pooled(OP, &plan, delta.shape(), argmax.shape(), true)?;
     let dx = backward_impl(
+        OP,
         x.insert_axis(Axis(1)),
         w.insert_axis(Axis(0)),
         delta.insert_axis(Axis(1)),
@@ -401,7 +567,7 @@ pub fn conv2d_maxpool_backward<T: Float>(
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     delta: ArrayView4<'_, T>,
-    argmax: ArrayView4<'_, i64>,
+    argmax: ArrayView4<'_, u8>,
     grad_w: ArrayViewMut4<'_, T>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
     (stride, padding): (usize, usize),
@@ -413,7 +579,7 @@ pub fn conv2d_maxpool_backward<T: Float>(
     check_grads(OP, w.shape(), grad_w.shape(), p.cout, grad_b.as_ref())?;
     let plan = Plan::new(OP, p, (k, k, pool_stride, pool_stride))?;
     check_pooled(OP, &plan, delta.shape(), argmax.shape(), false)?;
-    backward_impl(x, w, delta, argmax, grad_w, grad_b, &plan, input_delta)
+    backward_impl(OP, x, w, delta, argmax, grad_w, grad_b, &plan, input_delta)
 }
 
 /// The gradient arrays have the parameters' shapes.
@@ -452,6 +618,16 @@ mod tests {
         a
     }
 
+    /// `max_pool`'s flat positions as offsets in their windows.
+    fn offsets(a: &Array4<i64>, width: usize, (_, kw, sh, sw): Window) -> Array4<u8> {
+        let mut out = Array4::zeros(a.raw_dim());
+        for ((n, oi, oj, c), &pos) in a.indexed_iter() {
+            let rel = pos as usize - (oi * sh * width + oj * sw);
+            out[[n, oi, oj, c]] = ((rel / width) * kw + rel % width) as u8;
+        }
+        out
+    }
+
     fn assert_close<D: Dimension>(a: &Array<f64, D>, b: &Array<f64, D>) {
         assert_eq!(a.shape(), b.shape());
         for (x, y) in a.iter().zip(b) {
@@ -479,11 +655,15 @@ mod tests {
             let (y, a) =
                 conv2d_maxpool(x.view(), wt.view(), Some(b.view()), (s, pad), (pk, ps)).unwrap();
             assert_close(&y, &y0);
-            assert_eq!(a, a0);
+            assert_eq!(a, offsets(&a0, conv.shape()[2], (pk, pk, ps, ps)));
             let d = filled(y.raw_dim(), 0.4);
-            let dconv =
-                max_pool2d_backward(d.view(), a.view(), (conv.shape()[1], conv.shape()[2]), None)
-                    .unwrap();
+            let dconv = max_pool2d_backward(
+                d.view(),
+                a0.view(),
+                (conv.shape()[1], conv.shape()[2]),
+                None,
+            )
+            .unwrap();
             let mut gw0 = filled(wt.raw_dim(), 0.5);
             let mut gb0 = filled(cout, 0.6);
             conv2d_backward_weight(
@@ -545,9 +725,14 @@ mod tests {
             let (y, a) =
                 conv1d_maxpool(x.view(), wt.view(), Some(b.view()), (s, pad), (pk, ps)).unwrap();
             assert_close(&y, &y0);
-            assert_eq!(a, a0);
+            let want = offsets(
+                &a0.clone().insert_axis(Axis(1)),
+                conv.shape()[1],
+                (1, pk, 1, ps),
+            );
+            assert_eq!(a, want.remove_axis(Axis(1)));
             let d = filled(y.raw_dim(), 1.0);
-            let dconv = max_pool1d_backward(d.view(), a.view(), conv.shape()[1], None).unwrap();
+            let dconv = max_pool1d_backward(d.view(), a0.view(), conv.shape()[1], None).unwrap();
             let mut gw0 = Array::zeros(wt.raw_dim());
             let mut gb0 = Array1::zeros(cout);
             conv1d_backward_weight(
@@ -582,6 +767,71 @@ mod tests {
     }
 
     #[test]
+    fn f32_simd_matches_the_generic_path() {
+        // Channels in multiples of 16 take the AVX-512 code in f32 (where the
+        // CPU has it); f64 takes the generic code. Small integers keep every
+        // sum exact in both, with many ties; a NaN and an inf in the input.
+        for &(cout, k, pk, ps) in &[(16, 3, 2, 2), (32, 3, 2, 2), (48, 2, 3, 3), (16, 3, 3, 1)] {
+            let int = |a: Array<f64, ndarray::Ix4>| a.mapv(|v| (v * 3.0).round());
+            let mut x = int(filled((3, 11, 10, 2), 0.1));
+            x[[1, 4, 4, 0]] = f64::NAN;
+            x[[2, 0, 0, 1]] = f64::INFINITY;
+            let w = int(filled((k, k, 2, cout), 0.2));
+            let b = filled(cout, 0.3).mapv(|v| v.round());
+            let (y64, a64) =
+                conv2d_maxpool(x.view(), w.view(), Some(b.view()), (1, 0), (pk, ps)).unwrap();
+            let (xf, wf, bf) = (
+                x.mapv(|v| v as f32),
+                w.mapv(|v| v as f32),
+                b.mapv(|v| v as f32),
+            );
+            let (y32, a32) =
+                conv2d_maxpool(xf.view(), wf.view(), Some(bf.view()), (1, 0), (pk, ps)).unwrap();
+            assert_eq!(a32, a64);
+            for (p, q) in y32.iter().zip(&y64) {
+                assert!(*p as f64 == *q || (p.is_nan() && q.is_nan()), "{p} vs {q}");
+            }
+            // the backward pass, without the NaN
+            let x = x.mapv(|v| if v.is_finite() { v } else { 1.0 });
+            let (_, a) =
+                conv2d_maxpool(x.view(), w.view(), Some(b.view()), (1, 0), (pk, ps)).unwrap();
+            let d = int(filled(a.raw_dim(), 0.4));
+            let (mut gw64, mut gb64) = (Array::zeros(w.raw_dim()), Array1::zeros(cout));
+            let dx64 = conv2d_maxpool_backward(
+                x.view(),
+                w.view(),
+                d.view(),
+                a.view(),
+                gw64.view_mut(),
+                Some(gb64.view_mut()),
+                (1, 0),
+                (pk, ps),
+                true,
+            )
+            .unwrap()
+            .unwrap();
+            let (mut gw32, mut gb32) = (Array::zeros(w.raw_dim()), Array1::zeros(cout));
+            let (xf, df) = (x.mapv(|v| v as f32), d.mapv(|v| v as f32));
+            let dx32 = conv2d_maxpool_backward(
+                xf.view(),
+                wf.view(),
+                df.view(),
+                a.view(),
+                gw32.view_mut(),
+                Some(gb32.view_mut()),
+                (1, 0),
+                (pk, ps),
+                true,
+            )
+            .unwrap()
+            .unwrap();
+            assert_eq!(gw32.mapv(f64::from), gw64);
+            assert_eq!(gb32.mapv(f64::from), gb64);
+            assert_eq!(dx32.mapv(f64::from), dx64);
+        }
+    }
+
+    #[test]
     fn bad_arguments_are_errors() {
         let x = filled((2, 8, 1), 0.1);
         let w = filled((3, 1, 4), 0.2);
@@ -611,7 +861,7 @@ mod tests {
             "{e}"
         );
         let mut bad = a.clone();
-        bad[[1, 2, 3]] = 6;
+        bad[[1, 2, 3]] = 2;
         let e = conv1d_maxpool_backward(
             x.view(),
             w.view(),
@@ -624,7 +874,7 @@ mod tests {
             false,
         )
         .unwrap_err();
-        assert!(e.to_string().contains("index 6"), "{e}");
+        assert!(e.to_string().contains("offset 2, outside [0, 2)"), "{e}");
         let mut gw_bad = Array::zeros((3, 1, 5));
         let e = conv1d_maxpool_backward(
             x.view(),

@@ -215,6 +215,8 @@ class ConvPool:
         if x.dtype.kind not in _CASTABLE_KINDS:
             return None
         spatial = conv._out_shape(x.shape)[1:-1]
+        if pool.k_size**conv._nd > 256:  # the kernel keeps each maximum's offset in a byte
+            return None
         if any(n < pool.k_size for n in spatial) or any(
             n + 2 * conv.padding < conv.k_size for n in x.shape[1:-1]
         ):
@@ -222,8 +224,8 @@ class ConvPool:
         return x if x.dtype == dtype else x.astype(dtype)
 
     def forward(self, x: np.ndarray) -> list[np.ndarray]:
-        """``[argmax, pooled output]`` for ``x`` from ``input()``: what
-        ``backward`` needs, then the output."""
+        """``[offsets, pooled output]`` for ``x`` from ``input()``: what
+        ``backward`` needs (each maximum's offset in its window), then the output."""
         conv, pool = self.conv, self.pool
         y, argmax = self._forward(
             x, conv._parameters, conv._bias, conv.stride, conv.padding, pool.k_size, pool.stride

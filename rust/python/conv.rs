@@ -59,6 +59,18 @@ pub(super) fn int64_arg<'py, D: Dimension>(
     obj: &Bound<'py, PyAny>,
     expected: &str,
 ) -> PyResult<PyReadonlyArray<'py, i64, D>> {
+    int_arg(op, name, obj, expected, "int64")
+}
+
+/// Checks that `obj` is an ndarray of `E` (numpy's `dtype_name`) with
+/// `ndim` dimensions and borrows it.
+pub(super) fn int_arg<'py, E: numpy::Element, D: Dimension>(
+    op: &'static str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    expected: &str,
+    dtype_name: &str,
+) -> PyResult<PyReadonlyArray<'py, E, D>> {
     let array = obj.cast::<PyUntypedArray>().map_err(|_| {
         let ty = obj
             .get_type()
@@ -66,13 +78,13 @@ pub(super) fn int64_arg<'py, D: Dimension>(
             .map(|n| n.to_string())
             .unwrap_or_else(|_| "?".into());
         PyTypeError::new_err(format!(
-            "{op}: {name} must be a numpy.ndarray of int64, got {ty}"
+            "{op}: {name} must be a numpy.ndarray of {dtype_name}, got {ty}"
         ))
     })?;
     let dtype = array.dtype();
-    if !dtype.is_equiv_to(&numpy::dtype::<i64>(obj.py())) {
+    if !dtype.is_equiv_to(&numpy::dtype::<E>(obj.py())) {
         return Err(PyTypeError::new_err(format!(
-            "{op}: {name} must have dtype int64, got {dtype}"
+            "{op}: {name} must have dtype {dtype_name}, got {dtype}"
         )));
     }
     let ndim = D::NDIM.unwrap_or(array.ndim());
@@ -82,7 +94,7 @@ pub(super) fn int64_arg<'py, D: Dimension>(
             fmt_shape(array.shape())
         )));
     }
-    let typed = array.cast::<PyArray<i64, D>>()?;
+    let typed = array.cast::<PyArray<E, D>>()?;
     typed
         .try_readonly()
         .map_err(|e| ShapeError::new_err(format!("{op}: cannot read {name}: {e}")))

@@ -134,7 +134,7 @@ impl Plan {
 /// and read back, and an offset cannot point outside its window.
 mod window {
     use crate::float::Float;
-    use crate::pool::Pool2dParams;
+    use crate::pool::{as_f32, as_f32_mut, Pool2dParams};
 
     /// `o (H, W, C)` pooled into `yc (Ho, Wo, C)`, offsets into `wc`. Ties
     /// keep the first maximum and a NaN wins, as `max_pool`.
@@ -199,18 +199,6 @@ mod window {
                 }
             }
         }
-    }
-
-    fn as_f32<T: Float>(xs: &[T]) -> Option<&[f32]> {
-        // SAFETY: `T` is `f32` itself, checked by the type id.
-        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-            .then(|| unsafe { &*(xs as *const [T] as *const [f32]) })
-    }
-
-    fn as_f32_mut<T: Float>(xs: &mut [T]) -> Option<&mut [f32]> {
-        // SAFETY: `T` is `f32` itself, checked by the type id.
-        (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-            .then(|| unsafe { &mut *(xs as *mut [T] as *mut [f32]) })
     }
 
     #[cfg(target_arch = "x86_64")]

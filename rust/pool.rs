@@ -151,14 +151,14 @@ fn avx512() -> bool {
 }
 
 /// `xs` as `f32` when `T` is `f32`.
-fn as_f32<T: Float>(xs: &[T]) -> Option<&[f32]> {
+pub(crate) fn as_f32<T: Float>(xs: &[T]) -> Option<&[f32]> {
     // SAFETY: `T` is `f32` itself, checked by the type id.
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
         .then(|| unsafe { &*(xs as *const [T] as *const [f32]) })
 }
 
 /// `xs` as `f32` when `T` is `f32`.
-fn as_f32_mut<T: Float>(xs: &mut [T]) -> Option<&mut [f32]> {
+pub(crate) fn as_f32_mut<T: Float>(xs: &mut [T]) -> Option<&mut [f32]> {
     // SAFETY: `T` is `f32` itself, checked by the type id.
     (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
         .then(|| unsafe { &mut *(xs as *mut [T] as *mut [f32]) })

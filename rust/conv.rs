@@ -24,6 +24,7 @@ use ndarray::{ArrayViewMut1, ArrayViewMut2, ArrayViewMut3, ArrayViewMut4, Axis, 
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
+use crate::simd::{avx2_fma, avx512};
 use crate::threads;
 
 /// Multiply-adds (per pass) below which a convolution stays on the calling thread.
@@ -870,30 +871,6 @@ fn direct_lanes<T: Float>() -> usize {
     bytes / std::mem::size_of::<T>()
 }
 
-#[inline]
-fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-#[inline]
-fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
 /// Instantiates a body for `L` lanes (16, 8 or 4 bytes per lane... see
 /// [`direct_lanes`]) on the instruction set found at run time.
 macro_rules! multiversion {
@@ -951,10 +928,10 @@ fn direct_forward<T: Float>(
     #[cfg(target_arch = "x86_64")]
     if cpad == 32 && avx512() {
         if let (Some(xp), Some(wpad), Some(bpad), Some(out)) = (
-            crate::pool::as_f32(xp),
-            crate::pool::as_f32(wpad),
-            crate::pool::as_f32(bpad),
-            crate::pool::as_f32_mut(out),
+            crate::simd::as_f32(xp),
+            crate::simd::as_f32(wpad),
+            crate::simd::as_f32(bpad),
+            crate::simd::as_f32_mut(out),
         ) {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { forward_f32_c32::<6>(xp, d, wpad, bpad, out, cout) };

@@ -134,7 +134,8 @@ impl Plan {
 /// and read back, and an offset cannot point outside its window.
 mod window {
     use crate::float::Float;
-    use crate::pool::{as_f32, as_f32_mut, Pool2dParams};
+    use crate::pool::Pool2dParams;
+    use crate::simd::{as_f32, as_f32_mut, avx512};
 
     /// `o (H, W, C)` pooled into `yc (Ho, Wo, C)`, offsets into `wc`. Ties
     /// keep the first maximum and a NaN wins, as `max_pool`.
@@ -199,13 +200,6 @@ mod window {
                 }
             }
         }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    fn avx512() -> bool {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
     }
 
     /// `f32`, 16 channels at a time: the maximum in one register, its

@@ -17,6 +17,7 @@ use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
+use crate::simd::{as_f32, as_f32_mut, avx512};
 use crate::threads;
 
 /// Element visits below which pooling stays on the calling thread.
@@ -133,35 +134,6 @@ pub fn pool2d_params(
         sh: stride,
         sw: stride,
     })
-}
-
-/// Whether the CPU has the AVX-512 subsets the pooling kernels are compiled for.
-#[inline]
-fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512dq")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// `xs` as `f32` when `T` is `f32`.
-pub(crate) fn as_f32<T: Float>(xs: &[T]) -> Option<&[f32]> {
-    // SAFETY: `T` is `f32` itself, checked by the type id.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        .then(|| unsafe { &*(xs as *const [T] as *const [f32]) })
-}
-
-/// `xs` as `f32` when `T` is `f32`.
-pub(crate) fn as_f32_mut<T: Float>(xs: &mut [T]) -> Option<&mut [f32]> {
-    // SAFETY: `T` is `f32` itself, checked by the type id.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        .then(|| unsafe { &mut *(xs as *mut [T] as *mut [f32]) })
 }
 
 /// `xs` as `MaybeUninit<f32>` when `T` is `f32`.

@@ -45,3 +45,47 @@ macro_rules! multiversion {
 }
 
 pub(crate) use multiversion;
+
+/// Whether the CPU has AVX-512 with the subsets the explicit kernels use
+/// (F, VL, DQ and BW: every AVX-512 CPU since Skylake-SP has them all).
+#[inline]
+pub(crate) fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the CPU has AVX2 and FMA.
+#[inline]
+pub(crate) fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `xs` as `f32` when `T` is `f32` (for kernels written for `f32` alone).
+pub(crate) fn as_f32<T: 'static>(xs: &[T]) -> Option<&[f32]> {
+    // SAFETY: `T` is `f32` itself, checked by the type id.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { &*(xs as *const [T] as *const [f32]) })
+}
+
+/// `xs` as `f32` when `T` is `f32`.
+pub(crate) fn as_f32_mut<T: 'static>(xs: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: `T` is `f32` itself, checked by the type id.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { &mut *(xs as *mut [T] as *mut [f32]) })
+}

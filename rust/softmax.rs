@@ -20,6 +20,8 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{avx2_fma, avx512};
 use crate::threads;
 
 /// Elements below which a row-wise op stays on the calling thread.
@@ -143,13 +145,13 @@ impl Exp for f32 {
     #[inline(always)]
     fn exp_slice(y: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if has_avx512() {
+        if avx512() {
             // SAFETY: the CPU has AVX-512F.
             unsafe { avx512::exp_slice(y) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
+        if avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             unsafe { avx2::exp_slice(y) };
             return;
@@ -162,12 +164,12 @@ impl Exp for f32 {
     #[inline(always)]
     fn exp_sum(x: &[f32], m: f32) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if has_avx512() {
+        if avx512() {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { avx512::exp_store_sum(x, m, None) };
         }
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
+        if avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { avx2::exp_store_sum(x, m, None) };
         }
@@ -177,12 +179,12 @@ impl Exp for f32 {
     #[inline(always)]
     fn exp_store_sum(x: &[f32], m: f32, y: &mut [f32]) -> f32 {
         #[cfg(target_arch = "x86_64")]
-        if has_avx512() {
+        if avx512() {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { avx512::exp_store_sum(x, m, Some(y)) };
         }
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
+        if avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             return unsafe { avx2::exp_store_sum(x, m, Some(y)) };
         }
@@ -197,13 +199,13 @@ impl Exp for f32 {
     #[inline(always)]
     fn sub_exp_scaled(y: &[f32], d: &[f32], s: f32, dx: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if has_avx512() {
+        if avx512() {
             // SAFETY: the CPU has AVX-512F.
             unsafe { avx512::sub_exp_scaled(y, d, s, dx) };
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if has_avx2_fma() {
+        if avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA.
             unsafe { avx2::sub_exp_scaled(y, d, s, dx) };
             return;
@@ -216,7 +218,7 @@ impl Exp for f32 {
     #[inline(always)]
     fn simd_rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if has_avx512() {
+        if avx512() {
             // SAFETY: the CPU has AVX-512F.
             unsafe { avx512::rows(op, a, b, out, k) };
             return true;
@@ -224,18 +226,6 @@ impl Exp for f32 {
         let _ = (op, a, b, out, k);
         false
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-}
-
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// [`Exp::exp_fast`] of `f32`, 8 lanes at a time, with FMA.

@@ -590,6 +590,32 @@ impl Direct {
     }
 }
 
+impl Direct {
+    /// The starts of the receptive fields of the next `R` output pixels from
+    /// `(oi, oj)` (`nr` of them real; past the last one, the last repeats, its
+    /// sums never stored), leaving `(oi, oj)` on the pixel after the group.
+    #[inline(always)]
+    fn group_bases<const R: usize>(&self, nr: usize, oi: &mut usize, oj: &mut usize) -> [usize; R] {
+        let mut bases = [0usize; R];
+        for (i, b) in bases.iter_mut().enumerate() {
+            *b = *oi * self.step_h + *oj * self.step_w;
+            if i + 1 < nr {
+                self.next_pixel(oi, oj);
+            }
+        }
+        self.next_pixel(oi, oj);
+        bases
+    }
+
+    #[inline(always)]
+    fn next_pixel(&self, oi: &mut usize, oj: &mut usize) {
+        *oj += 1;
+        if *oj == self.wo {
+            (*oi, *oj) = (*oi + 1, 0);
+        }
+    }
+}
+
 /// Runs `f` on samples `n0..n1` of `x` (standard layout `(N, H, W, Cin)`)
 /// zero padded to `(hp, wp, cin)`: the input itself without padding, else a
 /// padded copy in the thread's scratch buffer.
@@ -661,18 +687,7 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
         let mut p0 = 0;
         while p0 < pixels {
             let nr = R.min(pixels - p0);
-            let mut bases = [0usize; R];
-            for (i, b) in bases.iter_mut().enumerate() {
-                *b = oi * d.step_h + oj * d.step_w;
-                // past the last pixel, repeat it (its sums are not written)
-                if i + 1 < nr {
-                    oj += 1;
-                    if oj == wo {
-                        oj = 0;
-                        oi += 1;
-                    }
-                }
-            }
+            let bases = d.group_bases::<R>(nr, &mut oi, &mut oj);
             for c0 in (0..cpad).step_by(L) {
                 let bias: [T; L] = bpad[c0..c0 + L].try_into().expect("L lanes");
                 let mut acc = [bias; R];
@@ -700,12 +715,6 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
                         osmp[o..o + valid].copy_from_slice(&a[..valid]);
                     }
                 }
-            }
-            // on to the pixel after the group's last
-            oj += 1;
-            if oj == wo {
-                oj = 0;
-                oi += 1;
             }
             p0 += R;
         }
@@ -982,17 +991,7 @@ fn forward_f32_c32<const R: usize>(
             let mut p0 = 0;
             while p0 < pixels {
                 let nr = R.min(pixels - p0);
-                let mut bases = [0usize; R];
-                for (i, b) in bases.iter_mut().enumerate() {
-                    *b = oi * d.step_h + oj * d.step_w;
-                    // past the last pixel, repeat it (its sums are not stored)
-                    if i + 1 < nr {
-                        oj += 1;
-                        if oj == wo {
-                            (oi, oj) = (oi + 1, 0);
-                        }
-                    }
-                }
+                let bases = d.group_bases::<R>(nr, &mut oi, &mut oj);
                 let mut lo = [b0; R];
                 let mut hi = [b1; R];
                 for (t, &off) in offs.iter().enumerate() {
@@ -1008,10 +1007,6 @@ fn forward_f32_c32<const R: usize>(
                     let o = osmp.add((p0 + i) * cout);
                     _mm512_mask_storeu_ps(o, mask_lo, lo[i]);
                     _mm512_mask_storeu_ps(o.wrapping_add(16), mask_hi, hi[i]);
-                }
-                oj += 1;
-                if oj == wo {
-                    (oi, oj) = (oi + 1, 0);
                 }
                 p0 += R;
             }

@@ -472,12 +472,12 @@ fn for_chunks<T: Float>(
     parallel: bool,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
-    let len = len.max(1);
-    if parallel {
-        threads::par_chunks_mut(out, len, out.len().div_ceil(len), f);
+    let parts = if parallel {
+        out.len().div_ceil(len.max(1))
     } else {
-        out.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
-    }
+        1
+    };
+    threads::par_chunks_mut(out, len, parts, f);
 }
 
 /// The weight as the `(Kh·Kw·Cin, Cout)` matrix of the products.

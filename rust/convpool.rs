@@ -328,14 +328,8 @@ fn forward_impl<T: Float>(
         let len = plan.group * pool_len;
         let ys = y.as_slice_mut().expect("fresh array");
         let args = arg.as_slice_mut().expect("fresh array");
-        if plan.parallel {
-            let parts = threads::num_threads();
-            threads::par_chunks_mut2(ys, len, args, len, parts, |g, yc, ac| one(g, (yc, ac)));
-        } else {
-            for (g, c) in ys.chunks_mut(len).zip(args.chunks_mut(len)).enumerate() {
-                one(g, c);
-            }
-        }
+        let parts = threads::parts(plan.parallel);
+        threads::par_chunks_mut2(ys, len, args, len, parts, |g, yc, ac| one(g, (yc, ac)));
     };
     (y, arg)
 }
@@ -410,11 +404,7 @@ fn backward_impl<T: Float>(
         };
         let groups = p.n.div_ceil(plan.group);
         let dx_len = plan.group * p.h * p.w * p.cin;
-        let parts = if plan.parallel {
-            threads::num_threads().min(groups)
-        } else {
-            1
-        };
+        let parts = threads::parts(plan.parallel).min(groups);
         // each part: a run of groups, its own gradient sums, its slice of dx
         let runs = threads::split_even(groups, parts);
         let mut dx_parts: Vec<Mutex<Option<&mut [T]>>> = Vec::with_capacity(parts);

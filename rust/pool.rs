@@ -261,14 +261,7 @@ fn per_sample<A: Send>(
     parallel: bool,
     f: impl Fn(usize, &mut [A]) + Sync,
 ) {
-    if len == 0 {
-        return;
-    }
-    if parallel {
-        threads::par_chunks_mut(out, len, threads::num_threads(), f);
-    } else {
-        out.chunks_mut(len).enumerate().for_each(|(i, c)| f(i, c));
-    }
+    threads::par_chunks_mut(out, len, threads::parts(parallel), f);
 }
 
 /// Max pooling of one sample `xs (H, W, C)` into `yc`/`ac (Ho, Wo, C)`.
@@ -356,18 +349,8 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
         let body = |n: usize, yc: &mut [T], ac: &mut [i64]| {
             max_pool_sample(&xs[n * sample_in..(n + 1) * sample_in], yc, ac, p);
         };
-        if p.parallel() {
-            let parts = threads::num_threads();
-            threads::par_chunks_mut2(ys, sample_out, args, sample_out, parts, body);
-        } else {
-            for (n, (yc, ac)) in ys
-                .chunks_mut(sample_out)
-                .zip(args.chunks_mut(sample_out))
-                .enumerate()
-            {
-                body(n, yc, ac);
-            }
-        }
+        let parts = threads::parts(p.parallel());
+        threads::par_chunks_mut2(ys, sample_out, args, sample_out, parts, body);
     };
     (y, arg)
 }

@@ -160,13 +160,20 @@ fn linger(spawn: impl Fn(Box<dyn FnOnce() + Send>), workers: usize) {
 /// Runs `f(chunk_index, chunk)` over `data` cut in chunks of `len` (the last
 /// one shorter), the chunks dealt in `parts` contiguous runs to
 /// [`par_parts`]: the same chunks and the same order within each run for a
-/// given thread count, so results are reproducible.
+/// given thread count, so results are reproducible. One part runs them in
+/// order right here.
 pub fn par_chunks_mut<T: Send>(
     data: &mut [T],
     len: usize,
     parts: usize,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
+    if parts <= 1 {
+        data.chunks_mut(len.max(1))
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+        return;
+    }
     let chunks: Vec<Mutex<&mut [T]>> = data.chunks_mut(len.max(1)).map(Mutex::new).collect();
     let parts = parts.clamp(1, chunks.len().max(1));
     let runs = split_even(chunks.len(), parts);
@@ -188,6 +195,11 @@ pub fn par_chunks_mut2<A: Send, B: Send>(
     parts: usize,
     f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
 ) {
+    if parts <= 1 {
+        let pairs = a.chunks_mut(la.max(1)).zip(b.chunks_mut(lb.max(1)));
+        pairs.enumerate().for_each(|(i, (ca, cb))| f(i, ca, cb));
+        return;
+    }
     let chunks: Vec<Mutex<(&mut [A], &mut [B])>> = a
         .chunks_mut(la.max(1))
         .zip(b.chunks_mut(lb.max(1)))
@@ -227,6 +239,15 @@ pub fn par_map<R: Send, F: Fn(usize) -> R + Sync>(parts: usize, f: F) -> Vec<R> 
                 .expect("every part ran")
         })
         .collect()
+}
+
+/// The parts a kernel splits into: one per thread when `parallel`, else one.
+pub fn parts(parallel: bool) -> usize {
+    if parallel {
+        num_threads()
+    } else {
+        1
+    }
 }
 
 /// Whether work of `cost` (roughly, multiply-adds) should be split across threads.

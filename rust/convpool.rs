@@ -134,7 +134,7 @@ impl Plan {
 /// and read back, and an offset cannot point outside its window.
 mod window {
     use crate::float::Float;
-    use crate::pool::Pool2dParams;
+    use crate::pool::{beats, Pool2dParams};
     use crate::simd::{as_f32, as_f32_mut, avx512};
 
     /// `o (H, W, C)` pooled into `yc (Ho, Wo, C)`, offsets into `wc`. Ties
@@ -165,7 +165,7 @@ mod window {
                         let pos = origin + ki * q.w + kj;
                         let v = &o[pos * c..(pos + 1) * c];
                         for ((b, w), &v) in best.iter_mut().zip(offs.iter_mut()).zip(v) {
-                            let take = (v > *b) | (v.is_nan() & !b.is_nan());
+                            let take = beats(v, *b);
                             *b = if take { v } else { *b };
                             *w = if take { off as u8 } else { *w };
                         }
@@ -441,22 +441,35 @@ fn backward_impl<T: Float>(
     Ok(dx)
 }
 
-/// Checks the pooled δ and its argmax against the plan.
-fn check_pooled(
+/// The plan of a backward pass, with the gradients `(w, grad_w, grad_b
+/// length)` and the pooled `(delta, argmax)` shapes checked against it (a
+/// 1-D pass, `H = 1`, names its 3-D shapes).
+fn backward_plan(
     op: &'static str,
-    plan: &Plan,
-    delta: &[usize],
-    argmax: &[usize],
-    one_d: bool,
-) -> Result<(), KernelError> {
+    p: Conv2dParams,
+    win: Window,
+    (w, gw, gb): (&[usize], &[usize], Option<usize>),
+    (delta, argmax): (&[usize], &[usize]),
+) -> Result<Plan, KernelError> {
+    if w != gw {
+        return Err(rename_w(
+            KernelError::shape(op, "w", fmt_shape(w), fmt_shape(gw)),
+            "grad_w",
+        ));
+    }
+    if let Some(len) = gb {
+        check_bias(op, "grad_b", len, p.cout)?;
+    }
+    let plan = Plan::new(op, p, win)?;
     let [n, ho, wo, c] = plan.pooled();
-    let expected = if one_d {
+    let expected = if delta.len() == 3 {
         vec![n, wo, c]
     } else {
         vec![n, ho, wo, c]
     };
     check_delta(op, &expected, delta)?;
-    check_argmax(op, delta, argmax)
+    check_argmax(op, delta, argmax)?;
+    Ok(plan)
 }
 
 /// `max_pool1d(conv1d(x, w, b, stride, padding), k, pool_stride)` as
@@ -516,9 +529,9 @@ pub fn conv1d_maxpool_backward<T: Float>(
 ) -> Result<Option<Array3<T>>, KernelError> {
     const OP: &str = "conv1d_maxpool_backward";
     let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    check_grads(OP, w.shape(), grad_w.shape(), p.cout, grad_b.as_ref())?;
-    let plan = Plan::new(OP, p.as_2d(), (1, k, 1, pool_stride))?;
-    check_pooled(OP, &plan, delta.shape(), argmax.shape(), true)?;
+    let grads = (w.shape(), grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
+    let pooled = (delta.shape(), argmax.shape());
+    let plan = backward_plan(OP, p.as_2d(), (1, k, 1, pool_stride), grads, pooled)?;
     let dx = backward_impl(
         OP,
         x.insert_axis(Axis(1)),
@@ -548,30 +561,10 @@ pub fn conv2d_maxpool_backward<T: Float>(
 ) -> Result<Option<Array4<T>>, KernelError> {
     const OP: &str = "conv2d_maxpool_backward";
     let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    check_grads(OP, w.shape(), grad_w.shape(), p.cout, grad_b.as_ref())?;
-    let plan = Plan::new(OP, p, (k, k, pool_stride, pool_stride))?;
-    check_pooled(OP, &plan, delta.shape(), argmax.shape(), false)?;
+    let grads = (w.shape(), grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
+    let pooled = (delta.shape(), argmax.shape());
+    let plan = backward_plan(OP, p, (k, k, pool_stride, pool_stride), grads, pooled)?;
     backward_impl(OP, x, w, delta, argmax, grad_w, grad_b, &plan, input_delta)
-}
-
-/// The gradient arrays have the parameters' shapes.
-fn check_grads<T>(
-    op: &'static str,
-    w: &[usize],
-    gw: &[usize],
-    cout: usize,
-    gb: Option<&ArrayViewMut1<'_, T>>,
-) -> Result<(), KernelError> {
-    if w != gw {
-        return Err(rename_w(
-            KernelError::shape(op, "w", fmt_shape(w), fmt_shape(gw)),
-            "grad_w",
-        ));
-    }
-    if let Some(gb) = gb {
-        check_bias(op, "grad_b", gb.len(), cout)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

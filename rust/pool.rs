@@ -264,6 +264,13 @@ fn per_sample<A: Send>(
     threads::par_chunks_mut(out, len, threads::parts(parallel), f);
 }
 
+/// Whether `v` replaces `best` as a window's maximum: greater, or the first
+/// NaN (ties keep the first maximum; a NaN wins, as in torch).
+#[inline(always)]
+pub(crate) fn beats<T: Float>(v: T, best: T) -> bool {
+    (v > best) | (v.is_nan() & !best.is_nan())
+}
+
 /// Max pooling of one sample `xs (H, W, C)` into `yc`/`ac (Ho, Wo, C)`.
 ///
 /// Compiled plain, for AVX2 and for AVX-512 (picked at run time): the channel
@@ -299,9 +306,9 @@ pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], 
                         let v = &xs[pos * c..(pos + 1) * c];
                         let pos = pos as i64;
                         for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(v) {
-                            // `v > b`, or the first NaN. Selects, no branch: on
-                            // random data a branch here mispredicts half the time.
-                            let take = (v > *b) | (v.is_nan() & !b.is_nan());
+                            // selects, no branch: on random data a branch
+                            // here mispredicts half the time
+                            let take = beats(v, *b);
                             *b = if take { v } else { *b };
                             *a = if take { pos } else { *a };
                         }

@@ -100,7 +100,8 @@ pub(super) fn int_arg<'py, E: numpy::Element, D: Dimension>(
         .map_err(|e| ShapeError::new_err(format!("{op}: cannot read {name}: {e}")))
 }
 
-fn optional<'py>(
+/// An optional `(Cout,)` float argument: None (or Python's None) is absent.
+pub(super) fn optional<'py>(
     op: &'static str,
     name: &'static str,
     obj: Option<&Bound<'py, PyAny>>,

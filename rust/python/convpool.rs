@@ -5,20 +5,10 @@ use ndarray::{Ix1, Ix3, Ix4};
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
 
-use super::conv::{int, int_arg};
+use super::conv::{int, int_arg, optional};
 use super::{common_dtype, dispatch, FloatArg, Int};
 use crate::convpool;
 use crate::float::Float;
-
-fn optional<'py>(
-    op: &'static str,
-    name: &'static str,
-    obj: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Option<FloatArg<'py>>> {
-    obj.filter(|b| !b.is_none())
-        .map(|b| FloatArg::new(op, name, b, 1, "(Cout,)"))
-        .transpose()
-}
 
 /// `(stride, padding)` of the convolution and `(k, pool_stride)` of the pooling.
 fn sizes(

@@ -591,6 +591,16 @@ impl Direct {
 }
 
 impl Direct {
+    /// Checks that `xp` is whole padded samples and that the last patch entry
+    /// of the last receptive field lies inside a sample: every read of the
+    /// forward kernels (`bases[i] + offs[t]`) is then in bounds.
+    fn assert_inside<T>(&self, xp: &[T]) {
+        let last = (self.ho - 1) * self.step_h + (self.wo - 1) * self.step_w;
+        assert!(
+            last + self.offs[self.kc - 1] < self.sample && xp.len().is_multiple_of(self.sample)
+        );
+    }
+
     /// The starts of the receptive fields of the next `R` output pixels from
     /// `(oi, oj)` (`nr` of them real; past the last one, the last repeats, its
     /// sums never stored), leaving `(oi, oj)` on the pixel after the group.
@@ -675,9 +685,7 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
     let offs = &d.offs[..kc];
     let (ho, wo) = (d.ho, d.wo);
     let pixels = ho * wo;
-    // the last patch entry of the last receptive field, inside every sample
-    let last = (ho - 1) * d.step_h + (wo - 1) * d.step_w + offs[kc - 1];
-    assert!(last < d.sample && xp.len().is_multiple_of(d.sample));
+    d.assert_inside(xp);
     for (xsmp, osmp) in xp
         .chunks_exact(d.sample)
         .zip(out.chunks_exact_mut(pixels * cout))
@@ -697,8 +705,8 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
                         .expect("L lanes");
                     for i in 0..R {
                         // SAFETY: `bases[i]` starts a receptive field of this
-                        // sample and `off <= offs[kc - 1]`, so the index is at
-                        // most `last`, checked above to be inside the sample.
+                        // sample and `off <= offs[kc - 1]`: inside the sample
+                        // (`assert_inside` above).
                         let xv = unsafe { *xsmp.get_unchecked(bases[i] + off) };
                         for l in 0..L {
                             acc[i][l] = madd::<T, FMA>(acc[i][l], xv, wv[l]);
@@ -971,14 +979,12 @@ fn forward_f32_c32<const R: usize>(
     let offs = &d.offs[..kc];
     let (ho, wo) = (d.ho, d.wo);
     let pixels = ho * wo;
-    let last = (ho - 1) * d.step_h + (wo - 1) * d.step_w + offs[kc - 1];
-    assert!(last < d.sample && xp.len().is_multiple_of(d.sample));
+    d.assert_inside(xp);
     assert!(cout <= 32 && wpad.len() >= kc * 32 && bpad.len() >= 32);
     assert!(out.len() >= xp.len() / d.sample * pixels * cout);
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
     let (mask_lo, mask_hi) = (lanes(cout), lanes(cout.saturating_sub(16)));
-    // SAFETY: every read of `xsmp` is at most `last` (checked above) inside
-    // its sample; `wpad` and `bpad` hold `kc·32` and 32 values; each output
+    // SAFETY: every read of `xsmp` lies inside its sample (`assert_inside`); `wpad` and `bpad` hold `kc·32` and 32 values; each output
     // pixel's `cout` values lie in `out` and the masks store no more.
     unsafe {
         let (b0, b1) = (

@@ -13,28 +13,67 @@
 //!   back to rayon's sleep), so that the next region, a few µs of Python
 //!   later, finds them ready. OpenMP runtimes spin the same way.
 //!
+//! Both only pay when every thread has a core of its own: with more threads
+//! than cores a spinning thread holds the core that the thread it waits for
+//! needs, so then nobody spins (libgomp throttles its spinning likewise).
+//!
 //! Measured on the 2-core dev machine (a VM): the USPS CNN's epoch at 2
 //! threads went from slower than at 1 thread to faster (see the commit).
 //!
-//! By default the pool is rayon's global one (sized by `RAYON_NUM_THREADS`
-//! or the number of cores); [`set_num_threads`] gives the kernels a pool of
-//! their own.
+//! The pool is the kernels' own, never rayon's global one: it is built at the
+//! first parallel region (not by [`set_num_threads`], which only records the
+//! count, at most [`MAX_THREADS`]), for `RAYON_NUM_THREADS` or the number of
+//! cores the process may use by default.
+//!
+//! **Fork.** A forked child has the parent's memory but only the thread that
+//! called `fork`: a pool inherited from the parent has no workers, and a
+//! region handed to it would wait forever. `pthread_atfork` handlers hold the
+//! pool's lock across `fork` (so the child never inherits it locked) and, in
+//! the child, forget the inherited pool without dropping it (dropping waits
+//! on its workers); the child's first region builds a pool of its own.
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::KernelError;
 
-/// The kernels' own pool and the thread count it serves (workers + caller).
-static POOL: RwLock<Option<(Arc<ThreadPool>, usize)>> = RwLock::new(None);
+/// The most threads [`set_num_threads`] accepts.
+///
+/// Far above the cores of any machine the kernels run on; it keeps an absurd
+/// count (a typo, `2**20`) from spawning threads until the process dies: it
+/// is refused instead.
+pub const MAX_THREADS: usize = 1024;
+
+/// A built pool: `threads - 1` workers (at least one) and the caller.
+struct Pool {
+    rayon: ThreadPool,
+    threads: usize,
+    /// Whether waiting threads spin: only with no more threads than cores.
+    spin: bool,
+    /// Workers spinning in [`linger`] now.
+    lingering: Arc<AtomicUsize>,
+}
+
+/// The pool for the current thread count, once a region needed it.
+struct State {
+    pool: Option<Arc<Pool>>,
+    /// A thread count whose pool could not be built (threads could not be
+    /// spawned): its regions run on the caller alone, without retrying.
+    failed: usize,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    pool: None,
+    failed: 0,
+});
+
+/// The thread count asked for by [`set_num_threads`]; 0 = the default.
+static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Bumped at the start of every parallel region: lingering workers stop.
 static EPOCH: AtomicUsize = AtomicUsize::new(0);
-
-/// Workers spinning in [`linger`] now.
-static LINGERING: AtomicUsize = AtomicUsize::new(0);
 
 /// How long workers stay awake after a parallel region.
 ///
@@ -48,33 +87,165 @@ pub const LINGER: Duration = Duration::from_micros(300);
 /// millisecond): a part that long is worth a wake-up.
 const CALLER_SPINS: u32 = 1 << 16;
 
+fn lock() -> MutexGuard<'static, State> {
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Runs the kernels on `n` threads from now on (the caller and `n - 1` pool
-/// workers); `n = 0` goes back to the default (rayon's global pool).
+/// workers); `n = 0` goes back to the default (`RAYON_NUM_THREADS`, else the
+/// number of cores the process may use). Cheap: the pool is built by the
+/// next parallel region.
+///
+/// # Errors
+/// `n` above [`MAX_THREADS`].
 pub fn set_num_threads(n: usize) -> Result<(), KernelError> {
-    let pool = if n == 0 {
-        None
-    } else {
-        let pool = ThreadPoolBuilder::new()
-            .num_threads((n - 1).max(1))
-            .thread_name(|i| format!("diy_nn-{i}"))
-            .build()
-            .map_err(|e| KernelError::invalid("set_num_threads", e.to_string()))?;
-        Some((Arc::new(pool), n))
+    if n > MAX_THREADS {
+        return Err(KernelError::invalid(
+            "set_num_threads",
+            format!("n must be at most {MAX_THREADS} (0 = default), got {n}"),
+        ));
+    }
+    REQUESTED.store(n, Ordering::Release);
+    let threads = num_threads();
+    let old = {
+        let mut state = lock();
+        state.failed = 0;
+        match &state.pool {
+            Some(p) if p.threads != threads => state.pool.take(),
+            _ => None,
+        }
     };
-    *POOL.write().unwrap_or_else(|e| e.into_inner()) = pool;
+    drop(old); // its idle workers exit now, outside the lock
     Ok(())
 }
 
 /// The number of threads the kernels use.
 pub fn num_threads() -> usize {
-    match current_pool() {
-        Some((_, n)) => n,
-        None => rayon::current_num_threads(),
+    match REQUESTED.load(Ordering::Acquire) {
+        0 => default_threads(),
+        n => n,
     }
 }
 
-fn current_pool() -> Option<(Arc<ThreadPool>, usize)> {
-    POOL.read().unwrap_or_else(|e| e.into_inner()).clone()
+/// `RAYON_NUM_THREADS` when it is a count from 1 to [`MAX_THREADS`], else
+/// the cores this process may use (read once).
+fn default_threads() -> usize {
+    static DEFAULT: OnceLock<usize> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| (1..=MAX_THREADS).contains(n))
+            .unwrap_or_else(cores)
+    })
+}
+
+/// The cores this process may use (affinity and cgroup quota), read once.
+fn cores() -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The pool for `threads` threads, built now if none is; `None` when its
+/// workers cannot be spawned (the caller then runs every part itself).
+fn pool(threads: usize) -> Option<Arc<Pool>> {
+    {
+        let state = lock();
+        match &state.pool {
+            Some(p) if p.threads == threads => return Some(Arc::clone(p)),
+            _ if state.failed == threads => return None,
+            _ => {}
+        }
+    }
+    if !fork::handlers_installed() {
+        return None;
+    }
+    // Built outside the lock: spawning threads takes a while, and a fork
+    // meanwhile (from another thread) must not wait for it.
+    let built = ThreadPoolBuilder::new()
+        .num_threads((threads - 1).max(1))
+        .thread_name(|i| format!("diy_nn-{i}"))
+        .build()
+        .ok()
+        .map(|rayon| {
+            Arc::new(Pool {
+                rayon,
+                threads,
+                spin: threads <= cores(),
+                lingering: Arc::new(AtomicUsize::new(0)),
+            })
+        });
+    let mut state = lock();
+    if let Some(p) = &state.pool {
+        if p.threads == threads {
+            return Some(Arc::clone(p)); // another thread was quicker; ours is dropped
+        }
+    }
+    match built {
+        Some(p) => {
+            let old = state.pool.replace(Arc::clone(&p));
+            drop(state);
+            drop(old);
+            Some(p)
+        }
+        None => {
+            state.failed = threads;
+            None
+        }
+    }
+}
+
+#[cfg(unix)]
+mod fork {
+    //! The `pthread_atfork` handlers (see the module's documentation).
+
+    use super::{lock, State};
+    use std::cell::RefCell;
+    use std::sync::{MutexGuard, OnceLock};
+
+    thread_local! {
+        /// The state's lock, held by the forking thread across `fork`.
+        static HELD: RefCell<Option<MutexGuard<'static, State>>> = const { RefCell::new(None) };
+    }
+
+    extern "C" fn before() {
+        let guard = lock();
+        HELD.with(|h| *h.borrow_mut() = Some(guard));
+    }
+
+    extern "C" fn in_parent() {
+        HELD.with(|h| drop(h.borrow_mut().take()));
+    }
+
+    extern "C" fn in_child() {
+        HELD.with(|h| {
+            if let Some(mut state) = h.borrow_mut().take() {
+                // Its workers stayed in the parent: never use it, never drop it.
+                std::mem::forget(state.pool.take());
+                state.failed = 0;
+            }
+        });
+    }
+
+    /// Registers the handlers once per process (a child inherits them);
+    /// false if that failed (ENOMEM): then no pool is built, since a forked
+    /// child could hang in its first region, and every part runs serially.
+    pub(super) fn handlers_installed() -> bool {
+        static INSTALLED: OnceLock<bool> = OnceLock::new();
+        *INSTALLED.get_or_init(|| {
+            // SAFETY: the handlers are `extern "C"` functions that live as long
+            // as the program and do not unwind (`lock` ignores poisoning).
+            unsafe { libc::pthread_atfork(Some(before), Some(in_parent), Some(in_child)) == 0 }
+        })
+    }
+}
+
+#[cfg(not(unix))]
+mod fork {
+    /// No `fork` outside Unix: nothing to install.
+    pub(super) fn handlers_installed() -> bool {
+        true
+    }
 }
 
 /// Counts a part done when dropped (also when the part panics, so that the
@@ -97,26 +268,28 @@ pub fn par_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
         }
         return;
     }
+    let Some(pool) = pool(num_threads()) else {
+        (0..parts).for_each(f); // no workers: every part here, in order
+        return;
+    };
     EPOCH.fetch_add(1, Ordering::AcqRel);
     let pending = AtomicUsize::new(parts - 1);
-    match current_pool() {
-        Some((pool, _)) => {
-            pool.in_place_scope(|s| run_parts(s, parts, &f, &pending));
-            linger(|job| pool.spawn(job), pool.current_num_threads());
-        }
-        None => {
-            rayon::in_place_scope(|s| run_parts(s, parts, &f, &pending));
-            linger(rayon::spawn, rayon::current_num_threads());
-        }
+    let spin = pool.spin;
+    pool.rayon
+        .in_place_scope(|s| run_parts(s, parts, &f, &pending, spin));
+    if spin {
+        linger(&pool);
     }
 }
 
-/// The body of [`par_parts`]'s scope: spawn parts `1..`, run part 0, wait.
+/// The body of [`par_parts`]'s scope: spawn parts `1..`, run part 0, wait
+/// (spinning first if `spin`).
 fn run_parts<'scope, F: Fn(usize) + Sync>(
     s: &rayon::Scope<'scope>,
     parts: usize,
     f: &'scope F,
     pending: &'scope AtomicUsize,
+    spin: bool,
 ) {
     for i in 1..parts {
         s.spawn(move |_| {
@@ -127,7 +300,7 @@ fn run_parts<'scope, F: Fn(usize) + Sync>(
     f(0);
     // A pool worker that calls this (nested parallelism) must not spin: the
     // other parts may wait in its own queue, and the scope's end runs them.
-    if rayon::current_thread_index().is_none() {
+    if spin && rayon::current_thread_index().is_none() {
         let mut spins = 0u32;
         while pending.load(Ordering::Acquire) != 0 && spins < CALLER_SPINS {
             std::hint::spin_loop();
@@ -136,13 +309,15 @@ fn run_parts<'scope, F: Fn(usize) + Sync>(
     }
 }
 
-/// Keeps up to `workers` pool threads awake for [`LINGER`] or until the
-/// next parallel region starts, whichever comes first.
-fn linger(spawn: impl Fn(Box<dyn FnOnce() + Send>), workers: usize) {
+/// Keeps the pool's workers awake for [`LINGER`] or until the next parallel
+/// region starts, whichever comes first.
+fn linger(pool: &Pool) {
     let epoch = EPOCH.load(Ordering::Acquire);
-    while LINGERING.load(Ordering::Acquire) < workers {
-        LINGERING.fetch_add(1, Ordering::AcqRel);
-        spawn(Box::new(move || {
+    let workers = pool.rayon.current_num_threads();
+    while pool.lingering.load(Ordering::Acquire) < workers {
+        pool.lingering.fetch_add(1, Ordering::AcqRel);
+        let lingering = Arc::clone(&pool.lingering);
+        pool.rayon.spawn(move || {
             let start = Instant::now();
             'spin: while start.elapsed() < LINGER {
                 for _ in 0..64 {
@@ -152,8 +327,8 @@ fn linger(spawn: impl Fn(Box<dyn FnOnce() + Send>), workers: usize) {
                     std::hint::spin_loop();
                 }
             }
-            LINGERING.fetch_sub(1, Ordering::AcqRel);
-        }));
+            lingering.fetch_sub(1, Ordering::AcqRel);
+        });
     }
 }
 
@@ -284,6 +459,56 @@ mod tests {
         assert_eq!(data, expected);
         assert_eq!(par_map(4, |p| p * p), vec![0, 1, 4, 9]);
         assert_eq!(split_even(7, 3), vec![0..2, 2..4, 4..7]);
+        set_num_threads(0).unwrap();
+    }
+
+    #[test]
+    fn absurd_thread_counts_are_refused_and_setting_one_spawns_nothing() {
+        let err = set_num_threads(MAX_THREADS + 1).unwrap_err();
+        assert!(err.to_string().contains("at most 1024"), "{err}");
+        assert!(set_num_threads(usize::MAX).is_err());
+        let start = Instant::now();
+        set_num_threads(MAX_THREADS).unwrap(); // recorded only: the pool is lazy
+        set_num_threads(0).unwrap();
+        assert!(start.elapsed() < Duration::from_secs(1));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_forked_child_runs_parallel_regions() {
+        set_num_threads(2).unwrap();
+        let sum = AtomicUsize::new(0);
+        par_parts(4, |p| {
+            sum.fetch_add(p, Ordering::Relaxed);
+        });
+        // SAFETY: the child runs only par_parts over atomics, then _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let sum = AtomicUsize::new(0);
+            par_parts(4, |p| {
+                sum.fetch_add(p + 1, Ordering::Relaxed);
+            });
+            unsafe {
+                libc::_exit(if sum.load(Ordering::Relaxed) == 10 {
+                    0
+                } else {
+                    3
+                })
+            };
+        }
+        let start = Instant::now();
+        let mut status = 0;
+        while unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == 0 {
+            if start.elapsed() > Duration::from_secs(30) {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                panic!("the forked child hung in its first parallel region");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        assert_eq!(sum.load(Ordering::Relaxed), 6);
         set_num_threads(0).unwrap();
     }
 

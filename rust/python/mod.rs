@@ -229,7 +229,9 @@ pub(crate) fn common_dtype(op: &'static str, args: &[&FloatArg<'_>]) -> PyResult
     Ok(first.dtype)
 }
 
-/// Sets the number of threads the kernels use (0 = rayon's default).
+/// Sets the number of threads the kernels use: 0 = the default
+/// (`RAYON_NUM_THREADS`, else the cores the process may use), at most 1024
+/// (`ValueError` above). Cheap: the threads start at the next parallel kernel.
 #[pyfunction]
 fn set_num_threads(n: Int) -> PyResult<()> {
     let n = n.get("set_num_threads", "n", 0)?;
@@ -238,8 +240,7 @@ fn set_num_threads(n: Int) -> PyResult<()> {
             "set_num_threads: n must be >= 0 (0 = default), got {n}"
         ))
     })?;
-    crate::threads::set_num_threads(n)?;
-    Ok(())
+    crate::threads::set_num_threads(n).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// The number of threads the kernels use.

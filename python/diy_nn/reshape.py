@@ -22,6 +22,11 @@ class Flatten(Module):
 
     Shape: input ``(N, *)``; output ``(N, prod(*))``.
 
+    Views: like ``torch.flatten``, ``forward`` returns a view of ``X`` (and
+    ``backward_delta`` one of ``delta``) when numpy's ``reshape`` can make one,
+    i.e. for a C-contiguous float32/float64 array; otherwise a new array.
+    Writing into the result then writes into the argument: copy it first.
+
     Example:
         >>> Flatten().forward(np.zeros((2, 3, 4))).shape
         (2, 12)

@@ -1,9 +1,13 @@
 """Data sets of the report: the course's 2-D generator and loaders for USPS, ECG5000, iris, digits.
 
-Data files are never shipped with diy_nn. A loader takes a file or a folder;
-without one it uses the folder named by the ``DIY_NN_DATA`` environment
-variable. A missing file raises ``FileNotFoundError`` naming the file expected
-and every place looked.
+USPS and ECG5000 ship with the repository (``data/``, see its README). A loader takes a
+file or a folder; without one it looks at ``$DIY_NN_DATA``, the source tree's ``data/``
+(when diy_nn runs from a clone), the user cache (``$XDG_CACHE_HOME/diy_nn`` or
+``~/.cache/diy_nn``), and then downloads the file into that cache, checking its sha256
+(``DIY_NN_OFFLINE=1`` turns downloads off; ``DIY_NN_DATA_URL`` names mirrors). A file
+found nowhere raises ``FileNotFoundError`` naming every place looked and how to provide
+it. The search and the download are in ``diy_nn._datafiles``; importing diy_nn downloads
+nothing.
 
 Pixel convention for USPS: the course files hold pixels in ``[0, 2]``; the ESL
 ``zip.train``/``zip.test`` files hold the same images in ``[-1, 1]`` (course =
@@ -16,23 +20,27 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
+from ._datafiles import DATA_ENV, DATA_URL_ENV, OFFLINE_ENV, cache_dir, locate
+
 __all__ = [
     "DATA_ENV",
+    "DATA_URL_ENV",
+    "OFFLINE_ENV",
     "gen_arti",
     "load_usps",
     "load_ecg5000",
     "load_iris",
     "load_digits",
-    "find_data_file",
+    "data_file",
+    "fetch_all",
+    "cache_dir",
     "train_test_split",
 ]
-
-DATA_ENV = "DIY_NN_DATA"
 
 PathLike = str | os.PathLike
 
@@ -102,48 +110,28 @@ def gen_arti(
 
 
 # --- finding files ---------------------------------------------------------------------
-def _search_dirs(path: PathLike | None) -> tuple[list[Path], str]:
-    """The folders to look in, and how they were chosen (for error messages)."""
-    if path is not None:
-        return [Path(path)], f"the folder given ({path})"
-    env = os.environ.get(DATA_ENV)
-    if env:
-        return [Path(env)], f"${DATA_ENV} ({env})"
-    return [], f"no folder: pass a path or set ${DATA_ENV} (or --data-dir)"
-
-
-def find_data_file(path: PathLike | None, candidates: Sequence[str], what: str) -> Path:
-    """Resolves a data file.
+def data_file(name: str, path: PathLike | None = None) -> Path:
+    """The file of a shipped data set, found or downloaded (see the module docstring).
 
     Args:
-        path: a file (returned as is if it exists), a folder, or None for ``$DIY_NN_DATA``.
-        candidates: relative paths tried in order inside the folder.
-        what: the data set's name, for the error message.
+        name: ``"usps_train"``, ``"usps_test"`` or ``"ecg5000"``.
+        path: a file (returned as is), a folder holding it (``usps/USPS_train.txt.gz``...),
+            or None: ``$DIY_NN_DATA``, the source tree's ``data/``, the cache, a download.
 
     Raises:
-        FileNotFoundError: naming the file expected and every place looked.
+        FileNotFoundError: naming every place looked, every download tried and how to
+            provide the file. A ``path`` or ``$DIY_NN_DATA`` that lacks the file is an
+            error too (it says whether the folder is missing, empty or without the file).
     """
-    if path is not None and Path(path).is_file():
-        return Path(path)
-    if path is not None and not Path(path).exists() and Path(path).suffix:
-        raise FileNotFoundError(
-            f"{what}: expected the file {path} (or a folder holding {candidates[0]}); "
-            f"looked at:\n  {path}"
-        )
-    dirs, how = _search_dirs(path)
-    looked = []
-    for d in dirs:
-        for rel in candidates:
-            p = d / rel
-            looked.append(str(p))
-            if p.is_file():
-                return p
-    places = "\n  ".join(looked) if looked else "(nowhere)"
-    raise FileNotFoundError(
-        f"{what}: expected {candidates[0]} (or {', '.join(candidates[1:])}) in {how}; "
-        f"looked at:\n  {places}\n"
-        f"Set {DATA_ENV}=/path/to/data (or pass --data-dir) to a folder holding {candidates[0]}."
-    )
+    return locate(name, path)
+
+
+def fetch_all(names: Iterable[str] = ("usps_train", "usps_test", "ecg5000")) -> list[Path]:
+    """Finds every shipped data set, downloading the missing ones; returns their files.
+
+    An installed package (no clone beside it) fills its cache this way before going offline.
+    """
+    return [locate(n) for n in names]
 
 
 def _open_text(path: Path):
@@ -154,13 +142,6 @@ def _open_text(path: Path):
 
 # --- USPS --------------------------------------------------------------------------------
 _USPS_SCALES = ("course", "unit", "esl")
-
-
-def _usps_candidates(split: str) -> list[str]:
-    course = f"USPS_{split}.txt"
-    esl = f"zip.{split}"
-    names = [course + ".gz", course, esl + ".gz", esl]
-    return [f"usps/{n}" for n in names] + names
 
 
 def read_usps_file(path: PathLike, fmt: str = "auto") -> tuple[np.ndarray, np.ndarray, str]:
@@ -202,7 +183,8 @@ def load_usps(
 
     Args:
         path: a USPS file, a folder holding ``usps/USPS_{split}.txt[.gz]`` (or
-            ``USPS_{split}.txt[.gz]``, ``[usps/]zip.{split}[.gz]``), or None for ``$DIY_NN_DATA``.
+            ``USPS_{split}.txt[.gz]``, ``[usps/]zip.{split}[.gz]``), or None: ``$DIY_NN_DATA``,
+            the clone's ``data/``, the user cache, then a checked download (see ``data_file``).
         split: ``"train"`` or ``"test"``.
         scale: pixel range returned: ``"course"`` [0, 2], ``"unit"`` [0, 1], ``"esl"`` [-1, 1].
         fmt: ``"auto"``, ``"course"`` or ``"esl"``: the format of the file.
@@ -211,13 +193,13 @@ def load_usps(
         ``(X, y)``: ``X`` ``(N, 256)`` float64, ``y`` ``(N,)`` int64 in 0..9.
 
     Raises:
-        FileNotFoundError: if no file is found (the message lists where it looked).
+        FileNotFoundError: if no file is found or fetched (the message lists where it looked).
     """
     if split not in ("train", "test"):
         raise ValueError(f"load_usps: split must be 'train' or 'test', got {split!r}")
     if scale not in _USPS_SCALES:
         raise ValueError(f"load_usps: scale must be one of {sorted(_USPS_SCALES)}, got {scale!r}")
-    file = find_data_file(path, _usps_candidates(split), f"USPS {split}")
+    file = data_file(f"usps_{split}", path)
     pixels, labels, found = read_usps_file(file, fmt)
     course = pixels if found == "course" else pixels + 1.0
     if scale == "esl":
@@ -231,13 +213,13 @@ def load_ecg5000(path: PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
 
     Args:
         path: the csv (plain or .gz), a folder holding ``ecg5000/ecg.csv[.gz]`` (or
-            ``ecg.csv[.gz]``), or None for ``$DIY_NN_DATA``.
+            ``ecg.csv[.gz]``), or None: ``$DIY_NN_DATA``, the clone's ``data/``, the user
+            cache, then a checked download (see ``data_file``).
 
     Returns:
         ``(X, y)``: ``X`` ``(N, 140)`` float64 beats, ``y`` ``(N,)`` int64, 1 normal, 0 abnormal.
     """
-    names = ["ecg.csv.gz", "ecg.csv"]
-    file = find_data_file(path, [f"ecg5000/{n}" for n in names] + names, "ECG5000")
+    file = data_file("ecg5000", path)
     data = np.loadtxt(file, delimiter=",", dtype=np.float64, ndmin=2)
     if data.shape[1] != 141:
         raise ValueError(

@@ -7,7 +7,7 @@ PY      := $(VENV)/bin/python
 MATURIN := $(VENV)/bin/maturin
 export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
-DIY_NN_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+DIY_NN_DATA ?= $(abspath data)
 export DIY_NN_DATA
 
 .PHONY: all setup build build-test demo test test-rust test-python lint bench clean

@@ -17,7 +17,7 @@ NEEDS_DATA = {name for name, exp in REGISTRY.items() if exp.needs}
 
 
 def _data_dir() -> Path | None:
-    for cand in (os.environ.get("DIY_NN_DATA"), REPO.parent / "shared" / "data"):
+    for cand in (os.environ.get("DIY_NN_DATA"), REPO / "data"):
         if cand and (Path(cand) / "usps").is_dir() and (Path(cand) / "ecg5000").is_dir():
             return Path(cand)
     return None
@@ -43,7 +43,7 @@ def test_unknown_experiment(capsys):
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_quick_run_writes_figures_and_finite_metrics(name, tmp_path):
     if name in NEEDS_DATA and DATA is None:
-        pytest.skip("no data folder ($DIY_NN_DATA or ../shared/data)")
+        pytest.skip("no data folder ($DIY_NN_DATA or the clone's data/)")
     args = ["run", name, "--quick", "--no-progress", "--out", str(tmp_path)]
     if DATA is not None:
         args += ["--data-dir", str(DATA)]

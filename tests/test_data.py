@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -343,6 +344,20 @@ def test_download_is_checked_and_cached(server, no_local_data, monkeypatch):
     assert _datafiles.sha256_of(cached) == _datafiles.CHECKSUMS[TEST_GZ]
     assert data.data_file("usps_test") == cached
     assert len(server.requests) == 2  # the second time comes from the cache
+
+
+def test_download_removes_temporary_files_of_killed_downloads(server, no_local_data, monkeypatch):
+    server.files["/" + TEST_GZ] = (SHIPPED / TEST_GZ).read_bytes()
+    monkeypatch.setenv(data.DATA_URL_ENV, server.url)
+    folder = no_local_data / "usps"
+    folder.mkdir(parents=True)
+    old, young = folder / ".USPS_test.txt.gz.old1.tmp", folder / ".USPS_test.txt.gz.new1.tmp"
+    old.write_bytes(b"part")
+    young.write_bytes(b"part")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    data.load_usps(split="test")
+    assert _files(no_local_data) == sorted([TEST_GZ, "usps/" + young.name])  # may be busy
 
 
 def test_corrupted_download_is_refused_and_not_cached(server, no_local_data, monkeypatch):

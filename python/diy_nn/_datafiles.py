@@ -25,6 +25,7 @@ import hashlib
 import os
 import sys
 import tempfile
+import time
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -52,6 +53,7 @@ CHECKSUMS: dict[str, str] = {
 
 TIMEOUT_S = 30.0  # per blocking socket operation, not for the whole download
 MAX_BYTES = 64 * 2**20  # no data file or archive here comes near this
+STALE_S = 24 * 3600  # a download's temporary file this old was left by a killed process
 _CHUNK = 1 << 16
 
 
@@ -335,6 +337,7 @@ def download(source: Source, cache: Path) -> Path:
     """
     target = cache / source.save_as
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(target)
     request = urllib.request.Request(source.url, headers={"User-Agent": "diy_nn"})
     print(f"diy_nn: downloading {source.url} to {target}", file=sys.stderr, flush=True)
     with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
@@ -358,6 +361,19 @@ def download(source: Source, cache: Path) -> Path:
             return target
         finally:
             bar.close()
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Deletes the temporary files (``atomic_writer``'s names) of downloads of ``target``
+    killed outright (SIGKILL, power loss) at least ``STALE_S`` ago; an exception removes
+    its own at once, and a younger one may belong to a download running now."""
+    now = time.time()
+    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_S:
+                tmp.unlink()
+        except OSError:  # gone already, or not ours to remove
+            pass
 
 
 def _extract(archive: IO[bytes], target: Path, expected: str) -> None:

@@ -7,6 +7,7 @@ import diy_nn as dn
 import numpy as np
 import pytest
 from diy_nn import _core
+from diy_nn.plan import ConvPool, DenseRun, LayerStep
 from parity import ParamMap, check_module, require_torch
 
 ACTS = {"tanh": dn.TanH, "sigmoid": dn.Sigmoid, "relu": dn.ReLU, None: None}
@@ -28,7 +29,16 @@ class Unfused(dn.Sequential):
 
     def __init__(self, *layers):
         super().__init__(*layers)
-        self._chain, self._runs = None, []
+        self._unfused = [LayerStep(layer) for layer in self.layers]
+
+    def steps(self):
+        return self._unfused
+
+
+def whole_chain(net):
+    """The net's single dense run (the whole chain fused), or None."""
+    steps = net.steps()
+    return steps[0] if len(steps) == 1 and isinstance(steps[0], DenseRun) else None
 
 
 def clone(net_layers, dtype):
@@ -61,7 +71,7 @@ def test_fused_matches_layer_by_layer(dtype, sizes, acts, bias):
     layers = make_layers(sizes, acts, dtype, bias=bias)
     fused = dn.Sequential(*layers)
     plain = Unfused(*clone(layers, dtype))
-    assert fused._chain is not None
+    assert whole_chain(fused) is not None
     rng = np.random.default_rng(1)
     x = (rng.standard_normal((9, sizes[0])) * 2).astype(dtype)
     delta = rng.standard_normal((9, sizes[-1])).astype(dtype)
@@ -109,16 +119,16 @@ def test_nested_autoencoder_is_fused():
     enc = dn.Sequential(dn.Linear(6, 3), dn.TanH())
     dec = dn.Sequential(dn.Linear(3, 6), dn.Sigmoid())
     ae = dn.AutoEncoder(enc, dec)
-    assert ae._chain is not None and len(ae._chain.linears) == 2
+    assert whole_chain(ae) is not None and len(whole_chain(ae).linears) == 2
     x = np.random.default_rng(0).random((4, 6))
     np.testing.assert_allclose(ae.forward(x), ae.decode(ae.encode(x)), rtol=1e-12)
 
 
 def test_not_fused_when_the_chain_does_not_fit():
-    assert dn.Sequential(dn.TanH(), dn.Linear(2, 2))._chain is None
-    assert dn.Sequential(dn.Linear(2, 2), dn.TanH(), dn.TanH())._chain is None
-    assert dn.Sequential(dn.Linear(2, 2), dn.Threshold(1.0, 0.0))._chain is None
-    assert dn.Sequential(dn.Linear(2, 2), dn.SoftMax())._chain is None
+    assert whole_chain(dn.Sequential(dn.TanH(), dn.Linear(2, 2))) is None
+    assert whole_chain(dn.Sequential(dn.Linear(2, 2), dn.TanH(), dn.TanH())) is None
+    assert whole_chain(dn.Sequential(dn.Linear(2, 2), dn.Threshold(1.0, 0.0))) is None
+    assert whole_chain(dn.Sequential(dn.Linear(2, 2), dn.SoftMax())) is None
 
 
 def test_fallbacks_and_errors_go_through_the_layers():
@@ -263,7 +273,7 @@ def test_fused_step_is_the_layer_by_layer_step(dtype, loss_cls, one_hot, bias):
         if one_hot:
             y = dn.one_hot(y, 4, dtype)
         c1, c2 = opt1.step(x, y), opt2.step(x, y)
-        assert fused._chain.trainer.output() is not None, "the fused step ran"
+        assert fused.train_step_output() is not None, "the fused step ran"
         assert c1 == pytest.approx(c2, rel=2e-6 if dtype == np.float32 else 1e-13), step
         np.testing.assert_array_equal(opt1.last_output, opt2.last_output)
         for (n1, p1, g1), (n2, p2, g2) in zip(
@@ -293,7 +303,7 @@ def test_fused_step_on_small_batches_of_wide_layers(dtype, batch, strided):
         x = x[:, ::2] if strided else x
         y = rng.random((batch, 100)).astype(dtype)
         c1, c2 = opt1.step(x, y), opt2.step(x, y)
-        assert fused._chain.trainer.output() is not None, "the fused step ran"
+        assert fused.train_step_output() is not None, "the fused step ran"
         assert c1 == pytest.approx(c2, rel=2e-6 if dtype == np.float32 else 1e-12), step
         np.testing.assert_allclose(opt1.last_output, opt2.last_output, **tol)
         for (n1, p1, g1), (_, p2, g2) in zip(
@@ -313,15 +323,15 @@ def test_fused_step_falls_back():
         dn.Adam(net, dn.MSELoss()),
     ):
         opt.step(x, -np.ones((4, 2)))
-        assert net._chain.trainer.output() is None
+        assert net.train_step_output() is None
     opt = dn.Optim(net, dn.MSELoss(), 0.1)
     with pytest.raises(ValueError, match="shape"):
         opt.step(x, np.zeros((4, 3)))
     with pytest.raises(ValueError, match="class"):
         dn.Optim(net, dn.CELogSoftMax(), 0.1).step(x, np.array([0, 1, 2, 1]))
-    assert net._chain.trainer.output() is None
+    assert net.train_step_output() is None
     opt.step(x, y)
-    assert net._chain.trainer.output() is not None
+    assert net.train_step_output() is not None
 
 
 def test_parameter_reassignment_reaches_the_cached_lists():
@@ -476,7 +486,7 @@ def test_fused_runs_inside_a_cnn(dtype, cnn):
     rng = np.random.default_rng(3)
     net = dn.Sequential(*layers(dtype, np.random.default_rng(8)))
     plain = Unfused(*layers(dtype, np.random.default_rng(8)))
-    assert [chain is not None for _, chain in net._runs] == fused
+    assert [isinstance(step, (DenseRun, ConvPool)) for step in net.steps()] == fused
     x = rng.standard_normal(shape).astype(dtype)
     out = plain.forward(x)
     delta = rng.standard_normal(out.shape).astype(dtype)

@@ -122,19 +122,14 @@ class ReLU(Threshold):
 class _LastAxis(Module):
     """Base of ``SoftMax``/``LogSoftMax``: input ``(N, k)``; runs the ``_op`` kernel.
 
-    The backward pass needs the forward's output ``y``; it is kept with the
-    input it came from and reused when the same array object comes back
-    (``input is self._last_input``), recomputed otherwise.
+    The backward pass needs the output ``y`` for ``input``: it computes it
+    again, so nothing is kept that the caller could change in place (the
+    returned output) or that outlives its use.
     """
 
     _param_names: ClassVar[tuple[str, ...]] = ()
     _grad_names: ClassVar[tuple[str, ...]] = ()
     _op: ClassVar[str] = "softmax"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._last_input: object = None
-        self._last_output: np.ndarray | None = None
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         x = _float_input(X, f"{type(self).__name__}.forward: input")
@@ -143,14 +138,10 @@ class _LastAxis(Module):
                 f"{type(self).__name__}.forward: input must have shape (N, k) with k >= 1, "
                 f"got {fmt_shape(x.shape)}"
             )
-        y = getattr(_core, self._op)(x)
-        self._last_input, self._last_output = X, y
-        return y
+        return getattr(_core, self._op)(x)
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        y = self._last_output
-        if input is not self._last_input or y is None:
-            y = self.forward(input)
+        y = self.forward(input)
         d = as_float_array(delta, f"{type(self).__name__}.backward_delta: delta", y.dtype, y.shape)
         return getattr(_core, self._op + "_backward")(y, d)
 

@@ -2,35 +2,51 @@
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ._fused import ConvPool, DenseChain
-from .module import Module
+from .module import COURSE_METHODS, Module
+from .plan import DenseRun, LayerStep, Step, all_unpatched, plan, unpatched
 
 __all__ = ["Sequential", "Sequentiel", "AutoEncoder"]
 
 
+class _Kept:
+    """What a forward pass keeps for the backward pass: the input it was given,
+    each step's own state, the plan it ran, and a weak reference to its output
+    (the record is dropped when that output is)."""
+
+    __slots__ = ("input", "states", "steps", "output")
+
+    def __init__(self, input: object, states: list[Any], steps: list[Step]) -> None:
+        self.input, self.states, self.steps = input, states, steps
+        self.output: weakref.ref | None = None
+
+
 class Sequential(Module):
-    """Modules applied one after the other.
+    """Modules applied one after the other: ``y = f_n(... f_1(x))``.
 
     Args:
         *modules: the layers in order, or a single ``OrderedDict`` of named layers.
 
-    ``forward`` keeps the input of each layer; the backward passes reuse them
-    when they get that same input back (else they run the forward again).
+    Backward is the chain rule over the steps in reverse: from ``δ`` = d loss
+    / d y, each step adds its parameters' gradients and passes back
+    ``δ ← (∂f_i/∂x_i)ᵀ δ``; ``backward`` returns d loss / d x.
 
-    When the layers (nested ``Sequential`` s included) are ``Linear`` layers
-    each followed by at most one ``TanH``, ``Sigmoid`` or ``ReLU``, ``forward``,
-    ``backward`` and ``backward_update_gradient`` run the whole chain in one
-    Rust call per direction (same results, see ``_fused.py``); the layers'
-    own methods still work one by one. In a longer ``Sequential`` (a CNN's
-    ``Linear``-``ReLU``-``Linear`` tail) each maximal such run is fused alone,
-    and so is each ``Conv1D``/``Conv2D`` directly followed by the max pooling
-    of the same dimension (``_fused.ConvPool``: the convolution's output is
-    never written out whole).
+    The steps come from ``diy_nn.plan.plan`` (``steps()`` shows them): a
+    ``Linear`` + ``TanH``/``Sigmoid``/``ReLU`` run, or a ``Conv`` + ``MaxPool``
+    pair, is one Rust call per direction; any other layer runs as itself.
+    Nested plain ``Sequential`` s are opened.
+
+    ``forward`` keeps what backward needs (copied where the caller could change
+    it in place) until its output is deleted or the next forward;
+    ``backward(input, delta)`` with that same input object gives the gradients
+    at the values the forward saw, with another input it runs the forward
+    again. ``forward`` and training steps hold the module's lock.
 
     Example:
         >>> net = Sequential(Linear(2, 4), TanH(), Linear(4, 1), Sigmoid())
@@ -38,6 +54,18 @@ class Sequential(Module):
 
     _param_names = ()
     _grad_names = ()
+    _transient: ClassVar[frozenset[str]] = frozenset({"_lock", "_plan", "_kept", "_release"})
+    # Built on first use: (steps, the __dict__ of each module whose methods they
+    # stand in for, those dicts' sizes (patching a method adds a key), the
+    # DenseRun of train_step or None).
+    _plan: tuple[list[Step], list[dict[str, Any]], list[int], DenseRun | None] | None = None
+    _kept: _Kept | None = None
+    _own_course = False  # whether a subclass replaces a course method or steps()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        methods = (*COURSE_METHODS, "steps", "train_step")
+        cls._own_course = any(getattr(cls, m) is not getattr(Sequential, m) for m in methods)
 
     def __init__(self, *modules: Module | OrderedDict[str, Module]) -> None:
         super().__init__()
@@ -52,22 +80,6 @@ class Sequential(Module):
                     f"Sequential: layer {name!r} must be a diy_nn Module, got {type(m).__name__}"
                 )
         self._named: list[tuple[str, Module]] = named  # type: ignore[assignment]
-        self._inputs: list[np.ndarray] = []
-        self._chain = DenseChain.of(self._leaves())
-        # After a fused forward: (the input given, that input cast, every layer's output).
-        self._fused: tuple[object, np.ndarray, list[np.ndarray]] | None = None
-        # Without a whole chain: the layers cut into maximal dense runs (each with
-        # its DenseChain) and the other layers (chain None), if there is a run.
-        self._runs = _runs(self.layers) if self._chain is None else []
-        # After a forward by runs: (the input, what each run kept for its backward).
-        self._run_state: tuple[object, list[tuple[Any, Any]]] | None = None
-
-    def _leaves(self) -> list[Module]:
-        """The layers with nested plain ``Sequential`` s (and ``AutoEncoder`` s) opened."""
-        leaves: list[Module] = []
-        for _, m in self._named:
-            leaves.extend(m._leaves() if type(m) in (Sequential, AutoEncoder) else [m])  # type: ignore[attr-defined]
-        return leaves
 
     def children(self) -> list[tuple[str, Module]]:
         return list(self._named)
@@ -76,140 +88,74 @@ class Sequential(Module):
     def layers(self) -> list[Module]:
         return [m for _, m in self._named]
 
+    def steps(self) -> list[Step]:
+        """The steps ``forward`` runs: ``plan()`` of the layers, nested plain
+        ``Sequential`` s opened; planned again when a course method is patched."""
+        return self._planned()[0]
+
+    def _planned(self) -> tuple[list[Step], list[dict[str, Any]], list[int], DenseRun | None]:
+        p = self._plan
+        if p is None or list(map(len, p[1])) != p[2]:
+            if p is None or not all_unpatched(p[1]):
+                opened: list[Module] = []
+                steps = plan(_leaves(self, opened))
+                fused = [m for s in steps if not isinstance(s, LayerStep) for m in s.layers]
+                dicts = [m.__dict__ for m in [self, *opened, *fused]]
+                whole = steps[0] if len(steps) == 1 and isinstance(steps[0], DenseRun) else None
+                p = (steps, dicts, [], None if self._own_course or not unpatched(self) else whole)
+            p = self._plan = (p[0], p[1], list(map(len, p[1])), p[3])
+        return p
+
     def forward(self, X: np.ndarray) -> np.ndarray:
-        if self._chain is not None:
-            x = self._chain.input(X)
-            if x is not None:
-                outputs = self._chain.forward(x)
-                self._inputs, self._fused = [], (X, x, outputs)
-                return outputs[-1]
-        if self._runs:
-            return self._forward_runs(X)
-        return self._forward_layers(X)
+        with self._guard():
+            y, self._kept = self._forward(X)
+            with contextlib.suppress(TypeError):  # not an array: kept until the next forward
+                self._kept.output = weakref.ref(y, _releaser(self))
+            return y
 
-    def _forward_runs(self, X: np.ndarray) -> np.ndarray:
-        """The forward pass run by run: one Rust call per dense run."""
-        self._fused, self._inputs, input = None, [], X
-        state: list[tuple[Any, Any]] = []
-        for layers, chain in self._runs:
-            x = chain.input(X) if chain is not None else None
-            if chain is not None and x is not None:
-                outputs = chain.forward(x)
-                state.append((x, outputs))
-                X = outputs[-1]
-            else:
-                inputs = []
-                for layer in layers:
-                    inputs.append(X)
-                    X = layer.forward(X)
-                state.append((inputs, None))
-        self._run_state = (input, state)
-        return X
+    def _forward(self, X: Any) -> tuple[Any, _Kept]:
+        steps, states, x = self.steps(), [], X
+        last = len(steps) - 1
+        for i, step in enumerate(steps):
+            x, state = step.forward(x, i > 0, i == last)
+            states.append(state)
+        return x, _Kept(X, states, steps)
 
-    def _backward_runs(self, input: np.ndarray, delta: np.ndarray, input_delta: bool) -> object:
-        """The backward pass run by run; d loss / d input if ``input_delta``."""
-        if self._run_state is None or self._run_state[0] is not input:
-            self._forward_runs(input)
-        assert self._run_state is not None
-        for i in reversed(range(len(self._runs))):
-            (layers, chain), (kept, outputs) = self._runs[i], self._run_state[1][i]
-            need = input_delta or i > 0
-            if outputs is not None:
-                delta = chain.backward(kept, outputs, delta, need)  # type: ignore[union-attr,assignment]
-                continue
-            for j in reversed(range(len(layers))):
-                x = kept[j]
-                if j == 0 and not need:
-                    layers[j].backward_update_gradient(x, delta)
-                else:
-                    delta = layers[j].backward(x, delta)
-        return delta
-
-    def _forward_layers(self, X: np.ndarray) -> np.ndarray:
-        """The forward pass one layer at a time, keeping each layer's input."""
-        self._fused = self._run_state = None
-        inputs = []
-        for layer in self.layers:
-            inputs.append(X)
-            X = layer.forward(X)
-        self._inputs = inputs
-        return X
-
-    def _layer_inputs(self, input: np.ndarray) -> list[np.ndarray]:
-        if not self._inputs or self._inputs[0] is not input:
-            self._forward_layers(input)
-        return self._inputs
-
-    def zero_grad(self) -> None:
-        if self._chain is not None:
-            self._chain.zero_grad()
-        else:
-            super().zero_grad()
-
-    def _train_step(self, X: np.ndarray, Y: np.ndarray, loss: object, lr: float) -> float | None:
-        """A whole plain-SGD step in one Rust call when the chain and ``loss``
-        allow it (see ``DenseChain.train_step``); None otherwise."""
-        cls = type(self)
-        if (
-            self._chain is None
-            or cls.forward is not Sequential.forward
-            or cls.backward_update_gradient is not Sequential.backward_update_gradient
-            or cls.zero_grad is not Sequential.zero_grad
-        ):
-            return None
-        cost = self._chain.train_step(X, Y, loss, lr)  # type: ignore[arg-type]
-        if cost is not None and (self._inputs or self._fused is not None):
-            # Drop the layer inputs kept from an earlier forward pass (the
-            # check first: an assignment goes through Module.__setattr__).
-            self._inputs, self._fused = [], None
-        return cost
-
-    def _fused_backward(self, input: object, delta: object, input_delta: bool) -> object:
-        """The fused backward pass; ``_NOT_FUSED`` when the chain cannot take ``input``."""
-        if self._chain is None:
-            return _NOT_FUSED
-        if self._fused is None or self._fused[0] is not input:
-            x = self._chain.input(input)
-            if x is None:
-                return _NOT_FUSED
-            self._fused = (input, x, self._chain.forward(x))
-        _, x, outputs = self._fused
-        return self._chain.backward(x, outputs, delta, input_delta)
+    def _backward(self, input: Any, delta: Any, grads: bool, input_delta: bool) -> Any:
+        with self._guard():
+            kept = self._kept
+            if kept is None or kept.input is not input or kept.steps is not self.steps():
+                kept = self._forward(input)[1]
+            steps, states = kept.steps, kept.states
+            for i in reversed(range(len(steps))):
+                delta = steps[i].backward(states[i], delta, grads, input_delta or i > 0)
+            return delta
 
     def backward(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """Updates every layer's gradients and returns d loss / d input, in one pass."""
-        fused = self._fused_backward(input, delta, input_delta=True)
-        if fused is not _NOT_FUSED:
-            return fused  # type: ignore[return-value]
-        if self._runs:
-            return self._backward_runs(input, delta, input_delta=True)  # type: ignore[return-value]
-        for layer, x in zip(
-            reversed(self.layers), reversed(self._layer_inputs(input)), strict=True
-        ):
-            delta = layer.backward(x, delta)
-        return delta
+        return self._backward(input, delta, grads=True, input_delta=True)
 
     def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
         """Updates every layer's gradients; d loss / d input of the first layer is not computed."""
-        if (
-            self._fused_backward(input, delta, input_delta=False) is not _NOT_FUSED
-            or not self._named
-        ):
-            return
-        if self._runs:
-            self._backward_runs(input, delta, input_delta=False)
-            return
-        layers, inputs = self.layers, self._layer_inputs(input)
-        for layer, x in zip(reversed(layers[1:]), reversed(inputs[1:]), strict=True):
-            delta = layer.backward(x, delta)
-        layers[0].backward_update_gradient(inputs[0], delta)
+        self._backward(input, delta, grads=True, input_delta=False)
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        for layer, x in zip(
-            reversed(self.layers), reversed(self._layer_inputs(input)), strict=True
-        ):
-            delta = layer.backward_delta(x, delta)
-        return delta
+        """Returns d loss / d input; the gradients are left as they are."""
+        return self._backward(input, delta, grads=False, input_delta=True)
+
+    def train_step(self, X: np.ndarray, Y: np.ndarray, loss: Any, lr: float) -> float | None:
+        """The whole plain-SGD step in one Rust call when the layers are one
+        dense run and ``loss`` is one the kernel has (``plan.DenseRun.train_step``)."""
+        with self._guard():
+            run = self._planned()[3]
+            cost = run.train_step(X, Y, loss, lr) if run is not None else None
+            if cost is not None and self._kept is not None:
+                self._kept = None  # the parameters moved
+            return cost
+
+    def train_step_output(self) -> np.ndarray | None:
+        run = self._plan[3] if self._plan is not None else None
+        return run.train_step_output() if run is not None else None
 
     def __len__(self) -> int:
         return len(self._named)
@@ -233,31 +179,34 @@ class Sequential(Module):
 Sequentiel = Sequential  # the course's French name
 
 
-def _runs(layers: list[Module]) -> list[tuple[list[Module], DenseChain | ConvPool | None]]:
-    """``layers`` cut into fused runs (maximal dense runs with their
-    ``DenseChain``, convolution + max-pooling pairs with their ``ConvPool``)
-    and groups of other layers (with None); empty when nothing is fused."""
-    runs: list[tuple[list[Module], DenseChain | ConvPool | None]] = []
-    i = 0
-    while i < len(layers):
-        j = i + 1
-        pair = ConvPool.of(layers[i : i + 2])
-        if pair is not None:
-            j = i + 2
-            runs.append((layers[i:j], pair))
-        elif DenseChain.of(layers[i:j]) is not None:
-            while j < len(layers) and DenseChain.of(layers[i : j + 1]) is not None:
-                j += 1
-            runs.append((layers[i:j], DenseChain.of(layers[i:j])))
-        elif runs and runs[-1][1] is None:
-            runs[-1][0].append(layers[i])
+def _releaser(net: Sequential) -> Any:
+    """The callback that drops ``net``'s kept forward state when its output
+    dies; it holds ``net`` weakly, so no reference cycle keeps arrays alive."""
+    release = net.__dict__.get("_release")
+    if release is None:
+        me = weakref.ref(net)
+
+        def release(output_ref: weakref.ref) -> None:
+            owner = me()
+            kept = owner._kept if owner is not None else None
+            if kept is not None and kept.output is output_ref:
+                owner._kept = None  # type: ignore[union-attr]
+
+        net.__dict__["_release"] = release
+    return release
+
+
+def _leaves(seq: Sequential, opened: list[Module]) -> list[Module]:
+    """The layers with nested plain, unpatched ``Sequential`` s (and
+    ``AutoEncoder`` s) opened; those are appended to ``opened``."""
+    leaves: list[Module] = []
+    for _, m in seq._named:
+        if type(m) in (Sequential, AutoEncoder) and unpatched(m):
+            opened.append(m)
+            leaves.extend(_leaves(m, opened))  # type: ignore[arg-type]
         else:
-            runs.append(([layers[i]], None))
-        i = j
-    return runs if any(chain is not None for _, chain in runs) else []
-
-
-_NOT_FUSED = object()
+            leaves.append(m)
+    return leaves
 
 
 class AutoEncoder(Sequential):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -9,24 +10,20 @@ import numpy as np
 
 from .dtype import resolve_dtype
 
-__all__ = ["Module"]
+__all__ = ["Module", "COURSE_METHODS"]
 
-# Bumped whenever a parameter or gradient attribute of any module is assigned:
-# the cached ``(name, parameter, gradient)`` lists of the optimizers and of the
-# fused dense chains are rebuilt when it moved.
-_version = 0
-
-
-def params_version() -> int:
-    """A number that changes whenever a parameter or gradient attribute is assigned."""
-    return _version
-
-
-def _set(module: Module, name: str, value: object) -> None:
-    """Assigns a parameter or gradient attribute as is, and bumps the version."""
-    global _version
-    _version += 1
-    object.__setattr__(module, name, value)
+# The methods a layer writes (or inherits) to take part in training. A module
+# whose class or instance replaces one of them runs as itself in a Sequential.
+COURSE_METHODS = frozenset(
+    {
+        "forward",
+        "backward_update_gradient",
+        "backward_delta",
+        "backward",
+        "zero_grad",
+        "update_parameters",
+    }
+)
 
 
 class Module:
@@ -34,14 +31,23 @@ class Module:
 
     Gradients are of the *summed* per-sample loss and accumulate until
     ``zero_grad()``. Parameters are listed in ``_param_names`` with their
-    gradients in ``_grad_names`` (for ``Linear``: ``_parameters``/``_gradient``
-    and ``_bias``/``_grad_bias``). Assigning a parameter (``layer._parameters =
-    W``, as course scripts do) stores a copy in the module's dtype, so training
-    never writes into an array the caller still holds.
+    gradients in ``_grad_names``; by default ``_parameters``/``_gradient`` and
+    ``_bias``/``_grad_bias``, so a course-style layer that assigns any of these
+    four in its ``__init__`` (after ``super().__init__()``) trains them without
+    declaring anything. A parameter that is None is not one. Assigning a
+    parameter (``layer._parameters = W``, as course scripts do) stores a copy
+    in the module's dtype, so training never writes into an array the caller
+    still holds.
+
+    A module used at several places of a network (``Sequential(lin, TanH(),
+    lin)``) is one set of parameters: ``named_parameters`` lists them once,
+    and its gradient is the sum over its uses.
     """
 
-    _param_names: ClassVar[tuple[str, ...]] = ("_parameters",)
-    _grad_names: ClassVar[tuple[str, ...]] = ("_gradient",)
+    _param_names: ClassVar[tuple[str, ...]] = ("_parameters", "_bias")
+    _grad_names: ClassVar[tuple[str, ...]] = ("_gradient", "_grad_bias")
+    # Attributes rebuilt on demand, never copied or pickled (locks, kernel state).
+    _transient: ClassVar[frozenset[str]] = frozenset({"_lock"})
     # The course's attribute names, set from the two tuples above.
     _parameters: Any
     _gradient: Any
@@ -50,21 +56,28 @@ class Module:
 
     def __init__(self) -> None:
         for name in self._param_names + self._grad_names:
-            _set(self, name, None)
+            object.__setattr__(self, name, None)
 
     def __setattr__(self, name: str, value: object) -> None:
-        if name in self._param_names:
-            if value is not None:
-                dtype = self.dtype or np.asarray(value).dtype
-                value = np.array(value, dtype=resolve_dtype(dtype), copy=True)
-            _set(self, name, value)
-        elif name in self._grad_names:
-            _set(self, name, value)
-        else:
-            object.__setattr__(self, name, value)
+        if name in self._param_names and value is not None:
+            dtype = self.dtype or np.asarray(value).dtype
+            value = np.array(value, dtype=resolve_dtype(dtype), copy=True)
+        object.__setattr__(self, name, value)
 
-    # --- the course API -------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: a parameter or gradient name
+        # is missing when ``Module.__init__`` never ran.
+        if name in type(self)._param_names or name in type(self)._grad_names:
+            cls = type(self).__name__
+            raise AttributeError(
+                f"{cls} has no attribute {name!r}: {cls}.__init__ must call "
+                f"super().__init__() before setting parameters (add it as the first line)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    # The course API. ---------------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
+        """Returns the output for the input ``X`` (the first axis is the batch)."""
         raise NotImplementedError
 
     def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
@@ -86,7 +99,7 @@ class Module:
                 grad.fill(0)
             else:
                 module, attr = self._locate_grad(name)
-                _set(module, attr, np.zeros_like(param))
+                object.__setattr__(module, attr, np.zeros_like(param))
 
     def update_parameters(self, gradient_step: float = 1e-3) -> None:
         """Plain gradient step: ``parameter -= gradient_step * gradient``."""
@@ -96,19 +109,48 @@ class Module:
     def __call__(self, X: np.ndarray) -> np.ndarray:
         return self.forward(X)
 
-    # --- parameters, uniformly ------------------------------------------------
+    # The optimizers' hook. ---------------------------------------------------
+    def train_step(self, X: np.ndarray, Y: np.ndarray, loss: Any, lr: float) -> float | None:
+        """One plain-SGD step on the batch ``(X, Y)`` for ``loss`` in one call.
+
+        Forward, loss, backward (the gradients are *written*, not added) and
+        ``parameter -= lr * gradient``, returning the batch's mean cost; or
+        None, with nothing changed, when this module has no such fast path for
+        these arguments (the optimizer then runs forward, ``backward_update_gradient``
+        and its own update). The base class never has one.
+        """
+        return None
+
+    def train_step_output(self) -> np.ndarray | None:
+        """A copy of the network's output in the last ``train_step`` that ran, or None."""
+        return None
+
+    # Parameters, uniformly. --------------------------------------------------
     def children(self) -> list[tuple[str, Module]]:
         """Sub-modules with their names (none for a plain layer)."""
         return []
 
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """``(name prefix, module)`` for this module and its descendants, depth
+        first, each module once (at its first place) however often it is used."""
+        seen: set[int] = set()
+        stack = [(prefix, self)]
+        while stack:
+            name, module = stack.pop()
+            if id(module) in seen:
+                continue
+            seen.add(id(module))
+            yield name, module
+            stack.extend((f"{name}{c}.", m) for c, m in reversed(module.children()))
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """Yields ``(name, parameter, gradient)`` for every parameter, children included."""
-        for pname, gname in zip(self._param_names, self._grad_names, strict=True):
-            param = getattr(self, pname)
-            if param is not None:
-                yield prefix + pname, param, getattr(self, gname)
-        for cname, child in self.children():
-            yield from child.named_parameters(f"{prefix}{cname}.")
+        """Yields ``(name, parameter, gradient)`` for every parameter, children
+        included; a module used twice is listed once."""
+        for path, module in self.named_modules(prefix):
+            for pname, gname in zip(module._param_names, module._grad_names, strict=True):
+                param = getattr(module, pname)
+                if param is not None:
+                    yield path + pname, param, getattr(module, gname)
 
     def _locate_grad(self, name: str) -> tuple[Module, str]:
         *path, pname = name.split(".")
@@ -132,18 +174,32 @@ class Module:
                 for attr in (pname, gname):
                     value = getattr(module, attr)
                     if value is not None:
-                        _set(module, attr, value.astype(dt))
+                        object.__setattr__(module, attr, value.astype(dt))
         return self
 
     def modules(self) -> Iterator[Module]:
-        """This module and all its descendants, depth first."""
-        yield self
-        for _, child in self.children():
-            yield from child.modules()
+        """This module and all its descendants, depth first, each once."""
+        for _, module in self.named_modules():
+            yield module
 
     def n_parameters(self) -> int:
-        """The number of scalar parameters."""
+        """The number of scalar parameters (a module used twice counts once)."""
         return sum(p.size for _, p, _ in self.named_parameters())
+
+    # Threads and copies. -----------------------------------------------------
+    def _guard(self) -> threading.RLock:
+        """The lock held by a training step on this module and by a container's
+        forward: a forward from another thread sees the parameters before or
+        after a step, never half-written ones. Created on first use."""
+        lock = self.__dict__.get("_lock")
+        if lock is None:
+            lock = self.__dict__.setdefault("_lock", threading.RLock())
+        return lock
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The attributes without the transient ones (locks, kernel state), for
+        ``copy.deepcopy`` and ``pickle``; those are rebuilt on first use."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._transient}
 
     def extra_repr(self) -> str:
         return ""

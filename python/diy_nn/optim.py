@@ -18,7 +18,7 @@ from . import _core
 from ._validation import ShapeError, check_positive_int, fmt_shape
 from .init import get_rng
 from .loss import Loss
-from .module import Module, params_version
+from .module import Module
 
 __all__ = [
     "Optimizer",
@@ -65,8 +65,6 @@ class Optimizer(ABC):
         # The network's output in the last step, or the function that copies it.
         self._last_output: np.ndarray | None = None
         self._output_of: Callable[[], np.ndarray | None] | None = None
-        # (params_version(), the net's (name, parameter, gradient) list)
-        self._params: tuple[int, list[tuple[str, np.ndarray, np.ndarray]]] | None = None
 
     @property
     def last_output(self) -> np.ndarray | None:
@@ -87,26 +85,28 @@ class Optimizer(ABC):
                 f"{type(self).__name__}.step: batch_x and batch_y must have the same number of "
                 f"samples, got {fmt_shape(bx.shape)} and {fmt_shape(by.shape)}"
             )
-        cost = self._fused_step(bx, by)
+        cost = self._fused_step(bx, by)  # the net's train_step holds its lock
         if cost is not None:
             return cost
-        yhat = self.last_output = self.net.forward(bx)
-        costs = self.loss.forward(by, yhat)
-        self.net.zero_grad()
-        # The gradients only: d loss / d input of the first layer is not needed.
-        self.net.backward_update_gradient(bx, self.loss.backward(by, yhat))
-        self._step(self.parameters())
+        # The net's lock: a forward from another thread waits for the whole step.
+        with self.net._guard():
+            yhat = self.last_output = self.net.forward(bx)
+            costs = self.loss.forward(by, yhat)
+            self.net.zero_grad()
+            # The gradients only: d loss / d input of the first layer is not needed.
+            self.net.backward_update_gradient(bx, self.loss.backward(by, yhat))
+            self._step(self.parameters())
         return float(np.mean(costs))
 
     def _fused_step(self, bx: np.ndarray, by: np.ndarray) -> float | None:
-        """The whole step in one kernel call where the optimizer allows it, else None."""
+        """The whole step through the net's ``train_step`` hook where the
+        optimizer's rule is plain SGD, else None (the base: never)."""
         return None
 
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """The net's ``(name, parameter, gradient)`` list, cached until one is reassigned."""
-        if self._params is None or self._params[0] != params_version():
-            self._params = (params_version(), list(self.net.named_parameters()))
-        return self._params[1]
+        """The net's ``(name, parameter, gradient)`` list, read afresh (a course
+        script may have assigned a new array), each parameter once."""
+        return list(self.net.named_parameters())
 
     @abstractmethod
     def _step(self, params: Params) -> None:
@@ -200,13 +200,15 @@ class SGD(Optimizer):
         self.shuffle, self.rng = shuffle, rng
 
     def _fused_step(self, bx: np.ndarray, by: np.ndarray) -> float | None:
-        # Plain SGD on a dense chain: forward, loss, backward and update in one call.
-        train = getattr(self.net, "_train_step", None)
-        if self.weight_decay or self.momentum or type(self)._step is not SGD._step or not train:
+        # Plain SGD (no momentum, no decay, ``_step`` not replaced): the net's
+        # one-call step if it has one for this batch and loss.
+        if self.weight_decay or self.momentum or type(self)._step is not SGD._step:
             return None
-        cost = train(bx, by, self.loss, self.eps)
+        if "_step" in self.__dict__:
+            return None
+        cost = self.net.train_step(bx, by, self.loss, self.eps)
         if cost is not None:
-            self._output_of = self.net._chain.trainer.output  # type: ignore[attr-defined]
+            self._output_of = self.net.train_step_output
         return cost
 
     def _step(self, params: Params) -> None:

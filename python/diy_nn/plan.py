@@ -1,0 +1,411 @@
+"""The planner of ``Sequential``: ``plan(layers)`` turns its layers into steps.
+
+A step is one layer run as itself (``LayerStep``), or a run of layers that one
+Rust call per direction computes (``DenseRun``: ``Linear`` layers each followed
+by at most one ``TanH``/``Sigmoid``/``ReLU``; ``ConvPool``: a ``Conv1D``/``Conv2D``
+followed by the max pooling of its output). Every step has the same interface:
+
+- ``forward(x, private, exposed) -> (y, kept)``: ``kept`` is what its backward
+  needs, owned by the caller (no state in the step). ``private``: nobody else
+  holds ``x`` (else the step copies what it keeps of it); ``exposed``: ``y`` goes
+  to the user (who may change it in place), so nothing kept aliases it.
+- ``backward(kept, delta, grads, input_delta)``: adds d loss / d parameters to
+  the gradients if ``grads``; returns d loss / d x if ``input_delta`` (else None).
+
+A fused run computes exactly what its layers compute one by one (the same
+kernels); an input it cannot take (another shape, mixed dtypes) goes through
+its layers one by one, which raise their usual errors. Only layers of exactly
+these classes, without a patched course method, and used once in the network,
+are fused; any other layer runs as itself.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._validation import _CASTABLE_KINDS, as_float_array
+from .activation import ReLU, Sigmoid, TanH
+from .conv import Conv1D, Conv2D
+from .linear import Linear
+from .loss import BCELoss, CELogSoftMax, CrossEntropyCriterion, Loss, MAELoss, MSELoss
+from .module import COURSE_METHODS, Module
+from .pooling import MaxPool1D, MaxPool2D
+
+__all__ = ["plan", "LayerStep", "DenseRun", "ConvPool", "Step"]
+
+# Activation codes of the dense kernels (``_core.dense_forward``...).
+_IDENTITY = 0
+_CODES: dict[type, int] = {TanH: 1, Sigmoid: 2, ReLU: 3}
+# Loss codes of ``_core.DenseTrainer.step``; the last two take class indices too.
+_LOSS_CODES: dict[type, int] = {
+    MSELoss: 0,
+    MAELoss: 1,
+    BCELoss: 2,
+    CELogSoftMax: 3,
+    CrossEntropyCriterion: 4,
+}
+_INDEX_LOSSES = (3, 4)
+
+
+def unpatched(module: object) -> bool:
+    """Whether no course method is replaced on the instance (``lin.forward = stub``)."""
+    return COURSE_METHODS.isdisjoint(module.__dict__)
+
+
+def all_unpatched(dicts: list[dict[str, Any]]) -> bool:
+    """``unpatched`` for every module whose ``__dict__`` is in ``dicts``."""
+    return all(map(COURSE_METHODS.isdisjoint, dicts))
+
+
+def _is(layer: Module, cls: type) -> bool:
+    """``layer`` is exactly a ``cls`` with its class's methods: the kernels may stand in."""
+    return type(layer) is cls and unpatched(layer)
+
+
+class LayerStep:
+    """One layer run as itself: its own ``forward``, ``backward``,
+    ``backward_update_gradient`` or ``backward_delta``, on the input it got."""
+
+    def __init__(self, layer: Module) -> None:
+        self.layer = layer
+        self.layers = [layer]
+
+    def forward(self, x: Any, private: bool, exposed: bool) -> tuple[Any, Any]:
+        if not private and isinstance(x, np.ndarray):
+            x = x.copy()
+        y = self.layer.forward(x)
+        if exposed and isinstance(y, np.ndarray) and np.may_share_memory(y, x):
+            y = y.copy()  # a view of the kept input (Flatten): the user's own array
+        return y, x
+
+    def backward(self, kept: Any, delta: Any, grads: bool, input_delta: bool) -> Any:
+        layer = self.layer
+        if grads and input_delta:
+            return layer.backward(kept, delta)
+        if grads:
+            layer.backward_update_gradient(kept, delta)
+            return None
+        return layer.backward_delta(kept, delta)
+
+    def __repr__(self) -> str:
+        return f"LayerStep({self.layer!r})"
+
+
+class _ByLayer(list):
+    """What a fused run keeps when it ran its layers one by one: their inputs."""
+
+
+class _Fused:
+    """A run of layers with one kernel call per direction (subclasses: ``_input``,
+    ``_forward``, ``_backward``), or its layers one by one for an input the
+    kernel cannot take."""
+
+    layers: list[Module]
+
+    def _input(self, X: Any) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def _forward(self, x: np.ndarray, exposed: bool) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def _backward(self, kept: Any, delta: np.ndarray, grads: bool, input_delta: bool) -> Any:
+        raise NotImplementedError
+
+    def forward(self, X: Any, private: bool, exposed: bool) -> tuple[Any, Any]:
+        x = self._input(X)
+        if x is None:
+            kept = _ByLayer()
+            for i, layer in enumerate(self.layers):
+                step = LayerStep(layer)
+                X, k = step.forward(X, private or i > 0, exposed and i == len(self.layers) - 1)
+                kept.append(k)
+            return X, kept
+        if x is X and not private:
+            x = x.copy()  # the caller may change X in place before the backward pass
+        return self._forward(x, exposed)
+
+    def backward(self, kept: Any, delta: Any, grads: bool, input_delta: bool) -> Any:
+        if type(kept) is _ByLayer:
+            for i in reversed(range(len(self.layers))):
+                step = LayerStep(self.layers[i])
+                delta = step.backward(kept[i], delta, grads, input_delta or i > 0)
+            return delta
+        name = f"{type(self.layers[-1]).__name__}.backward: delta"
+        d = as_float_array(delta, name, kept[0].dtype)
+        return self._backward(kept, d, grads, input_delta)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"{type(self).__name__}({inner})"
+
+
+class DenseRun(_Fused):
+    """``Linear`` layers each followed by at most one ``TanH``/``Sigmoid``/``ReLU``.
+
+    Forward ``y_i = act_i(y_{i-1} W_i + b_i)`` in one ``_core.dense_forward``
+    call; backward (``_core.dense_backward``), from ``δ`` = d loss / d y_i:
+    ``δ' = δ ⊙ act_i'``, ``∂L/∂W_i = y_{i-1}ᵀ δ'``, ``∂L/∂b_i = Σₙ δ'``,
+    ``δ_{i-1} = δ' W_iᵀ``. It keeps the input and every ``y_i``. ``train_step``
+    runs a whole plain-SGD step in one call (``_core.DenseTrainer``).
+    """
+
+    def __init__(self, layers: Sequence[Module], linears: list[Linear], codes: list[int]) -> None:
+        self.layers = list(layers)
+        self.linears = linears
+        self.codes = codes
+        self._trainer: Any = None
+        # The arrays given to the trainer in the last step: per layer, then as
+        # the trainer's four lists; reused while every layer still holds those
+        # same arrays (compared by identity, so a reassigned one is seen).
+        self._held: list[tuple[Any, ...]] = []
+        self._lists: tuple[list, list, list, list] | None = None
+
+    @classmethod
+    def of(cls, layers: Sequence[Module]) -> DenseRun | None:
+        """The run of ``layers``, or None when they are not such a run."""
+        linears: list[Linear] = []
+        codes: list[int] = []
+        for layer in layers:
+            if _is(layer, Linear):
+                linears.append(layer)  # type: ignore[arg-type]
+                codes.append(_IDENTITY)
+            elif type(layer) in _CODES and unpatched(layer) and codes and codes[-1] == _IDENTITY:
+                codes[-1] = _CODES[type(layer)]
+            else:
+                return None
+        return cls(layers, linears, codes) if linears else None
+
+    def _input(self, X: Any) -> np.ndarray | None:
+        """``X`` in the parameters' dtype if the run can take it, else None."""
+        dtype = self.linears[0]._parameters.dtype
+        for layer in self.linears:
+            if layer._parameters.dtype != dtype or (
+                layer._bias is not None and layer._bias.dtype != dtype
+            ):
+                return None
+        return _cast(X, self.linears[0]._parameters)
+
+    def _forward(self, x: np.ndarray, exposed: bool) -> tuple[np.ndarray, Any]:
+        outputs = _core.dense_forward(
+            x,
+            [layer._parameters for layer in self.linears],
+            [layer._bias for layer in self.linears],
+            self.codes,
+        )
+        y = outputs[-1]
+        if exposed:
+            outputs[-1] = y.copy()  # the backward pass reads it; the user may change y
+        return y, (x, outputs)
+
+    def _backward(self, kept: Any, delta: np.ndarray, grads: bool, input_delta: bool) -> Any:
+        x, outputs = kept
+        if grads:
+            gws, gbs = [], []
+            for layer in self.linears:
+                _fit_grads(layer)
+                gws.append(layer._gradient)
+                gbs.append(layer._grad_bias if layer._bias is not None else None)
+        else:  # d input only: the gradients go to scratch arrays
+            gws = [np.zeros_like(m._parameters) for m in self.linears]
+            gbs = [None if m._bias is None else np.zeros_like(m._bias) for m in self.linears]
+        return _core.dense_backward(
+            x,
+            outputs,
+            [layer._parameters for layer in self.linears],
+            [layer._bias for layer in self.linears],
+            self.codes,
+            gws,
+            gbs,
+            delta,
+            input_delta,
+        )
+
+    def train_step(self, X: Any, Y: Any, loss: Loss, lr: float) -> float | None:
+        """One plain SGD step (``p -= lr * grad``) on ``(X, Y)`` for ``loss`` in
+        one call; the mean cost, or None when the step does not fit the kernel
+        (the general path then runs, and raises its usual errors)."""
+        code = _LOSS_CODES.get(type(loss))
+        if code is None or not COURSE_LOSS.isdisjoint(loss.__dict__):
+            return None
+        arrays = self._step_arrays()
+        x = _cast(X, arrays[0][0]) if arrays is not None else None
+        if arrays is None or x is None:
+            return None
+        k = arrays[0][-1].shape[1]
+        if code in _INDEX_LOSSES and Y.ndim == 1 and Y.dtype.kind in "iu":
+            target = Y.astype(np.int64, copy=False)
+        elif Y.shape == (len(x), k) and Y.dtype.kind in _CASTABLE_KINDS:
+            target = Y if Y.dtype == x.dtype else Y.astype(x.dtype)
+        else:
+            return None
+        if self._trainer is None:
+            self._trainer = _core.DenseTrainer()
+        ws, bs, gws, gbs = arrays
+        try:
+            return self._trainer.step(x, target, ws, bs, self.codes, gws, gbs, code, lr)
+        except ValueError:  # e.g. a class index out of range, checked before any write
+            return None
+
+    def train_step_output(self) -> np.ndarray | None:
+        """A copy of the output in the last ``train_step`` that ran, or None."""
+        return None if self._trainer is None else self._trainer.output()
+
+    def _step_arrays(self) -> tuple[list, list, list, list] | None:
+        """Weights, biases, weight and bias gradients (created where missing);
+        None when they do not share one dtype."""
+        for layer, w, b, gw, gb in self._held:
+            if (
+                layer._parameters is not w
+                or layer._bias is not b
+                or layer._gradient is not gw
+                or layer._grad_bias is not gb
+            ):
+                break
+        else:
+            if self._held:
+                return self._lists
+        for layer in self.linears:
+            _fit_grads(layer)
+        held = [(m, m._parameters, m._bias, m._gradient, m._grad_bias) for m in self.linears]
+        dtype = held[0][1].dtype
+        if any(a is not None and a.dtype != dtype for entry in held for a in entry[1:]):
+            self._held, self._lists = [], None
+            return None
+        self._held = held
+        self._lists = (
+            [w for _, w, _, _, _ in held],
+            [b for _, _, b, _, _ in held],
+            [gw for _, _, _, gw, _ in held],
+            [gb if b is not None else None for _, _, b, _, gb in held],
+        )
+        return self._lists
+
+
+COURSE_LOSS = frozenset({"forward", "backward"})
+
+
+class ConvPool(_Fused):
+    """A convolution and the max pooling of its output, one Rust call per direction.
+
+    Forward: ``y = maxpool(conv(x))`` without writing the convolution's whole
+    output (``_core.conv2d_maxpool``); it keeps the input and each maximum's
+    offset in its window. Backward: ``δ`` goes to the maximum of each window
+    (``δ_conv``), then ``∂L/∂W = Σ x-patchᵀ δ_conv``, ``∂L/∂b = Σ δ_conv`` and
+    ``∂L/∂x`` is the transposed convolution of ``δ_conv`` (``conv2d_maxpool_backward``).
+    """
+
+    _PAIRS: dict[type, type] = {Conv1D: MaxPool1D, Conv2D: MaxPool2D}
+
+    def __init__(self, conv: Conv1D | Conv2D, pool: MaxPool1D | MaxPool2D) -> None:
+        self.conv, self.pool = conv, pool
+        self.layers = [conv, pool]
+        name = "conv2d" if isinstance(conv, Conv2D) else "conv1d"
+        self._kernel = getattr(_core, name + "_maxpool")
+        self._kernel_backward = getattr(_core, name + "_maxpool_backward")
+
+    @classmethod
+    def of(cls, layers: Sequence[Module]) -> ConvPool | None:
+        """The pair ``[Conv1D, MaxPool1D]`` or ``[Conv2D, MaxPool2D]``, else None."""
+        if len(layers) != 2 or not all(unpatched(m) for m in layers):
+            return None
+        if cls._PAIRS.get(type(layers[0])) is not type(layers[1]):
+            return None
+        return cls(layers[0], layers[1])  # type: ignore[arg-type]
+
+    def _input(self, X: Any) -> np.ndarray | None:
+        """``X`` in the convolution's dtype if the pair can take it, else None."""
+        conv, pool = self.conv, self.pool
+        dtype = conv._parameters.dtype
+        if conv._bias is not None and conv._bias.dtype != dtype:
+            return None
+        x = X if isinstance(X, np.ndarray) else np.asarray(X)
+        if x.ndim != conv._nd + 2 or x.shape[-1] != conv.chan_in:
+            return None
+        if x.dtype.kind not in _CASTABLE_KINDS:
+            return None
+        spatial = conv._out_shape(x.shape)[1:-1]
+        if pool.k_size**conv._nd > 256:  # the kernel keeps each maximum's offset in a byte
+            return None
+        if any(n < pool.k_size for n in spatial) or any(
+            n + 2 * conv.padding < conv.k_size for n in x.shape[1:-1]
+        ):
+            return None
+        return x if x.dtype == dtype else x.astype(dtype)
+
+    def _forward(self, x: np.ndarray, exposed: bool) -> tuple[np.ndarray, Any]:
+        conv, pool = self.conv, self.pool
+        y, argmax = self._kernel(
+            x, conv._parameters, conv._bias, conv.stride, conv.padding, pool.k_size, pool.stride
+        )
+        return y, (x, argmax)
+
+    def _backward(self, kept: Any, delta: np.ndarray, grads: bool, input_delta: bool) -> Any:
+        (x, argmax), conv, pool = kept, self.conv, self.pool
+        if grads:
+            _fit_grads(conv)
+            gw, gb = conv._gradient, conv._grad_bias if conv._bias is not None else None
+        else:
+            gw = np.zeros_like(conv._parameters)
+            gb = None if conv._bias is None else np.zeros_like(conv._bias)
+        return self._kernel_backward(
+            x, conv._parameters, delta, argmax, gw, gb, conv.stride, conv.padding,
+            pool.k_size, pool.stride, input_delta,
+        )  # fmt: skip
+
+
+Step = LayerStep | DenseRun | ConvPool
+
+
+def plan(layers: Sequence[Module]) -> list[Step]:
+    """The steps that run ``layers`` in order: each ``[Conv, MaxPool]`` pair a
+    ``ConvPool``, each maximal dense run a ``DenseRun``, any other layer (or one
+    used more than once in ``layers``) a ``LayerStep``."""
+    uses = Counter(id(layer) for layer in layers)
+    steps: list[Step] = []
+    i = 0
+    while i < len(layers):
+        shared = uses[id(layers[i])] > 1
+        pair = None if shared or i + 1 >= len(layers) else ConvPool.of(layers[i : i + 2])
+        if pair is not None and uses[id(layers[i + 1])] == 1:
+            steps.append(pair)
+            i += 2
+            continue
+        j = i
+        while j < len(layers) and uses[id(layers[j])] == 1 and DenseRun.of(layers[i : j + 1]):
+            j += 1
+        if j > i:
+            steps.append(DenseRun.of(layers[i:j]))  # type: ignore[arg-type]
+            i = j
+        else:
+            steps.append(LayerStep(layers[i]))
+            i += 1
+    return steps
+
+
+def _cast(X: Any, weight: np.ndarray) -> np.ndarray | None:
+    """``X`` as a 2-D input of ``weight``'s layer in its dtype, or None if it cannot be."""
+    x = X if isinstance(X, np.ndarray) else np.asarray(X)
+    if x.ndim != 2 or x.shape[1] != weight.shape[0] or x.dtype.kind not in _CASTABLE_KINDS:
+        return None
+    return x if x.dtype == weight.dtype else x.astype(weight.dtype)
+
+
+def _fit_grads(layer: Module) -> None:
+    """Makes the layer's gradient arrays exist with its parameters' shapes and dtype."""
+    grad, bgrad = layer._gradient, layer._grad_bias
+    param, bias = layer._parameters, layer._bias
+    if (
+        grad is None
+        or grad.shape != param.shape
+        or grad.dtype != param.dtype
+        or (
+            bias is not None
+            and (bgrad is None or bgrad.shape != bias.shape or bgrad.dtype != bias.dtype)
+        )
+    ):
+        layer.zero_grad()

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .module import COURSE_METHODS, Module
-from .plan import DenseRun, LayerStep, Step, all_unpatched, plan, unpatched
+from .plan import DenseRun, Plan, Step, plan, unpatched
 
 __all__ = ["Sequential", "Sequentiel", "AutoEncoder"]
 
@@ -27,6 +27,11 @@ class _Kept:
         self.output: weakref.ref | None = None
 
 
+_Plan = tuple[
+    list[Step], list[dict[str, Any]], list[int], DenseRun | None, list[Module], list[bool]
+]
+
+
 class Sequential(Module):
     """Modules applied one after the other: ``y = f_n(... f_1(x))``.
 
@@ -37,16 +42,14 @@ class Sequential(Module):
     / d y, each step adds its parameters' gradients and passes back
     ``δ ← (∂f_i/∂x_i)ᵀ δ``; ``backward`` returns d loss / d x.
 
-    The steps come from ``diy_nn.plan.plan`` (``steps()`` shows them): a
-    ``Linear`` + ``TanH``/``Sigmoid``/``ReLU`` run, or a ``Conv`` + ``MaxPool``
-    pair, is one Rust call per direction; any other layer runs as itself.
-    Nested plain ``Sequential`` s are opened.
+    The steps come from ``diy_nn.plan.plan`` (``steps()`` shows them; nested
+    plain ``Sequential`` s opened): a ``Linear`` + ``TanH``/``Sigmoid``/``ReLU``
+    run or a ``Conv`` + ``MaxPool`` pair is one Rust call per direction.
 
     ``forward`` keeps what backward needs (copied where the caller could change
-    it in place) until its output is deleted or the next forward;
-    ``backward(input, delta)`` with that same input object gives the gradients
-    at the values the forward saw, with another input it runs the forward
-    again. ``forward`` and training steps hold the module's lock.
+    it in place) until its output is deleted; ``backward(input, delta)`` with
+    that input object gives the gradients at the values the forward saw, with
+    another it runs the forward again. Forward and training steps hold a lock.
 
     Example:
         >>> net = Sequential(Linear(2, 4), TanH(), Linear(4, 1), Sigmoid())
@@ -55,31 +58,12 @@ class Sequential(Module):
     _param_names = ()
     _grad_names = ()
     _transient: ClassVar[frozenset[str]] = frozenset({"_lock", "_plan", "_kept", "_release"})
-    # Built on first use: (steps, the __dict__ of each module whose methods they
-    # stand in for, those dicts' sizes (patching a method adds a key), the
-    # DenseRun of train_step or None).
-    _plan: tuple[list[Step], list[dict[str, Any]], list[int], DenseRun | None] | None = None
+    _plan: Plan | None = None  # built on first use
     _kept: _Kept | None = None
-    _own_course = False  # whether a subclass replaces a course method or steps()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        methods = (*COURSE_METHODS, "steps", "train_step")
-        cls._own_course = any(getattr(cls, m) is not getattr(Sequential, m) for m in methods)
 
     def __init__(self, *modules: Module | OrderedDict[str, Module]) -> None:
         super().__init__()
-        named: list[tuple[str, object]]
-        if len(modules) == 1 and isinstance(modules[0], (OrderedDict, dict)):
-            named = list(modules[0].items())
-        else:
-            named = [(str(i), m) for i, m in enumerate(modules)]
-        for name, m in named:
-            if not isinstance(m, Module):
-                raise TypeError(
-                    f"Sequential: layer {name!r} must be a diy_nn Module, got {type(m).__name__}"
-                )
-        self._named: list[tuple[str, Module]] = named  # type: ignore[assignment]
+        self._named = _named(modules)
 
     def children(self) -> list[tuple[str, Module]]:
         return list(self._named)
@@ -91,20 +75,12 @@ class Sequential(Module):
     def steps(self) -> list[Step]:
         """The steps ``forward`` runs: ``plan()`` of the layers, nested plain
         ``Sequential`` s opened; planned again when a course method is patched."""
-        return self._planned()[0]
+        return self._planned().steps
 
-    def _planned(self) -> tuple[list[Step], list[dict[str, Any]], list[int], DenseRun | None]:
-        p = self._plan
-        if p is None or list(map(len, p[1])) != p[2]:
-            if p is None or not all_unpatched(p[1]):
-                opened: list[Module] = []
-                steps = plan(_leaves(self, opened))
-                fused = [m for s in steps if not isinstance(s, LayerStep) for m in s.layers]
-                dicts = [m.__dict__ for m in [self, *opened, *fused]]
-                whole = steps[0] if len(steps) == 1 and isinstance(steps[0], DenseRun) else None
-                p = (steps, dicts, [], None if self._own_course or not unpatched(self) else whole)
-            p = self._plan = (p[0], p[1], list(map(len, p[1])), p[3])
-        return p
+    def _planned(self) -> Plan:
+        if self._plan is None or not self._plan.current():
+            self._plan = _plan_of(self)
+        return self._plan
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         with self._guard():
@@ -147,14 +123,14 @@ class Sequential(Module):
         """The whole plain-SGD step in one Rust call when the layers are one
         dense run and ``loss`` is one the kernel has (``plan.DenseRun.train_step``)."""
         with self._guard():
-            run = self._planned()[3]
+            run = self._planned().fast
             cost = run.train_step(X, Y, loss, lr) if run is not None else None
             if cost is not None and self._kept is not None:
                 self._kept = None  # the parameters moved
             return cost
 
     def train_step_output(self) -> np.ndarray | None:
-        run = self._plan[3] if self._plan is not None else None
+        run = self._plan.fast if self._plan is not None else None
         return run.train_step_output() if run is not None else None
 
     def __len__(self) -> int:
@@ -196,6 +172,32 @@ def _releaser(net: Sequential) -> Any:
     return release
 
 
+def _plan_of(seq: Sequential) -> Plan:
+    """``seq``'s plan; its one-call training step only when neither its class
+    nor the instance replaces a course method (or ``steps``)."""
+    opened: list[Module] = []
+    steps = plan(_leaves(seq, opened))
+    methods = (*COURSE_METHODS, "steps", "train_step")
+    own = any(getattr(type(seq), m) is not getattr(Sequential, m) for m in methods)
+    whole = len(steps) == 1 and isinstance(steps[0], DenseRun) and not own and unpatched(seq)
+    modules = [seq, *opened, *(m for s in steps for m in s.layers)]
+    return Plan(steps, modules, steps[0] if whole else None)  # type: ignore[arg-type]
+
+
+def _named(modules: tuple[Any, ...]) -> list[tuple[str, Module]]:
+    """``(name, layer)`` pairs from ``Sequential``'s arguments, checked."""
+    if len(modules) == 1 and isinstance(modules[0], (OrderedDict, dict)):
+        named = list(modules[0].items())
+    else:
+        named = [(str(i), m) for i, m in enumerate(modules)]
+    for name, m in named:
+        if not isinstance(m, Module):
+            raise TypeError(
+                f"Sequential: layer {name!r} must be a diy_nn Module, got {type(m).__name__}"
+            )
+    return named
+
+
 def _leaves(seq: Sequential, opened: list[Module]) -> list[Module]:
     """The layers with nested plain, unpatched ``Sequential`` s (and
     ``AutoEncoder`` s) opened; those are appended to ``opened``."""
@@ -218,7 +220,9 @@ class AutoEncoder(Sequential):
 
     The two are its children ``encoder`` and ``decoder`` (parameter names
     ``encoder.0._parameters``..., saved as ``encoder.0.weight``...); training
-    goes through the whole chain as for a ``Sequential``.
+    goes through the whole chain as for a ``Sequential``: the backward pass is
+    the chain rule, the decoder's steps in reverse, then the encoder's
+    (d loss / d code = the decoder's d input).
 
     Example:
         >>> ae = AutoEncoder(Sequential(Linear(256, 10), TanH()),

@@ -66,8 +66,10 @@ class Module:
 
     def __getattr__(self, name: str) -> Any:
         # Only reached when normal lookup fails: a parameter or gradient name
-        # is missing when ``Module.__init__`` never ran.
-        if name in type(self)._param_names or name in type(self)._grad_names:
+        # (or ``dtype``, which reads them) is missing when ``Module.__init__``
+        # never ran.
+        names = type(self)._param_names + type(self)._grad_names
+        if not name.startswith("__") and any(n not in self.__dict__ for n in names):
             cls = type(self).__name__
             raise AttributeError(
                 f"{cls} has no attribute {name!r}: {cls}.__init__ must call "

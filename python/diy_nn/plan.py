@@ -36,7 +36,7 @@ from .loss import BCELoss, CELogSoftMax, CrossEntropyCriterion, Loss, MAELoss, M
 from .module import COURSE_METHODS, Module
 from .pooling import MaxPool1D, MaxPool2D
 
-__all__ = ["plan", "LayerStep", "DenseRun", "ConvPool", "Step"]
+__all__ = ["plan", "Plan", "LayerStep", "DenseRun", "ConvPool", "Step"]
 
 # Activation codes of the dense kernels (``_core.dense_forward``...).
 _IDENTITY = 0
@@ -55,11 +55,6 @@ _INDEX_LOSSES = (3, 4)
 def unpatched(module: object) -> bool:
     """Whether no course method is replaced on the instance (``lin.forward = stub``)."""
     return COURSE_METHODS.isdisjoint(module.__dict__)
-
-
-def all_unpatched(dicts: list[dict[str, Any]]) -> bool:
-    """``unpatched`` for every module whose ``__dict__`` is in ``dicts``."""
-    return all(map(COURSE_METHODS.isdisjoint, dicts))
 
 
 def _is(layer: Module, cls: type) -> bool:
@@ -359,6 +354,29 @@ class ConvPool(_Fused):
 
 
 Step = LayerStep | DenseRun | ConvPool
+
+
+class Plan:
+    """The steps of a network with what tells when to plan again: the modules
+    they stand for (a patched course method adds a key to a module's
+    ``__dict__``, so the sizes of those dicts are compared first, cheaply).
+    ``fast`` is the one ``DenseRun`` that does a whole training step, or None."""
+
+    def __init__(self, steps: list[Step], modules: list[Module], fast: DenseRun | None) -> None:
+        self.steps, self.modules, self.fast = steps, modules, fast
+        self._dicts = [m.__dict__ for m in modules]
+        self._sizes = list(map(len, self._dicts))
+        self._patched = [not unpatched(m) for m in modules]
+
+    def current(self) -> bool:
+        """False when a course method was patched (or a patch removed) since."""
+        sizes = list(map(len, self._dicts))
+        if sizes == self._sizes:
+            return True
+        if [not unpatched(m) for m in self.modules] != self._patched:
+            return False
+        self._sizes = sizes
+        return True
 
 
 def plan(layers: Sequence[Module]) -> list[Step]:

@@ -96,12 +96,15 @@ class Module:
 
     def zero_grad(self) -> None:
         """Resets every gradient to zero (in place when the buffer fits)."""
-        for name, param, grad in self.named_parameters():
+        for module, pname, gname in self.parameter_slots():
+            param = getattr(module, pname)
+            if param is None:
+                continue
+            grad = getattr(module, gname)
             if grad is not None and grad.shape == param.shape and grad.dtype == param.dtype:
                 grad.fill(0)
             else:
-                module, attr = self._locate_grad(name)
-                object.__setattr__(module, attr, np.zeros_like(param))
+                object.__setattr__(module, gname, np.zeros_like(param))
 
     def update_parameters(self, gradient_step: float = 1e-3) -> None:
         """Plain gradient step: ``parameter -= gradient_step * gradient``."""
@@ -154,12 +157,18 @@ class Module:
                 if param is not None:
                     yield path + pname, param, getattr(module, gname)
 
-    def _locate_grad(self, name: str) -> tuple[Module, str]:
-        *path, pname = name.split(".")
-        module: Module = self
-        for part in path:
-            module = dict(module.children())[part]
-        return module, module._grad_names[module._param_names.index(pname)]
+    def parameter_slots(self) -> list[tuple[Module, str, str]]:
+        """``(module, parameter attribute, gradient attribute)`` for every
+        declared parameter, set or None, of this module and its descendants
+        (each module once)."""
+        modules, seen, i = [self], {id(self)}, 0
+        while i < len(modules):
+            for _, child in modules[i].children():
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    modules.append(child)
+            i += 1
+        return [(m, p, g) for m in modules for p, g in zip(m._param_names, m._grad_names)]  # noqa: B905
 
     @property
     def dtype(self) -> np.dtype | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -65,6 +66,9 @@ class Optimizer(ABC):
         # The network's output in the last step, or the function that copies it.
         self._last_output: np.ndarray | None = None
         self._output_of: Callable[[], np.ndarray | None] | None = None
+        # The net's parameter slots with the (name, parameter, gradient) list
+        # read from them, valid while each slot holds those same arrays.
+        self._params: tuple[list[tuple[Module, str, str]], list[Any], list[Any]] | None = None
 
     @property
     def last_output(self) -> np.ndarray | None:
@@ -104,9 +108,22 @@ class Optimizer(ABC):
         return None
 
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """The net's ``(name, parameter, gradient)`` list, read afresh (a course
-        script may have assigned a new array), each parameter once."""
-        return list(self.net.named_parameters())
+        """The net's ``(name, parameter, gradient)`` list, each parameter once;
+        read again when a slot holds another array than last time (a course
+        script assigned ``layer._parameters = W``), compared by identity."""
+        cached = self._params
+        if cached is not None:
+            slots, held, params = cached
+            for (module, pname, gname), (param, grad) in zip(slots, held, strict=True):
+                if getattr(module, pname) is not param or getattr(module, gname) is not grad:
+                    break
+            else:
+                return params
+        slots = self.net.parameter_slots()
+        held = [(getattr(m, p), getattr(m, g)) for m, p, g in slots]
+        params = list(self.net.named_parameters())
+        self._params = (slots, held, params)
+        return params
 
     @abstractmethod
     def _step(self, params: Params) -> None:

@@ -27,9 +27,10 @@ setup: $(MATURIN)
 build: setup
 	$(MATURIN) develop --release --quiet
 
-# The same, plus the test extra (pytest, hypothesis, torch, ruff, mypy).
+# The same, plus the test extra (pytest, hypothesis, torch, ruff, mypy) and the
+# experiments extra (the sweep tests need Dask distributed).
 build-test: setup
-	$(MATURIN) develop --release --quiet --extras test
+	$(MATURIN) develop --release --quiet --extras test,experiments
 
 demo: build
 	$(PY) -m diy_nn.experiments run all --out results

@@ -28,6 +28,7 @@ __all__ = [
     "register",
     "run_experiment",
     "write_summary",
+    "SETTINGS",
 ]
 
 
@@ -85,6 +86,8 @@ class Context:
         data_dir: the folder holding ``usps/`` and ``ecg5000/`` (None: ``$DIY_NN_DATA``).
         progress: show tqdm bars.
         name: the experiment running (set by the runner).
+        settings: hyper-parameters overriding the experiment's declared defaults
+            (``SETTINGS``); ``diy-nn sweep --set KEY=V`` fills it.
     """
 
     out: Path
@@ -93,6 +96,18 @@ class Context:
     data_dir: Path | None = None
     progress: bool = True
     name: str = ""
+    settings: dict[str, float | int] = field(default_factory=dict)
+    read_settings: set[str] = field(default_factory=set)
+
+    def setting(self, key: str) -> float | int:
+        """The hyper-parameter ``key`` of the running experiment: the override in
+        ``settings``, else the default declared in ``SETTINGS[name]``. Records that it was
+        read, so that a sweep can tell a setting the experiment ignores from one it uses."""
+        declared = SETTINGS.get(self.name, {})
+        if key not in declared:
+            raise KeyError(f"experiment {self.name!r} declares no setting {key!r}")
+        self.read_settings.add(key)
+        return self.settings.get(key, declared[key])
 
     def rng(self, offset: int = 0) -> np.random.Generator:
         """A generator seeded from ``seed`` and ``offset`` (same numbers on every run)."""
@@ -116,6 +131,18 @@ class Experiment:
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
+
+#: The hyper-parameters each experiment takes, with the defaults its code uses; an
+#: experiment reads one with ``ctx.setting(KEY)``, and ``diy-nn sweep --set KEY=V1,V2``
+#: varies it (an experiment that never reads a key it is given fails that run).
+SETTINGS: dict[str, dict[str, float | int]] = {
+    "usps_mlp": {"lr": 1e-3, "epochs": 30, "batch_size": 64},
+    "autoencoder": {"lr": 2e-3, "epochs": 40, "batch_size": 64},
+    "denoising": {"lr": 2e-3, "epochs": 40, "batch_size": 64},
+    "ecg": {"lr": 2e-3, "epochs": 150, "batch_size": 32},
+    "conv1d": {"lr": 1e-3, "epochs": 30, "batch_size": 64},
+    "conv2d": {"lr": 1e-3, "epochs": 20, "batch_size": 64},
+}
 
 _MODULES = ("regression", "classif2d", "usps_mlp", "autoencoder", "ecg", "clustering", "conv")
 

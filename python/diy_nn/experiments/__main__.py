@@ -1,4 +1,5 @@
-"""Command line: ``python -m diy_nn.experiments list | run NAME... | run all`` (also ``diy-nn``)."""
+"""Command line: ``python -m diy_nn.experiments list | run NAME... | run all | sweep ...``
+(also ``diy-nn``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import Context, load_all, run_experiment, summary_markdown, write_summary
+from . import Context, load_all, run_experiment, summary_markdown, sweep, write_summary
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,11 +31,14 @@ def _parser() -> argparse.ArgumentParser:
         help="folder holding usps/ and ecg5000/ (default: $DIY_NN_DATA)",
     )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    sweep.add_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "sweep":
+        return sweep.main(args)
     registry = load_all()
     if args.command == "list":
         for exp in registry.values():

@@ -171,7 +171,8 @@ def dask_cluster(tmp_path) -> Iterator[tuple[str, list[subprocess.Popen]]]:
 
     def start(args: list[str], log: str) -> subprocess.Popen:
         with open(logs / log, "w") as f:
-            p = subprocess.Popen([DASK, *args], env=_env(), stdout=f, stderr=subprocess.STDOUT)
+            env = {**_env(), **sw.worker_environ()}
+            p = subprocess.Popen([DASK, *args], env=env, stdout=f, stderr=subprocess.STDOUT)
         procs.append(p)
         return p
 

@@ -46,7 +46,17 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Task", "parse_seeds", "parse_settings", "plan", "run_task", "sweep", "summarize"]
+__all__ = [
+    "Task",
+    "WORKER_CONFIG",
+    "parse_seeds",
+    "parse_settings",
+    "plan",
+    "run_task",
+    "summarize",
+    "sweep",
+    "worker_environ",
+]
 
 Value = float | int
 
@@ -272,6 +282,14 @@ WORKER_CONFIG = {
     "distributed.worker.memory.monitor-interval": "1s",
     "distributed.admin.system-monitor.interval": "2s",
 }
+
+
+def worker_environ() -> dict[str, str]:
+    """``WORKER_CONFIG`` as the environment variables of a ``dask worker`` started by hand."""
+    return {
+        "DASK_" + key.upper().replace(".", "__").replace("-", "_"): str(value)
+        for key, value in WORKER_CONFIG.items()
+    }
 
 
 def _client(workers: int, scheduler: str | None) -> tuple[Any, Any]:

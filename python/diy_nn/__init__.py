@@ -5,6 +5,8 @@ course's API (``forward``, ``backward_update_gradient``, ``backward_delta``,
 ``update_parameters``, ``zero_grad``), on Rust kernels.
 """
 
+from . import _core
+from ._buildinfo import warn_if_unoptimized as _warn_if_unoptimized
 from ._core import ShapeError, get_num_threads, set_num_threads
 from .activation import LogSoftMax, ReLU, Sigmoid, Sigmoide, SoftMax, TanH, Threshold
 from .container import AutoEncoder, Sequential, Sequentiel
@@ -32,6 +34,8 @@ from .reshape import Flatten
 from .serialization import load, save
 
 __version__ = "0.1.0"
+
+_warn_if_unoptimized(_core)
 
 __all__ = [
     "ABSLoss",

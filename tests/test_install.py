@@ -7,9 +7,8 @@ import sys
 import warnings
 from pathlib import Path
 
-import pytest
-
 import diy_nn
+import pytest
 from diy_nn import _core
 from diy_nn._buildinfo import UnoptimizedBuildWarning, warn_if_unoptimized
 
@@ -55,19 +54,11 @@ def test_the_tested_extension_is_optimised():
 
 
 def test_a_debug_build_warns_once_at_import():
-    class Debug:
-        def debug_build(self) -> bool:
-            return True
-
-    class Release:
-        def debug_build(self) -> bool:
-            return False
-
     with pytest.warns(UnoptimizedBuildWarning, match="maturin develop --release"):
-        assert warn_if_unoptimized(Debug()) is True
+        assert warn_if_unoptimized(lambda: True) is True
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert warn_if_unoptimized(Release()) is False
+        assert warn_if_unoptimized(lambda: False) is False
 
 
 def test_import_of_this_build_does_not_warn():

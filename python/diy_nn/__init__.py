@@ -12,6 +12,7 @@ from .activation import LogSoftMax, ReLU, Sigmoid, Sigmoide, SoftMax, TanH, Thre
 from .container import AutoEncoder, Sequential, Sequentiel
 from .conv import Conv1D, Conv2D
 from .dtype import get_default_dtype, set_default_dtype
+from .gradcheck import GradcheckError, gradcheck
 from .init import manual_seed
 from .linear import Linear
 from .loss import (
@@ -35,7 +36,7 @@ from .serialization import load, save
 
 __version__ = "0.1.0"
 
-_warn_if_unoptimized(_core)
+_warn_if_unoptimized(_core.debug_build)
 
 __all__ = [
     "ABSLoss",
@@ -50,6 +51,7 @@ __all__ = [
     "CrossEntropyCriterion",
     "CrossEntropyLoss",
     "Flatten",
+    "GradcheckError",
     "HingeLoss",
     "Linear",
     "LogSoftMax",
@@ -75,6 +77,7 @@ __all__ = [
     "fit",
     "get_default_dtype",
     "get_num_threads",
+    "gradcheck",
     "load",
     "manual_seed",
     "one_hot",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Protocol
+from collections.abc import Callable
 
 __all__ = ["UnoptimizedBuildWarning", "warn_if_unoptimized"]
 
@@ -12,18 +12,14 @@ class UnoptimizedBuildWarning(RuntimeWarning):
     """The extension was compiled without optimisation: training runs tens of times slower."""
 
 
-class _Core(Protocol):
-    def debug_build(self) -> bool: ...
-
-
-def warn_if_unoptimized(core: _Core) -> bool:
-    """Warns (once per process, at ``import diy_nn``) when ``core`` is a debug build.
+def warn_if_unoptimized(debug_build: Callable[[], bool]) -> bool:
+    """Warns (once per process, at ``import diy_nn``) when ``debug_build()`` is true.
 
     Returns whether it was one. ``maturin develop`` builds the release profile
     (``[tool.maturin] profile`` in ``pyproject.toml``); a debug build comes from
     ``maturin develop --profile dev`` or ``cargo build`` without ``--release``.
     """
-    if not core.debug_build():
+    if not debug_build():
         return False
     warnings.warn(
         "diy_nn: the Rust extension was built without optimisation (a debug build); "

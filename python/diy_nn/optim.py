@@ -480,7 +480,7 @@ def fit(
         ones are computed after the epoch. Accuracies only for class labels
         (indices, one-hot, {0, 1}, {-1, +1}), else empty lists.
 
-    Example:
+    Examples:
         >>> hist = fit(Adam(net, BCELoss(), eps=1e-2), X, y, epochs=50, seed=0, verbose=False)
         >>> hist["loss"][-1] < hist["loss"][0]  # doctest: +SKIP
         True

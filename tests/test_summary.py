@@ -62,3 +62,12 @@ def test_a_layer_that_does_not_fit_is_named():
 def test_a_single_layer():
     s = nn.Linear(3, 2).summary((3,), print_table=False)
     assert [(r.name, r.output_shape, r.n_parameters) for r in s.rows] == [("Linear", ("N", 2), 8)]
+
+
+def test_optimizers_show_their_settings():
+    net, loss = nn.Linear(2, 1), nn.MSELoss()
+    assert repr(nn.SGD(net, loss, eps=0.1, momentum=0.9)) == (
+        "SGD(eps=0.1, momentum=0.9, weight_decay=0.0, nesterov=False)"
+    )
+    assert repr(nn.Optim(net, loss, eps=0.5)).startswith("Optim(eps=0.5,")
+    assert "summed" in (nn.Optimizer.__doc__ or "") and "summed" in (nn.Optim.__doc__ or "")

@@ -181,3 +181,29 @@ def test_bad_arguments():
         nn.gradcheck(nn.TanH(), np.array([["a"]]))
     with pytest.raises(ValueError, match="eps"):
         nn.gradcheck(nn.TanH(), _x(0, (2, 2)), eps=0.0)
+
+
+class Counting(nn.Module):
+    """A user layer with state besides its parameters: a running mean updated by forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.running = np.zeros(3)
+        self.calls = 0
+
+    def forward(self, X):
+        self.running += X.mean(axis=0)
+        self.calls += 1
+        return 2 * X
+
+    def backward_delta(self, input, delta):
+        return 2 * delta
+
+
+def test_state_besides_parameters_is_left_as_it_was():
+    layer = Counting()
+    layer.forward(np.ones((2, 3)))
+    running = layer.running
+    assert nn.gradcheck(layer, _x(0, (4, 3))) is True
+    assert layer.running is running and layer.calls == 1
+    np.testing.assert_array_equal(layer.running, np.ones(3))

@@ -90,26 +90,29 @@ def _float64(x: object, name: str) -> np.ndarray:
 
 @contextmanager
 def _restored(module: Module) -> Iterator[None]:
-    """Runs the body in float64, then puts back every parameter and gradient as it was.
+    """Runs the body in float64, then puts every module back as it was.
 
-    Each attribute gets back its original array object, with its original values
-    (the body perturbs the parameters in place and accumulates gradients).
+    Each attribute of each module (parameters, gradients, running statistics, caches)
+    gets back its original object, and each array its original values: the body
+    perturbs parameters in place, accumulates gradients and runs forward passes.
     """
     saved = []
     for m in module.modules():
-        for attr in m._param_names + m._grad_names:
-            value = getattr(m, attr, None)
-            copy = value.copy() if isinstance(value, np.ndarray) else None
-            saved.append((m, attr, value, copy))
+        attrs = dict(vars(m))
+        arrays = {k: v.copy() for k, v in attrs.items() if isinstance(v, np.ndarray)}
+        saved.append((m, attrs, arrays))
     try:
         if module.dtype is not None and module.dtype != np.float64:
             module.to(np.float64)
         yield
     finally:
-        for m, attr, value, copy in saved:
-            if isinstance(value, np.ndarray) and copy is not None:
-                value[...] = copy
-            object.__setattr__(m, attr, value)
+        for m, attrs, arrays in saved:
+            for name, copy in arrays.items():
+                value = attrs[name]
+                if not np.array_equal(value, copy, equal_nan=True):
+                    value[...] = copy
+            vars(m).clear()
+            vars(m).update(attrs)
 
 
 def finite_differences(

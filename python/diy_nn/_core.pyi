@@ -28,6 +28,7 @@ __all__ = [
     "conv2d_maxpool_backward",
     "cross_entropy",
     "cross_entropy_backward",
+    "debug_build",
     "dense_backward",
     "dense_forward",
     "get_num_threads",

@@ -10,7 +10,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 DIY_NN_DATA ?= $(abspath data)
 export DIY_NN_DATA
 
-.PHONY: all setup build build-test demo test test-rust test-python lint bench clean
+.PHONY: all setup build build-test demo test test-rust test-python lint docs bench clean
 
 all: test
 
@@ -23,19 +23,20 @@ $(MATURIN): | $(PY)
 
 setup: $(MATURIN)
 
-# Release build of the extension, installed in .venv with the runtime dependencies.
+# Release build of the extension, installed in .venv with the runtime dependencies
+# and the experiments extra (matplotlib, scikit-learn).
 build: setup
-	$(MATURIN) develop --release --quiet
+	$(MATURIN) develop --release --quiet --extras experiments
 
-# The same, plus the test extra (pytest, hypothesis, torch, ruff, mypy) and the
-# experiments extra (the sweep tests need Dask distributed).
+# The same, plus the test extra (pytest, hypothesis, torch, ruff, mypy; the tests run
+# the experiments and the sweeps, hence the experiments extra) and the docs extra (mkdocs-material, mkdocstrings).
 build-test: setup
-	$(MATURIN) develop --release --quiet --extras test,experiments
+	$(MATURIN) develop --release --quiet --extras test,experiments,docs
 
 demo: build
 	$(PY) -m diy_nn.experiments run all --out results
 
-test: build-test lint test-rust test-python
+test: build-test lint test-rust test-python docs
 
 test-rust:
 	cargo test --quiet
@@ -52,6 +53,11 @@ lint: build-test
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest diy_nn._core
 
+# The documentation site, into site/; --strict turns every warning (a broken link,
+# a docstring mkdocstrings cannot parse) into an error. Nothing is downloaded.
+docs: build-test
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
 bench: build-test
 	cargo bench --bench kernels
 	$(PY) benches/bench_kernels.py
@@ -59,4 +65,4 @@ bench: build-test
 	$(PY) benches/bench_training.py --json results/bench_training.json
 
 clean:
-	rm -rf $(VENV) target results
+	rm -rf $(VENV) target results site

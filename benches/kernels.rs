@@ -7,13 +7,76 @@
 //! threads, which is how the parallel thresholds of the kernels were chosen
 //! (`cargo bench --bench kernels -- threads`).
 
+use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array, Array1, Array2, Array3, Array4, Dimension, ShapeBuilder};
 use std::hint::black_box;
+use std::time::{Duration, Instant};
 
 use _core::matmul::{gemm_into, matmul};
 use _core::small_gemm::product_into;
 use _core::{conv, pool, softmax, threads};
+
+/// Wall time, whose `Throughput::Elements` counts floating-point operations: criterion
+/// has no FLOP unit, and its own formatter prints a count of 2·m·n·k FLOPs as "Gelem/s".
+/// The products and convolutions are measured with it and read in GFLOP/s.
+struct FlopTime;
+
+struct FlopFormatter;
+
+impl ValueFormatter for FlopFormatter {
+    fn scale_values(&self, typical_value: f64, values: &mut [f64]) -> &'static str {
+        WallTime.formatter().scale_values(typical_value, values)
+    }
+
+    fn scale_throughputs(
+        &self,
+        typical_value: f64,
+        throughput: &Throughput,
+        values: &mut [f64],
+    ) -> &'static str {
+        match *throughput {
+            Throughput::Elements(flops) => {
+                // values are nanoseconds per iteration: FLOPs per ns are GFLOP/s
+                for v in values.iter_mut() {
+                    *v = flops as f64 / *v;
+                }
+                "GFLOP/s"
+            }
+            _ => WallTime
+                .formatter()
+                .scale_throughputs(typical_value, throughput, values),
+        }
+    }
+
+    fn scale_for_machines(&self, values: &mut [f64]) -> &'static str {
+        WallTime.formatter().scale_for_machines(values)
+    }
+}
+
+impl Measurement for FlopTime {
+    type Intermediate = Instant;
+    type Value = Duration;
+
+    fn start(&self) -> Instant {
+        WallTime.start()
+    }
+    fn end(&self, i: Instant) -> Duration {
+        WallTime.end(i)
+    }
+    fn add(&self, v1: &Duration, v2: &Duration) -> Duration {
+        *v1 + *v2
+    }
+    fn zero(&self) -> Duration {
+        Duration::ZERO
+    }
+    fn to_f64(&self, val: &Duration) -> f64 {
+        WallTime.to_f64(val)
+    }
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &FlopFormatter
+    }
+}
 
 /// (name, m, k, n): the products of the report's models, and a large square one.
 const MATMUL_SHAPES: &[(&str, usize, usize, usize)] = &[
@@ -29,7 +92,7 @@ fn filled(r: usize, c: usize) -> Array2<f32> {
     Array2::from_shape_fn((r, c), |(i, j)| ((i * 31 + j * 17) % 13) as f32 * 0.1 - 0.6)
 }
 
-fn bench_matmul(c: &mut Criterion) {
+fn bench_matmul(c: &mut Criterion<FlopTime>) {
     let mut group = c.benchmark_group("matmul_f32");
     for &(name, m, k, n) in MATMUL_SHAPES {
         let (a, b) = (filled(m, k), filled(k, n));
@@ -81,7 +144,7 @@ const SMALL_PRODUCTS: &[(&str, usize, usize, usize, bool, bool)] = &[
     ("input_grad_d_wT_10x256x100", 10, 256, 100, false, true),
 ];
 
-fn bench_small_products(c: &mut Criterion) {
+fn bench_small_products(c: &mut Criterion<FlopTime>) {
     let mut group = c.benchmark_group("small_products");
     for &(name, m, k, n, at, bt) in SMALL_PRODUCTS {
         let a = if at { filled(k, m) } else { filled(m, k) };
@@ -130,7 +193,7 @@ const CONV2D_SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("report_check_20x5x10x2_to_2_k3", 20, 5, 2, 2, 3),
 ];
 
-fn bench_conv(c: &mut Criterion) {
+fn bench_conv(c: &mut Criterion<FlopTime>) {
     let mut group = c.benchmark_group("conv1d_f32");
     group.sample_size(30);
     for &(name, n, l, cin, cout, k, s) in CONV1D_SHAPES {
@@ -333,13 +396,10 @@ fn bench_threads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(
-    benches,
-    bench_matmul,
-    bench_small_products,
-    bench_conv,
-    bench_pool,
-    bench_softmax,
-    bench_threads
-);
-criterion_main!(benches);
+criterion_group! {
+    name = flops;
+    config = Criterion::default().with_measurement(FlopTime);
+    targets = bench_matmul, bench_small_products, bench_conv
+}
+criterion_group!(benches, bench_pool, bench_softmax, bench_threads);
+criterion_main!(flops, benches);

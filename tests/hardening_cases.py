@@ -1001,6 +1001,7 @@ BINDING_SPECS = _binding_specs()
 OTHER_BINDINGS = (
     "set_num_threads",
     "get_num_threads",
+    "debug_build",
     "dense_forward",
     "dense_backward",
     "sgd_update",
@@ -1222,6 +1223,7 @@ def other_binding_cases() -> list[Case]:
 
     cases = [
         Case("get_num_threads[]", lambda: _core.get_num_threads() >= 1, ok_ref),
+        Case("debug_build[]", lambda: _core.debug_build() in (True, False), ok_ref),
         Case("set_num_threads[1]", set_then_restore(1), ok_ref),
         Case("set_num_threads[0]", set_then_restore(0), ok_ref),
     ]

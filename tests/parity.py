@@ -4,7 +4,8 @@
   ``backward_delta``, ``backward_update_gradient`` (and that gradients
   accumulate) — in the dtype of the input.
 - ``check_loss``: a diy_nn loss against a torch per-sample cost.
-- ``check_module_fd`` / ``check_loss_fd``: central finite differences (float64).
+- ``check_module_fd`` / ``check_loss_fd``: central finite differences (float64), by
+  ``diy_nn.gradcheck.finite_differences`` with this harness's tolerances.
 
 torch is imported lazily, through ``require_torch()``: outside CI a missing
 torch skips the test; under ``CI=true`` it fails it.
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from diy_nn.gradcheck import finite_differences
 
 # Default tolerances: the issue's rtol, with an atol for values near zero. The
 # atol is relative to the largest magnitude in the tensor compared (see
@@ -190,26 +192,6 @@ def check_loss(
     np.testing.assert_array_equal(yhat, yhat_before, err_msg="the loss modified yhat")
 
 
-def _fd_indices(size: int, rng: np.random.Generator, limit: int) -> np.ndarray:
-    return np.arange(size) if size <= limit else rng.choice(size, limit, replace=False)
-
-
-def _numeric_grad(
-    f: Callable[[], float], arr: np.ndarray, indices: np.ndarray, eps: float
-) -> np.ndarray:
-    flat = arr.reshape(-1)  # a view: arr is contiguous
-    out = np.empty(len(indices))
-    for j, i in enumerate(indices):
-        old = flat[i]
-        flat[i] = old + eps
-        plus = f()
-        flat[i] = old - eps
-        minus = f()
-        flat[i] = old
-        out[j] = (plus - minus) / (2 * eps)
-    return out
-
-
 def check_module_fd(
     module: Any,
     x: np.ndarray,
@@ -221,39 +203,26 @@ def check_module_fd(
 ) -> None:
     """Compares the analytic gradients of ``sum(delta * module(x))`` with central differences.
 
-    Works in float64; checks ``backward_delta`` and every parameter gradient on
-    up to ``limit`` random entries each.
+    Works in float64 through ``diy_nn.gradcheck.finite_differences`` (the
+    machinery of the public ``diy_nn.gradcheck``); checks ``backward_delta`` and
+    every parameter gradient on up to ``limit`` random entries each, with
+    ``assert_close``'s tolerance (its atol scales with the tensor).
     """
-    rng = np.random.default_rng(seed)
-    x = np.array(x, dtype=np.float64)
-    if getattr(module, "dtype", None) is not None and module.dtype != np.float64:
-        module.to(np.float64)
-    delta = rng.standard_normal(module.forward(x).shape)
-
-    def objective() -> float:
-        return float(np.sum(delta * module.forward(x)))
-
-    module.forward(x)
-    din = module.backward_delta(x, delta)
-    idx = _fd_indices(x.size, rng, limit)
-    assert_close(
-        din.reshape(-1)[idx],
-        _numeric_grad(objective, x, idx, eps),
-        "backward_delta vs finite differences",
-        rtol=rtol,
-        atol=atol,
-    )
-    module.zero_grad()
-    module.forward(x)
-    module.backward_update_gradient(x, delta)
-    for name, param, grad in list(module.named_parameters()):
-        analytic = grad.copy()
-        idx = _fd_indices(param.size, rng, limit)
-        numeric = _numeric_grad(objective, param, idx, eps)
+    checks = finite_differences(module, x, eps=eps, seed=seed, max_entries=limit)
+    assert checks[0].what == "input"
+    assert [c.what for c in checks[1:]] == [
+        f"parameter {name}" for name, _, _ in module.named_parameters()
+    ]
+    for check in checks:
+        what = (
+            "backward_delta"
+            if check.what == "input"
+            else "gradient of " + check.what.removeprefix("parameter ")
+        )
         assert_close(
-            analytic.reshape(-1)[idx],
-            numeric,
-            f"gradient of {name} vs finite differences",
+            check.analytic,
+            check.numeric,
+            f"{what} vs finite differences",
             rtol=rtol,
             atol=atol,
         )
@@ -270,11 +239,11 @@ def check_loss_fd(
     limit: int = 40,
 ) -> None:
     """Compares ``loss.backward`` with central differences of ``sum(loss.forward)`` (float64)."""
-    rng = np.random.default_rng(seed)
-    yhat = np.array(yhat, dtype=np.float64)
-    grad = loss.backward(y, yhat)
-    idx = _fd_indices(yhat.size, rng, limit)
-    numeric = _numeric_grad(lambda: float(np.sum(loss.forward(y, yhat))), yhat, idx, eps)
+    (check,) = finite_differences(loss, y, yhat, eps=eps, seed=seed, max_entries=limit)
     assert_close(
-        grad.reshape(-1)[idx], numeric, "loss backward vs finite differences", rtol=rtol, atol=atol
+        check.analytic,
+        check.numeric,
+        "loss backward vs finite differences",
+        rtol=rtol,
+        atol=atol,
     )

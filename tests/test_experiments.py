@@ -64,7 +64,7 @@ def test_missing_data_is_skipped_with_a_hint(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("DIY_NN_DATA", raising=False)
     name = sorted(NEEDS_DATA)[0]
     args = ["run", name, "--quick", "--no-progress", "--out", str(tmp_path)]
-    assert main(args + ["--data-dir", str(tmp_path / "empty")]) == 0
+    assert main(args + ["--data-dir", str(tmp_path / "empty")]) == 1  # could not run: not 0
     entry = json.loads((tmp_path / "summary.json").read_text())[name]
     assert entry["status"] == "skipped"
     assert "DIY_NN_DATA" in entry["message"] and "--data-dir" in entry["message"]

@@ -5,11 +5,14 @@ course's API (``forward``, ``backward_update_gradient``, ``backward_delta``,
 ``update_parameters``, ``zero_grad``), on Rust kernels.
 """
 
+from . import _core
+from ._buildinfo import warn_if_unoptimized as _warn_if_unoptimized
 from ._core import ShapeError, get_num_threads, set_num_threads
 from .activation import LogSoftMax, ReLU, Sigmoid, Sigmoide, SoftMax, TanH, Threshold
 from .container import AutoEncoder, Sequential, Sequentiel
 from .conv import Conv1D, Conv2D
 from .dtype import get_default_dtype, set_default_dtype
+from .gradcheck import GradcheckError, gradcheck
 from .init import manual_seed
 from .linear import Linear
 from .loss import (
@@ -33,6 +36,8 @@ from .serialization import load, save
 
 __version__ = "0.1.0"
 
+_warn_if_unoptimized(_core.debug_build)
+
 __all__ = [
     "ABSLoss",
     "Adam",
@@ -46,6 +51,7 @@ __all__ = [
     "CrossEntropyCriterion",
     "CrossEntropyLoss",
     "Flatten",
+    "GradcheckError",
     "HingeLoss",
     "Linear",
     "LogSoftMax",
@@ -71,6 +77,7 @@ __all__ = [
     "fit",
     "get_default_dtype",
     "get_num_threads",
+    "gradcheck",
     "load",
     "manual_seed",
     "one_hot",

@@ -28,6 +28,7 @@ __all__ = [
     "conv2d_maxpool_backward",
     "cross_entropy",
     "cross_entropy_backward",
+    "debug_build",
     "dense_backward",
     "dense_forward",
     "get_num_threads",
@@ -52,6 +53,7 @@ class ShapeError(ValueError):
 
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
+def debug_build() -> bool: ...
 def matmul(a: NDArray[_F], b: NDArray[_F]) -> NDArray[_F]: ...
 def addmm(
     out: NDArray[_F], a: NDArray[_F], b: NDArray[_F], alpha: float = 1.0, beta: float = 1.0

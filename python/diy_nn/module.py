@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .dtype import resolve_dtype
+
+if TYPE_CHECKING:
+    from .summary import ModelSummary
 
 __all__ = ["Module", "COURSE_METHODS"]
 
@@ -196,6 +199,12 @@ class Module:
     def n_parameters(self) -> int:
         """The number of scalar parameters (a module used twice counts once)."""
         return sum(p.size for _, p, _ in self.named_parameters())
+
+    def summary(self, input_shape: tuple[int, ...], print_table: bool = True) -> ModelSummary:
+        """Prints and returns each layer's output shape and parameters (``diy_nn.summary``)."""
+        from .summary import summarize
+
+        return summarize(self, input_shape, print_table)
 
     # Threads and copies. -----------------------------------------------------
     def _guard(self) -> threading.RLock:

@@ -49,6 +49,10 @@ def iterate_minibatches(
 class Optimizer(ABC):
     """A training step on ``net`` for ``loss`` with learning rate ``eps``.
 
+    The gradients are those of the *summed* per-sample loss of the batch, not of
+    its mean (torch's default reduction): a torch learning rate ``lr`` on batches of
+    ``N`` samples corresponds to ``eps = lr / N`` here.
+
     Args:
         net: the network (any ``Module``).
         loss: the ``Loss``.
@@ -228,6 +232,12 @@ class SGD(Optimizer):
             self._output_of = self.net.train_step_output
         return cost
 
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(eps={self.eps}, momentum={self.momentum}, "
+            f"weight_decay={self.weight_decay}, nesterov={self.nesterov})"
+        )
+
     def _step(self, params: Params) -> None:
         if not (self.weight_decay or self.momentum) and _one_dtype(params):
             # Plain SGD: every ``param -= eps * grad`` in one kernel call.
@@ -300,7 +310,11 @@ class Adam(Optimizer):
 
 
 class Optim(SGD):
-    """The course's ``Optim(net, loss, eps)``: ``step(batch_x, batch_y)`` does it all."""
+    """The course's ``Optim(net, loss, eps)``: ``step(batch_x, batch_y)`` does it all.
+
+    Plain SGD on the gradient of the *summed* loss of the batch (``eps = lr / N``
+    for a torch ``lr`` with its mean reduction).
+    """
 
     def __init__(self, net: Module, loss: Loss, eps: float = 1e-3) -> None:
         super().__init__(net, loss, eps=eps)
@@ -480,7 +494,7 @@ def fit(
         ones are computed after the epoch. Accuracies only for class labels
         (indices, one-hot, {0, 1}, {-1, +1}), else empty lists.
 
-    Example:
+    Examples:
         >>> hist = fit(Adam(net, BCELoss(), eps=1e-2), X, y, epochs=50, seed=0, verbose=False)
         >>> hist["loss"][-1] < hist["loss"][0]  # doctest: +SKIP
         True

@@ -249,12 +249,20 @@ fn get_num_threads() -> usize {
     crate::threads::num_threads()
 }
 
+/// Whether this extension was compiled with debug assertions, i.e. without the
+/// release profile (`maturin develop --profile dev`): its kernels run tens of times slower.
+#[pyfunction]
+fn debug_build() -> bool {
+    cfg!(debug_assertions)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("ShapeError", m.py().get_type::<ShapeError>())?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(debug_build, m)?)?;
     linalg::register(m)?;
     conv::register(m)?;
     convpool::register(m)?;

@@ -33,7 +33,17 @@ __all__ = [
 
 
 class MissingData(Exception):
-    """Raised by an experiment whose data files are not there; the runner skips it."""
+    """Raised by an experiment whose data files are not there; the runner skips it.
+
+    Args:
+        message: what is missing and every place looked (shown whole).
+        partial: what the experiment computed before it needed the data (its
+            data-free parts); the runner keeps and reports it.
+    """
+
+    def __init__(self, message: str, partial: Result | None = None) -> None:
+        super().__init__(message)
+        self.partial = partial
 
 
 @dataclass
@@ -171,27 +181,33 @@ def run_experiment(exp: Experiment, ctx: Context) -> dict:
     ctx.name = exp.name
     start = time.perf_counter()
     entry: dict = {"number": exp.number, "title": exp.title, "quick": ctx.quick, "seed": ctx.seed}
+    result: Result | None
     try:
         result = exp.run(ctx)
     except (MissingData, FileNotFoundError) as err:
-        entry.update(status="skipped", message=_skip_message(err), metrics=[], figures=[])
+        # "incomplete": the data-free part ran and is kept; "skipped": nothing ran.
+        result = err.partial if isinstance(err, MissingData) else None
+        status = "skipped" if result is None else "incomplete"
+        entry.update(status=status, message=_skip_message(err, result is not None))
     else:
-        entry.update(
-            status="ok",
-            metrics=[dict(asdict(m), passed=m.passed) for m in result.metrics],
-            figures=[str(Path(f).relative_to(ctx.out)) for f in result.figures],
-            notes=result.notes,
-        )
+        entry.update(status="ok")
+    result = result or Result()
+    entry.update(
+        metrics=[dict(asdict(m), passed=m.passed) for m in result.metrics],
+        figures=[str(Path(f).relative_to(ctx.out)) for f in result.figures],
+        notes=result.notes,
+    )
     entry["seconds"] = round(time.perf_counter() - start, 2)
     return entry
 
 
-def _skip_message(err: Exception) -> str:
-    first = str(err).splitlines()[0] if str(err) else type(err).__name__
-    return (
-        f"skipped, data missing ({first}). Set DIY_NN_DATA or pass --data-dir to a folder "
-        "holding usps/USPS_train.txt.gz, usps/USPS_test.txt.gz and ecg5000/ecg.csv.gz"
-    )
+def _skip_message(err: Exception, partial: bool) -> str:
+    """The loader's whole message (every place looked), then what to do."""
+    what = "the parts that need it were skipped" if partial else "skipped"
+    message = f"data missing, {what}:\n{str(err) or type(err).__name__}"
+    if "DIY_NN_DATA" not in message:
+        message += "\nSet DIY_NN_DATA or pass --data-dir to a folder holding usps/ and ecg5000/"
+    return message
 
 
 def _fmt(v: object) -> str:
@@ -233,15 +249,20 @@ def summary_markdown(entries: dict[str, dict]) -> str:
     for name, e in entries.items():
         mode = " (quick)" if e.get("quick") else ""
         if e.get("status") != "ok":
+            notes.append(
+                f"- **{name}** ({e.get('status')}): " + e.get("message", "").replace("\n", "\n  ")
+            )
+        if not e.get("metrics"):
             lines.append(
                 f"| {e.get('number', '')} | {name}{mode} | {e.get('status')} | — | — | — | — "
                 f"| {e.get('seconds', '')} |"
             )
-            notes.append(f"- **{name}**: {e.get('message', '')}")
             continue
+        # quick budgets are smoke tests, not meant to reach the targets
+        missed = "missed (quick)" if e.get("quick") else "**NO**"
         for i, m in enumerate(e["metrics"]):
             target = f"{m['goal']} {_fmt(m['target'])}" if m.get("goal") else "—"
-            ok = {True: "yes", False: "**NO**", None: ""}[m.get("passed")]
+            ok = {True: "yes", False: missed, None: ""}[m.get("passed")]
             label = f"{name}{mode}" if i == 0 else ""
             secs = e.get("seconds", "") if i == 0 else ""
             metric = m["name"] + (f" ({m['note']})" if m.get("note") else "")
@@ -251,6 +272,11 @@ def summary_markdown(entries: dict[str, dict]) -> str:
             )
         if e.get("notes"):
             notes.append(f"- **{name}**: {e['notes']}")
+    if any(e.get("quick") for e in entries.values()):
+        notes.append(
+            "- (quick): small budgets for a smoke test, not meant to meet the targets; "
+            "run without --quick for the report's numbers"
+        )
     if notes:
         lines += ["", "Notes:", "", *notes]
     return "\n".join(lines) + "\n"

@@ -164,7 +164,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 # Each subcommand: a function adding its parser, and the function running it.
-PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_list, _add_run, sweep.add_parser]
+PARSERS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_list,
+    _add_run,
+    sweep.add_parser,
+]
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": cmd_list,
     "run": cmd_run,

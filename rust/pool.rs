@@ -10,11 +10,11 @@
 //! `L` in 1-D, the flat index `h·W + w` in 2-D); the backward pass scatters
 //! `delta` there. Ties keep the first maximum and a NaN wins, as in torch.
 
-use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 
+use crate::conv::check_shape;
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
 use crate::simd::{as_f32, as_f32_mut, avx512};
@@ -136,13 +136,6 @@ pub fn pool2d_params(
     })
 }
 
-/// `xs` as `MaybeUninit<f32>` when `T` is `f32`.
-fn as_f32_uninit<T: Float>(xs: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUninit<f32>]> {
-    // SAFETY: `T` is `f32` itself, checked by the type id.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        .then(|| unsafe { &mut *(xs as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]) })
-}
-
 /// Max pooling of `f32` by explicit AVX-512, 16 channels at a time: the
 /// maximum in one register, its position in two (the compiler's version of
 /// the generic loop, with a float and an `i64` select per channel, took 4 to 6
@@ -150,9 +143,8 @@ fn as_f32_uninit<T: Float>(xs: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUnini
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
-    use std::mem::MaybeUninit;
 
-    use super::{Pool2dParams, Window};
+    use super::Pool2dParams;
 
     /// [`super::max_pool_sample`] for `f32`, `p.c` a multiple of 16.
     #[target_feature(enable = "avx512f")]
@@ -206,14 +198,10 @@ mod avx512 {
     /// [`super::tiled_sample`] for `f32`, `c` a multiple of 16: the hits
     /// are counted from the compare masks (a popcount), not lane by lane.
     #[target_feature(enable = "avx512f,popcnt")]
-    pub(super) fn tiled_f32(
-        ds: &[f32],
-        am: &[i64],
-        dx: &mut [MaybeUninit<f32>],
-        (h, w, c): (usize, usize, usize),
-        (ho, wo): (usize, usize),
-        (kh, kw, sh, sw): Window,
-    ) -> bool {
+    pub(super) fn tiled_f32(ds: &[f32], am: &[i64], dx: &mut [f32], p: &Pool2dParams) -> bool {
+        let (h, w, c) = (p.h, p.w, p.c);
+        let (ho, wo) = p.out_dims();
+        let (kh, kw, sh, sw) = (p.kh, p.kw, p.sh, p.sw);
         assert!(c.is_multiple_of(16) && ds.len() >= ho * wo * c && am.len() >= ho * wo * c);
         assert!(dx.len() >= h * w * c);
         let mut hits = 0usize;
@@ -223,7 +211,7 @@ mod avx512 {
             let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
             for j in 0..w {
                 let pos = i * w + j;
-                let out = dx[pos * c..(pos + 1) * c].as_mut_ptr().cast::<f32>();
+                let out = dx[pos * c..(pos + 1) * c].as_mut_ptr();
                 let inside = row_in && oj < wo && kj < kw;
                 let o = (oi * wo + oj) * c;
                 let at = _mm512_set1_epi64(pos as i64);
@@ -378,49 +366,38 @@ pub(crate) fn check_argmax(
     Ok(())
 }
 
-/// The window of a max pooling, when the caller knows it: `(kh, kw, sh, sw)`.
-pub type Window = (usize, usize, usize, usize);
-
 /// δ of one sample when windows do not overlap: every input position of
 /// `dx (H, W, C)` written once, δ where its window's argmax points at it,
-/// else 0. Returns false when some argmax is not a position of its own
-/// window (an argmax not made by `max_pool`): then the caller zeroes the
-/// sample and scatters into it.
-///
-/// One pass of selects that vectorize; the scatter it replaces zeroed the
-/// whole input gradient first, then added δ element by element.
+/// else 0, in one pass of selects that vectorize. Returns false when some
+/// argmax is not a position of its own window (an argmax not made by
+/// `max_pool`): then the caller scatters instead.
 #[inline(always)]
-fn tiled_sample<T: Float>(
-    ds: &[T],
-    am: &[i64],
-    dx: &mut [MaybeUninit<T>],
-    (h, w, c): (usize, usize, usize),
-    (ho, wo): (usize, usize),
-    (kh, kw, sh, sw): Window,
-) -> bool {
+fn tiled_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
+    let (h, w, c) = (p.h, p.w, p.c);
+    let (ho, wo) = p.out_dims();
     // hits per channel, summed once at the end (a sum per window position
     // cost more than the selects)
     let mut hits = vec![0u32; c];
     for i in 0..h {
-        let (oi, ki) = (i / sh, i % sh);
-        let row_in = oi < ho && ki < kh;
+        let (oi, ki) = (i / p.sh, i % p.sh);
+        let row_in = oi < ho && ki < p.kh;
         let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
         for j in 0..w {
             let pos = i * w + j;
             let out = &mut dx[pos * c..(pos + 1) * c];
-            if row_in && oj < wo && kj < kw {
+            if row_in && oj < wo && kj < p.kw {
                 let o = (oi * wo + oj) * c;
                 let (d, a) = (&ds[o..o + c], &am[o..o + c]);
                 for (((x, &d), &a), n) in out.iter_mut().zip(d).zip(a).zip(hits.iter_mut()) {
                     let here = a == pos as i64;
                     *n += here as u32;
-                    x.write(if here { d } else { T::zero() });
+                    *x = if here { d } else { T::zero() };
                 }
             } else {
-                out.fill(MaybeUninit::new(T::zero()));
+                out.fill(T::zero());
             }
             kj += 1;
-            if kj == sw {
+            if kj == p.sw {
                 (oj, kj) = (oj + 1, 0);
             }
         }
@@ -428,53 +405,33 @@ fn tiled_sample<T: Float>(
     hits.iter().map(|&n| n as usize).sum::<usize>() == ho * wo * c
 }
 
-/// [`tiled_sample`] compiled for AVX-512 when the CPU has it (the `i64`
-/// compare and the float select share mask registers).
-pub(crate) fn tiled_sample_dispatch<T: Float>(
-    ds: &[T],
-    am: &[i64],
-    dx: &mut [MaybeUninit<T>],
-    dims: (usize, usize, usize),
-    out: (usize, usize),
-    win: Window,
-) -> bool {
+/// [`tiled_sample`] on the widest instruction set found (the `i64` compare
+/// and the float select share AVX-512's mask registers).
+fn tiled_sample_dispatch<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(ds), Some(dxf)) = (as_f32(ds), as_f32_uninit(dx)) {
-        if avx512() && dims.2.is_multiple_of(16) {
+    if let (Some(ds), Some(dxf)) = (as_f32(ds), as_f32_mut(dx)) {
+        if avx512() && p.c.is_multiple_of(16) {
             // SAFETY: the CPU has AVX-512F.
-            return unsafe { avx512::tiled_f32(ds, am, dxf, dims, out, win) };
+            return unsafe { avx512::tiled_f32(ds, am, dxf, p) };
         }
     }
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2")]
-        unsafe fn v4<T: Float>(
-            ds: &[T],
-            am: &[i64],
-            dx: &mut [MaybeUninit<T>],
-            dims: (usize, usize, usize),
-            out: (usize, usize),
-            win: Window,
-        ) -> bool {
-            tiled_sample(ds, am, dx, dims, out, win)
+        fn v4<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
+            tiled_sample(ds, am, dx, p)
         }
         if avx512() {
             // SAFETY: the CPU has the features v4 is compiled for.
-            return unsafe { v4(ds, am, dx, dims, out, win) };
+            return unsafe { v4(ds, am, dx, p) };
         }
     }
-    tiled_sample(ds, am, dx, dims, out, win)
+    tiled_sample(ds, am, dx, p)
 }
 
 /// Adds `delta` of one sample where `argmax` points, into `dx` (zeroed by
 /// the caller); false if an index lies outside `[0, size)` (it is skipped).
-pub(crate) fn scatter_sample<T: Float>(
-    ds: &[T],
-    am: &[i64],
-    dx: &mut [T],
-    size: usize,
-    c: usize,
-) -> bool {
+fn scatter_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], size: usize, c: usize) -> bool {
     let mut ok = true;
     for (d, a) in ds.chunks_exact(c).zip(am.chunks_exact(c)) {
         for (ch, (&d, &a)) in d.iter().zip(a).enumerate() {
@@ -489,121 +446,92 @@ pub(crate) fn scatter_sample<T: Float>(
     ok
 }
 
+/// Backward pass of [`max_pool_sample`] for one sample: `dx (H, W, C)`, all
+/// of it written, is δ `ds` routed to the positions `am` (flat `h·W + w`).
+/// `tiled` (windows that do not overlap, `p`'s window known) writes it in
+/// one pass; else, or for an argmax outside its own window, it is zeroed
+/// and δ scattered into it. False if an index lies outside `[0, H·W)`.
+pub(crate) fn max_pool_backward_sample<T: Float>(
+    ds: &[T],
+    am: &[i64],
+    dx: &mut [T],
+    p: &Pool2dParams,
+    tiled: bool,
+) -> bool {
+    if tiled && tiled_sample_dispatch(ds, am, dx, p) {
+        return true;
+    }
+    dx.fill(T::zero());
+    scatter_sample(ds, am, dx, p.h * p.w, p.c)
+}
+
+/// Whether [`max_pool_backward_sample`] may take its one-pass path for `p`:
+/// windows that do not overlap (hit counts are `u32` per channel).
+pub(crate) fn tiles(p: &Pool2dParams) -> bool {
+    let (ho, wo) = p.out_dims();
+    p.sh >= p.kh && p.sw >= p.kw && ho * wo < u32::MAX as usize
+}
+
+/// The error for an argmax with an index outside `[0, h·w)`.
+pub(crate) fn bad_index(op: &'static str, am: &[i64], (h, w): (usize, usize)) -> KernelError {
+    let size = h * w;
+    let bad = am
+        .iter()
+        .find(|&&a| a < 0 || a as usize >= size)
+        .copied()
+        .unwrap_or(-1);
+    KernelError::invalid(
+        op,
+        format!(
+            "argmax holds the index {bad}, outside [0, {size}) of an input of {h}x{w} positions"
+        ),
+    )
+}
+
+/// `p` is the pooling of the input when the forward's window is known
+/// (`delta` checked against it by the caller), else `p.kh = 0`: no window.
 fn max_pool_backward_impl<T: Float>(
     op: &'static str,
     delta: ArrayView4<'_, T>,
     argmax: ArrayView4<'_, i64>,
-    h: usize,
-    w: usize,
-    window: Option<Window>,
+    p: &Pool2dParams,
 ) -> Result<Array4<T>, KernelError> {
     check_argmax(op, delta.shape(), argmax.shape())?;
-    let (n, c) = (delta.shape()[0], delta.shape()[3]);
+    let (n, h, w, c) = (p.n, p.h, p.w, p.c);
     let what = format!("the input of input_len/input_hw ({h}, {w})");
     check_alloc(op, &what, &[n, h, w, c])?;
-    let (ho, wo) = (delta.shape()[1], delta.shape()[2]);
-    if let Some((kh, kw, sh, sw)) = window {
-        let p = Pool2dParams {
-            n,
-            h,
-            w,
-            c,
-            kh,
-            kw,
-            sh,
-            sw,
-        };
-        if kh > 1 {
-            check_window(op, "input height", kh, sh, h)?;
-        }
-        check_window(
-            op,
-            if kh > 1 {
-                "input width"
-            } else {
-                "input length"
-            },
-            kw,
-            sw,
-            w,
-        )?;
-        let expected = p.out_dims();
-        if expected != (ho, wo) {
-            let (shape, got) = if kh > 1 {
-                (vec![n, expected.0, expected.1, c], delta.shape().to_vec())
-            } else {
-                (vec![n, expected.1, c], vec![n, wo, c])
-            };
-            return Err(KernelError::shape(
-                op,
-                "delta",
-                format!(
-                    "{} (the pooling of the input by k and stride)",
-                    fmt_shape(&shape)
-                ),
-                fmt_shape(&got),
-            ));
-        }
-    }
-    let size = h * w; // fits: checked with the other axes above
     let argmax = argmax.as_standard_layout();
     let am = argmax.as_slice().expect("standard layout");
-    let bad_index = || {
-        let bad = am
-            .iter()
-            .find(|&&a| a < 0 || a as usize >= size)
-            .copied()
-            .unwrap_or(-1);
-        KernelError::invalid(
-            op,
-            format!("argmax holds the index {bad}, outside [0, {size}) of an input of {h}x{w} positions"),
-        )
-    };
-    if n * size * c == 0 || delta.is_empty() {
+    let size = h * w; // fits: checked with the other axes above
+    let mut dx = Array4::<T>::zeros((n, h, w, c));
+    if dx.is_empty() || delta.is_empty() {
         // Nothing is scattered, but a bad index is still an error.
         return match am.iter().any(|&a| a < 0 || a as usize >= size) {
-            true => Err(bad_index()),
-            false => Ok(Array4::zeros((n, h, w, c))),
+            true => Err(bad_index(op, am, (h, w))),
+            false => Ok(dx),
         };
     }
-    // Windows that do not overlap (the usual stride >= window) take the
-    // one-pass path; the others zero each sample and scatter into it.
-    // (Its hit counts are u32 per channel: at most one per window.)
-    let tiled =
-        window.filter(|&(kh, kw, sh, sw)| sh >= kh && sw >= kw && ho * wo < u32::MAX as usize);
-    let out_per = ho * wo;
-    let work = n * out_per * c;
-    let parallel = parallel_for(n, work);
+    let tiled = p.kh > 0 && tiles(p);
+    let out_per = am.len() / n;
+    let parallel = parallel_for(n, n * out_per);
     // The indices are checked while they are used (one pass over argmax, not
     // two); a bad one fails the call, whose fresh output nobody has seen.
     let found_bad = AtomicBool::new(false);
-    let mut dx = Array4::<T>::uninit((n, h, w, c));
     {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let dxs = dx.as_slice_mut().expect("fresh array");
         per_sample(dxs, size * c, parallel, |s, dxc| {
-            let range = s * out_per * c..(s + 1) * out_per * c;
-            let (ds, am) = (&ds[range.clone()], &am[range]);
-            if let Some(win) = tiled {
-                if tiled_sample_dispatch(ds, am, dxc, (h, w, c), (ho, wo), win) {
-                    return;
-                }
-            }
-            // Every element of the sample is written before it is read.
-            dxc.fill(MaybeUninit::new(T::zero()));
-            // SAFETY: just initialized; `MaybeUninit<T>` has `T`'s layout.
-            let dxc = unsafe { &mut *(dxc as *mut [MaybeUninit<T>] as *mut [T]) };
-            if !scatter_sample(ds, am, dxc, size, c) {
+            let range = s * out_per..(s + 1) * out_per;
+            if !max_pool_backward_sample(&ds[range.clone()], &am[range], dxc, p, tiled) {
                 found_bad.store(true, Ordering::Relaxed);
             }
         });
     };
     if found_bad.load(Ordering::Relaxed) {
-        return Err(bad_index());
+        return Err(bad_index(op, am, (h, w)));
     }
-    // SAFETY: `per_sample` ran on every sample's slice, and each wrote all of it.
-    Ok(unsafe { dx.assume_init() })
+    Ok(dx)
 }
 
 fn avg_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> Array4<T> {
@@ -677,16 +605,38 @@ fn avg_pool_backward_impl<T: Float>(delta: ArrayView4<'_, T>, p: &Pool2dParams) 
     dx
 }
 
-fn check_delta(op: &'static str, expected: &[usize], actual: &[usize]) -> Result<(), KernelError> {
-    if expected != actual {
-        return Err(KernelError::shape(
-            op,
-            "delta",
-            fmt_shape(expected),
-            fmt_shape(actual),
-        ));
+/// The pooling a max-pooling backward pass undoes: its `input (N, H, W,
+/// C)`, and the window when the forward's `(k, stride)` is known, with
+/// `delta` (3-D in 1-D) checked against it; else `kh = 0`, no window.
+fn backward_params(
+    op: &'static str,
+    input: [usize; 4],
+    window: Option<(usize, usize)>,
+    delta: &[usize],
+) -> Result<Pool2dParams, KernelError> {
+    let [n, h, w, c] = input;
+    let Some((k, stride)) = window else {
+        let (kh, kw, sh, sw) = (0, 0, 1, 1);
+        return Ok(Pool2dParams {
+            n,
+            h,
+            w,
+            c,
+            kh,
+            kw,
+            sh,
+            sw,
+        });
+    };
+    if delta.len() == 3 {
+        let p = pool1d_params(op, &[n, w, c], k, stride)?;
+        check_shape(op, "delta", &[n, p.out_dims().1, c], delta)?;
+        return Ok(p);
     }
-    Ok(())
+    let p = pool2d_params(op, &input, k, stride)?;
+    let (ho, wo) = p.out_dims();
+    check_shape(op, "delta", &[n, ho, wo, c], delta)?;
+    Ok(p)
 }
 
 /// Max pooling of `x (N, L, C)` over windows of `k`: `(y, argmax)`, both
@@ -712,17 +662,13 @@ pub fn max_pool1d_backward<T: Float>(
     input_len: usize,
     window: Option<(usize, usize)>,
 ) -> Result<Array3<T>, KernelError> {
+    const OP: &str = "max_pool1d_backward";
     // Checked here too, so that the message shows the 3-D shapes.
-    check_argmax("max_pool1d_backward", delta.shape(), argmax.shape())?;
-    let dx = max_pool_backward_impl(
-        "max_pool1d_backward",
-        delta.insert_axis(Axis(1)),
-        argmax.insert_axis(Axis(1)),
-        1,
-        input_len,
-        window.map(|(k, stride)| (1, k, 1, stride)),
-    )?;
-    Ok(dx.remove_axis(Axis(1)))
+    check_argmax(OP, delta.shape(), argmax.shape())?;
+    let (n, c) = (delta.shape()[0], delta.shape()[2]);
+    let p = backward_params(OP, [n, 1, input_len, c], window, delta.shape())?;
+    let (delta, argmax) = (delta.insert_axis(Axis(1)), argmax.insert_axis(Axis(1)));
+    Ok(max_pool_backward_impl(OP, delta, argmax, &p)?.remove_axis(Axis(1)))
 }
 
 /// Average pooling of `x (N, L, C)` over windows of `k`.
@@ -745,7 +691,7 @@ pub fn avg_pool1d_backward<T: Float>(
     const OP: &str = "avg_pool1d_backward";
     let (n, c) = (delta.shape()[0], delta.shape()[2]);
     let p = pool1d_params(OP, &[n, input_len, c], k, stride)?;
-    check_delta(OP, &[n, p.out_dims().1, c], delta.shape())?;
+    check_shape(OP, "delta", &[n, p.out_dims().1, c], delta.shape())?;
     Ok(avg_pool_backward_impl(delta.insert_axis(Axis(1)), &p).remove_axis(Axis(1)))
 }
 
@@ -768,14 +714,12 @@ pub fn max_pool2d_backward<T: Float>(
     input_hw: (usize, usize),
     window: Option<(usize, usize)>,
 ) -> Result<Array4<T>, KernelError> {
-    max_pool_backward_impl(
-        "max_pool2d_backward",
-        delta,
-        argmax,
-        input_hw.0,
-        input_hw.1,
-        window.map(|(k, stride)| (k, k, stride, stride)),
-    )
+    const OP: &str = "max_pool2d_backward";
+    check_argmax(OP, delta.shape(), argmax.shape())?;
+    let (n, c) = (delta.shape()[0], delta.shape()[3]);
+    let input = [n, input_hw.0, input_hw.1, c];
+    let p = backward_params(OP, input, window, delta.shape())?;
+    max_pool_backward_impl(OP, delta, argmax, &p)
 }
 
 /// Average pooling of `x (N, H, W, C)` over `k×k` windows.
@@ -799,7 +743,7 @@ pub fn avg_pool2d_backward<T: Float>(
     let (n, c) = (delta.shape()[0], delta.shape()[3]);
     let p = pool2d_params(OP, &[n, input_hw.0, input_hw.1, c], k, stride)?;
     let (ho, wo) = p.out_dims();
-    check_delta(OP, &[n, ho, wo, c], delta.shape())?;
+    check_shape(OP, "delta", &[n, ho, wo, c], delta.shape())?;
     Ok(avg_pool_backward_impl(delta, &p))
 }
 

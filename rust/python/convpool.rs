@@ -5,7 +5,7 @@ use ndarray::{Ix1, Ix3, Ix4};
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
 
-use super::conv::{int, int_arg, optional};
+use super::conv::{int, int64_arg, optional};
 use super::{common_dtype, dispatch, FloatArg, Int};
 use crate::convpool;
 use crate::float::Float;
@@ -86,7 +86,7 @@ macro_rules! conv_pool {
             input_delta: bool,
         ) -> PyResult<Option<Bound<'py, PyAny>>> {
             const OP: &str = $bname;
-            let a = int_arg::<u8, $ix>(OP, "argmax", argmax, $ys, "uint8")?;
+            let a = int64_arg::<$ix>(OP, "argmax", argmax, $ys)?;
             let mut gw = grad_w.readwrite::<T, $ix>(OP)?;
             let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>(OP)).transpose()?;
             let (x, w) = (x.readonly::<T, $ix>()?, w.readonly::<T, $ix>()?);

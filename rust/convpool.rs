@@ -20,16 +20,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::conv::{
-    add_grads, add_pair, check_shape, conv1d_params, conv2d_params, input_grad_chunk, rename_w,
-    transposed_weight, with_scratch_in, Conv2dParams, ForwardPlan, WeightPlan, CONV_PAR_MIN_WORK,
+    add_grads, add_pair, check_shape, conv_params, input_grad_chunk, rename_w, transposed_weight,
+    with_scratch_in, Conv2dParams, ForwardPlan, WeightPlan, CONV_PAR_MIN_WORK,
 };
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::pool::{self, check_argmax, check_window, Pool2dParams};
 use crate::threads;
-
-/// A pooling window `(kh, kw, sh, sw)`.
-type Window = (usize, usize, usize, usize);
 
 thread_local! {
     /// Each thread's buffer for a group's convolution output or its δ.
@@ -52,13 +49,19 @@ struct Plan {
 }
 
 impl Plan {
+    /// The convolution of `x_shape` by `w_shape` (3-D in 1-D, 4-D in 2-D)
+    /// pooled by windows of `k` (`k×k` in 2-D) every `pool_stride`.
     fn new(
         op: &'static str,
-        conv: Conv2dParams,
-        (kh, kw, sh, sw): Window,
+        (x_shape, w_shape): (&[usize], &[usize]),
+        (stride, padding): (usize, usize),
+        (k, pool_stride): (usize, usize),
     ) -> Result<Self, KernelError> {
+        let conv = conv_params(op, x_shape, w_shape, stride, padding)?;
         let (ho, wo) = conv.out_dims();
-        let one_d = conv.h == 1 && conv.kh == 1;
+        let one_d = x_shape.len() == 3;
+        let (kh, sh) = if one_d { (1, 1) } else { (k, pool_stride) };
+        let (kw, sw) = (k, pool_stride);
         // (axis, pooling kernel, convolution output, input, conv kernel, stride, padding)
         let mut axes = vec![("length", kw, wo, conv.w, conv.kw, conv.sw, conv.pw)];
         if !one_d {
@@ -260,16 +263,33 @@ fn backward_impl<T: Float>(
     Ok(dx)
 }
 
+/// The plan of a forward pass, the bias length checked against it.
+fn forward_plan(
+    op: &'static str,
+    shapes: (&[usize], &[usize]),
+    b: Option<usize>,
+    conv: (usize, usize),
+    pool: (usize, usize),
+) -> Result<Plan, KernelError> {
+    let plan = Plan::new(op, shapes, conv, pool)?;
+    if let Some(len) = b {
+        check_shape(op, "b", &[plan.conv.cout], &[len])?;
+    }
+    Ok(plan)
+}
+
 /// The plan of a backward pass, with the gradients `(w, grad_w, grad_b
 /// length)` and the pooled `(delta, argmax)` shapes checked against it (a
-/// 1-D pass, `H = 1`, names its 3-D shapes).
+/// 1-D pass names its 3-D shapes).
 fn backward_plan(
     op: &'static str,
-    p: Conv2dParams,
-    win: Window,
-    (w, gw, gb): (&[usize], &[usize], Option<usize>),
+    (x, w): (&[usize], &[usize]),
+    (gw, gb): (&[usize], Option<usize>),
     (delta, argmax): (&[usize], &[usize]),
+    conv: (usize, usize),
+    pool: (usize, usize),
 ) -> Result<Plan, KernelError> {
+    let plan = Plan::new(op, (x, w), conv, pool)?;
     if w != gw {
         return Err(rename_w(
             KernelError::shape(op, "w", fmt_shape(w), fmt_shape(gw)),
@@ -277,9 +297,8 @@ fn backward_plan(
         ));
     }
     if let Some(len) = gb {
-        check_shape(op, "grad_b", &[p.cout], &[len])?;
+        check_shape(op, "grad_b", &[plan.conv.cout], &[len])?;
     }
-    let plan = Plan::new(op, p, win)?;
     let [n, ho, wo, c] = plan.pooled();
     let expected = if delta.len() == 3 {
         vec![n, wo, c]
@@ -300,15 +319,11 @@ pub fn conv1d_maxpool<T: Float>(
     x: ArrayView3<'_, T>,
     w: ArrayView3<'_, T>,
     b: Option<ArrayView1<'_, T>>,
-    (stride, padding): (usize, usize),
-    (k, pool_stride): (usize, usize),
+    conv: (usize, usize),
+    pool: (usize, usize),
 ) -> Result<(Array3<T>, Array3<i64>), KernelError> {
-    const OP: &str = "conv1d_maxpool";
-    let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    if let Some(b) = &b {
-        check_shape(OP, "b", &[p.cout], &[b.len()])?;
-    }
-    let plan = Plan::new(OP, p.as_2d(), (1, k, 1, pool_stride))?;
+    let shapes = (x.shape(), w.shape());
+    let plan = forward_plan("conv1d_maxpool", shapes, b.map(|b| b.len()), conv, pool)?;
     let (y, a) = forward_impl(x.insert_axis(Axis(1)), w.insert_axis(Axis(0)), b, &plan);
     Ok((y.remove_axis(Axis(1)), a.remove_axis(Axis(1))))
 }
@@ -320,15 +335,11 @@ pub fn conv2d_maxpool<T: Float>(
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     b: Option<ArrayView1<'_, T>>,
-    (stride, padding): (usize, usize),
-    (k, pool_stride): (usize, usize),
+    conv: (usize, usize),
+    pool: (usize, usize),
 ) -> Result<(Array4<T>, Array4<i64>), KernelError> {
-    const OP: &str = "conv2d_maxpool";
-    let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    if let Some(b) = &b {
-        check_shape(OP, "b", &[p.cout], &[b.len()])?;
-    }
-    let plan = Plan::new(OP, p, (k, k, pool_stride, pool_stride))?;
+    let shapes = (x.shape(), w.shape());
+    let plan = forward_plan("conv2d_maxpool", shapes, b.map(|b| b.len()), conv, pool)?;
     Ok(forward_impl(x, w, b, &plan))
 }
 
@@ -343,26 +354,21 @@ pub fn conv1d_maxpool_backward<T: Float>(
     argmax: ArrayView3<'_, i64>,
     grad_w: ArrayViewMut3<'_, T>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
-    (stride, padding): (usize, usize),
-    (k, pool_stride): (usize, usize),
+    conv: (usize, usize),
+    pool: (usize, usize),
     input_delta: bool,
 ) -> Result<Option<Array3<T>>, KernelError> {
     const OP: &str = "conv1d_maxpool_backward";
-    let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    let grads = (w.shape(), grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
+    let grads = (grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
     let pooled = (delta.shape(), argmax.shape());
-    let plan = backward_plan(OP, p.as_2d(), (1, k, 1, pool_stride), grads, pooled)?;
-    let dx = backward_impl(
-        OP,
+    let plan = backward_plan(OP, (x.shape(), w.shape()), grads, pooled, conv, pool)?;
+    let (x, w, delta) = (
         x.insert_axis(Axis(1)),
         w.insert_axis(Axis(0)),
         delta.insert_axis(Axis(1)),
-        argmax.insert_axis(Axis(1)),
-        grad_w.insert_axis(Axis(0)),
-        grad_b,
-        &plan,
-        input_delta,
-    )?;
+    );
+    let (argmax, grad_w) = (argmax.insert_axis(Axis(1)), grad_w.insert_axis(Axis(0)));
+    let dx = backward_impl(OP, x, w, delta, argmax, grad_w, grad_b, &plan, input_delta)?;
     Ok(dx.map(|d| d.remove_axis(Axis(1))))
 }
 
@@ -375,15 +381,14 @@ pub fn conv2d_maxpool_backward<T: Float>(
     argmax: ArrayView4<'_, i64>,
     grad_w: ArrayViewMut4<'_, T>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
-    (stride, padding): (usize, usize),
-    (k, pool_stride): (usize, usize),
+    conv: (usize, usize),
+    pool: (usize, usize),
     input_delta: bool,
 ) -> Result<Option<Array4<T>>, KernelError> {
     const OP: &str = "conv2d_maxpool_backward";
-    let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    let grads = (w.shape(), grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
+    let grads = (grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
     let pooled = (delta.shape(), argmax.shape());
-    let plan = backward_plan(OP, p, (k, k, pool_stride, pool_stride), grads, pooled)?;
+    let plan = backward_plan(OP, (x.shape(), w.shape()), grads, pooled, conv, pool)?;
     backward_impl(OP, x, w, delta, argmax, grad_w, grad_b, &plan, input_delta)
 }
 

@@ -17,15 +17,12 @@ use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use crate::conv::check_shape;
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
-use crate::simd::{as_f32, as_f32_mut, avx512};
+use crate::simd::{as_f32, as_f32_mut, avx512, multiversion};
 use crate::threads;
 
-/// Element visits below which pooling stays on the calling thread.
-///
-/// Measured with `cargo bench --bench kernels -- threads/max_pool2d` (2×2 max
-/// pooling of `(n, 14, 14, 32)`, 1 vs 2 threads) on the 2-core dev machine:
-/// at 313k visits 2 threads take 52 µs instead of 78; a hand-off to the pool
-/// costs ~10 µs, so the split pays from about 90k visits.
+/// Element visits below which pooling stays on the calling thread: a
+/// hand-off to the pool costs about 10 µs, the time of ~90k visits
+/// (`cargo bench --bench kernels -- threads/max_pool2d`).
 pub const POOL_PAR_MIN_WORK: usize = 128 * 1024;
 
 /// The sizes of a pooling (a 1-D one has `h = kh = sh = 1`).
@@ -138,8 +135,8 @@ pub fn pool2d_params(
 
 /// Max pooling of `f32` by explicit AVX-512, 16 channels at a time: the
 /// maximum in one register, its position in two (the compiler's version of
-/// the generic loop, with a float and an `i64` select per channel, took 4 to 6
-/// times as long on the USPS shapes).
+/// the generic loop, with a float and an `i64` select per channel, is
+/// several times slower).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
@@ -259,12 +256,8 @@ pub(crate) fn beats<T: Float>(v: T, best: T) -> bool {
     (v > best) | (v.is_nan() & !best.is_nan())
 }
 
-/// Max pooling of one sample `xs (H, W, C)` into `yc`/`ac (Ho, Wo, C)`.
-///
-/// Compiled plain, for AVX2 and for AVX-512 (picked at run time): the channel
-/// loop with its two selects (an `f32` and an `i64` lane per channel) only
-/// vectorizes well with wide registers; AVX-512's mask registers took the
-/// USPS pooling `(100, 14, 14, 32)` from 140 to 108 µs (1 thread).
+/// Max pooling of one sample `xs (H, W, C)` into `yc`/`ac (Ho, Wo, C)`:
+/// explicit AVX-512 for `f32` by 16 channels, else [`max_pool_generic`].
 pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(xs), Some(yc)) = (as_f32(xs), as_f32_mut(yc)) {
@@ -273,8 +266,14 @@ pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], 
             return unsafe { avx512::max_pool_f32(xs, yc, ac, p) };
         }
     }
-    #[inline(always)]
-    fn body<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
+    max_pool_generic(xs, yc, ac, p)
+}
+
+multiversion! {
+    /// [`max_pool_sample`] on the widest instruction set found: the channel
+    /// loop, with its two selects (a float and an `i64` lane per channel),
+    /// only vectorizes well with wide registers.
+    fn max_pool_generic<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
         let (ho, wo) = p.out_dims();
         let c = p.c;
         for oi in 0..ho {
@@ -305,26 +304,6 @@ pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], 
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2")]
-        unsafe fn v4<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
-            body(xs, yc, ac, p)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
-            body(xs, yc, ac, p)
-        }
-        if avx512() {
-            // SAFETY: the CPU has the features v4 is compiled for.
-            return unsafe { v4(xs, yc, ac, p) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { avx2(xs, yc, ac, p) };
-        }
-    }
-    body(xs, yc, ac, p)
 }
 
 fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>, Array4<i64>) {
@@ -366,64 +345,54 @@ pub(crate) fn check_argmax(
     Ok(())
 }
 
-/// δ of one sample when windows do not overlap: every input position of
-/// `dx (H, W, C)` written once, δ where its window's argmax points at it,
-/// else 0, in one pass of selects that vectorize. Returns false when some
-/// argmax is not a position of its own window (an argmax not made by
-/// `max_pool`): then the caller scatters instead.
-#[inline(always)]
-fn tiled_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
-    let (h, w, c) = (p.h, p.w, p.c);
-    let (ho, wo) = p.out_dims();
-    // hits per channel, summed once at the end (a sum per window position
-    // cost more than the selects)
-    let mut hits = vec![0u32; c];
-    for i in 0..h {
-        let (oi, ki) = (i / p.sh, i % p.sh);
-        let row_in = oi < ho && ki < p.kh;
-        let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
-        for j in 0..w {
-            let pos = i * w + j;
-            let out = &mut dx[pos * c..(pos + 1) * c];
-            if row_in && oj < wo && kj < p.kw {
-                let o = (oi * wo + oj) * c;
-                let (d, a) = (&ds[o..o + c], &am[o..o + c]);
-                for (((x, &d), &a), n) in out.iter_mut().zip(d).zip(a).zip(hits.iter_mut()) {
-                    let here = a == pos as i64;
-                    *n += here as u32;
-                    *x = if here { d } else { T::zero() };
+multiversion! {
+    /// δ of one sample when windows do not overlap: every input position of
+    /// `dx (H, W, C)` written once, δ where its window's argmax points at it,
+    /// else 0, in one pass of selects that vectorize. Returns false when some
+    /// argmax is not a position of its own window (an argmax not made by
+    /// `max_pool`): then the caller scatters instead.
+    fn tiled_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
+        let (h, w, c) = (p.h, p.w, p.c);
+        let (ho, wo) = p.out_dims();
+        // hits per channel, summed once at the end (a sum per window position
+        // cost more than the selects)
+        let mut hits = vec![0u32; c];
+        for i in 0..h {
+            let (oi, ki) = (i / p.sh, i % p.sh);
+            let row_in = oi < ho && ki < p.kh;
+            let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
+            for j in 0..w {
+                let pos = i * w + j;
+                let out = &mut dx[pos * c..(pos + 1) * c];
+                if row_in && oj < wo && kj < p.kw {
+                    let o = (oi * wo + oj) * c;
+                    let (d, a) = (&ds[o..o + c], &am[o..o + c]);
+                    for (((x, &d), &a), n) in out.iter_mut().zip(d).zip(a).zip(hits.iter_mut()) {
+                        let here = a == pos as i64;
+                        *n += here as u32;
+                        *x = if here { d } else { T::zero() };
+                    }
+                } else {
+                    out.fill(T::zero());
                 }
-            } else {
-                out.fill(T::zero());
-            }
-            kj += 1;
-            if kj == p.sw {
-                (oj, kj) = (oj + 1, 0);
+                kj += 1;
+                if kj == p.sw {
+                    (oj, kj) = (oj + 1, 0);
+                }
             }
         }
+        hits.iter().map(|&n| n as usize).sum::<usize>() == ho * wo * c
     }
-    hits.iter().map(|&n| n as usize).sum::<usize>() == ho * wo * c
 }
 
-/// [`tiled_sample`] on the widest instruction set found (the `i64` compare
-/// and the float select share AVX-512's mask registers).
+/// [`tiled_sample`]: explicit AVX-512 for `f32` by 16 channels, else the
+/// generic loop on the widest instruction set found.
 fn tiled_sample_dispatch<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let (Some(ds), Some(dxf)) = (as_f32(ds), as_f32_mut(dx)) {
         if avx512() && p.c.is_multiple_of(16) {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { avx512::tiled_f32(ds, am, dxf, p) };
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2")]
-        fn v4<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
-            tiled_sample(ds, am, dx, p)
-        }
-        if avx512() {
-            // SAFETY: the CPU has the features v4 is compiled for.
-            return unsafe { v4(ds, am, dx, p) };
         }
     }
     tiled_sample(ds, am, dx, p)

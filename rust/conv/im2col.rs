@@ -153,87 +153,65 @@ multiversion! {
     }
 }
 
-/// Fills `col` (rows of `p.patch()`) with the patches of samples `n0..n1` of
-/// `x`, a standard-layout `(N, H, W, Cin)` buffer; padding reads as zeros.
-fn im2col<T: Float>(x: &[T], p: &Conv2dParams, n0: usize, n1: usize, col: &mut [T]) {
+/// Walks the patch matrix of `samples` samples: `f(at, len, from)` for each
+/// run of `len` entries at offset `at` of the matrix, `from` being where the
+/// run lies in the samples' standard-layout `(samples, H, W, Cin)` buffer, or
+/// None where it falls on the padding.
+#[inline(always)]
+fn patch_runs(p: &Conv2dParams, samples: usize, mut f: impl FnMut(usize, usize, Option<usize>)) {
     let (ho, wo) = p.out_dims();
-    let (cin, run) = (p.cin, p.kw * p.cin);
-    let sample = p.h * p.w * cin;
-    let mut rows = col.chunks_exact_mut(p.patch().max(1));
-    for n in n0..n1 {
-        let xs = &x[n * sample..(n + 1) * sample];
+    let (cin, run, line) = (p.cin, p.kw * p.cin, p.w * p.cin);
+    let mut at = 0;
+    for n in 0..samples {
         for oi in 0..ho {
             for oj in 0..wo {
-                let Some(row) = rows.next() else { return };
                 let w0 = (oj * p.sw) as isize - p.pw as isize;
                 let inside = w0 >= 0 && w0 as usize + p.kw <= p.w;
                 for ki in 0..p.kh {
-                    let dst = &mut row[ki * run..(ki + 1) * run];
                     let hi = (oi * p.sh + ki) as isize - p.ph as isize;
+                    let start = (n * p.h + hi.max(0) as usize) * line;
                     if hi < 0 || hi as usize >= p.h {
-                        dst.fill(T::zero());
-                        continue;
-                    }
-                    let line = &xs[hi as usize * p.w * cin..(hi as usize + 1) * p.w * cin];
-                    if inside {
-                        let start = w0 as usize * cin;
-                        dst.copy_from_slice(&line[start..start + run]);
+                        f(at, run, None);
+                    } else if inside {
+                        f(at, run, Some(start + w0 as usize * cin));
                     } else {
-                        for (kj, d) in dst.chunks_exact_mut(cin.max(1)).enumerate() {
+                        for kj in 0..p.kw {
                             let wi = w0 + kj as isize;
-                            if wi < 0 || wi as usize >= p.w {
-                                d.fill(T::zero());
-                            } else {
-                                let s = wi as usize * cin;
-                                d.copy_from_slice(&line[s..s + cin]);
-                            }
+                            let from = (wi >= 0 && (wi as usize) < p.w).then(|| wi as usize * cin);
+                            f(at + kj * cin, cin, from.map(|o| start + o));
                         }
                     }
+                    at += run;
                 }
             }
         }
     }
 }
 
-/// Adds the patch rows `col` of samples `n0..` back into `dx`, the
-/// standard-layout `(n1 - n0, H, W, Cin)` gradient of those samples; the parts
-/// that fall on the padding are dropped.
+/// Fills `col` (rows of `p.patch()`) with the patches of samples `n0..n1` of
+/// `x`, a standard-layout `(N, H, W, Cin)` buffer; padding reads as zeros.
+fn im2col<T: Float>(x: &[T], p: &Conv2dParams, n0: usize, n1: usize, col: &mut [T]) {
+    let sample = p.h * p.w * p.cin;
+    let xs = &x[n0 * sample..n1 * sample];
+    patch_runs(p, n1 - n0, |at, len, from| {
+        let dst = &mut col[at..at + len];
+        match from {
+            Some(s) => dst.copy_from_slice(&xs[s..s + len]),
+            None => dst.fill(T::zero()),
+        }
+    });
+}
+
+/// Adds the patch rows `col` back into `dx`, the standard-layout
+/// `(n, H, W, Cin)` gradient of their samples; the parts that fall on the
+/// padding are dropped.
 fn col2im<T: Float>(col: &[T], p: &Conv2dParams, dx: &mut [T]) {
-    let (ho, wo) = p.out_dims();
-    let (cin, run) = (p.cin, p.kw * p.cin);
-    let sample = p.h * p.w * cin;
-    let mut rows = col.chunks_exact(p.patch().max(1));
-    for dxs in dx.chunks_exact_mut(sample.max(1)) {
-        for oi in 0..ho {
-            for oj in 0..wo {
-                let Some(row) = rows.next() else { return };
-                let w0 = (oj * p.sw) as isize - p.pw as isize;
-                let inside = w0 >= 0 && w0 as usize + p.kw <= p.w;
-                for ki in 0..p.kh {
-                    let src = &row[ki * run..(ki + 1) * run];
-                    let hi = (oi * p.sh + ki) as isize - p.ph as isize;
-                    if hi < 0 || hi as usize >= p.h {
-                        continue;
-                    }
-                    let line = &mut dxs[hi as usize * p.w * cin..(hi as usize + 1) * p.w * cin];
-                    if inside {
-                        let start = w0 as usize * cin;
-                        for (d, &s) in line[start..start + run].iter_mut().zip(src) {
-                            *d += s;
-                        }
-                    } else {
-                        for (kj, s) in src.chunks_exact(cin.max(1)).enumerate() {
-                            let wi = w0 + kj as isize;
-                            if wi >= 0 && (wi as usize) < p.w {
-                                let o = wi as usize * cin;
-                                for (d, &v) in line[o..o + cin].iter_mut().zip(s) {
-                                    *d += v;
-                                }
-                            }
-                        }
-                    }
-                }
+    let samples = dx.len() / (p.h * p.w * p.cin).max(1);
+    patch_runs(p, samples, |at, len, from| {
+        if let Some(s) = from {
+            for (d, &v) in dx[s..s + len].iter_mut().zip(&col[at..at + len]) {
+                *d += v;
             }
         }
-    }
+    });
 }

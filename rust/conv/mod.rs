@@ -113,41 +113,6 @@ impl Conv2dParams {
     }
 }
 
-/// The 1-D convolution's sizes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv1dParams {
-    pub n: usize,
-    pub l: usize,
-    pub cin: usize,
-    pub cout: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub padding: usize,
-}
-
-impl Conv1dParams {
-    /// Output length `(L + 2p - K) / stride + 1`.
-    pub fn out_len(&self) -> usize {
-        (self.l + 2 * self.padding - self.k) / self.stride + 1
-    }
-
-    pub(crate) fn as_2d(&self) -> Conv2dParams {
-        Conv2dParams {
-            n: self.n,
-            h: 1,
-            w: self.l,
-            cin: self.cin,
-            cout: self.cout,
-            kh: 1,
-            kw: self.k,
-            sh: 1,
-            sw: self.stride,
-            ph: 0,
-            pw: self.padding,
-        }
-    }
-}
-
 fn check_stride(op: &'static str, stride: usize) -> Result<(), KernelError> {
     if stride == 0 {
         return Err(KernelError::invalid(op, "stride must be >= 1, got 0"));
@@ -181,62 +146,40 @@ fn check_kernel_fits(
     Ok(())
 }
 
-/// Checks a 1-D convolution's input and weight shapes and returns its sizes.
-pub fn conv1d_params(
-    op: &'static str,
-    x_shape: &[usize],
-    w_shape: &[usize],
-    stride: usize,
-    padding: usize,
-) -> Result<Conv1dParams, KernelError> {
-    let (n, l, cin) = (x_shape[0], x_shape[1], x_shape[2]);
-    let (k, wcin, cout) = (w_shape[0], w_shape[1], w_shape[2]);
-    if wcin != cin {
-        return Err(KernelError::shape(
-            op,
-            "w",
-            format!("(K, {cin}, Cout) to match x {}", fmt_shape(x_shape)),
-            fmt_shape(w_shape),
-        ));
-    }
-    check_stride(op, stride)?;
-    check_kernel_fits(op, "input length", k, l, padding)?;
-    let p = Conv1dParams {
-        n,
-        l,
-        cin,
-        cout,
-        k,
-        stride,
-        padding,
-    };
-    let why = format!("for input length {l}, stride {stride} and padding {padding}");
-    check_alloc(op, &format!("the output {why}"), &[n, p.out_len(), cout])?;
-    check_alloc(op, &format!("the input {why}"), &[n, l, cin])?;
-    Ok(p)
-}
-
-/// Checks a 2-D convolution's input and (square) weight shapes.
-pub fn conv2d_params(
+/// Checks a convolution's input and weight shapes, `x (N, L, Cin)` and
+/// `w (K, Cin, Cout)` in 1-D, `x (N, H, W, Cin)` and a square
+/// `w (K, K, Cin, Cout)` in 2-D, and returns its sizes (`H = Kh = 1` in 1-D).
+pub fn conv_params(
     op: &'static str,
     x_shape: &[usize],
     w_shape: &[usize],
     stride: usize,
     padding: usize,
 ) -> Result<Conv2dParams, KernelError> {
-    let (n, h, w, cin) = (x_shape[0], x_shape[1], x_shape[2], x_shape[3]);
-    let (kh, kw, wcin, cout) = (w_shape[0], w_shape[1], w_shape[2], w_shape[3]);
-    if wcin != cin || kh != kw {
+    let one_d = x_shape.len() == 3;
+    let (x, w, (sh, ph)) = match (x_shape, w_shape) {
+        (&[n, l, c], &[k, wc, co]) => ([n, 1, l, c], [1, k, wc, co], (1, 0)),
+        (&[n, h, w, c], &[kh, kw, wc, co]) => ([n, h, w, c], [kh, kw, wc, co], (stride, padding)),
+        _ => unreachable!("the callers pass 3-D or 4-D shapes"),
+    };
+    let ([n, h, w, cin], [kh, kw, wcin, cout]) = (x, w);
+    if wcin != cin || (!one_d && kh != kw) {
+        let k = if one_d { "K" } else { "K, K" };
         return Err(KernelError::shape(
             op,
             "w",
-            format!("(K, K, {cin}, Cout) to match x {}", fmt_shape(x_shape)),
+            format!("({k}, {cin}, Cout) to match x {}", fmt_shape(x_shape)),
             fmt_shape(w_shape),
         ));
     }
     check_stride(op, stride)?;
-    check_kernel_fits(op, "input height", kh, h, padding)?;
-    check_kernel_fits(op, "input width", kw, w, padding)?;
+    if one_d {
+        check_kernel_fits(op, "input length", kw, w, padding)?;
+    } else {
+        check_kernel_fits(op, "input height", kh, h, padding)?;
+        check_kernel_fits(op, "input width", kw, w, padding)?;
+    }
+    let (sw, pw) = (stride, padding);
     let p = Conv2dParams {
         n,
         h,
@@ -245,15 +188,20 @@ pub fn conv2d_params(
         cout,
         kh,
         kw,
-        sh: stride,
-        sw: stride,
-        ph: padding,
-        pw: padding,
+        sh,
+        sw,
+        ph,
+        pw,
     };
     let (ho, wo) = p.out_dims();
-    let why = format!("for input size ({h}, {w}), stride {stride} and padding {padding}");
-    check_alloc(op, &format!("the output {why}"), &[n, ho, wo, cout])?;
-    check_alloc(op, &format!("the input {why}"), &[n, h, w, cin])?;
+    let (size, out) = if one_d {
+        (format!("length {w}"), vec![n, wo, cout])
+    } else {
+        (format!("size ({h}, {w})"), vec![n, ho, wo, cout])
+    };
+    let why = format!("for input {size}, stride {stride} and padding {padding}");
+    check_alloc(op, &format!("the output {why}"), &out)?;
+    check_alloc(op, &format!("the input {why}"), x_shape)?;
     Ok(p)
 }
 
@@ -303,7 +251,7 @@ fn weight_matrix<'a, T: Float>(
 
 /// Patch lengths (`Kh·Kw·Cin`) up to which the forward pass takes the
 /// direct kernel: it was faster than im2col + GEMM at every length measured
-/// up to 49 (`direct_vs_gemm_timing` in the tests).
+/// up to 49 (1 to 5 input channels, 3×3 to 7×7 kernels; see the commits).
 const DIRECT_FORWARD_MAX: usize = 49;
 
 /// Patch lengths up to which the weight gradient takes the direct kernel,
@@ -562,16 +510,11 @@ pub fn conv1d<T: Float>(
     padding: usize,
 ) -> Result<Array3<T>, KernelError> {
     const OP: &str = "conv1d";
-    let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
+    let p = conv_params(OP, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
         check_shape(OP, "b", &[p.cout], &[b.len()])?;
     }
-    let out = forward_impl(
-        x.insert_axis(Axis(1)),
-        w.insert_axis(Axis(0)),
-        b,
-        &p.as_2d(),
-    );
+    let out = forward_impl(x.insert_axis(Axis(1)), w.insert_axis(Axis(0)), b, &p);
     Ok(out.remove_axis(Axis(1)))
 }
 
@@ -586,13 +529,9 @@ pub fn conv1d_backward_input<T: Float>(
 ) -> Result<Array3<T>, KernelError> {
     const OP: &str = "conv1d_backward_input";
     let (n, cin) = (delta.shape()[0], w.shape()[1]);
-    let p = conv1d_params(OP, &[n, input_len, cin], w.shape(), stride, padding)?;
-    check_shape(OP, "delta", &[n, p.out_len(), p.cout], delta.shape())?;
-    let dx = backward_input_impl(
-        delta.insert_axis(Axis(1)),
-        w.insert_axis(Axis(0)),
-        &p.as_2d(),
-    );
+    let p = conv_params(OP, &[n, input_len, cin], w.shape(), stride, padding)?;
+    check_shape(OP, "delta", &[n, p.out_dims().1, p.cout], delta.shape())?;
+    let dx = backward_input_impl(delta.insert_axis(Axis(1)), w.insert_axis(Axis(0)), &p);
     Ok(dx.remove_axis(Axis(1)))
 }
 
@@ -607,9 +546,9 @@ pub fn conv1d_backward_weight<T: Float>(
     padding: usize,
 ) -> Result<(), KernelError> {
     const OP: &str = "conv1d_backward_weight";
-    let p = conv1d_params(OP, x.shape(), grad_w.shape(), stride, padding)
+    let p = conv_params(OP, x.shape(), grad_w.shape(), stride, padding)
         .map_err(|e| rename_w(e, "grad_w"))?;
-    check_shape(OP, "delta", &[p.n, p.out_len(), p.cout], delta.shape())?;
+    check_shape(OP, "delta", &[p.n, p.out_dims().1, p.cout], delta.shape())?;
     if let Some(gb) = &grad_b {
         check_shape(OP, "grad_b", &[p.cout], &[gb.len()])?;
     }
@@ -618,7 +557,7 @@ pub fn conv1d_backward_weight<T: Float>(
         delta.insert_axis(Axis(1)),
         grad_w.insert_axis(Axis(0)),
         grad_b,
-        &p.as_2d(),
+        &p,
     );
     Ok(())
 }
@@ -633,7 +572,7 @@ pub fn conv2d<T: Float>(
     padding: usize,
 ) -> Result<Array4<T>, KernelError> {
     const OP: &str = "conv2d";
-    let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
+    let p = conv_params(OP, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
         check_shape(OP, "b", &[p.cout], &[b.len()])?;
     }
@@ -651,7 +590,7 @@ pub fn conv2d_backward_input<T: Float>(
 ) -> Result<Array4<T>, KernelError> {
     const OP: &str = "conv2d_backward_input";
     let (n, cin) = (delta.shape()[0], w.shape()[2]);
-    let p = conv2d_params(
+    let p = conv_params(
         OP,
         &[n, input_hw.0, input_hw.1, cin],
         w.shape(),
@@ -674,7 +613,7 @@ pub fn conv2d_backward_weight<T: Float>(
     padding: usize,
 ) -> Result<(), KernelError> {
     const OP: &str = "conv2d_backward_weight";
-    let p = conv2d_params(OP, x.shape(), grad_w.shape(), stride, padding)
+    let p = conv_params(OP, x.shape(), grad_w.shape(), stride, padding)
         .map_err(|e| rename_w(e, "grad_w"))?;
     let (ho, wo) = p.out_dims();
     check_shape(OP, "delta", &[p.n, ho, wo, p.cout], delta.shape())?;

@@ -89,15 +89,14 @@ fn conv1d_matches_reference() {
         let x = filled((n, l, cin), 0.1);
         let w = filled((k, cin, cout), 0.2);
         let b = filled(cout, 0.3);
-        let p = conv1d_params("t", x.shape(), w.shape(), s, pad).unwrap();
-        let d = filled((n, p.out_len(), cout), 0.4);
-        let p2 = p.as_2d();
+        let p = conv_params("t", x.shape(), w.shape(), s, pad).unwrap();
+        let d = filled((n, p.out_dims().1, cout), 0.4);
         let (y, dx, dw, db) = reference(
             &x.clone().insert_axis(Axis(1)),
             &w.clone().insert_axis(Axis(0)),
             &b,
             &d.clone().insert_axis(Axis(1)),
-            &p2,
+            &p,
         );
         let got = conv1d(x.view(), w.view(), Some(b.view()), s, pad).unwrap();
         assert_close(&got, &y.remove_axis(Axis(1)));
@@ -137,7 +136,7 @@ fn conv2d_matches_reference() {
         let x = filled((n, h, wd, cin), 0.1);
         let w = filled((k, k, cin, cout), 0.2);
         let b = filled(cout, 0.3);
-        let p = conv2d_params("t", x.shape(), w.shape(), s, pad).unwrap();
+        let p = conv_params("t", x.shape(), w.shape(), s, pad).unwrap();
         let (ho, wo) = p.out_dims();
         let d = filled((n, ho, wo, cout), 0.4);
         let (y, dx, dw, db) = reference(&x, &w, &b, &d, &p);
@@ -261,71 +260,6 @@ fn direct_matches_im2col() {
             check::<f32>(&p, 1e-5);
         }
     }
-}
-
-/// Times the direct kernels against im2col + GEMM (the same problem,
-/// both ways) for the patch lengths around the threshold:
-/// `cargo test --release --lib direct_vs_gemm_timing -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn direct_vs_gemm_timing() {
-    use std::time::Instant;
-    threads::set_num_threads(1).unwrap();
-    for (k, cin) in [
-        (3, 1),
-        (3, 2),
-        (3, 3),
-        (1, 16),
-        (5, 1),
-        (3, 4),
-        (7, 1),
-        (3, 5),
-    ] {
-        let p = Conv2dParams {
-            n: 100,
-            h: 16,
-            w: 16,
-            cin,
-            cout: 32,
-            kh: k,
-            kw: k,
-            sh: 1,
-            sw: 1,
-            ph: 0,
-            pw: 0,
-        };
-        let (ho, wo) = p.out_dims();
-        let x = filled((p.n, p.h, p.w, cin), 0.1).mapv(|v| v as f32);
-        let w = filled((k, k, cin, p.cout), 0.2).mapv(|v| v as f32);
-        let d = filled((p.n, ho, wo, p.cout), 0.3).mapv(|v| v as f32);
-        let mut gw = Array4::<f32>::zeros(w.raw_dim());
-        let mut time = |direct: bool| {
-            DIRECT_OVERRIDE.with(|c| c.set(Some(direct)));
-            let best = |f: &mut dyn FnMut()| {
-                (0..100)
-                    .map(|_| {
-                        let t = Instant::now();
-                        f();
-                        t.elapsed().as_secs_f64() * 1e6
-                    })
-                    .fold(f64::INFINITY, f64::min)
-            };
-            let fwd = best(&mut || {
-                std::hint::black_box(forward_impl(x.view(), w.view(), None, &p));
-            });
-            let bww =
-                best(&mut || backward_weight_impl(x.view(), d.view(), gw.view_mut(), None, &p));
-            (fwd, bww)
-        };
-        let (gf, gw_) = time(false);
-        let (df, dw) = time(true);
-        DIRECT_OVERRIDE.with(|c| c.set(None));
-        println!(
-            "patch {:2}: forward gemm {gf:7.1} us direct {df:7.1} us; weight gemm {gw_:7.1} us direct {dw:7.1} us",
-            p.patch()
-        );
-    }
-    threads::set_num_threads(0).unwrap();
 }
 
 #[test]

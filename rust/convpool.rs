@@ -16,6 +16,7 @@
 
 use ndarray::{Array3, Array4, ArrayView1, ArrayView3, ArrayView4, ArrayViewMut1, ArrayViewMut3};
 use ndarray::{ArrayViewMut4, Axis};
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -216,6 +217,9 @@ fn backward_impl<T: Float>(
                 for (s, dys) in (n0..n1).zip(dy.chunks_exact_mut(conv_len)) {
                     let range = s * pool_len..(s + 1) * pool_len;
                     let (d, a) = (&ds[range.clone()], &am[range]);
+                    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the pass
+                    // writes only initialized values.
+                    let dys = unsafe { &mut *(dys as *mut [T] as *mut [MaybeUninit<T>]) };
                     if !pool::max_pool_backward_sample(d, a, dys, &plan.pool, tiled) {
                         found_bad.store(true, Ordering::Relaxed);
                     }

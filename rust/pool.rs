@@ -10,6 +10,7 @@
 //! `L` in 1-D, the flat index `h·W + w` in 2-D); the backward pass scatters
 //! `delta` there. Ties keep the first maximum and a NaN wins, as in torch.
 
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
@@ -90,46 +91,36 @@ pub(crate) fn check_window(
     Ok(())
 }
 
-/// Checks and returns the sizes of a 1-D pooling of `(N, L, C)`.
-pub fn pool1d_params(
+/// Checks and returns the sizes of a pooling of `(N, L, C)` by windows of
+/// `k`, or of `(N, H, W, C)` by `k×k` windows.
+pub fn pool_params(
     op: &'static str,
     shape: &[usize],
     k: usize,
     stride: usize,
 ) -> Result<Pool2dParams, KernelError> {
-    check_window(op, "input length", k, stride, shape[1])?;
+    let (h, w, (kh, sh)) = match *shape {
+        [_, l, _] => (1, l, (1, 1)),
+        [_, h, w, _] => (h, w, (k, stride)),
+        _ => unreachable!("the callers pass 3-D or 4-D shapes"),
+    };
+    if shape.len() == 3 {
+        check_window(op, "input length", k, stride, w)?;
+    } else {
+        check_window(op, "input height", k, stride, h)?;
+        check_window(op, "input width", k, stride, w)?;
+    }
     check_alloc(op, "the input", shape)?;
+    let (n, c, kw, sw) = (shape[0], shape[shape.len() - 1], k, stride);
     Ok(Pool2dParams {
-        n: shape[0],
-        h: 1,
-        w: shape[1],
-        c: shape[2],
-        kh: 1,
-        kw: k,
-        sh: 1,
-        sw: stride,
-    })
-}
-
-/// Checks and returns the sizes of a 2-D pooling of `(N, H, W, C)` with a `k×k` window.
-pub fn pool2d_params(
-    op: &'static str,
-    shape: &[usize],
-    k: usize,
-    stride: usize,
-) -> Result<Pool2dParams, KernelError> {
-    check_window(op, "input height", k, stride, shape[1])?;
-    check_window(op, "input width", k, stride, shape[2])?;
-    check_alloc(op, "the input", shape)?;
-    Ok(Pool2dParams {
-        n: shape[0],
-        h: shape[1],
-        w: shape[2],
-        c: shape[3],
-        kh: k,
-        kw: k,
-        sh: stride,
-        sw: stride,
+        n,
+        h,
+        w,
+        c,
+        kh,
+        kw,
+        sh,
+        sw,
     })
 }
 
@@ -140,6 +131,7 @@ pub fn pool2d_params(
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
+    use std::mem::MaybeUninit;
 
     use super::Pool2dParams;
 
@@ -195,7 +187,12 @@ mod avx512 {
     /// [`super::tiled_sample`] for `f32`, `c` a multiple of 16: the hits
     /// are counted from the compare masks (a popcount), not lane by lane.
     #[target_feature(enable = "avx512f,popcnt")]
-    pub(super) fn tiled_f32(ds: &[f32], am: &[i64], dx: &mut [f32], p: &Pool2dParams) -> bool {
+    pub(super) fn tiled_f32(
+        ds: &[f32],
+        am: &[i64],
+        dx: &mut [MaybeUninit<f32>],
+        p: &Pool2dParams,
+    ) -> bool {
         let (h, w, c) = (p.h, p.w, p.c);
         let (ho, wo) = p.out_dims();
         let (kh, kw, sh, sw) = (p.kh, p.kw, p.sh, p.sw);
@@ -208,7 +205,7 @@ mod avx512 {
             let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
             for j in 0..w {
                 let pos = i * w + j;
-                let out = dx[pos * c..(pos + 1) * c].as_mut_ptr();
+                let out = dx[pos * c..(pos + 1) * c].as_mut_ptr().cast::<f32>();
                 let inside = row_in && oj < wo && kj < kw;
                 let o = (oi * wo + oj) * c;
                 let at = _mm512_set1_epi64(pos as i64);
@@ -237,16 +234,6 @@ mod avx512 {
         }
         hits == ho * wo * c
     }
-}
-
-/// Runs `f(sample, out)` for each sample's slice of `out`, in parallel when asked.
-fn per_sample<A: Send>(
-    out: &mut [A],
-    len: usize,
-    parallel: bool,
-    f: impl Fn(usize, &mut [A]) + Sync,
-) {
-    threads::par_chunks_mut(out, len, threads::parts(parallel), f);
 }
 
 /// Whether `v` replaces `best` as a window's maximum: greater, or the first
@@ -351,7 +338,12 @@ multiversion! {
     /// else 0, in one pass of selects that vectorize. Returns false when some
     /// argmax is not a position of its own window (an argmax not made by
     /// `max_pool`): then the caller scatters instead.
-    fn tiled_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
+    fn tiled_sample<T: Float>(
+        ds: &[T],
+        am: &[i64],
+        dx: &mut [MaybeUninit<T>],
+        p: &Pool2dParams,
+    ) -> bool {
         let (h, w, c) = (p.h, p.w, p.c);
         let (ho, wo) = p.out_dims();
         // hits per channel, summed once at the end (a sum per window position
@@ -370,10 +362,10 @@ multiversion! {
                     for (((x, &d), &a), n) in out.iter_mut().zip(d).zip(a).zip(hits.iter_mut()) {
                         let here = a == pos as i64;
                         *n += here as u32;
-                        *x = if here { d } else { T::zero() };
+                        x.write(if here { d } else { T::zero() });
                     }
                 } else {
-                    out.fill(T::zero());
+                    out.fill(MaybeUninit::new(T::zero()));
                 }
                 kj += 1;
                 if kj == p.sw {
@@ -387,15 +379,27 @@ multiversion! {
 
 /// [`tiled_sample`]: explicit AVX-512 for `f32` by 16 channels, else the
 /// generic loop on the widest instruction set found.
-fn tiled_sample_dispatch<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], p: &Pool2dParams) -> bool {
+fn tiled_sample_dispatch<T: Float>(
+    ds: &[T],
+    am: &[i64],
+    dx: &mut [MaybeUninit<T>],
+    p: &Pool2dParams,
+) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(ds), Some(dxf)) = (as_f32(ds), as_f32_mut(dx)) {
+    if let (Some(ds), Some(dxf)) = (as_f32(ds), as_f32_uninit(dx)) {
         if avx512() && p.c.is_multiple_of(16) {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { avx512::tiled_f32(ds, am, dxf, p) };
         }
     }
     tiled_sample(ds, am, dx, p)
+}
+
+/// `xs` as `MaybeUninit<f32>` when `T` is `f32`.
+fn as_f32_uninit<T: Float>(xs: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUninit<f32>]> {
+    // SAFETY: `T` is `f32` itself, checked by the type id.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { &mut *(xs as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]) })
 }
 
 /// Adds `delta` of one sample where `argmax` points, into `dx` (zeroed by
@@ -423,14 +427,16 @@ fn scatter_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], size: usize, c: 
 pub(crate) fn max_pool_backward_sample<T: Float>(
     ds: &[T],
     am: &[i64],
-    dx: &mut [T],
+    dx: &mut [MaybeUninit<T>],
     p: &Pool2dParams,
     tiled: bool,
 ) -> bool {
     if tiled && tiled_sample_dispatch(ds, am, dx, p) {
         return true;
     }
-    dx.fill(T::zero());
+    dx.fill(MaybeUninit::new(T::zero()));
+    // SAFETY: just initialized; `MaybeUninit<T>` has `T`'s layout.
+    let dx = unsafe { &mut *(dx as *mut [MaybeUninit<T>] as *mut [T]) };
     scatter_sample(ds, am, dx, p.h * p.w, p.c)
 }
 
@@ -472,14 +478,14 @@ fn max_pool_backward_impl<T: Float>(
     let argmax = argmax.as_standard_layout();
     let am = argmax.as_slice().expect("standard layout");
     let size = h * w; // fits: checked with the other axes above
-    let mut dx = Array4::<T>::zeros((n, h, w, c));
-    if dx.is_empty() || delta.is_empty() {
+    if n * size * c == 0 || delta.is_empty() {
         // Nothing is scattered, but a bad index is still an error.
         return match am.iter().any(|&a| a < 0 || a as usize >= size) {
             true => Err(bad_index(op, am, (h, w))),
-            false => Ok(dx),
+            false => Ok(Array4::zeros((n, h, w, c))),
         };
     }
+    let mut dx = Array4::<T>::uninit((n, h, w, c));
     let tiled = p.kh > 0 && tiles(p);
     let out_per = am.len() / n;
     let parallel = parallel_for(n, n * out_per);
@@ -490,7 +496,7 @@ fn max_pool_backward_impl<T: Float>(
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let dxs = dx.as_slice_mut().expect("fresh array");
-        per_sample(dxs, size * c, parallel, |s, dxc| {
+        threads::par_chunks_mut(dxs, size * c, threads::parts(parallel), |s, dxc| {
             let range = s * out_per..(s + 1) * out_per;
             if !max_pool_backward_sample(&ds[range.clone()], &am[range], dxc, p, tiled) {
                 found_bad.store(true, Ordering::Relaxed);
@@ -500,7 +506,8 @@ fn max_pool_backward_impl<T: Float>(
     if found_bad.load(Ordering::Relaxed) {
         return Err(bad_index(op, am, (h, w)));
     }
-    Ok(dx)
+    // SAFETY: `par_chunks_mut` ran on every sample's slice, and each wrote all of it.
+    Ok(unsafe { dx.assume_init() })
 }
 
 fn avg_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> Array4<T> {
@@ -516,7 +523,7 @@ fn avg_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> Array4<T> 
         let c = p.c;
         let sample_in = p.h * p.w * c;
         let ys = y.as_slice_mut().expect("fresh array");
-        per_sample(ys, ho * wo * c, p.parallel(), |n, yc| {
+        threads::par_chunks_mut(ys, ho * wo * c, threads::parts(p.parallel()), |n, yc| {
             let xs = &xs[n * sample_in..(n + 1) * sample_in];
             for oi in 0..ho {
                 for oj in 0..wo {
@@ -553,23 +560,28 @@ fn avg_pool_backward_impl<T: Float>(delta: ArrayView4<'_, T>, p: &Pool2dParams) 
         let c = p.c;
         let sample_out = ho * wo * c;
         let dxs = dx.as_slice_mut().expect("fresh array");
-        per_sample(dxs, p.h * p.w * c, p.parallel(), |n, dxc| {
-            let ds = &ds[n * sample_out..(n + 1) * sample_out];
-            for oi in 0..ho {
-                for oj in 0..wo {
-                    let o = (oi * wo + oj) * c;
-                    let d = &ds[o..o + c];
-                    for ki in 0..p.kh {
-                        for kj in 0..p.kw {
-                            let pos = (oi * p.sh + ki) * p.w + oj * p.sw + kj;
-                            for (g, &v) in dxc[pos * c..(pos + 1) * c].iter_mut().zip(d) {
-                                *g += v * scale;
+        threads::par_chunks_mut(
+            dxs,
+            p.h * p.w * c,
+            threads::parts(p.parallel()),
+            |n, dxc| {
+                let ds = &ds[n * sample_out..(n + 1) * sample_out];
+                for oi in 0..ho {
+                    for oj in 0..wo {
+                        let o = (oi * wo + oj) * c;
+                        let d = &ds[o..o + c];
+                        for ki in 0..p.kh {
+                            for kj in 0..p.kw {
+                                let pos = (oi * p.sh + ki) * p.w + oj * p.sw + kj;
+                                for (g, &v) in dxc[pos * c..(pos + 1) * c].iter_mut().zip(d) {
+                                    *g += v * scale;
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            },
+        );
     };
     dx
 }
@@ -598,11 +610,11 @@ fn backward_params(
         });
     };
     if delta.len() == 3 {
-        let p = pool1d_params(op, &[n, w, c], k, stride)?;
+        let p = pool_params(op, &[n, w, c], k, stride)?;
         check_shape(op, "delta", &[n, p.out_dims().1, c], delta)?;
         return Ok(p);
     }
-    let p = pool2d_params(op, &input, k, stride)?;
+    let p = pool_params(op, &input, k, stride)?;
     let (ho, wo) = p.out_dims();
     check_shape(op, "delta", &[n, ho, wo, c], delta)?;
     Ok(p)
@@ -615,7 +627,7 @@ pub fn max_pool1d<T: Float>(
     k: usize,
     stride: usize,
 ) -> Result<(Array3<T>, Array3<i64>), KernelError> {
-    let p = pool1d_params("max_pool1d", x.shape(), k, stride)?;
+    let p = pool_params("max_pool1d", x.shape(), k, stride)?;
     let (y, a) = max_pool_impl(x.insert_axis(Axis(1)), &p);
     Ok((y.remove_axis(Axis(1)), a.remove_axis(Axis(1))))
 }
@@ -646,7 +658,7 @@ pub fn avg_pool1d<T: Float>(
     k: usize,
     stride: usize,
 ) -> Result<Array3<T>, KernelError> {
-    let p = pool1d_params("avg_pool1d", x.shape(), k, stride)?;
+    let p = pool_params("avg_pool1d", x.shape(), k, stride)?;
     Ok(avg_pool_impl(x.insert_axis(Axis(1)), &p).remove_axis(Axis(1)))
 }
 
@@ -659,7 +671,7 @@ pub fn avg_pool1d_backward<T: Float>(
 ) -> Result<Array3<T>, KernelError> {
     const OP: &str = "avg_pool1d_backward";
     let (n, c) = (delta.shape()[0], delta.shape()[2]);
-    let p = pool1d_params(OP, &[n, input_len, c], k, stride)?;
+    let p = pool_params(OP, &[n, input_len, c], k, stride)?;
     check_shape(OP, "delta", &[n, p.out_dims().1, c], delta.shape())?;
     Ok(avg_pool_backward_impl(delta.insert_axis(Axis(1)), &p).remove_axis(Axis(1)))
 }
@@ -671,7 +683,7 @@ pub fn max_pool2d<T: Float>(
     k: usize,
     stride: usize,
 ) -> Result<(Array4<T>, Array4<i64>), KernelError> {
-    let p = pool2d_params("max_pool2d", x.shape(), k, stride)?;
+    let p = pool_params("max_pool2d", x.shape(), k, stride)?;
     Ok(max_pool_impl(x, &p))
 }
 
@@ -697,7 +709,7 @@ pub fn avg_pool2d<T: Float>(
     k: usize,
     stride: usize,
 ) -> Result<Array4<T>, KernelError> {
-    let p = pool2d_params("avg_pool2d", x.shape(), k, stride)?;
+    let p = pool_params("avg_pool2d", x.shape(), k, stride)?;
     Ok(avg_pool_impl(x, &p))
 }
 
@@ -710,7 +722,7 @@ pub fn avg_pool2d_backward<T: Float>(
 ) -> Result<Array4<T>, KernelError> {
     const OP: &str = "avg_pool2d_backward";
     let (n, c) = (delta.shape()[0], delta.shape()[3]);
-    let p = pool2d_params(OP, &[n, input_hw.0, input_hw.1, c], k, stride)?;
+    let p = pool_params(OP, &[n, input_hw.0, input_hw.1, c], k, stride)?;
     let (ho, wo) = p.out_dims();
     check_shape(OP, "delta", &[n, ho, wo, c], delta.shape())?;
     Ok(avg_pool_backward_impl(delta, &p))
@@ -794,7 +806,7 @@ mod tests {
             (100, 14, 14, 32, 2, 2),
         ] {
             let x = filled((n, h, w, c), 0.3);
-            let p = pool2d_params("t", x.shape(), k, s).unwrap();
+            let p = pool_params("t", x.shape(), k, s).unwrap();
             let (ho, wo) = p.out_dims();
             let d = filled((n, ho, wo, c), 0.9);
             let (mx, am, av, dmax, davg) = reference(&x, &d, &p);
@@ -821,7 +833,7 @@ mod tests {
             (1, 4, 1, 1, 1),
         ] {
             let x = filled((n, l, c), 0.1);
-            let p = pool1d_params("t", x.shape(), k, s).unwrap();
+            let p = pool_params("t", x.shape(), k, s).unwrap();
             let lo = p.out_dims().1;
             let d = filled((n, lo, c), 0.2);
             let (mx, am, av, dmax, davg) = reference(

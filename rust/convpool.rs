@@ -5,25 +5,28 @@
 //! for a USPS batch) for the pooling to read back, and the backward pass
 //! writes the same amount of δ for the weight gradient to read. Here the
 //! batch goes by small groups of samples whose convolution output (or δ)
-//! lives in a per-thread buffer that stays in cache: the results are those
-//! of `conv` then `max_pool` (the same kernels, in the same order), and each
-//! direction is one parallel region instead of two.
+//! lives in a per-thread buffer that stays in cache. Each group runs the
+//! convolution's own functions then the pooling's (`pool::max_pool_sample`
+//! forward, `pool::max_pool_backward_sample` backward, the argmax being
+//! `max_pool`'s flat positions), so the results are those of `conv` then
+//! `max_pool`, and each direction is one parallel region instead of two.
 //!
 //! Layouts are those of `conv.rs` and `pool.rs`: channels last, a 1-D case
 //! being a 2-D one with `H = 1`.
 
 use ndarray::{Array3, Array4, ArrayView1, ArrayView3, ArrayView4, ArrayViewMut1, ArrayViewMut3};
-use ndarray::{ArrayViewMut4, Axis, Zip};
+use ndarray::{ArrayViewMut4, Axis};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::conv::{
-    add_pair, check_bias, check_delta, conv1d_params, conv2d_params, input_grad_chunk, rename_w,
-    transposed_weight, weight_grad_chunk, weight_plan, with_scratch_in, Conv2dParams, ForwardPlan,
-    CONV_PAR_MIN_WORK,
+    add_grads, add_pair, check_shape, conv_params, input_grad_chunk, rename_w, transposed_weight,
+    with_scratch_in, Conv2dParams, ForwardPlan, WeightPlan, CONV_PAR_MIN_WORK,
 };
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
-use crate::pool::{check_argmax, check_window, Pool2dParams, Window};
+use crate::pool::{self, check_argmax, check_window, Pool2dParams};
 use crate::threads;
 
 thread_local! {
@@ -47,13 +50,19 @@ struct Plan {
 }
 
 impl Plan {
+    /// The convolution of `x_shape` by `w_shape` (3-D in 1-D, 4-D in 2-D)
+    /// pooled by windows of `k` (`k×k` in 2-D) every `pool_stride`.
     fn new(
         op: &'static str,
-        conv: Conv2dParams,
-        (kh, kw, sh, sw): Window,
+        (x_shape, w_shape): (&[usize], &[usize]),
+        (stride, padding): (usize, usize),
+        (k, pool_stride): (usize, usize),
     ) -> Result<Self, KernelError> {
+        let conv = conv_params(op, x_shape, w_shape, stride, padding)?;
         let (ho, wo) = conv.out_dims();
-        let one_d = conv.h == 1 && conv.kh == 1;
+        let one_d = x_shape.len() == 3;
+        let (kh, sh) = if one_d { (1, 1) } else { (k, pool_stride) };
+        let (kw, sw) = (k, pool_stride);
         // (axis, pooling kernel, convolution output, input, conv kernel, stride, padding)
         let mut axes = vec![("length", kw, wo, conv.w, conv.kw, conv.sw, conv.pw)];
         if !one_d {
@@ -70,12 +79,6 @@ impl Plan {
                     ),
                 ));
             }
-        }
-        if kh * kw > 256 {
-            return Err(KernelError::invalid(
-                op,
-                format!("a pooling window of {kh}x{kw} has more than 256 positions (the fused kernel keeps each maximum's offset in a byte)"),
-            ));
         }
         // zero kernel sizes and strides (sizes checked just above)
         check_window(op, "convolution's output height", kh.min(ho), sh, ho)?;
@@ -128,181 +131,15 @@ impl Plan {
     }
 }
 
-/// The max pooling of one sample's convolution output, and its backward
-/// pass, with each maximum kept as its offset `ki·kw + kj` in its window (a
-/// byte; `max_pool` keeps the flat `i64` position): 8 times less to write
-/// and read back, and an offset cannot point outside its window.
-mod window {
-    use crate::float::Float;
-    use crate::pool::{beats, Pool2dParams};
-    use crate::simd::{as_f32, as_f32_mut, avx512};
-
-    /// `o (H, W, C)` pooled into `yc (Ho, Wo, C)`, offsets into `wc`. Ties
-    /// keep the first maximum and a NaN wins, as `max_pool`.
-    pub(super) fn pool_sample<T: Float>(o: &[T], yc: &mut [T], wc: &mut [u8], q: &Pool2dParams) {
-        #[cfg(target_arch = "x86_64")]
-        if let (Some(o), Some(yc)) = (as_f32(o), as_f32_mut(yc)) {
-            if avx512() && q.c.is_multiple_of(16) {
-                // SAFETY: the CPU has AVX-512F and AVX-512BW.
-                return unsafe { avx512::pool_f32(o, yc, wc, q) };
-            }
-        }
-        let (ho, wo) = q.out_dims();
-        let c = q.c;
-        for oi in 0..ho {
-            for oj in 0..wo {
-                let at = (oi * wo + oj) * c;
-                let (best, offs) = (&mut yc[at..at + c], &mut wc[at..at + c]);
-                let origin = oi * q.sh * q.w + oj * q.sw;
-                best.copy_from_slice(&o[origin * c..(origin + 1) * c]);
-                offs.fill(0);
-                for ki in 0..q.kh {
-                    for kj in 0..q.kw {
-                        let off = ki * q.kw + kj;
-                        if off == 0 {
-                            continue;
-                        }
-                        let pos = origin + ki * q.w + kj;
-                        let v = &o[pos * c..(pos + 1) * c];
-                        for ((b, w), &v) in best.iter_mut().zip(offs.iter_mut()).zip(v) {
-                            let take = beats(v, *b);
-                            *b = if take { v } else { *b };
-                            *w = if take { off as u8 } else { *w };
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// δ of one sample's convolution output `dy (H, W, C)` (all of it
-    /// written) from the pooled δ `d` and the offsets `wc`.
-    pub(super) fn unpool_sample<T: Float>(d: &[T], wc: &[u8], dy: &mut [T], q: &Pool2dParams) {
-        let tiled = q.sh >= q.kh && q.sw >= q.kw;
-        #[cfg(target_arch = "x86_64")]
-        if let (Some(d), Some(dy)) = (as_f32(d), as_f32_mut(dy)) {
-            if tiled && avx512() && q.c.is_multiple_of(16) {
-                // SAFETY: the CPU has AVX-512F and AVX-512BW.
-                return unsafe { avx512::unpool_f32(d, wc, dy, q) };
-            }
-        }
-        let (ho, wo) = q.out_dims();
-        let c = q.c;
-        dy.fill(T::zero());
-        for oi in 0..ho {
-            for oj in 0..wo {
-                let at = (oi * wo + oj) * c;
-                let origin = oi * q.sh * q.w + oj * q.sw;
-                for (ch, (&d, &w)) in d[at..at + c].iter().zip(&wc[at..at + c]).enumerate() {
-                    let w = w as usize;
-                    let pos = origin + (w / q.kw) * q.w + w % q.kw;
-                    dy[pos * c + ch] += d;
-                }
-            }
-        }
-    }
-
-    /// `f32`, 16 channels at a time: the maximum in one register, its
-    /// offset in another (narrowed to bytes on the way out).
-    #[cfg(target_arch = "x86_64")]
-    mod avx512 {
-        use std::arch::x86_64::*;
-
-        use crate::pool::Pool2dParams;
-
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-        pub(super) fn pool_f32(o: &[f32], yc: &mut [f32], wc: &mut [u8], q: &Pool2dParams) {
-            let (ho, wo) = q.out_dims();
-            let c = q.c;
-            assert!(c.is_multiple_of(16) && o.len() >= q.h * q.w * c);
-            assert!(yc.len() >= ho * wo * c && wc.len() >= ho * wo * c);
-            assert!(ho == 0 || (ho - 1) * q.sh + q.kh <= q.h);
-            assert!(wo == 0 || (wo - 1) * q.sw + q.kw <= q.w);
-            for oi in 0..ho {
-                for oj in 0..wo {
-                    let at = (oi * wo + oj) * c;
-                    let origin = oi * q.sh * q.w + oj * q.sw;
-                    for c0 in (0..c).step_by(16) {
-                        // SAFETY: every window lies inside the sample (checked
-                        // above), `c0 + 16 <= c`, the outputs hold `ho·wo·c`.
-                        unsafe {
-                            let mut best = _mm512_loadu_ps(o.as_ptr().add(origin * c + c0));
-                            let mut offs = _mm512_setzero_si512();
-                            for ki in 0..q.kh {
-                                for kj in 0..q.kw {
-                                    let off = ki * q.kw + kj;
-                                    if off == 0 {
-                                        continue;
-                                    }
-                                    let pos = origin + ki * q.w + kj;
-                                    let v = _mm512_loadu_ps(o.as_ptr().add(pos * c + c0));
-                                    let gt = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
-                                    let v_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                                    let b_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(best, best);
-                                    let take = gt | (v_nan & !b_nan);
-                                    best = _mm512_mask_mov_ps(best, take, v);
-                                    let o32 = _mm512_set1_epi32(off as i32);
-                                    offs = _mm512_mask_mov_epi32(offs, take, o32);
-                                }
-                            }
-                            _mm512_storeu_ps(yc.as_mut_ptr().add(at + c0), best);
-                            let bytes = _mm512_cvtepi32_epi8(offs);
-                            _mm_storeu_si128(wc.as_mut_ptr().add(at + c0).cast(), bytes);
-                        }
-                    }
-                }
-            }
-        }
-
-        /// Windows that do not overlap: every position written once.
-        #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-        pub(super) fn unpool_f32(d: &[f32], wc: &[u8], dy: &mut [f32], q: &Pool2dParams) {
-            let (ho, wo) = q.out_dims();
-            let (h, w, c) = (q.h, q.w, q.c);
-            assert!(c.is_multiple_of(16) && d.len() >= ho * wo * c && wc.len() >= ho * wo * c);
-            assert!(dy.len() >= h * w * c);
-            for i in 0..h {
-                let (oi, ki) = (i / q.sh, i % q.sh);
-                let row_in = oi < ho && ki < q.kh;
-                let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
-                for j in 0..w {
-                    let out = dy[(i * w + j) * c..(i * w + j + 1) * c].as_mut_ptr();
-                    let inside = row_in && oj < wo && kj < q.kw;
-                    let at = (oi * wo + oj) * c;
-                    let off = _mm_set1_epi8((ki * q.kw + kj) as i8);
-                    for c0 in (0..c).step_by(16) {
-                        // SAFETY: `out` holds `c` values; when `inside`, `at`
-                        // is an output window, so `at + c <= ho·wo·c`.
-                        unsafe {
-                            let v = if inside {
-                                let o = _mm_loadu_si128(wc.as_ptr().add(at + c0).cast());
-                                let here = _mm_cmpeq_epi8_mask(o, off);
-                                _mm512_maskz_loadu_ps(here, d.as_ptr().add(at + c0))
-                            } else {
-                                _mm512_setzero_ps()
-                            };
-                            _mm512_storeu_ps(out.add(c0), v);
-                        }
-                    }
-                    kj += 1;
-                    if kj == q.sw {
-                        (oj, kj) = (oj + 1, 0);
-                    }
-                }
-            }
-        }
-    }
-}
-
 fn forward_impl<T: Float>(
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     b: Option<ArrayView1<'_, T>>,
     plan: &Plan,
-) -> (Array4<T>, Array4<u8>) {
+) -> (Array4<T>, Array4<i64>) {
     let shape = plan.pooled();
     let mut y = Array4::<T>::zeros(shape);
-    let mut arg = Array4::<u8>::zeros(shape);
+    let mut arg = Array4::<i64>::zeros(shape);
     if y.is_empty() {
         return (y, arg);
     }
@@ -312,7 +149,7 @@ fn forward_impl<T: Float>(
         let w = w.as_standard_layout();
         let conv = ForwardPlan::new(&w, b, &plan.conv);
         let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
-        let one = |g: usize, (yc, ac): (&mut [T], &mut [u8])| {
+        let one = |g: usize, (yc, ac): (&mut [T], &mut [i64])| {
             let (n0, n1) = plan.samples(g);
             with_scratch_in(&GROUP_OUT, (n1 - n0) * conv_len, |out: &mut [T]| {
                 conv.run(xs, n0, n1, out);
@@ -321,7 +158,7 @@ fn forward_impl<T: Float>(
                     .chunks_exact_mut(pool_len)
                     .zip(ac.chunks_exact_mut(pool_len));
                 for (o, (ys, als)) in samples.zip(pooled) {
-                    window::pool_sample(o, ys, als, &plan.pool);
+                    pool::max_pool_sample(o, ys, als, &plan.pool);
                 }
             });
         };
@@ -335,15 +172,15 @@ fn forward_impl<T: Float>(
 }
 
 /// The gradients of the weight and bias, added into `gw` and `gb`, and
-/// d loss / d x when `input_delta`; false in `bad` when an argmax index lies
-/// outside the convolution's output.
+/// d loss / d x when `input_delta`; an error, with nothing added, when an
+/// argmax index lies outside the convolution's output.
 #[allow(clippy::too_many_arguments)]
 fn backward_impl<T: Float>(
     op: &'static str,
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     delta: ArrayView4<'_, T>,
-    argmax: ArrayView4<'_, u8>,
+    argmax: ArrayView4<'_, i64>,
     gw: ArrayViewMut4<'_, T>,
     gb: Option<ArrayViewMut1<'_, T>>,
     plan: &Plan,
@@ -355,27 +192,13 @@ fn backward_impl<T: Float>(
         return Ok(dx);
     }
     let (kc, cout) = (p.patch(), p.cout);
-    let area = plan.pool.kh * plan.pool.kw;
     let argmax = argmax.as_standard_layout();
     let am = argmax.as_slice().expect("standard layout");
-    // (a max over bytes vectorizes; the first bad value is looked for only then)
-    if am.iter().copied().max().is_some_and(|m| m as usize >= area) {
-        let bad = am
-            .iter()
-            .find(|&&a| a as usize >= area)
-            .copied()
-            .unwrap_or(0);
-        return Err(KernelError::invalid(
-            op,
-            format!(
-                "argmax holds the offset {bad}, outside [0, {area}) of a {}x{} window",
-                plan.pool.kh, plan.pool.kw
-            ),
-        ));
-    }
-    let direct = weight_plan::<T>(p);
+    let weights = WeightPlan::new::<T>(p);
+    let tiled = pool::tiles(&plan.pool);
+    let found_bad = AtomicBool::new(false);
     let want_b = gb.is_some();
-    let (acc_w, acc_b) = {
+    let sums = {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
@@ -393,9 +216,15 @@ fn backward_impl<T: Float>(
                 // δ of the convolution's output: the pooling's backward pass
                 for (s, dys) in (n0..n1).zip(dy.chunks_exact_mut(conv_len)) {
                     let range = s * pool_len..(s + 1) * pool_len;
-                    window::unpool_sample(&ds[range.clone()], &am[range], dys, &plan.pool);
+                    let (d, a) = (&ds[range.clone()], &am[range]);
+                    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and the pass
+                    // writes only initialized values.
+                    let dys = unsafe { &mut *(dys as *mut [T] as *mut [MaybeUninit<T>]) };
+                    if !pool::max_pool_backward_sample(d, a, dys, &plan.pool, tiled) {
+                        found_bad.store(true, Ordering::Relaxed);
+                    }
                 }
-                weight_grad_chunk(xs, dy, p, (n0, n1), direct.as_ref(), &mut gw, &mut gb);
+                weights.run(xs, dy, (n0, n1), &mut gw, &mut gb);
                 if let Some(dxc) = dxc {
                     input_grad_chunk(dy, wt, p, n0, n1, dxc);
                 }
@@ -431,26 +260,40 @@ fn backward_impl<T: Float>(
         });
         sums.into_iter().reduce(add_pair).unwrap_or_else(zeros)
     };
-    let acc_w = ArrayView4::from_shape((p.kh, p.kw, p.cin, p.cout), &acc_w)
-        .expect("owned gradient reshapes");
-    let mut gw = gw;
-    Zip::from(&mut gw).and(&acc_w).for_each(|g, &a| *g += a);
-    if let Some(mut gb) = gb {
-        Zip::from(&mut gb).and(&acc_b[..]).for_each(|g, &a| *g += a);
+    if found_bad.load(Ordering::Relaxed) {
+        return Err(pool::bad_index(op, am, (plan.pool.h, plan.pool.w)));
     }
+    add_grads(p, sums, gw, gb);
     Ok(dx)
+}
+
+/// The plan of a forward pass, the bias length checked against it.
+fn forward_plan(
+    op: &'static str,
+    shapes: (&[usize], &[usize]),
+    b: Option<usize>,
+    conv: (usize, usize),
+    pool: (usize, usize),
+) -> Result<Plan, KernelError> {
+    let plan = Plan::new(op, shapes, conv, pool)?;
+    if let Some(len) = b {
+        check_shape(op, "b", &[plan.conv.cout], &[len])?;
+    }
+    Ok(plan)
 }
 
 /// The plan of a backward pass, with the gradients `(w, grad_w, grad_b
 /// length)` and the pooled `(delta, argmax)` shapes checked against it (a
-/// 1-D pass, `H = 1`, names its 3-D shapes).
+/// 1-D pass names its 3-D shapes).
 fn backward_plan(
     op: &'static str,
-    p: Conv2dParams,
-    win: Window,
-    (w, gw, gb): (&[usize], &[usize], Option<usize>),
+    (x, w): (&[usize], &[usize]),
+    (gw, gb): (&[usize], Option<usize>),
     (delta, argmax): (&[usize], &[usize]),
+    conv: (usize, usize),
+    pool: (usize, usize),
 ) -> Result<Plan, KernelError> {
+    let plan = Plan::new(op, (x, w), conv, pool)?;
     if w != gw {
         return Err(rename_w(
             KernelError::shape(op, "w", fmt_shape(w), fmt_shape(gw)),
@@ -458,16 +301,15 @@ fn backward_plan(
         ));
     }
     if let Some(len) = gb {
-        check_bias(op, "grad_b", len, p.cout)?;
+        check_shape(op, "grad_b", &[plan.conv.cout], &[len])?;
     }
-    let plan = Plan::new(op, p, win)?;
     let [n, ho, wo, c] = plan.pooled();
     let expected = if delta.len() == 3 {
         vec![n, wo, c]
     } else {
         vec![n, ho, wo, c]
     };
-    check_delta(op, &expected, delta)?;
+    check_shape(op, "delta", &expected, delta)?;
     check_argmax(op, delta, argmax)?;
     Ok(plan)
 }
@@ -481,34 +323,27 @@ pub fn conv1d_maxpool<T: Float>(
     x: ArrayView3<'_, T>,
     w: ArrayView3<'_, T>,
     b: Option<ArrayView1<'_, T>>,
-    (stride, padding): (usize, usize),
-    (k, pool_stride): (usize, usize),
-) -> Result<(Array3<T>, Array3<u8>), KernelError> {
-    const OP: &str = "conv1d_maxpool";
-    let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    if let Some(b) = &b {
-        check_bias(OP, "b", b.len(), p.cout)?;
-    }
-    let plan = Plan::new(OP, p.as_2d(), (1, k, 1, pool_stride))?;
+    conv: (usize, usize),
+    pool: (usize, usize),
+) -> Result<(Array3<T>, Array3<i64>), KernelError> {
+    let shapes = (x.shape(), w.shape());
+    let plan = forward_plan("conv1d_maxpool", shapes, b.map(|b| b.len()), conv, pool)?;
     let (y, a) = forward_impl(x.insert_axis(Axis(1)), w.insert_axis(Axis(0)), b, &plan);
     Ok((y.remove_axis(Axis(1)), a.remove_axis(Axis(1))))
 }
 
 /// `max_pool2d(conv2d(x, w, b, stride, padding), k, pool_stride)` as
-/// `(y, argmax)` (argmax the flat index `h·Wc + w` in the convolution's output).
+/// `(y, argmax)` (argmax the flat index `h·Wc + w` in the convolution's
+/// output, as `max_pool2d`).
 pub fn conv2d_maxpool<T: Float>(
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     b: Option<ArrayView1<'_, T>>,
-    (stride, padding): (usize, usize),
-    (k, pool_stride): (usize, usize),
-) -> Result<(Array4<T>, Array4<u8>), KernelError> {
-    const OP: &str = "conv2d_maxpool";
-    let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    if let Some(b) = &b {
-        check_bias(OP, "b", b.len(), p.cout)?;
-    }
-    let plan = Plan::new(OP, p, (k, k, pool_stride, pool_stride))?;
+    conv: (usize, usize),
+    pool: (usize, usize),
+) -> Result<(Array4<T>, Array4<i64>), KernelError> {
+    let shapes = (x.shape(), w.shape());
+    let plan = forward_plan("conv2d_maxpool", shapes, b.map(|b| b.len()), conv, pool)?;
     Ok(forward_impl(x, w, b, &plan))
 }
 
@@ -520,29 +355,24 @@ pub fn conv1d_maxpool_backward<T: Float>(
     x: ArrayView3<'_, T>,
     w: ArrayView3<'_, T>,
     delta: ArrayView3<'_, T>,
-    argmax: ArrayView3<'_, u8>,
+    argmax: ArrayView3<'_, i64>,
     grad_w: ArrayViewMut3<'_, T>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
-    (stride, padding): (usize, usize),
-    (k, pool_stride): (usize, usize),
+    conv: (usize, usize),
+    pool: (usize, usize),
     input_delta: bool,
 ) -> Result<Option<Array3<T>>, KernelError> {
     const OP: &str = "conv1d_maxpool_backward";
-    let p = conv1d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    let grads = (w.shape(), grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
+    let grads = (grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
     let pooled = (delta.shape(), argmax.shape());
-    let plan = backward_plan(OP, p.as_2d(), (1, k, 1, pool_stride), grads, pooled)?;
-    let dx = backward_impl(
-        OP,
+    let plan = backward_plan(OP, (x.shape(), w.shape()), grads, pooled, conv, pool)?;
+    let (x, w, delta) = (
         x.insert_axis(Axis(1)),
         w.insert_axis(Axis(0)),
         delta.insert_axis(Axis(1)),
-        argmax.insert_axis(Axis(1)),
-        grad_w.insert_axis(Axis(0)),
-        grad_b,
-        &plan,
-        input_delta,
-    )?;
+    );
+    let (argmax, grad_w) = (argmax.insert_axis(Axis(1)), grad_w.insert_axis(Axis(0)));
+    let dx = backward_impl(OP, x, w, delta, argmax, grad_w, grad_b, &plan, input_delta)?;
     Ok(dx.map(|d| d.remove_axis(Axis(1))))
 }
 
@@ -552,18 +382,17 @@ pub fn conv2d_maxpool_backward<T: Float>(
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     delta: ArrayView4<'_, T>,
-    argmax: ArrayView4<'_, u8>,
+    argmax: ArrayView4<'_, i64>,
     grad_w: ArrayViewMut4<'_, T>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
-    (stride, padding): (usize, usize),
-    (k, pool_stride): (usize, usize),
+    conv: (usize, usize),
+    pool: (usize, usize),
     input_delta: bool,
 ) -> Result<Option<Array4<T>>, KernelError> {
     const OP: &str = "conv2d_maxpool_backward";
-    let p = conv2d_params(OP, x.shape(), w.shape(), stride, padding)?;
-    let grads = (w.shape(), grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
+    let grads = (grad_w.shape(), grad_b.as_ref().map(|b| b.len()));
     let pooled = (delta.shape(), argmax.shape());
-    let plan = backward_plan(OP, p, (k, k, pool_stride, pool_stride), grads, pooled)?;
+    let plan = backward_plan(OP, (x.shape(), w.shape()), grads, pooled, conv, pool)?;
     backward_impl(OP, x, w, delta, argmax, grad_w, grad_b, &plan, input_delta)
 }
 
@@ -581,16 +410,6 @@ mod tests {
             *v = ((i as f64 * 0.731 + seed) * 12.9898).sin();
         }
         a
-    }
-
-    /// `max_pool`'s flat positions as offsets in their windows.
-    fn offsets(a: &Array4<i64>, width: usize, (_, kw, sh, sw): Window) -> Array4<u8> {
-        let mut out = Array4::zeros(a.raw_dim());
-        for ((n, oi, oj, c), &pos) in a.indexed_iter() {
-            let rel = pos as usize - (oi * sh * width + oj * sw);
-            out[[n, oi, oj, c]] = ((rel / width) * kw + rel % width) as u8;
-        }
-        out
     }
 
     fn assert_close<D: Dimension>(a: &Array<f64, D>, b: &Array<f64, D>) {
@@ -620,7 +439,7 @@ mod tests {
             let (y, a) =
                 conv2d_maxpool(x.view(), wt.view(), Some(b.view()), (s, pad), (pk, ps)).unwrap();
             assert_close(&y, &y0);
-            assert_eq!(a, offsets(&a0, conv.shape()[2], (pk, pk, ps, ps)));
+            assert_eq!(a, a0);
             let d = filled(y.raw_dim(), 0.4);
             let dconv = max_pool2d_backward(
                 d.view(),
@@ -690,12 +509,7 @@ mod tests {
             let (y, a) =
                 conv1d_maxpool(x.view(), wt.view(), Some(b.view()), (s, pad), (pk, ps)).unwrap();
             assert_close(&y, &y0);
-            let want = offsets(
-                &a0.clone().insert_axis(Axis(1)),
-                conv.shape()[1],
-                (1, pk, 1, ps),
-            );
-            assert_eq!(a, want.remove_axis(Axis(1)));
+            assert_eq!(a, a0);
             let d = filled(y.raw_dim(), 1.0);
             let dconv = max_pool1d_backward(d.view(), a0.view(), conv.shape()[1], None).unwrap();
             let mut gw0 = Array::zeros(wt.raw_dim());
@@ -826,7 +640,7 @@ mod tests {
             "{e}"
         );
         let mut bad = a.clone();
-        bad[[1, 2, 3]] = 2;
+        bad[[1, 2, 3]] = 6;
         let e = conv1d_maxpool_backward(
             x.view(),
             w.view(),
@@ -839,7 +653,7 @@ mod tests {
             false,
         )
         .unwrap_err();
-        assert!(e.to_string().contains("offset 2, outside [0, 2)"), "{e}");
+        assert!(e.to_string().contains("index 6, outside [0, 6)"), "{e}");
         let mut gw_bad = Array::zeros((3, 1, 5));
         let e = conv1d_maxpool_backward(
             x.view(),

@@ -15,17 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 
+use crate::conv::check_shape;
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
-use crate::simd::{as_f32, as_f32_mut, avx512};
+use crate::simd::{as_f32, as_f32_mut, avx512, multiversion};
 use crate::threads;
 
-/// Element visits below which pooling stays on the calling thread.
-///
-/// Measured with `cargo bench --bench kernels -- threads/max_pool2d` (2×2 max
-/// pooling of `(n, 14, 14, 32)`, 1 vs 2 threads) on the 2-core dev machine:
-/// at 313k visits 2 threads take 52 µs instead of 78; a hand-off to the pool
-/// costs ~10 µs, so the split pays from about 90k visits.
+/// Element visits below which pooling stays on the calling thread: a
+/// hand-off to the pool costs about 10 µs, the time of ~90k visits
+/// (`cargo bench --bench kernels -- threads/max_pool2d`).
 pub const POOL_PAR_MIN_WORK: usize = 128 * 1024;
 
 /// The sizes of a pooling (a 1-D one has `h = kh = sh = 1`).
@@ -93,66 +91,49 @@ pub(crate) fn check_window(
     Ok(())
 }
 
-/// Checks and returns the sizes of a 1-D pooling of `(N, L, C)`.
-pub fn pool1d_params(
+/// Checks and returns the sizes of a pooling of `(N, L, C)` by windows of
+/// `k`, or of `(N, H, W, C)` by `k×k` windows.
+pub fn pool_params(
     op: &'static str,
     shape: &[usize],
     k: usize,
     stride: usize,
 ) -> Result<Pool2dParams, KernelError> {
-    check_window(op, "input length", k, stride, shape[1])?;
+    let (h, w, (kh, sh)) = match *shape {
+        [_, l, _] => (1, l, (1, 1)),
+        [_, h, w, _] => (h, w, (k, stride)),
+        _ => unreachable!("the callers pass 3-D or 4-D shapes"),
+    };
+    if shape.len() == 3 {
+        check_window(op, "input length", k, stride, w)?;
+    } else {
+        check_window(op, "input height", k, stride, h)?;
+        check_window(op, "input width", k, stride, w)?;
+    }
     check_alloc(op, "the input", shape)?;
+    let (n, c, kw, sw) = (shape[0], shape[shape.len() - 1], k, stride);
     Ok(Pool2dParams {
-        n: shape[0],
-        h: 1,
-        w: shape[1],
-        c: shape[2],
-        kh: 1,
-        kw: k,
-        sh: 1,
-        sw: stride,
+        n,
+        h,
+        w,
+        c,
+        kh,
+        kw,
+        sh,
+        sw,
     })
-}
-
-/// Checks and returns the sizes of a 2-D pooling of `(N, H, W, C)` with a `k×k` window.
-pub fn pool2d_params(
-    op: &'static str,
-    shape: &[usize],
-    k: usize,
-    stride: usize,
-) -> Result<Pool2dParams, KernelError> {
-    check_window(op, "input height", k, stride, shape[1])?;
-    check_window(op, "input width", k, stride, shape[2])?;
-    check_alloc(op, "the input", shape)?;
-    Ok(Pool2dParams {
-        n: shape[0],
-        h: shape[1],
-        w: shape[2],
-        c: shape[3],
-        kh: k,
-        kw: k,
-        sh: stride,
-        sw: stride,
-    })
-}
-
-/// `xs` as `MaybeUninit<f32>` when `T` is `f32`.
-fn as_f32_uninit<T: Float>(xs: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUninit<f32>]> {
-    // SAFETY: `T` is `f32` itself, checked by the type id.
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        .then(|| unsafe { &mut *(xs as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]) })
 }
 
 /// Max pooling of `f32` by explicit AVX-512, 16 channels at a time: the
 /// maximum in one register, its position in two (the compiler's version of
-/// the generic loop, with a float and an `i64` select per channel, took 4 to 6
-/// times as long on the USPS shapes).
+/// the generic loop, with a float and an `i64` select per channel, is
+/// several times slower).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
-    use super::{Pool2dParams, Window};
+    use super::Pool2dParams;
 
     /// [`super::max_pool_sample`] for `f32`, `p.c` a multiple of 16.
     #[target_feature(enable = "avx512f")]
@@ -210,10 +191,11 @@ mod avx512 {
         ds: &[f32],
         am: &[i64],
         dx: &mut [MaybeUninit<f32>],
-        (h, w, c): (usize, usize, usize),
-        (ho, wo): (usize, usize),
-        (kh, kw, sh, sw): Window,
+        p: &Pool2dParams,
     ) -> bool {
+        let (h, w, c) = (p.h, p.w, p.c);
+        let (ho, wo) = p.out_dims();
+        let (kh, kw, sh, sw) = (p.kh, p.kw, p.sh, p.sw);
         assert!(c.is_multiple_of(16) && ds.len() >= ho * wo * c && am.len() >= ho * wo * c);
         assert!(dx.len() >= h * w * c);
         let mut hits = 0usize;
@@ -254,16 +236,6 @@ mod avx512 {
     }
 }
 
-/// Runs `f(sample, out)` for each sample's slice of `out`, in parallel when asked.
-fn per_sample<A: Send>(
-    out: &mut [A],
-    len: usize,
-    parallel: bool,
-    f: impl Fn(usize, &mut [A]) + Sync,
-) {
-    threads::par_chunks_mut(out, len, threads::parts(parallel), f);
-}
-
 /// Whether `v` replaces `best` as a window's maximum: greater, or the first
 /// NaN (ties keep the first maximum; a NaN wins, as in torch).
 #[inline(always)]
@@ -271,12 +243,8 @@ pub(crate) fn beats<T: Float>(v: T, best: T) -> bool {
     (v > best) | (v.is_nan() & !best.is_nan())
 }
 
-/// Max pooling of one sample `xs (H, W, C)` into `yc`/`ac (Ho, Wo, C)`.
-///
-/// Compiled plain, for AVX2 and for AVX-512 (picked at run time): the channel
-/// loop with its two selects (an `f32` and an `i64` lane per channel) only
-/// vectorizes well with wide registers; AVX-512's mask registers took the
-/// USPS pooling `(100, 14, 14, 32)` from 140 to 108 µs (1 thread).
+/// Max pooling of one sample `xs (H, W, C)` into `yc`/`ac (Ho, Wo, C)`:
+/// explicit AVX-512 for `f32` by 16 channels, else [`max_pool_generic`].
 pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
     #[cfg(target_arch = "x86_64")]
     if let (Some(xs), Some(yc)) = (as_f32(xs), as_f32_mut(yc)) {
@@ -285,8 +253,14 @@ pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], 
             return unsafe { avx512::max_pool_f32(xs, yc, ac, p) };
         }
     }
-    #[inline(always)]
-    fn body<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
+    max_pool_generic(xs, yc, ac, p)
+}
+
+multiversion! {
+    /// [`max_pool_sample`] on the widest instruction set found: the channel
+    /// loop, with its two selects (a float and an `i64` lane per channel),
+    /// only vectorizes well with wide registers.
+    fn max_pool_generic<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
         let (ho, wo) = p.out_dims();
         let c = p.c;
         for oi in 0..ho {
@@ -317,26 +291,6 @@ pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], 
             }
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2")]
-        unsafe fn v4<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
-            body(xs, yc, ac, p)
-        }
-        #[target_feature(enable = "avx2")]
-        unsafe fn avx2<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
-            body(xs, yc, ac, p)
-        }
-        if avx512() {
-            // SAFETY: the CPU has the features v4 is compiled for.
-            return unsafe { v4(xs, yc, ac, p) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { avx2(xs, yc, ac, p) };
-        }
-    }
-    body(xs, yc, ac, p)
 }
 
 fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>, Array4<i64>) {
@@ -378,103 +332,79 @@ pub(crate) fn check_argmax(
     Ok(())
 }
 
-/// The window of a max pooling, when the caller knows it: `(kh, kw, sh, sw)`.
-pub type Window = (usize, usize, usize, usize);
-
-/// δ of one sample when windows do not overlap: every input position of
-/// `dx (H, W, C)` written once, δ where its window's argmax points at it,
-/// else 0. Returns false when some argmax is not a position of its own
-/// window (an argmax not made by `max_pool`): then the caller zeroes the
-/// sample and scatters into it.
-///
-/// One pass of selects that vectorize; the scatter it replaces zeroed the
-/// whole input gradient first, then added δ element by element.
-#[inline(always)]
-fn tiled_sample<T: Float>(
-    ds: &[T],
-    am: &[i64],
-    dx: &mut [MaybeUninit<T>],
-    (h, w, c): (usize, usize, usize),
-    (ho, wo): (usize, usize),
-    (kh, kw, sh, sw): Window,
-) -> bool {
-    // hits per channel, summed once at the end (a sum per window position
-    // cost more than the selects)
-    let mut hits = vec![0u32; c];
-    for i in 0..h {
-        let (oi, ki) = (i / sh, i % sh);
-        let row_in = oi < ho && ki < kh;
-        let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
-        for j in 0..w {
-            let pos = i * w + j;
-            let out = &mut dx[pos * c..(pos + 1) * c];
-            if row_in && oj < wo && kj < kw {
-                let o = (oi * wo + oj) * c;
-                let (d, a) = (&ds[o..o + c], &am[o..o + c]);
-                for (((x, &d), &a), n) in out.iter_mut().zip(d).zip(a).zip(hits.iter_mut()) {
-                    let here = a == pos as i64;
-                    *n += here as u32;
-                    x.write(if here { d } else { T::zero() });
+multiversion! {
+    /// δ of one sample when windows do not overlap: every input position of
+    /// `dx (H, W, C)` written once, δ where its window's argmax points at it,
+    /// else 0, in one pass of selects that vectorize. Returns false when some
+    /// argmax is not a position of its own window (an argmax not made by
+    /// `max_pool`): then the caller scatters instead.
+    fn tiled_sample<T: Float>(
+        ds: &[T],
+        am: &[i64],
+        dx: &mut [MaybeUninit<T>],
+        p: &Pool2dParams,
+    ) -> bool {
+        let (h, w, c) = (p.h, p.w, p.c);
+        let (ho, wo) = p.out_dims();
+        // hits per channel, summed once at the end (a sum per window position
+        // cost more than the selects)
+        let mut hits = vec![0u32; c];
+        for i in 0..h {
+            let (oi, ki) = (i / p.sh, i % p.sh);
+            let row_in = oi < ho && ki < p.kh;
+            let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
+            for j in 0..w {
+                let pos = i * w + j;
+                let out = &mut dx[pos * c..(pos + 1) * c];
+                if row_in && oj < wo && kj < p.kw {
+                    let o = (oi * wo + oj) * c;
+                    let (d, a) = (&ds[o..o + c], &am[o..o + c]);
+                    for (((x, &d), &a), n) in out.iter_mut().zip(d).zip(a).zip(hits.iter_mut()) {
+                        let here = a == pos as i64;
+                        *n += here as u32;
+                        x.write(if here { d } else { T::zero() });
+                    }
+                } else {
+                    out.fill(MaybeUninit::new(T::zero()));
                 }
-            } else {
-                out.fill(MaybeUninit::new(T::zero()));
-            }
-            kj += 1;
-            if kj == sw {
-                (oj, kj) = (oj + 1, 0);
+                kj += 1;
+                if kj == p.sw {
+                    (oj, kj) = (oj + 1, 0);
+                }
             }
         }
+        hits.iter().map(|&n| n as usize).sum::<usize>() == ho * wo * c
     }
-    hits.iter().map(|&n| n as usize).sum::<usize>() == ho * wo * c
 }
 
-/// [`tiled_sample`] compiled for AVX-512 when the CPU has it (the `i64`
-/// compare and the float select share mask registers).
-pub(crate) fn tiled_sample_dispatch<T: Float>(
+/// [`tiled_sample`]: explicit AVX-512 for `f32` by 16 channels, else the
+/// generic loop on the widest instruction set found.
+fn tiled_sample_dispatch<T: Float>(
     ds: &[T],
     am: &[i64],
     dx: &mut [MaybeUninit<T>],
-    dims: (usize, usize, usize),
-    out: (usize, usize),
-    win: Window,
+    p: &Pool2dParams,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if let (Some(ds), Some(dxf)) = (as_f32(ds), as_f32_uninit(dx)) {
-        if avx512() && dims.2.is_multiple_of(16) {
+        if avx512() && p.c.is_multiple_of(16) {
             // SAFETY: the CPU has AVX-512F.
-            return unsafe { avx512::tiled_f32(ds, am, dxf, dims, out, win) };
+            return unsafe { avx512::tiled_f32(ds, am, dxf, p) };
         }
     }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx2")]
-        unsafe fn v4<T: Float>(
-            ds: &[T],
-            am: &[i64],
-            dx: &mut [MaybeUninit<T>],
-            dims: (usize, usize, usize),
-            out: (usize, usize),
-            win: Window,
-        ) -> bool {
-            tiled_sample(ds, am, dx, dims, out, win)
-        }
-        if avx512() {
-            // SAFETY: the CPU has the features v4 is compiled for.
-            return unsafe { v4(ds, am, dx, dims, out, win) };
-        }
-    }
-    tiled_sample(ds, am, dx, dims, out, win)
+    tiled_sample(ds, am, dx, p)
+}
+
+/// `xs` as `MaybeUninit<f32>` when `T` is `f32`.
+fn as_f32_uninit<T: Float>(xs: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUninit<f32>]> {
+    // SAFETY: `T` is `f32` itself, checked by the type id.
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        .then(|| unsafe { &mut *(xs as *mut [MaybeUninit<T>] as *mut [MaybeUninit<f32>]) })
 }
 
 /// Adds `delta` of one sample where `argmax` points, into `dx` (zeroed by
 /// the caller); false if an index lies outside `[0, size)` (it is skipped).
-pub(crate) fn scatter_sample<T: Float>(
-    ds: &[T],
-    am: &[i64],
-    dx: &mut [T],
-    size: usize,
-    c: usize,
-) -> bool {
+fn scatter_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], size: usize, c: usize) -> bool {
     let mut ok = true;
     for (d, a) in ds.chunks_exact(c).zip(am.chunks_exact(c)) {
         for (ch, (&d, &a)) in d.iter().zip(a).enumerate() {
@@ -489,120 +419,94 @@ pub(crate) fn scatter_sample<T: Float>(
     ok
 }
 
+/// Backward pass of [`max_pool_sample`] for one sample: `dx (H, W, C)`, all
+/// of it written, is δ `ds` routed to the positions `am` (flat `h·W + w`).
+/// `tiled` (windows that do not overlap, `p`'s window known) writes it in
+/// one pass; else, or for an argmax outside its own window, it is zeroed
+/// and δ scattered into it. False if an index lies outside `[0, H·W)`.
+pub(crate) fn max_pool_backward_sample<T: Float>(
+    ds: &[T],
+    am: &[i64],
+    dx: &mut [MaybeUninit<T>],
+    p: &Pool2dParams,
+    tiled: bool,
+) -> bool {
+    if tiled && tiled_sample_dispatch(ds, am, dx, p) {
+        return true;
+    }
+    dx.fill(MaybeUninit::new(T::zero()));
+    // SAFETY: just initialized; `MaybeUninit<T>` has `T`'s layout.
+    let dx = unsafe { &mut *(dx as *mut [MaybeUninit<T>] as *mut [T]) };
+    scatter_sample(ds, am, dx, p.h * p.w, p.c)
+}
+
+/// Whether [`max_pool_backward_sample`] may take its one-pass path for `p`:
+/// windows that do not overlap (hit counts are `u32` per channel).
+pub(crate) fn tiles(p: &Pool2dParams) -> bool {
+    let (ho, wo) = p.out_dims();
+    p.sh >= p.kh && p.sw >= p.kw && ho * wo < u32::MAX as usize
+}
+
+/// The error for an argmax with an index outside `[0, h·w)`.
+pub(crate) fn bad_index(op: &'static str, am: &[i64], (h, w): (usize, usize)) -> KernelError {
+    let size = h * w;
+    let bad = am
+        .iter()
+        .find(|&&a| a < 0 || a as usize >= size)
+        .copied()
+        .unwrap_or(-1);
+    KernelError::invalid(
+        op,
+        format!(
+            "argmax holds the index {bad}, outside [0, {size}) of an input of {h}x{w} positions"
+        ),
+    )
+}
+
+/// `p` is the pooling of the input when the forward's window is known
+/// (`delta` checked against it by the caller), else `p.kh = 0`: no window.
 fn max_pool_backward_impl<T: Float>(
     op: &'static str,
     delta: ArrayView4<'_, T>,
     argmax: ArrayView4<'_, i64>,
-    h: usize,
-    w: usize,
-    window: Option<Window>,
+    p: &Pool2dParams,
 ) -> Result<Array4<T>, KernelError> {
     check_argmax(op, delta.shape(), argmax.shape())?;
-    let (n, c) = (delta.shape()[0], delta.shape()[3]);
+    let (n, h, w, c) = (p.n, p.h, p.w, p.c);
     let what = format!("the input of input_len/input_hw ({h}, {w})");
     check_alloc(op, &what, &[n, h, w, c])?;
-    let (ho, wo) = (delta.shape()[1], delta.shape()[2]);
-    if let Some((kh, kw, sh, sw)) = window {
-        let p = Pool2dParams {
-            n,
-            h,
-            w,
-            c,
-            kh,
-            kw,
-            sh,
-            sw,
-        };
-        if kh > 1 {
-            check_window(op, "input height", kh, sh, h)?;
-        }
-        check_window(
-            op,
-            if kh > 1 {
-                "input width"
-            } else {
-                "input length"
-            },
-            kw,
-            sw,
-            w,
-        )?;
-        let expected = p.out_dims();
-        if expected != (ho, wo) {
-            let (shape, got) = if kh > 1 {
-                (vec![n, expected.0, expected.1, c], delta.shape().to_vec())
-            } else {
-                (vec![n, expected.1, c], vec![n, wo, c])
-            };
-            return Err(KernelError::shape(
-                op,
-                "delta",
-                format!(
-                    "{} (the pooling of the input by k and stride)",
-                    fmt_shape(&shape)
-                ),
-                fmt_shape(&got),
-            ));
-        }
-    }
-    let size = h * w; // fits: checked with the other axes above
     let argmax = argmax.as_standard_layout();
     let am = argmax.as_slice().expect("standard layout");
-    let bad_index = || {
-        let bad = am
-            .iter()
-            .find(|&&a| a < 0 || a as usize >= size)
-            .copied()
-            .unwrap_or(-1);
-        KernelError::invalid(
-            op,
-            format!("argmax holds the index {bad}, outside [0, {size}) of an input of {h}x{w} positions"),
-        )
-    };
+    let size = h * w; // fits: checked with the other axes above
     if n * size * c == 0 || delta.is_empty() {
         // Nothing is scattered, but a bad index is still an error.
         return match am.iter().any(|&a| a < 0 || a as usize >= size) {
-            true => Err(bad_index()),
+            true => Err(bad_index(op, am, (h, w))),
             false => Ok(Array4::zeros((n, h, w, c))),
         };
     }
-    // Windows that do not overlap (the usual stride >= window) take the
-    // one-pass path; the others zero each sample and scatter into it.
-    // (Its hit counts are u32 per channel: at most one per window.)
-    let tiled =
-        window.filter(|&(kh, kw, sh, sw)| sh >= kh && sw >= kw && ho * wo < u32::MAX as usize);
-    let out_per = ho * wo;
-    let work = n * out_per * c;
-    let parallel = parallel_for(n, work);
+    let mut dx = Array4::<T>::uninit((n, h, w, c));
+    let tiled = p.kh > 0 && tiles(p);
+    let out_per = am.len() / n;
+    let parallel = parallel_for(n, n * out_per);
     // The indices are checked while they are used (one pass over argmax, not
     // two); a bad one fails the call, whose fresh output nobody has seen.
     let found_bad = AtomicBool::new(false);
-    let mut dx = Array4::<T>::uninit((n, h, w, c));
     {
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
         let dxs = dx.as_slice_mut().expect("fresh array");
-        per_sample(dxs, size * c, parallel, |s, dxc| {
-            let range = s * out_per * c..(s + 1) * out_per * c;
-            let (ds, am) = (&ds[range.clone()], &am[range]);
-            if let Some(win) = tiled {
-                if tiled_sample_dispatch(ds, am, dxc, (h, w, c), (ho, wo), win) {
-                    return;
-                }
-            }
-            // Every element of the sample is written before it is read.
-            dxc.fill(MaybeUninit::new(T::zero()));
-            // SAFETY: just initialized; `MaybeUninit<T>` has `T`'s layout.
-            let dxc = unsafe { &mut *(dxc as *mut [MaybeUninit<T>] as *mut [T]) };
-            if !scatter_sample(ds, am, dxc, size, c) {
+        threads::par_chunks_mut(dxs, size * c, threads::parts(parallel), |s, dxc| {
+            let range = s * out_per..(s + 1) * out_per;
+            if !max_pool_backward_sample(&ds[range.clone()], &am[range], dxc, p, tiled) {
                 found_bad.store(true, Ordering::Relaxed);
             }
         });
     };
     if found_bad.load(Ordering::Relaxed) {
-        return Err(bad_index());
+        return Err(bad_index(op, am, (h, w)));
     }
-    // SAFETY: `per_sample` ran on every sample's slice, and each wrote all of it.
+    // SAFETY: `par_chunks_mut` ran on every sample's slice, and each wrote all of it.
     Ok(unsafe { dx.assume_init() })
 }
 
@@ -619,7 +523,7 @@ fn avg_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> Array4<T> 
         let c = p.c;
         let sample_in = p.h * p.w * c;
         let ys = y.as_slice_mut().expect("fresh array");
-        per_sample(ys, ho * wo * c, p.parallel(), |n, yc| {
+        threads::par_chunks_mut(ys, ho * wo * c, threads::parts(p.parallel()), |n, yc| {
             let xs = &xs[n * sample_in..(n + 1) * sample_in];
             for oi in 0..ho {
                 for oj in 0..wo {
@@ -656,37 +560,64 @@ fn avg_pool_backward_impl<T: Float>(delta: ArrayView4<'_, T>, p: &Pool2dParams) 
         let c = p.c;
         let sample_out = ho * wo * c;
         let dxs = dx.as_slice_mut().expect("fresh array");
-        per_sample(dxs, p.h * p.w * c, p.parallel(), |n, dxc| {
-            let ds = &ds[n * sample_out..(n + 1) * sample_out];
-            for oi in 0..ho {
-                for oj in 0..wo {
-                    let o = (oi * wo + oj) * c;
-                    let d = &ds[o..o + c];
-                    for ki in 0..p.kh {
-                        for kj in 0..p.kw {
-                            let pos = (oi * p.sh + ki) * p.w + oj * p.sw + kj;
-                            for (g, &v) in dxc[pos * c..(pos + 1) * c].iter_mut().zip(d) {
-                                *g += v * scale;
+        threads::par_chunks_mut(
+            dxs,
+            p.h * p.w * c,
+            threads::parts(p.parallel()),
+            |n, dxc| {
+                let ds = &ds[n * sample_out..(n + 1) * sample_out];
+                for oi in 0..ho {
+                    for oj in 0..wo {
+                        let o = (oi * wo + oj) * c;
+                        let d = &ds[o..o + c];
+                        for ki in 0..p.kh {
+                            for kj in 0..p.kw {
+                                let pos = (oi * p.sh + ki) * p.w + oj * p.sw + kj;
+                                for (g, &v) in dxc[pos * c..(pos + 1) * c].iter_mut().zip(d) {
+                                    *g += v * scale;
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            },
+        );
     };
     dx
 }
 
-fn check_delta(op: &'static str, expected: &[usize], actual: &[usize]) -> Result<(), KernelError> {
-    if expected != actual {
-        return Err(KernelError::shape(
-            op,
-            "delta",
-            fmt_shape(expected),
-            fmt_shape(actual),
-        ));
+/// The pooling a max-pooling backward pass undoes: its `input (N, H, W,
+/// C)`, and the window when the forward's `(k, stride)` is known, with
+/// `delta` (3-D in 1-D) checked against it; else `kh = 0`, no window.
+fn backward_params(
+    op: &'static str,
+    input: [usize; 4],
+    window: Option<(usize, usize)>,
+    delta: &[usize],
+) -> Result<Pool2dParams, KernelError> {
+    let [n, h, w, c] = input;
+    let Some((k, stride)) = window else {
+        let (kh, kw, sh, sw) = (0, 0, 1, 1);
+        return Ok(Pool2dParams {
+            n,
+            h,
+            w,
+            c,
+            kh,
+            kw,
+            sh,
+            sw,
+        });
+    };
+    if delta.len() == 3 {
+        let p = pool_params(op, &[n, w, c], k, stride)?;
+        check_shape(op, "delta", &[n, p.out_dims().1, c], delta)?;
+        return Ok(p);
     }
-    Ok(())
+    let p = pool_params(op, &input, k, stride)?;
+    let (ho, wo) = p.out_dims();
+    check_shape(op, "delta", &[n, ho, wo, c], delta)?;
+    Ok(p)
 }
 
 /// Max pooling of `x (N, L, C)` over windows of `k`: `(y, argmax)`, both
@@ -696,7 +627,7 @@ pub fn max_pool1d<T: Float>(
     k: usize,
     stride: usize,
 ) -> Result<(Array3<T>, Array3<i64>), KernelError> {
-    let p = pool1d_params("max_pool1d", x.shape(), k, stride)?;
+    let p = pool_params("max_pool1d", x.shape(), k, stride)?;
     let (y, a) = max_pool_impl(x.insert_axis(Axis(1)), &p);
     Ok((y.remove_axis(Axis(1)), a.remove_axis(Axis(1))))
 }
@@ -712,17 +643,13 @@ pub fn max_pool1d_backward<T: Float>(
     input_len: usize,
     window: Option<(usize, usize)>,
 ) -> Result<Array3<T>, KernelError> {
+    const OP: &str = "max_pool1d_backward";
     // Checked here too, so that the message shows the 3-D shapes.
-    check_argmax("max_pool1d_backward", delta.shape(), argmax.shape())?;
-    let dx = max_pool_backward_impl(
-        "max_pool1d_backward",
-        delta.insert_axis(Axis(1)),
-        argmax.insert_axis(Axis(1)),
-        1,
-        input_len,
-        window.map(|(k, stride)| (1, k, 1, stride)),
-    )?;
-    Ok(dx.remove_axis(Axis(1)))
+    check_argmax(OP, delta.shape(), argmax.shape())?;
+    let (n, c) = (delta.shape()[0], delta.shape()[2]);
+    let p = backward_params(OP, [n, 1, input_len, c], window, delta.shape())?;
+    let (delta, argmax) = (delta.insert_axis(Axis(1)), argmax.insert_axis(Axis(1)));
+    Ok(max_pool_backward_impl(OP, delta, argmax, &p)?.remove_axis(Axis(1)))
 }
 
 /// Average pooling of `x (N, L, C)` over windows of `k`.
@@ -731,7 +658,7 @@ pub fn avg_pool1d<T: Float>(
     k: usize,
     stride: usize,
 ) -> Result<Array3<T>, KernelError> {
-    let p = pool1d_params("avg_pool1d", x.shape(), k, stride)?;
+    let p = pool_params("avg_pool1d", x.shape(), k, stride)?;
     Ok(avg_pool_impl(x.insert_axis(Axis(1)), &p).remove_axis(Axis(1)))
 }
 
@@ -744,8 +671,8 @@ pub fn avg_pool1d_backward<T: Float>(
 ) -> Result<Array3<T>, KernelError> {
     const OP: &str = "avg_pool1d_backward";
     let (n, c) = (delta.shape()[0], delta.shape()[2]);
-    let p = pool1d_params(OP, &[n, input_len, c], k, stride)?;
-    check_delta(OP, &[n, p.out_dims().1, c], delta.shape())?;
+    let p = pool_params(OP, &[n, input_len, c], k, stride)?;
+    check_shape(OP, "delta", &[n, p.out_dims().1, c], delta.shape())?;
     Ok(avg_pool_backward_impl(delta.insert_axis(Axis(1)), &p).remove_axis(Axis(1)))
 }
 
@@ -756,7 +683,7 @@ pub fn max_pool2d<T: Float>(
     k: usize,
     stride: usize,
 ) -> Result<(Array4<T>, Array4<i64>), KernelError> {
-    let p = pool2d_params("max_pool2d", x.shape(), k, stride)?;
+    let p = pool_params("max_pool2d", x.shape(), k, stride)?;
     Ok(max_pool_impl(x, &p))
 }
 
@@ -768,14 +695,12 @@ pub fn max_pool2d_backward<T: Float>(
     input_hw: (usize, usize),
     window: Option<(usize, usize)>,
 ) -> Result<Array4<T>, KernelError> {
-    max_pool_backward_impl(
-        "max_pool2d_backward",
-        delta,
-        argmax,
-        input_hw.0,
-        input_hw.1,
-        window.map(|(k, stride)| (k, k, stride, stride)),
-    )
+    const OP: &str = "max_pool2d_backward";
+    check_argmax(OP, delta.shape(), argmax.shape())?;
+    let (n, c) = (delta.shape()[0], delta.shape()[3]);
+    let input = [n, input_hw.0, input_hw.1, c];
+    let p = backward_params(OP, input, window, delta.shape())?;
+    max_pool_backward_impl(OP, delta, argmax, &p)
 }
 
 /// Average pooling of `x (N, H, W, C)` over `k×k` windows.
@@ -784,7 +709,7 @@ pub fn avg_pool2d<T: Float>(
     k: usize,
     stride: usize,
 ) -> Result<Array4<T>, KernelError> {
-    let p = pool2d_params("avg_pool2d", x.shape(), k, stride)?;
+    let p = pool_params("avg_pool2d", x.shape(), k, stride)?;
     Ok(avg_pool_impl(x, &p))
 }
 
@@ -797,9 +722,9 @@ pub fn avg_pool2d_backward<T: Float>(
 ) -> Result<Array4<T>, KernelError> {
     const OP: &str = "avg_pool2d_backward";
     let (n, c) = (delta.shape()[0], delta.shape()[3]);
-    let p = pool2d_params(OP, &[n, input_hw.0, input_hw.1, c], k, stride)?;
+    let p = pool_params(OP, &[n, input_hw.0, input_hw.1, c], k, stride)?;
     let (ho, wo) = p.out_dims();
-    check_delta(OP, &[n, ho, wo, c], delta.shape())?;
+    check_shape(OP, "delta", &[n, ho, wo, c], delta.shape())?;
     Ok(avg_pool_backward_impl(delta, &p))
 }
 
@@ -881,7 +806,7 @@ mod tests {
             (100, 14, 14, 32, 2, 2),
         ] {
             let x = filled((n, h, w, c), 0.3);
-            let p = pool2d_params("t", x.shape(), k, s).unwrap();
+            let p = pool_params("t", x.shape(), k, s).unwrap();
             let (ho, wo) = p.out_dims();
             let d = filled((n, ho, wo, c), 0.9);
             let (mx, am, av, dmax, davg) = reference(&x, &d, &p);
@@ -908,7 +833,7 @@ mod tests {
             (1, 4, 1, 1, 1),
         ] {
             let x = filled((n, l, c), 0.1);
-            let p = pool1d_params("t", x.shape(), k, s).unwrap();
+            let p = pool_params("t", x.shape(), k, s).unwrap();
             let lo = p.out_dims().1;
             let d = filled((n, lo, c), 0.2);
             let (mx, am, av, dmax, davg) = reference(

@@ -467,37 +467,13 @@ def ref_max_pool_backward(nd: int) -> Callable[..., np.ndarray]:
     return ref
 
 
-def _window_offsets(nd: int, argmax: np.ndarray, width: int, k: int, s: int) -> np.ndarray:
-    """max_pool's flat positions as offsets ki * k + kj in their windows (uint8)."""
-    out = np.zeros(argmax.shape, np.uint8)
-    for idx in np.ndindex(*argmax.shape):
-        pos = tuple(idx[1:-1])
-        origin = pos[0] * s if nd == 1 else pos[0] * s * width + pos[1] * s
-        rel = int(argmax[idx]) - origin
-        out[idx] = rel if nd == 1 else (rel // width) * k + rel % width
-    return out
-
-
-def _window_positions(nd: int, offs: np.ndarray, width: int, k: int, s: int) -> np.ndarray:
-    """The inverse of _window_offsets."""
-    out = np.zeros(offs.shape, np.int64)
-    for idx in np.ndindex(*offs.shape):
-        pos, o = tuple(idx[1:-1]), int(offs[idx])
-        if nd == 1:
-            out[idx] = pos[0] * s + o
-        else:
-            out[idx] = (pos[0] * s + o // k) * width + pos[1] * s + o % k
-    return out
-
-
 def ref_conv_maxpool(nd: int) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
     def ref(
         x: Any, w: Any, b: Any, stride: Any, padding: Any, k: Any, pool_stride: Any
     ) -> tuple[np.ndarray, np.ndarray]:
         k, ps = _int(k, "k", 1), _int(pool_stride, "pool_stride", 1)
         conv = ref_conv(nd)(x, w, b, stride, padding)
-        y, argmax = ref_max_pool(nd)(conv, k, ps)
-        return y, _window_offsets(nd, argmax, conv.shape[-2] if nd == 2 else 0, k, ps)
+        return ref_max_pool(nd)(conv, k, ps)
 
     return ref
 
@@ -519,9 +495,9 @@ def ref_conv_maxpool_backward(nd: int) -> Callable[..., tuple[np.ndarray, np.nda
         x, w, kw, s, p = _conv_dims(nd, x, w, stride, padding)
         grad_w = _arr(grad_w, "grad_w", nd + 2)
         delta = _arr(delta, "delta", nd + 2)
-        argmax = _arr(argmax, "argmax", nd + 2, kind="u")
-        if argmax.dtype != np.uint8:
-            raise RefError("argmax must be uint8")
+        argmax = _arr(argmax, "argmax", nd + 2, kind="i")
+        if argmax.dtype != np.int64:
+            raise RefError("argmax must be int64")
         if grad_b is not None:
             grad_b = _arr(grad_b, "grad_b", 1)
         _same_dtype(x, w, delta, grad_w, grad_b)
@@ -531,11 +507,8 @@ def ref_conv_maxpool_backward(nd: int) -> Callable[..., tuple[np.ndarray, np.nda
         pooled = tuple(_out_len(n, k, ps, 0, "x") for n in conv_out)
         _shape(delta, (x.shape[0], *pooled, w.shape[-1]), "delta")
         _shape(argmax, delta.shape, "argmax")
-        if argmax.size and int(argmax.max()) >= k**nd:
-            raise RefError("argmax offset outside the window")
-        positions = _window_positions(nd, argmax, conv_out[-1], k, ps)
         size = conv_out[0] if nd == 1 else conv_out
-        dconv = ref_max_pool_backward(nd)(delta, positions, size)
+        dconv = ref_max_pool_backward(nd)(delta, argmax, size)
         return ref_conv_backward_weight(nd)(x, dconv, grad_w, grad_b, stride, padding)
 
     return ref
@@ -775,7 +748,8 @@ def _conv_pool_bw_make(nd: int) -> Callable[[np.random.Generator, type], dict[st
 def _conv_pool_bw_extra(nd: int) -> Callable[[dict[str, Any]], list[Any]]:
     def extra(kw: dict[str, Any]) -> list[Any]:
         cases = []
-        for bad in (2**nd, 255):  # the window has 2 (1-D) or 4 (2-D) positions
+        conv_out = [(n + 2 * P - K) // S + 1 for n in kw["x"].shape[1:-1]]
+        for bad in (-1, math.prod(conv_out), 2**40):  # outside the convolution's output
             a = kw["argmax"].copy()
             a.reshape(-1)[1] = bad
             cases.append((f"argmax={bad}", {**kw, "argmax": a}, ("argmax", str(bad))))

@@ -94,8 +94,8 @@ def conv2d_backward_weight(
     padding: int = 0,
 ) -> None: ...
 
-# A convolution then the max pooling of its output, fused: (pooled y, argmax as the
-# offset ki * k + kj of each maximum in its window, uint8); the backward adds into
+# A convolution then the max pooling of its output, fused: (pooled y, argmax as in
+# max_pool1d/max_pool2d, positions in the convolution's output); the backward adds into
 # grad_w and grad_b and returns d loss / d x when input_delta, else None.
 def conv1d_maxpool(
     x: NDArray[_F],
@@ -105,12 +105,12 @@ def conv1d_maxpool(
     padding: int,
     k: int,
     pool_stride: int,
-) -> tuple[NDArray[_F], NDArray[np.uint8]]: ...
+) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
 def conv1d_maxpool_backward(
     x: NDArray[_F],
     w: NDArray[_F],
     delta: NDArray[_F],
-    argmax: NDArray[np.uint8],
+    argmax: NDArray[np.int64],
     grad_w: NDArray[_F],
     grad_b: NDArray[_F] | None,
     stride: int,
@@ -127,12 +127,12 @@ def conv2d_maxpool(
     padding: int,
     k: int,
     pool_stride: int,
-) -> tuple[NDArray[_F], NDArray[np.uint8]]: ...
+) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
 def conv2d_maxpool_backward(
     x: NDArray[_F],
     w: NDArray[_F],
     delta: NDArray[_F],
-    argmax: NDArray[np.uint8],
+    argmax: NDArray[np.int64],
     grad_w: NDArray[_F],
     grad_b: NDArray[_F] | None,
     stride: int,

@@ -127,6 +127,17 @@ class Conv1D(_ConvNd):
         - ``_parameters`` ``(k_size, chan_in, chan_out)`` (torch's weight
           ``(chan_out, chan_in, k_size)`` transposed); ``_bias`` ``(chan_out,)``.
 
+    Forward, with ``X̃`` the input zero padded by ``padding`` at both ends:
+    ``Y[n, i, o] = b[o] + Σ_{k, c} X̃[n, i·stride + k, c] · W[k, c, o]``.
+
+    Backward, with ``δ = ∂L/∂Y`` ``(N, L', chan_out)``:
+        - ``∂L/∂W[k, c, o] = Σ_{n, i} X̃[n, i·stride + k, c] · δ[n, i, o]`` and
+          ``∂L/∂b[o] = Σ_{n, i} δ[n, i, o]``, added to ``_gradient`` and
+          ``_grad_bias`` by ``backward_update_gradient``;
+        - ``∂L/∂X̃[n, i·stride + k, c] = Σ_o δ[n, i, o] · W[k, c, o]``, summed over
+          every ``(i, k)`` that reaches the position (a transposed convolution
+          of δ), the padding's part dropped: ``backward_delta``.
+
     Example:
         >>> conv = Conv1D(3, 1, 5, stride=2, rng=0)
         >>> conv.forward(np.ones((4, 11, 1))).shape
@@ -154,6 +165,18 @@ class Conv2D(_ConvNd):
           ``H' = (H + 2·padding - k_size) // stride + 1`` (same for W).
         - ``_parameters`` ``(k_size, k_size, chan_in, chan_out)`` (torch's weight
           ``(chan_out, chan_in, kh, kw)`` permuted); ``_bias`` ``(chan_out,)``.
+
+    Forward, with ``X̃`` the input zero padded by ``padding`` on each side and
+    ``s = stride``:
+    ``Y[n, i, j, o] = b[o] + Σ_{ki, kj, c} X̃[n, i·s + ki, j·s + kj, c] · W[ki, kj, c, o]``.
+
+    Backward, with ``δ = ∂L/∂Y`` ``(N, H', W', chan_out)``:
+        - ``∂L/∂W[ki, kj, c, o] = Σ_{n, i, j} X̃[n, i·s + ki, j·s + kj, c] · δ[n, i, j, o]``
+          and ``∂L/∂b[o] = Σ_{n, i, j} δ[n, i, j, o]``, added to ``_gradient``
+          and ``_grad_bias`` by ``backward_update_gradient``;
+        - ``∂L/∂X̃[n, i·s + ki, j·s + kj, c] = Σ_o δ[n, i, j, o] · W[ki, kj, c, o]``,
+          summed over every ``(i, j, ki, kj)`` that reaches the position (a
+          transposed convolution of δ), the padding's part dropped: ``backward_delta``.
 
     Example:
         >>> conv = Conv2D(3, 1, 8, rng=0)

@@ -289,7 +289,7 @@ class ConvPool(_Fused):
 
     Forward: ``y = maxpool(conv(x))`` without writing the convolution's whole
     output (``_core.conv2d_maxpool``); it keeps the input and each maximum's
-    offset in its window. Backward: ``δ`` goes to the maximum of each window
+    position (``max_pool2d``'s argmax). Backward: ``δ`` goes to the maximum of each window
     (``δ_conv``), then ``∂L/∂W = Σ x-patchᵀ δ_conv``, ``∂L/∂b = Σ δ_conv`` and
     ``∂L/∂x`` is the transposed convolution of ``δ_conv`` (``conv2d_maxpool_backward``).
     """
@@ -324,8 +324,6 @@ class ConvPool(_Fused):
         if x.dtype.kind not in _CASTABLE_KINDS:
             return None
         spatial = conv._out_shape(x.shape)[1:-1]
-        if pool.k_size**conv._nd > 256:  # the kernel keeps each maximum's offset in a byte
-            return None
         if any(n < pool.k_size for n in spatial) or any(
             n + 2 * conv.padding < conv.k_size for n in x.shape[1:-1]
         ):

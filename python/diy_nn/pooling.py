@@ -100,7 +100,12 @@ class MaxPool1D(_MaxPool):
     torch counterpart: ``nn.MaxPool1d(k_size, stride)`` on ``(N, C, L)``.
 
     Shape: input ``(N, L, C)``; output ``(N, (L - k_size) // stride + 1, C)``.
-    The gradient goes to the first maximum of each window.
+
+    Forward: ``Y[n, i, c] = max_{k < k_size} X[n, i·stride + k, c]``, at the
+    position ``argmax[n, i, c]`` (the first maximum; a NaN wins).
+    Backward: ``δ = ∂L/∂Y`` is routed to the argmax:
+    ``∂L/∂X[n, p, c] = Σ_{i : argmax[n, i, c] = p} δ[n, i, c]``, 0 elsewhere
+    (overlapping windows add up their shares).
 
     Example:
         >>> MaxPool1D(2, 2).forward(np.arange(6.0).reshape(1, 6, 1))[0, :, 0]
@@ -118,6 +123,10 @@ class AvgPool1D(_AvgPool):
     torch counterpart: ``nn.AvgPool1d(k_size, stride)`` on ``(N, C, L)``.
 
     Shape: input ``(N, L, C)``; output ``(N, (L - k_size) // stride + 1, C)``.
+
+    Forward: ``Y[n, i, c] = (1/k_size) Σ_{k < k_size} X[n, i·stride + k, c]``.
+    Backward: each window spreads ``δ/k_size`` over its positions:
+    ``∂L/∂X[n, i·stride + k, c] += δ[n, i, c] / k_size`` for every ``k < k_size``.
 
     Example:
         >>> AvgPool1D(2).forward(np.arange(4.0).reshape(1, 4, 1))[0, :, 0]
@@ -137,6 +146,13 @@ class MaxPool2D(_MaxPool):
     torch counterpart: ``nn.MaxPool2d(k_size, stride)`` on ``(N, C, H, W)``.
 
     Shape: input ``(N, H, W, C)``; output ``(N, (H - k) // stride + 1, (W - k) // stride + 1, C)``.
+
+    Forward, with ``s = stride``: ``Y[n, i, j, c] = max_{ki, kj < k} X[n, i·s + ki, j·s + kj, c]``,
+    at the flat position ``argmax[n, i, j, c] = h·W + w`` (the first maximum in
+    row-major order; a NaN wins).
+    Backward: ``δ = ∂L/∂Y`` is routed to the argmax:
+    ``∂L/∂X[n, h, w, c] = Σ_{(i, j) : argmax[n, i, j, c] = h·W + w} δ[n, i, j, c]``,
+    0 elsewhere.
 
     Example:
         >>> MaxPool2D(2).forward(np.arange(16.0).reshape(1, 4, 4, 1))[0, :, :, 0]
@@ -158,6 +174,11 @@ class AvgPool2D(_AvgPool):
     torch counterpart: ``nn.AvgPool2d(k_size, stride)`` on ``(N, C, H, W)``.
 
     Shape: input ``(N, H, W, C)``; output ``(N, (H - k) // stride + 1, (W - k) // stride + 1, C)``.
+
+    Forward, with ``s = stride``:
+    ``Y[n, i, j, c] = (1/k²) Σ_{ki, kj < k} X[n, i·s + ki, j·s + kj, c]``.
+    Backward: each window spreads ``δ/k²`` over its ``k²`` positions:
+    ``∂L/∂X[n, i·s + ki, j·s + kj, c] += δ[n, i, j, c] / k²``.
 
     Example:
         >>> AvgPool2D(2).forward(np.ones((1, 4, 4, 1))).shape

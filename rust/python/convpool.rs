@@ -1,49 +1,35 @@
 //! Bindings of `convpool.rs`: a convolution and the max pooling of its
-//! output, forward and backward, in 1-D and 2-D.
+//! output, forward and backward, in 1-D and 2-D (a macro row each).
 
 use ndarray::{Ix1, Ix3, Ix4};
-use numpy::IntoPyArray;
 use pyo3::prelude::*;
 
-use super::conv::{int, int_arg, optional};
+use super::conv::{int, int64_arg, optional, stride_padding};
+use super::pool::{one, two};
 use super::{common_dtype, dispatch, FloatArg, Int};
 use crate::convpool;
 use crate::float::Float;
 
 /// `(stride, padding)` of the convolution and `(k, pool_stride)` of the pooling.
-fn sizes(
-    op: &'static str,
-    stride: Int,
-    padding: Int,
-    k: Int,
-    pool_stride: Int,
-) -> PyResult<((usize, usize), (usize, usize))> {
-    Ok((
-        (
-            int(op, "stride", stride, 1)?,
-            int(op, "padding", padding, 0)?,
-        ),
-        (int(op, "k", k, 1)?, int(op, "pool_stride", pool_stride, 1)?),
-    ))
+type Sizes = ((usize, usize), (usize, usize));
+
+fn sizes(op: &'static str, conv: (Int, Int), (k, pool_stride): (Int, Int)) -> PyResult<Sizes> {
+    let pool = (int(op, "k", k, 1)?, int(op, "pool_stride", pool_stride, 1)?);
+    Ok((stride_padding(op, conv.0, conv.1)?, pool))
 }
 
 macro_rules! conv_pool {
-    ($fwd_t:ident, $fwd_py:ident, $bwd_t:ident, $bwd_py:ident, $name:literal, $bname:literal,
-     $fwd:path, $bwd:path, $ix:ty, $nd:literal, $xs:literal, $ws:literal, $ys:literal) => {
+    ($($fwd_t:ident, $fwd_py:ident, $bwd_t:ident, $bwd_py:ident, $name:literal, $bname:literal,
+       $fwd:path, $bwd:path, $ix:ty, $nd:literal, $xs:literal, $ws:literal, $ys:literal);* $(;)?) => {$(
         fn $fwd_t<'py, T: Float + numpy::Element>(
             py: Python<'py>,
-            x: &FloatArg<'py>,
-            w: &FloatArg<'py>,
-            b: Option<&FloatArg<'py>>,
-            conv: (usize, usize),
-            pool: (usize, usize),
-        ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+            (x, w, b): (&FloatArg<'py>, &FloatArg<'py>, Option<&FloatArg<'py>>),
+            (conv, pool): Sizes,
+        ) -> PyResult<Bound<'py, PyAny>> {
             let (x, w) = (x.readonly::<T, $ix>()?, w.readonly::<T, $ix>()?);
             let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
-            let (x, w) = (x.as_array(), w.as_array());
-            let b = b.as_ref().map(|b| b.as_array());
-            let (y, a) = py.detach(|| $fwd(x, w, b, conv, pool))?;
-            Ok((y.into_pyarray(py).into_any(), a.into_pyarray(py).into_any()))
+            let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
+            Ok(two(py.detach(|| $fwd(x, w, b, conv, pool))?, py))
         }
 
         #[pyfunction(name = $name)]
@@ -58,44 +44,33 @@ macro_rules! conv_pool {
             padding: Int,
             k: Int,
             pool_stride: Int,
-        ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        ) -> PyResult<Bound<'py, PyAny>> {
             const OP: &str = $name;
             let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
             let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
             let b = optional(OP, "b", b)?;
-            let (conv, pool) = sizes(OP, stride, padding, k, pool_stride)?;
+            let sizes = sizes(OP, (stride, padding), (k, pool_stride))?;
             let mut args = vec![&x, &w];
             args.extend(b.as_ref());
-            dispatch!(
-                common_dtype(OP, &args)?,
-                $fwd_t(py, &x, &w, b.as_ref(), conv, pool)
-            )
+            dispatch!(common_dtype(OP, &args)?, $fwd_t(py, (&x, &w, b.as_ref()), sizes))
         }
 
-        #[allow(clippy::too_many_arguments)]
         fn $bwd_t<'py, T: Float + numpy::Element>(
             py: Python<'py>,
-            x: &FloatArg<'py>,
-            w: &FloatArg<'py>,
-            delta: &FloatArg<'py>,
-            argmax: &Bound<'py, PyAny>,
-            grad_w: &FloatArg<'py>,
-            grad_b: Option<&FloatArg<'py>>,
-            conv: (usize, usize),
-            pool: (usize, usize),
+            (x, w, delta, argmax): (&FloatArg<'py>, &FloatArg<'py>, &FloatArg<'py>, &Bound<'py, PyAny>),
+            (grad_w, grad_b): (&FloatArg<'py>, Option<&FloatArg<'py>>),
+            (conv, pool): Sizes,
             input_delta: bool,
         ) -> PyResult<Option<Bound<'py, PyAny>>> {
-            const OP: &str = $bname;
-            let a = int_arg::<u8, $ix>(OP, "argmax", argmax, $ys, "uint8")?;
-            let mut gw = grad_w.readwrite::<T, $ix>(OP)?;
-            let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>(OP)).transpose()?;
+            let a = int64_arg::<$ix>($bname, "argmax", argmax, $ys)?;
+            let mut gw = grad_w.readwrite::<T, $ix>($bname)?;
+            let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>($bname)).transpose()?;
             let (x, w) = (x.readonly::<T, $ix>()?, w.readonly::<T, $ix>()?);
             let d = delta.readonly::<T, $ix>()?;
             let (x, w, d, a) = (x.as_array(), w.as_array(), d.as_array(), a.as_array());
-            let gw = gw.as_array_mut();
-            let gb = gb.as_mut().map(|b| b.as_array_mut());
+            let (gw, gb) = (gw.as_array_mut(), gb.as_mut().map(|b| b.as_array_mut()));
             let dx = py.detach(|| $bwd(x, w, d, a, gw, gb, conv, pool, input_delta))?;
-            Ok(dx.map(|dx| dx.into_pyarray(py).into_any()))
+            Ok(dx.map(|dx| one(dx, py)))
         }
 
         #[pyfunction(name = $bname)]
@@ -123,52 +98,29 @@ macro_rules! conv_pool {
             let delta = FloatArg::new(OP, "delta", delta, $nd, $ys)?;
             let grad_w = FloatArg::new(OP, "grad_w", grad_w, $nd, $ws)?;
             let grad_b = optional(OP, "grad_b", grad_b)?;
-            let (conv, pool) = sizes(OP, stride, padding, k, pool_stride)?;
+            let sizes = sizes(OP, (stride, padding), (k, pool_stride))?;
             let mut args = vec![&x, &w, &delta, &grad_w];
             args.extend(grad_b.as_ref());
-            dispatch!(
-                common_dtype(OP, &args)?,
-                $bwd_t(py, &x, &w, &delta, argmax, &grad_w, grad_b.as_ref(), conv, pool, input_delta)
-            )
+            let dtype = common_dtype(OP, &args)?;
+            let grads = (&grad_w, grad_b.as_ref());
+            dispatch!(dtype, $bwd_t(py, (&x, &w, &delta, argmax), grads, sizes, input_delta))
         }
-    };
+    )*};
 }
 
-conv_pool!(
-    conv1d_maxpool_t,
-    conv1d_maxpool_py,
-    conv1d_maxpool_backward_t,
-    conv1d_maxpool_backward_py,
-    "conv1d_maxpool",
-    "conv1d_maxpool_backward",
-    convpool::conv1d_maxpool,
-    convpool::conv1d_maxpool_backward,
-    Ix3,
-    3,
-    "(N, L, Cin)",
-    "(K, Cin, Cout)",
-    "(N, L', Cout)"
-);
-conv_pool!(
-    conv2d_maxpool_t,
-    conv2d_maxpool_py,
-    conv2d_maxpool_backward_t,
-    conv2d_maxpool_backward_py,
-    "conv2d_maxpool",
-    "conv2d_maxpool_backward",
-    convpool::conv2d_maxpool,
-    convpool::conv2d_maxpool_backward,
-    Ix4,
-    4,
-    "(N, H, W, Cin)",
-    "(K, K, Cin, Cout)",
-    "(N, H', W', Cout)"
-);
+conv_pool! {
+    conv1d_maxpool_t, conv1d_maxpool_py, conv1d_maxpool_backward_t, conv1d_maxpool_backward_py,
+    "conv1d_maxpool", "conv1d_maxpool_backward", convpool::conv1d_maxpool,
+    convpool::conv1d_maxpool_backward, Ix3, 3, "(N, L, Cin)", "(K, Cin, Cout)", "(N, L', Cout)";
+    conv2d_maxpool_t, conv2d_maxpool_py, conv2d_maxpool_backward_t, conv2d_maxpool_backward_py,
+    "conv2d_maxpool", "conv2d_maxpool_backward", convpool::conv2d_maxpool,
+    convpool::conv2d_maxpool_backward, Ix4, 4, "(N, H, W, Cin)", "(K, K, Cin, Cout)",
+    "(N, H', W', Cout)";
+}
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(conv1d_maxpool_py, m)?)?;
-    m.add_function(wrap_pyfunction!(conv1d_maxpool_backward_py, m)?)?;
-    m.add_function(wrap_pyfunction!(conv2d_maxpool_py, m)?)?;
-    m.add_function(wrap_pyfunction!(conv2d_maxpool_backward_py, m)?)?;
-    Ok(())
+    super::conv::add_functions! { m,
+        conv1d_maxpool_py, conv1d_maxpool_backward_py, conv2d_maxpool_py,
+        conv2d_maxpool_backward_py
+    }
 }

@@ -58,11 +58,13 @@ lint: build-test
 docs: build-test
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
+# The bench extra adds jax (the training benchmark's jax.jit anchor).
 bench: build-test
+	$(MATURIN) develop --release --quiet --extras test,experiments,docs,bench
 	cargo bench --bench kernels
 	$(PY) benches/bench_kernels.py
 	mkdir -p results
-	$(PY) benches/bench_training.py --json results/bench_training.json
+	$(PY) benches/bench_training.py --suite all --json results/bench_training.json
 
 clean:
 	rm -rf $(VENV) target results site

@@ -102,31 +102,30 @@ def _diy_course_loop(
 # --- torch -----------------------------------------------------------------------------
 
 
+def _torch_layer(nn: Any, layer: tuple[Any, ...]) -> Any:
+    kind, a = layer[0], layer[1:]
+    if kind in ("conv1d", "conv2d"):
+        cls = nn.Conv1d if kind == "conv1d" else nn.Conv2d
+        return cls(a[1], a[2], a[0], stride=a[3], padding=a[4])
+    return {
+        "linear": lambda: nn.Linear(*a),
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "relu": nn.ReLU,
+        "maxpool1d": lambda: nn.MaxPool1d(*a),
+        "maxpool2d": lambda: nn.MaxPool2d(*a),
+        "avgpool2d": lambda: nn.AvgPool2d(*a),
+        "flatten": nn.Flatten,
+    }[kind]()
+
+
 def _torch_model(w: Workload) -> Any:
     import torch
     from torch import nn
 
     torch.manual_seed(0)
-    layers: list[nn.Module] = []
-    for layer in w.layers:
-        kind, a = layer[0], layer[1:]
-        if kind in ("conv1d", "conv2d"):
-            cls = nn.Conv1d if kind == "conv1d" else nn.Conv2d
-            layers.append(cls(a[1], a[2], a[0], stride=a[3], padding=a[4]))
-            continue
-        layers.append(
-            {
-                "linear": lambda: nn.Linear(*a),
-                "tanh": nn.Tanh,
-                "sigmoid": nn.Sigmoid,
-                "relu": nn.ReLU,
-                "maxpool1d": lambda: nn.MaxPool1d(*a),
-                "maxpool2d": lambda: nn.MaxPool2d(*a),
-                "avgpool2d": lambda: nn.AvgPool2d(*a),
-                "flatten": nn.Flatten,
-            }[kind]()
-        )
-    return nn.Sequential(*layers).to(getattr(torch, w.dtype))
+    model = nn.Sequential(*(_torch_layer(nn, layer) for layer in w.layers))
+    return model.to(getattr(torch, w.dtype))
 
 
 def _torch_setup(
@@ -156,9 +155,7 @@ def _torch_setup(
     }[w.loss]
     params = model.parameters()
     if w.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(
-            params, lr=LR, betas=ADAM_BETAS, eps=ADAM_EPS
-        )
+        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=LR, betas=ADAM_BETAS, eps=ADAM_EPS)
     else:
         opt = torch.optim.SGD(params, lr=LR, momentum=MOMENTUM if w.optimizer == "momentum" else 0)
 

@@ -70,9 +70,7 @@ def _forward(w: Workload) -> Callable[[Any, Any], Any]:
                 k, _, _, s, p = layer[1:]
                 nd = 1 if kind == "conv1d" else 2
                 dims = ("NWC", "WIO", "NWC") if nd == 1 else ("NHWC", "HWIO", "NHWC")
-                x = lax.conv_general_dilated(
-                    x, W, (s,) * nd, [(p, p)] * nd, dimension_numbers=dims
-                )
+                x = lax.conv_general_dilated(x, W, (s,) * nd, [(p, p)] * nd, dimension_numbers=dims)
                 x = x + b
             elif kind == "relu":
                 x = jnp.maximum(x, 0)
@@ -139,11 +137,17 @@ def _update(rule: str, dtype: Any) -> tuple[Callable[..., Any], Callable[[Any], 
             c1, c2 = 1 - jnp.power(dtype(b1), t), 1 - jnp.power(dtype(b2), t)
             m = tree(lambda mi, g: b1 * mi + (1 - b1) * g, m, grads)
             v = tree(lambda vi, g: b2 * vi + (1 - b2) * g * g, v, grads)
-            new = tree(lambda p, mi, vi: p - LR * (mi / c1) / (jnp.sqrt(vi / c2) + ADAM_EPS), params, m, v)
+            new = tree(
+                lambda p, mi, vi: p - LR * (mi / c1) / (jnp.sqrt(vi / c2) + ADAM_EPS), params, m, v
+            )
             return new, (t, m, v)
 
         def adam_init(params: Any) -> Any:
-            return (jnp.zeros((), dtype), tree(jnp.zeros_like, params), tree(jnp.zeros_like, params))
+            return (
+                jnp.zeros((), dtype),
+                tree(jnp.zeros_like, params),
+                tree(jnp.zeros_like, params),
+            )
 
         return adam, adam_init
 

@@ -205,7 +205,9 @@ def _cifar(name: str, title: str, layers: Layers) -> Workload:
 CIFAR = (
     _cifar("cifar3", "conv3 p1-ReLU-maxpool 32,64", _cnn(_CIFAR_IN, (32, 64), 3, 1)),
     _cifar(
-        "cifar3_avg", "conv3 p1-ReLU-avgpool 32,64", _cnn(_CIFAR_IN, (32, 64), 3, 1, pool="avgpool2d")
+        "cifar3_avg",
+        "conv3 p1-ReLU-avgpool 32,64",
+        _cnn(_CIFAR_IN, (32, 64), 3, 1, pool="avgpool2d"),
     ),
     _cifar(
         "cifar3_poolfirst",
@@ -215,7 +217,9 @@ CIFAR = (
     _cifar("cifar5", "conv5 p2-ReLU-maxpool 32,64", _cnn(_CIFAR_IN, (32, 64), 5, 2)),
     _cifar("cifar7", "conv7 p2-ReLU-maxpool 32,64", _cnn(_CIFAR_IN, (32, 64), 7, 2)),
     _cifar(
-        "cifar3_s2", "conv3 s2 p1-ReLU 32,64, no pool", _cnn(_CIFAR_IN, (32, 64), 3, 1, 2, pool=None)
+        "cifar3_s2",
+        "conv3 s2 p1-ReLU 32,64, no pool",
+        _cnn(_CIFAR_IN, (32, 64), 3, 1, 2, pool=None),
     ),
     _cifar("cifar3_odd", "conv3 p1-ReLU-maxpool 17,33", _cnn(_CIFAR_IN, (17, 33), 3, 1)),
 )
@@ -223,10 +227,22 @@ CIFAR = (
 _WIDE = _mlp(784, 512, 512, 512, 10, act="relu")
 DENSE = (
     Workload(
-        "mlp512_b1024", "MLP 784-512-512-512-10 ReLU, CE, b=1024", _WIDE, (784,), "ce", 1024, samples=4096
+        "mlp512_b1024",
+        "MLP 784-512-512-512-10 ReLU, CE, b=1024",
+        _WIDE,
+        (784,),
+        "ce",
+        1024,
+        samples=4096,
     ),
     Workload(
-        "mlp512_b128", "MLP 784-512-512-512-10 ReLU, CE, b=128", _WIDE, (784,), "ce", 128, samples=1024
+        "mlp512_b128",
+        "MLP 784-512-512-512-10 ReLU, CE, b=128",
+        _WIDE,
+        (784,),
+        "ce",
+        128,
+        samples=1024,
     ),
 )
 

@@ -1,7 +1,9 @@
-"""Smoke test of benches/bench_training.py: a tiny run prints ratios and writes JSON."""
+"""Smoke test of benches/bench_training.py: a tiny run prints ratios and writes JSON,
+with jax timed where it is installed (the bench extra) and reported as skipped where not."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -17,13 +19,43 @@ def test_bench_training_quick(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(BENCH), "--quick", "--workloads", "ecg", "--threads", "1"]
     cmd += ["--rounds", "1", "--samples", "256", "--json", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    cmd += ["--frameworks", "diy_nn,torch,jax,numpy"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     assert "diy/torch" in proc.stdout and "diy/numpy" in proc.stdout
+    assert "diy/best" in proc.stdout and "CPU: " in proc.stdout
     report = json.loads(out.read_text())
-    ecg = report["runs"]["1"]["workloads"]["ecg"]
+    assert report["machine"]["cpu"]
+    run = report["runs"]["1"]
+    ecg = run["workloads"]["ecg"]
     for fw in ("diy_nn", "torch", "numpy"):
-        assert ecg[fw]["median_s"] > 0, report["runs"]["1"].get("errors")
-    assert report["runs"]["1"]["matmul_gflops"]["numpy"] > 0
-    memory = report["runs"]["1"]["memory"]["ecg"]
+        assert ecg[fw]["median_s"] > 0, run.get("errors")
+        assert ecg[fw]["faults_per_step"] >= 0 and ecg[fw]["gflops"] > 0
+    if importlib.util.find_spec("jax") is not None:
+        assert ecg["jax"]["median_s"] > 0, run.get("errors")
+    else:
+        assert "jax" not in ecg and "ecg/jax" in run["errors"]
+        assert "skipped ecg/jax: ModuleNotFoundError" in proc.stdout
+    assert ecg["diy/best"] > 0 and ecg["best_other"] in ("torch", "jax")
+    assert run["matmul_gflops"]["float32"]["numpy"] > 0
+    assert run["matmul_gflops"]["float64"]["numpy"] > 0
+    memory = run["memory"]["ecg"]
     assert all(isinstance(memory[fw], float) for fw in ("diy_nn", "torch", "numpy")), memory
+
+
+def test_bench_training_suites_name_known_workloads():
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import training_workloads as tw
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    assert set(tw.SUITES["all"]) <= set(tw.WORKLOADS.values())
+    assert {w.dtype for w in tw.SUITES["cifar"]} == {"float32", "float64"}
+    # each Linear's input size is the size flowing into it (the FLOP counts rely on it)
+    for w in tw.SUITES["all"]:
+        shape = w.input_shape
+        for layer in w.layers:
+            if layer[0] == "linear":
+                assert shape == (layer[1],), (w.name, layer, shape)
+            shape = tw.out_shape((layer,), shape)
+        assert tw.flops_per_sample(w) > 0

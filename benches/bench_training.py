@@ -139,6 +139,9 @@ def worker_times(args: dict[str, Any]) -> dict[str, Any]:
             runs.pop(fw, None)
             msg = str(e).strip().splitlines()
             result["errors"][fw] = f"{type(e).__name__}: {msg[0] if msg else ''}"[:200]
+    cpus = os.cpu_count() or 1
+    if "jax" in runs and 1 < threads < cpus:
+        result["notes"] = [f"jax: XLA's pool runs on all {cpus} CPUs, not {threads} threads"]
     for fw in runs:
         result["times"][fw], result["faults"][fw] = [], []
     for _ in range(rounds):
@@ -296,6 +299,8 @@ def print_table(report: dict[str, Any]) -> None:
                 print(f"  {wname:<22}{vals}")
         for key, err in run.get("errors", {}).items():
             print(f"  skipped {key}: {err}")
+        for key, note in run.get("notes", {}).items():
+            print(f"  note {key}: {note}")
 
 
 def _cpu_model() -> str:
@@ -402,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                 run["errors"][wname] = raw["error"]
             for fw, err in raw.get("errors", {}).items():
                 run["errors"][f"{wname}/{fw}"] = err
+            for note in raw.get("notes", []):
+                run.setdefault("notes", {})[wname] = note
             run["workloads"][wname] = workload_result(w, raw, samples, mm)
             if a.no_memory:
                 continue

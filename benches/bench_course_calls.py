@@ -1,0 +1,98 @@
+"""Cost of one course method call over the kernel work it does (issue 16).
+
+For a ``Linear(256, 256)`` on a 100x256 batch, each course method
+(``forward``, ``zero_grad``, ``backward_update_gradient``, ``backward_delta``,
+``update_parameters``) is timed against the same work done by direct kernel
+calls (``_core.linear``, ``fill``, ``_core.addmm`` and a bias sum,
+``_core.matmul``, ``_core.sgd_update``), interleaved, median of the rounds; the
+difference is the method's overhead (argument checks, Python between the call
+and its kernel).
+
+    python benches/bench_course_calls.py [--rounds 15] [--threads 1] [--dtype float64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import diy_nn as dn
+import numpy as np
+from diy_nn import _core
+
+
+def per_call(f: Callable[[], object], budget: float = 0.02) -> float:
+    """Seconds per call of ``f``, over a batch of calls lasting about ``budget``."""
+    f()
+    n = 1
+    while True:
+        start = time.perf_counter()
+        for _ in range(n):
+            f()
+        t = time.perf_counter() - start
+        if t >= budget or n >= 1 << 20:
+            return t / n
+        n = max(2 * n, int(n * budget / max(t, 1e-9)))
+
+
+def cases(dtype: type[np.floating]) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """name -> (the course method call, the same work through kernel calls alone)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((100, 256)).astype(dtype)
+    d = rng.standard_normal((100, 256)).astype(dtype)
+    lin = dn.Linear(256, 256, dtype=dtype)
+    W, b = lin._parameters, lin._bias
+    gW, gb = np.zeros_like(W), np.zeros_like(b)
+    lin.zero_grad()
+
+    def grads() -> None:
+        _core.addmm(gW, x.T, d)
+        gb[...] += d.sum(axis=0)
+
+    def zero() -> None:
+        gW.fill(0)
+        gb.fill(0)
+
+    return {
+        "forward": (lambda: lin.forward(x), lambda: _core.linear(x, W, b)),
+        "zero_grad": (lin.zero_grad, zero),
+        "backward_update_gradient": (lambda: lin.backward_update_gradient(x, d), grads),
+        "backward_delta": (lambda: lin.backward_delta(x, d), lambda: _core.matmul(d, W.T)),
+        # a tiny step keeps the parameters finite over many calls
+        "update_parameters": (
+            lambda: lin.update_parameters(1e-12),
+            lambda: _core.sgd_update([W, b], [gW, gb], 1e-12),
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--rounds", type=int, default=15)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    a = p.parse_args(argv)
+    dn.set_num_threads(a.threads)
+    dtype = np.dtype(a.dtype).type
+    print(
+        f"Linear(256, 256) on a 100x256 batch, {a.dtype}, {a.threads} thread(s), "
+        f"median of {a.rounds} interleaved rounds"
+    )
+    head = f"{'method':<28}{'method us':>11}{'kernels us':>12}{'overhead us':>13}"
+    print(head)
+    print("-" * len(head))
+    for name, (method, kernels) in cases(dtype).items():
+        tm, tk = [], []
+        for _ in range(a.rounds):
+            tm.append(per_call(method))
+            tk.append(per_call(kernels))
+        m, k = statistics.median(tm) * 1e6, statistics.median(tk) * 1e6
+        print(f"{name:<28}{m:>11.2f}{k:>12.2f}{m - k:>13.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,7 +20,7 @@ def test_bench_training_quick(tmp_path):
     cmd = [sys.executable, str(BENCH), "--quick", "--workloads", "ecg", "--threads", "1"]
     cmd += ["--rounds", "1", "--samples", "256", "--json", str(out)]
     cmd += ["--frameworks", "diy_nn,torch,jax,numpy"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "diy/torch" in proc.stdout and "diy/numpy" in proc.stdout
     assert "diy/best" in proc.stdout and "CPU: " in proc.stdout

@@ -152,22 +152,27 @@ def test_fallbacks_and_errors_go_through_the_layers():
 def test_binding_errors():
     x = np.ones((2, 3), np.float32)
     w = np.ones((3, 4), np.float32)
-    with pytest.raises(ValueError, match="activation codes"):
-        _core.dense_forward(x, [w], [None], [7])
+    ident, tanh = _core.Activation.Identity, _core.Activation.TanH
+    with pytest.raises(TypeError, match="activations"):
+        _core.dense_forward(x, [w], [None], [1])  # an integer code, not an Activation
+    with pytest.raises(ValueError, match="one entry of activations"):
+        _core.dense_forward(x, [w], [None], [ident, ident])
     with pytest.raises(ValueError, match="weight must have shape"):
-        _core.dense_forward(x, [w, w], [None, None], [0, 0])
+        _core.dense_forward(x, [w, w], [None, None], [ident, ident])
     with pytest.raises(TypeError, match="same dtype"):
-        _core.dense_forward(x, [w.astype(np.float64)], [None], [0])
-    with pytest.raises(ValueError, match="one bias"):
-        _core.dense_forward(x, [w], [], [0])
-    (y,) = _core.dense_forward(x, [w], [None], [1])
+        _core.dense_forward(x, [w.astype(np.float64)], [None], [ident])
+    with pytest.raises(ValueError, match="one entry of biases"):
+        _core.dense_forward(x, [w], [], [ident])
+    (y,) = _core.dense_forward(x, [w], [None], [tanh])
     g = np.zeros_like(w)
     with pytest.raises(ValueError, match="delta must have shape"):
-        _core.dense_backward(x, [y], [w], [None], [1], [g], [None], np.ones((2, 5), np.float32))
+        _core.dense_backward(x, [y], [w], [None], [tanh], [g], [None], np.ones((2, 5), np.float32))
     with pytest.raises(ValueError, match="bias gradient"):
         _core.dense_backward(
-            x, [y], [w], [None], [1], [g], [np.zeros(4, np.float32)], np.ones_like(y)
+            x, [y], [w], [None], [tanh], [g], [np.zeros(4, np.float32)], np.ones_like(y)
         )
+    with pytest.raises(TypeError, match="loss"):
+        _core.DenseTrainer().step(x, x[:, :1], [w], [None], [tanh], [g], [None], 0, 0.1)
     p = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="gradient must have shape"):
         _core.sgd_update([p], [np.zeros(4, np.float32)], 0.1)
@@ -404,8 +409,8 @@ def test_dense_trainer_validates_its_arguments():
 
     def step(**kw):
         args = dict(
-            x=x, target=y, weights=[w], biases=[b], activations=[1], grad_weights=[gw],
-            grad_biases=[gb], loss=0, lr=0.1,
+            x=x, target=y, weights=[w], biases=[b], activations=[_core.Activation.TanH],
+            grad_weights=[gw], grad_biases=[gb], loss=_core.LossKind.MSE, lr=0.1,
         )  # fmt: skip
         args.update(kw)
         return trainer.step(**args)
@@ -420,11 +425,11 @@ def test_dense_trainer_validates_its_arguments():
         ({"target": y.astype(np.float32)}, TypeError, "same dtype"),
         ({"target": [[0.0, 0.0]] * 4}, TypeError, "target"),
         ({"target": np.array([0, 1, 0, 1])}, ValueError, "class indices"),
-        ({"target": np.array([0, 1, 2, 1]), "loss": 3}, ValueError, "target"),
+        ({"target": np.array([0, 1, 2, 1]), "loss": _core.LossKind.CrossEntropy}, ValueError, "target"),
         ({"target": np.zeros(4)}, TypeError, "target"),
-        ({"loss": 9}, ValueError, "loss"),
-        ({"activations": [7]}, ValueError, "activation"),
-        ({"activations": [1, 1]}, ValueError, "activation"),
+        ({"loss": 0}, TypeError, "loss"),
+        ({"activations": [1]}, TypeError, "activation"),
+        ({"activations": [_core.Activation.TanH] * 2}, ValueError, "activation"),
         ({"biases": [None]}, ValueError, "bias"),
         ({"grad_biases": []}, ValueError, "grad_biases"),
         ({"grad_weights": [np.zeros((2, 3))]}, ValueError, "gradient"),

@@ -1,9 +1,9 @@
 //! Bindings of `fused.rs`: `dense_forward`, `dense_backward`, `sgd_update`
 //! and the `DenseTrainer` class (a whole SGD step in one call).
 //!
-//! The layers arrive as parallel lists (weights, biases or `None`, activation
-//! codes); every array is borrowed, none is copied, and the gradients are
-//! written in place.
+//! The layers arrive as parallel lists (weights, biases or `None`,
+//! `Activation`s); every array is borrowed, none is copied, and the gradients
+//! are written in place.
 
 use ndarray::{Ix1, Ix2, IxDyn};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray, PyReadwriteArray};
@@ -13,8 +13,9 @@ use pyo3::types::PyList;
 
 use super::conv::int64_arg;
 use super::{common_dtype, dispatch, readonly, readwrite, DType, FloatArg};
-use crate::activation::{Act, Activation};
-use crate::fused::{self, Dense, DenseGrad, StepLoss, TrainLayer, TrainScratch};
+use crate::activation::Activation;
+use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
+use crate::loss::LossKind;
 use crate::softmax::{Exp, Target};
 
 fn args<'py>(
@@ -49,23 +50,13 @@ fn some<'a, 'py>(
         .collect()
 }
 
-fn activations(op: &str, codes: &[u8], n: usize) -> PyResult<Vec<Activation>> {
-    if codes.len() != n {
+fn check_count(op: &str, what: &str, len: usize, n: usize) -> PyResult<()> {
+    if len != n {
         return Err(PyValueError::new_err(format!(
-            "{op}: expected one activation code per layer ({n}), got {}",
-            codes.len()
+            "{op}: expected one entry of {what} per layer ({n}), got {len}"
         )));
     }
-    codes
-        .iter()
-        .map(|&c| {
-            Activation::from_code(c).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "{op}: activation codes are 0 (identity), 1 (tanh), 2 (sigmoid), 3 (ReLU), got {c}"
-                ))
-            })
-        })
-        .collect()
+    Ok(())
 }
 
 fn borrow_ro<'py, T: numpy::Element, D: ndarray::Dimension>(
@@ -85,7 +76,7 @@ fn borrow_rw<'py, T: numpy::Element, D: ndarray::Dimension>(
         .collect()
 }
 
-fn dense_forward_t<'py, T: Act + numpy::Element>(
+fn dense_forward_t<'py, T: Exp + numpy::Element>(
     py: Python<'py>,
     x: &FloatArg<'py>,
     weights: &[&FloatArg<'py>],
@@ -114,25 +105,19 @@ fn dense_forward_t<'py, T: Act + numpy::Element>(
 ///
 /// A chain of dense layers in one call: ``y_i = act_i(y_{i-1} @ W_i + b_i)``
 /// from ``y_0 = x (N, in)``; returns every ``y_i`` (the last one is the
-/// output). ``biases`` holds arrays or None; ``activations`` codes: 0 identity,
-/// 1 tanh, 2 sigmoid, 3 ReLU.
+/// output). ``biases`` holds arrays or None; ``activations`` holds one
+/// ``Activation`` per layer.
 #[pyfunction(name = "dense_forward")]
 fn dense_forward_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     weights: Vec<Bound<'py, PyAny>>,
     biases: Vec<Bound<'py, PyAny>>,
-    activations: Vec<u8>,
+    activations: Vec<Activation>,
 ) -> PyResult<Bound<'py, PyList>> {
     const OP: &str = "dense_forward";
-    let acts = self::activations(OP, &activations, weights.len())?;
-    if biases.len() != weights.len() {
-        return Err(PyValueError::new_err(format!(
-            "{OP}: expected one bias (or None) per layer ({}), got {}",
-            weights.len(),
-            biases.len()
-        )));
-    }
+    check_count(OP, "activations", activations.len(), weights.len())?;
+    check_count(OP, "biases (or None)", biases.len(), weights.len())?;
     let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
     let ws = args(OP, "weight", &weights, 2, "(in, out)")?;
     let ws = some(&ws, OP, "weight")?;
@@ -142,12 +127,12 @@ fn dense_forward_py<'py>(
     all.extend(bs.iter().flatten());
     dispatch!(
         common_dtype(OP, &all)?,
-        dense_forward_t(py, &x, &ws, &bs, &acts)
+        dense_forward_t(py, &x, &ws, &bs, &activations)
     )
 }
 
 #[allow(clippy::too_many_arguments)]
-fn dense_backward_t<'py, T: Act + numpy::Element>(
+fn dense_backward_t<'py, T: Exp + numpy::Element>(
     py: Python<'py>,
     x: &FloatArg<'py>,
     outputs: &[&FloatArg<'py>],
@@ -212,7 +197,7 @@ fn dense_backward_py<'py>(
     outputs: Vec<Bound<'py, PyAny>>,
     weights: Vec<Bound<'py, PyAny>>,
     biases: Vec<Bound<'py, PyAny>>,
-    activations: Vec<u8>,
+    activations: Vec<Activation>,
     grad_weights: Vec<Bound<'py, PyAny>>,
     grad_biases: Vec<Bound<'py, PyAny>>,
     delta: &Bound<'py, PyAny>,
@@ -220,18 +205,15 @@ fn dense_backward_py<'py>(
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     const OP: &str = "dense_backward";
     let n = weights.len();
-    let acts = self::activations(OP, &activations, n)?;
+    let acts = activations;
     for (what, len) in [
+        ("activations", acts.len()),
         ("outputs", outputs.len()),
         ("biases", biases.len()),
         ("grad_weights", grad_weights.len()),
         ("grad_biases", grad_biases.len()),
     ] {
-        if len != n {
-            return Err(PyValueError::new_err(format!(
-                "{OP}: expected one entry of {what} per layer ({n}), got {len}"
-            )));
-        }
+        check_count(OP, what, len, n)?;
     }
     let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
     let delta = FloatArg::new(OP, "delta", delta, 2, "(N, out)")?;
@@ -359,8 +341,7 @@ impl Pick for f64 {
 ///
 /// Whole training steps of a dense chain with plain SGD, each in one call:
 /// ``step(x, target, weights, biases, activations, grad_weights, grad_biases,
-/// loss, lr)`` runs forward, the loss (codes: 0 MSE, 1 MAE, 2 BCE,
-/// 3 cross-entropy on logits, 4 log-softmax + NLL), its gradient, the
+/// loss, lr)`` runs forward, the loss (a ``LossKind``), its gradient, the
 /// backward pass (the gradients are *written*) and ``p -= lr * grad``, and
 /// returns the mean per-sample cost. The layers' outputs live in buffers the
 /// object keeps between steps; ``output()`` copies the network's output of
@@ -439,13 +420,13 @@ struct LayerBorrow<'py, T: numpy::Element> {
     gb: Option<PyReadwriteArray<'py, T, Ix1>>,
 }
 
-fn train_step_t<'py, T: Act + Exp + Pick + numpy::Element>(
+fn train_step_t<'py, T: Exp + Pick + numpy::Element>(
     py: Python<'py>,
     scratch: &mut Scratches,
     arrays: &Typed<'_, 'py, T>,
     target: &Bound<'py, PyAny>,
     acts: &[Activation],
-    loss: StepLoss,
+    loss: LossKind,
     lr: f64,
 ) -> PyResult<f64> {
     const OP: &str = "DenseTrainer.step";
@@ -523,16 +504,17 @@ impl DenseTrainer {
         target: &Bound<'py, PyAny>,
         weights: Vec<Bound<'py, PyAny>>,
         biases: Vec<Bound<'py, PyAny>>,
-        activations: Vec<u8>,
+        activations: Vec<Activation>,
         grad_weights: Vec<Bound<'py, PyAny>>,
         grad_biases: Vec<Bound<'py, PyAny>>,
-        loss: u8,
+        loss: LossKind,
         lr: f64,
     ) -> PyResult<f64> {
         const OP: &str = "DenseTrainer.step";
         let n = weights.len();
-        let acts = self::activations(OP, &activations, n)?;
+        let acts = activations;
         for (what, len) in [
+            ("activations", acts.len()),
             ("biases", biases.len()),
             ("grad_weights", grad_weights.len()),
             ("grad_biases", grad_biases.len()),
@@ -543,12 +525,6 @@ impl DenseTrainer {
                 )));
             }
         }
-        let loss = StepLoss::from_code(loss).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{OP}: loss codes are 0 (MSE), 1 (MAE), 2 (BCE), 3 (cross-entropy on logits), \
-                 4 (log-softmax + NLL), got {loss}"
-            ))
-        })?;
         if !lr.is_finite() {
             return Err(PyValueError::new_err(format!(
                 "{OP}: lr must be a finite number, got {lr}"
@@ -625,5 +601,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;
     m.add_function(wrap_pyfunction!(sgd_update_py, m)?)?;
     m.add_class::<DenseTrainer>()?;
+    m.add_class::<Activation>()?;
+    m.add_class::<LossKind>()?;
     Ok(())
 }

@@ -16,7 +16,9 @@
 //!   d loss / d input is wanted);
 //! - SGD: `p -= lr·∇p`, each layer updated as soon as the `δ` below it is known.
 
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMut2, ArrayViewMutD};
+use ndarray::{
+    Array2, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMut2, ArrayViewMutD,
+};
 
 use crate::activation::Activation;
 use crate::error::{fmt_shape, KernelError};
@@ -59,7 +61,12 @@ fn check_chain(
             ));
         }
         if let Some(len) = b.filter(|&len| len != cols) {
-            return Err(KernelError::shape(op, "bias", fmt_shape(&[cols]), fmt_shape(&[len])));
+            return Err(KernelError::shape(
+                op,
+                "bias",
+                fmt_shape(&[cols]),
+                fmt_shape(&[len]),
+            ));
         }
         features = cols;
     }
@@ -76,7 +83,12 @@ fn check_grads(
     gb: Option<usize>,
 ) -> Result<(), KernelError> {
     if gw != w {
-        return Err(KernelError::shape(op, "weight gradient", fmt_shape(w), fmt_shape(gw)));
+        return Err(KernelError::shape(
+            op,
+            "weight gradient",
+            fmt_shape(w),
+            fmt_shape(gw),
+        ));
     }
     match (gb, b) {
         (Some(gb), Some(b)) if gb != b => Err(KernelError::shape(
@@ -101,7 +113,9 @@ fn layer_forward<T: Exp>(
     tile: &mut Vec<T>,
 ) -> Result<(), KernelError> {
     linear_into(y.view_mut(), input, layer.w, layer.b, tile)?;
-    layer.act.forward(y.as_slice_mut().expect("standard layout"));
+    layer
+        .act
+        .forward(y.as_slice_mut().expect("standard layout"));
     Ok(())
 }
 
@@ -116,7 +130,12 @@ pub fn dense_forward<T: Exp>(
     let mut outputs: Vec<Array2<T>> = Vec::with_capacity(layers.len());
     for layer in layers {
         let mut y = matmul::zeros(OP, "an output", x.nrows(), layer.w.ncols())?;
-        layer_forward(&mut y, outputs.last().map_or(x, |y| y.view()), layer, &mut tile)?;
+        layer_forward(
+            &mut y,
+            outputs.last().map_or(x, |y| y.view()),
+            layer,
+            &mut tile,
+        )?;
         outputs.push(y);
     }
     Ok(outputs)
@@ -156,7 +175,12 @@ pub fn dense_backward<T: Exp>(
     for ((layer, y), g) in layers.iter().zip(outputs).zip(grads.iter()) {
         let expected = [n, layer.w.ncols()];
         if y.shape() != expected {
-            return Err(KernelError::shape(OP, "output", fmt_shape(&expected), fmt_shape(y.shape())));
+            return Err(KernelError::shape(
+                OP,
+                "output",
+                fmt_shape(&expected),
+                fmt_shape(y.shape()),
+            ));
         }
         let (b, gb) = (layer.b.map(|b| b.len()), g.b.as_ref().map(|b| b.len()));
         check_grads(OP, layer.w.shape(), g.w.shape(), b, gb)?;
@@ -175,12 +199,24 @@ pub fn dense_backward<T: Exp>(
     cur.assign(&delta);
     for i in (0..layers.len()).rev() {
         let y = outputs[i].as_standard_layout();
-        layers[i].act.backward(y.as_slice().expect("standard layout"), cur.as_slice_mut().expect("fresh"));
+        layers[i].act.backward(
+            y.as_slice().expect("standard layout"),
+            cur.as_slice_mut().expect("fresh"),
+        );
         let input = if i == 0 { x } else { outputs[i - 1] };
         let wants_dx = i > 0 || input_delta;
-        let mut next = matmul::zeros(OP, "delta", if wants_dx { n } else { 0 }, layers[i].w.nrows())?;
+        let mut next = matmul::zeros(
+            OP,
+            "delta",
+            if wants_dx { n } else { 0 },
+            layers[i].w.nrows(),
+        )?;
         let grad = &mut grads[i];
-        let mut lg = LinearGrads { w: grad.w.view_mut(), b: grad.b.as_mut().map(|b| b.view_mut()), accumulate: true };
+        let mut lg = LinearGrads {
+            w: grad.w.view_mut(),
+            b: grad.b.as_mut().map(|b| b.view_mut()),
+            accumulate: true,
+        };
         let dx = wants_dx.then(|| next.view_mut());
         linear_backward_into(input, layers[i].w, cur.view(), &mut lg, dx, &mut tile)?;
         if !wants_dx {
@@ -269,10 +305,15 @@ pub fn dense_train_step<T: Exp>(
     scratch: &mut TrainScratch<T>,
 ) -> Result<f64, KernelError> {
     const OP: &str = "dense_train_step";
-    let shapes = layers.iter().map(|l| (l.w.nrows(), l.w.ncols(), l.b.as_ref().map(|b| b.len())));
+    let shapes = layers
+        .iter()
+        .map(|l| (l.w.nrows(), l.w.ncols(), l.b.as_ref().map(|b| b.len())));
     check_chain(OP, x.ncols(), shapes)?;
     for l in layers.iter() {
-        let (b, gb) = (l.b.as_ref().map(|b| b.len()), l.gb.as_ref().map(|b| b.len()));
+        let (b, gb) = (
+            l.b.as_ref().map(|b| b.len()),
+            l.gb.as_ref().map(|b| b.len()),
+        );
         check_grads(OP, l.w.shape(), l.gw.shape(), b, gb)?;
     }
     let n = x.nrows();
@@ -283,24 +324,52 @@ pub fn dense_train_step<T: Exp>(
         return Err(KernelError::invalid(OP, "the batch is empty"));
     }
     scratch.fit(OP, n, &widths)?;
-    let TrainScratch { outputs, delta, next, work, tile } = scratch;
+    let TrainScratch {
+        outputs,
+        delta,
+        next,
+        work,
+        tile,
+    } = scratch;
     for (i, l) in layers.iter().enumerate() {
         let (done, rest) = outputs.split_at_mut(i);
-        let layer = Dense { w: l.w.view(), b: l.b.as_ref().map(|b| b.view()), act: l.act };
-        layer_forward(&mut rest[0], done.last().map_or(x, |y| y.view()), &layer, tile)?;
+        let layer = Dense {
+            w: l.w.view(),
+            b: l.b.as_ref().map(|b| b.view()),
+            act: l.act,
+        };
+        layer_forward(
+            &mut rest[0],
+            done.last().map_or(x, |y| y.view()),
+            &layer,
+            tile,
+        )?;
     }
     let last = layers.len() - 1;
-    let total = loss::cost_and_delta(loss, outputs[last].view(), &target, &mut delta[..n * k], work)?;
+    let total = loss::cost_and_delta(
+        loss,
+        outputs[last].view(),
+        &target,
+        &mut delta[..n * k],
+        work,
+    )?;
     let mut width = k;
     for i in (0..layers.len()).rev() {
         let d = &mut delta[..n * width];
-        layers[i].act.backward(outputs[i].as_slice().expect("scratch array"), d);
+        layers[i]
+            .act
+            .backward(outputs[i].as_slice().expect("scratch array"), d);
         let input = if i == 0 { x } else { outputs[i - 1].view() };
         let cur = ArrayView2::from_shape((n, width), &*d).expect("n·width");
         let below = layers[i].w.nrows();
-        let dx = (i > 0).then(|| ArrayViewMut2::from_shape((n, below), &mut next[..n * below]).expect("n·in"));
+        let dx = (i > 0)
+            .then(|| ArrayViewMut2::from_shape((n, below), &mut next[..n * below]).expect("n·in"));
         let TrainLayer { w, b, gw, gb, .. } = &mut layers[i];
-        let mut grads = LinearGrads { w: gw.view_mut(), b: gb.as_mut().map(|g| g.view_mut()), accumulate: false };
+        let mut grads = LinearGrads {
+            w: gw.view_mut(),
+            b: gb.as_mut().map(|g| g.view_mut()),
+            accumulate: false,
+        };
         linear_backward_into(input, w.view(), cur, &mut grads, dx, tile)?;
         sgd_step(w.view_mut().into_dyn(), gw.view().into_dyn(), lr);
         if let (Some(b), Some(gb)) = (b.as_mut(), gb.as_ref()) {
@@ -324,12 +393,21 @@ pub fn sgd_update<T: Float>(
     if params.len() != grads.len() {
         return Err(KernelError::invalid(
             OP,
-            format!("got {} parameters and {} gradients", params.len(), grads.len()),
+            format!(
+                "got {} parameters and {} gradients",
+                params.len(),
+                grads.len()
+            ),
         ));
     }
     for (p, g) in params.iter().zip(grads) {
         if p.shape() != g.shape() {
-            return Err(KernelError::shape(OP, "gradient", fmt_shape(p.shape()), fmt_shape(g.shape())));
+            return Err(KernelError::shape(
+                OP,
+                "gradient",
+                fmt_shape(p.shape()),
+                fmt_shape(g.shape()),
+            ));
         }
     }
     for (p, g) in params.iter_mut().zip(grads) {

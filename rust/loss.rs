@@ -85,7 +85,10 @@ pub fn cost_and_delta<T: Exp>(
     let as_f64 = |c: T| c.to_f64().unwrap_or(f64::NAN);
     let probs = |op| match target {
         Target::Prob(y) => Ok(y.as_standard_layout()),
-        Target::Index(_) => Err(KernelError::invalid(op, "class indices for an elementwise loss")),
+        Target::Index(_) => Err(KernelError::invalid(
+            op,
+            "class indices for an elementwise loss",
+        )),
     };
     Ok(match loss {
         LossKind::MSE => {
@@ -125,7 +128,9 @@ pub fn cost_and_delta<T: Exp>(
             for (row, r) in minus_y.chunks_exact_mut(k).enumerate() {
                 for (j, v) in r.iter_mut().enumerate() {
                     *v = -match target {
-                        Target::Index(t) => T::from_u8(u8::from(t[row] as usize == j)).expect("0 or 1"),
+                        Target::Index(t) => {
+                            T::from_u8(u8::from(t[row] as usize == j)).expect("0 or 1")
+                        }
                         Target::Prob(p) => p[(row, j)],
                     };
                 }
@@ -137,8 +142,14 @@ pub fn cost_and_delta<T: Exp>(
             // A class of target 0 adds nothing (not 0·-inf).
             let term = |y: T, l: T| if y == T::zero() { T::zero() } else { y * l };
             let rows = minus_y.rows().into_iter().zip(logp.rows());
-            rows.map(|(y, l)| as_f64(y.iter().zip(l).fold(T::zero(), |s, (&y, &l)| s + term(y, l))))
-                .sum()
+            rows.map(|(y, l)| {
+                as_f64(
+                    y.iter()
+                        .zip(l)
+                        .fold(T::zero(), |s, (&y, &l)| s + term(y, l)),
+                )
+            })
+            .sum()
         }
     })
 }
@@ -259,9 +270,15 @@ mod tests {
                 want_d.push(d);
             }
         }
-        assert!((total - want).abs() <= 1e-12 * want.abs().max(1.0), "{loss:?}");
+        assert!(
+            (total - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{loss:?}"
+        );
         for (g, w) in delta.iter().zip(&want_d) {
-            assert!((g - w).abs() <= 1e-12 * w.abs().max(1.0), "{loss:?}: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= 1e-12 * w.abs().max(1.0),
+                "{loss:?}: {g} vs {w}"
+            );
         }
     }
 
@@ -288,14 +305,28 @@ mod tests {
             let t = Array1::from(vec![1_i64]);
             for loss in [LossKind::CrossEntropy, LossKind::LogSoftmaxNLL] {
                 let mut d = vec![0.0; 3];
-                let c = cost_and_delta(loss, x.view(), &Target::Index(t.view()), &mut d, &mut vec![])
-                    .unwrap();
-                assert!(c.is_finite() && d.iter().all(|v| v.is_finite()), "{loss:?} {row:?}");
+                let c = cost_and_delta(
+                    loss,
+                    x.view(),
+                    &Target::Index(t.view()),
+                    &mut d,
+                    &mut vec![],
+                )
+                .unwrap();
+                assert!(
+                    c.is_finite() && d.iter().all(|v| v.is_finite()),
+                    "{loss:?} {row:?}"
+                );
             }
         }
         let x = Array2::from_shape_vec((1, 2), vec![f32::NAN, 0.5]).unwrap();
         let y = Array2::from_shape_vec((1, 2), vec![1.0_f32, 0.0]).unwrap();
-        for loss in [LossKind::MSE, LossKind::MAE, LossKind::BCE, LossKind::LogSoftmaxNLL] {
+        for loss in [
+            LossKind::MSE,
+            LossKind::MAE,
+            LossKind::BCE,
+            LossKind::LogSoftmaxNLL,
+        ] {
             let mut d = vec![0.0; 2];
             let c = cost_and_delta(loss, x.view(), &Target::Prob(y.view()), &mut d, &mut vec![])
                 .unwrap();

@@ -111,13 +111,7 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 pub fn exp_f32(x: f32) -> f32 {
     // 1.5·2^23: adding it rounds to the nearest integer, kept in the low bits.
     const ROUND: f32 = 12_582_912.0;
-    let x = if x < -104.0 {
-        -104.0
-    } else if x > 89.0 {
-        89.0
-    } else {
-        x
-    };
+    let x = x.clamp(-104.0, 89.0); // NaN stays NaN
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let n = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let nf = t - ROUND;
@@ -391,7 +385,10 @@ mod tests {
         // Every slice form (each instruction set) agrees with the scalar one.
         let xs = grid(-110.0, 95.0, 1_001);
         for (slice, f) in [
-            (f32::exp_slice as fn(&mut [f32]), f32::exp_ as fn(f32) -> f32),
+            (
+                f32::exp_slice as fn(&mut [f32]),
+                f32::exp_ as fn(f32) -> f32,
+            ),
             (f32::tanh_slice, f32::tanh_),
             (f32::sigmoid_slice, f32::sigmoid),
         ] {

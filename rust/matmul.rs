@@ -226,7 +226,12 @@ pub(crate) fn gemm_unchecked<T: Float>(
 }
 
 /// A zeroed `(n, k)` array, or an error naming `what` if it cannot be allocated.
-pub(crate) fn zeros<T: Float>(op: &'static str, what: &str, n: usize, k: usize) -> Result<Array2<T>, KernelError> {
+pub(crate) fn zeros<T: Float>(
+    op: &'static str,
+    what: &str,
+    n: usize,
+    k: usize,
+) -> Result<Array2<T>, KernelError> {
     check_alloc(op, what, &[n, k])?;
     Ok(Array2::zeros((n, k)))
 }
@@ -243,10 +248,20 @@ pub fn matmul<T: Float>(
 }
 
 /// Checks `x (N, in)`, `w (in, out)` and `b (out,)` of a linear layer.
-fn check_linear<T>(op: &'static str, x: &[usize], w: &[usize], b: Option<usize>) -> Result<(), KernelError> {
+fn check_linear(
+    op: &'static str,
+    x: &[usize],
+    w: &[usize],
+    b: Option<usize>,
+) -> Result<(), KernelError> {
     check_inner(op, x, w)?;
     match b {
-        Some(len) if len != w[1] => Err(KernelError::shape(op, "bias", fmt_shape(&w[1..]), fmt_shape(&[len]))),
+        Some(len) if len != w[1] => Err(KernelError::shape(
+            op,
+            "bias",
+            fmt_shape(&w[1..]),
+            fmt_shape(&[len]),
+        )),
         _ => Ok(()),
     }
 }
@@ -257,7 +272,7 @@ pub fn linear<T: Float>(
     w: ArrayView2<'_, T>,
     b: Option<ArrayView1<'_, T>>,
 ) -> Result<Array2<T>, KernelError> {
-    check_linear::<T>("linear", x.shape(), w.shape(), b.map(|b| b.len()))?;
+    check_linear("linear", x.shape(), w.shape(), b.map(|b| b.len()))?;
     let mut out = zeros("linear", "the output", x.nrows(), w.ncols())?;
     linear_into(out.view_mut(), x, w, b, &mut Vec::new())?;
     Ok(out)
@@ -333,13 +348,29 @@ pub fn linear_backward<T: Float>(
     check_inner(OP, x.shape(), w.shape())?;
     if delta.dim() != (x.nrows(), w.ncols()) {
         let want = fmt_shape(&[x.nrows(), w.ncols()]);
-        return Err(KernelError::shape(OP, "delta", want, fmt_shape(delta.shape())));
+        return Err(KernelError::shape(
+            OP,
+            "delta",
+            want,
+            fmt_shape(delta.shape()),
+        ));
     }
     let mut dx = zeros(OP, "the input gradient", x.nrows(), x.ncols())?;
     let mut gw = zeros(OP, "the weight gradient", w.nrows(), w.ncols())?;
     let mut gb = Array1::zeros(w.ncols());
-    let mut grads = LinearGrads { w: gw.view_mut(), b: Some(gb.view_mut()), accumulate: false };
-    linear_backward_into(x, w, delta, &mut grads, Some(dx.view_mut()), &mut Vec::new())?;
+    let mut grads = LinearGrads {
+        w: gw.view_mut(),
+        b: Some(gb.view_mut()),
+        accumulate: false,
+    };
+    linear_backward_into(
+        x,
+        w,
+        delta,
+        &mut grads,
+        Some(dx.view_mut()),
+        &mut Vec::new(),
+    )?;
     Ok((dx, gw, gb))
 }
 

@@ -943,7 +943,13 @@ pub fn log_softmax_backward<T: Exp>(
     delta: ArrayView2<'_, T>,
 ) -> Result<Array2<T>, KernelError> {
     let f = log_softmax_backward_rows::<T>;
-    map_rows2("log_softmax_backward", y, delta, RowOp::LogSoftmaxBackward, f)
+    map_rows2(
+        "log_softmax_backward",
+        y,
+        delta,
+        RowOp::LogSoftmaxBackward,
+        f,
+    )
 }
 
 /// The target of a cross-entropy: class indices or probabilities.

@@ -547,3 +547,44 @@ def test_dense_runs_inside_a_longer_sequential(dtype):
     # wrong width is not) raises the layers' own error.
     with pytest.raises(ValueError, match="Linear"):
         dn.Sequential(dn.Flatten(), dn.Linear(5, 2)).forward(np.ones((2, 3)))
+
+
+# --- NaN and saturated inputs: fused runs give what the layers give -------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", [dn.TanH, dn.Sigmoid, dn.ReLU])
+def test_nan_and_minus_100_through_fused_runs_as_through_layers(dtype, act):
+    """Issue 11: Linear(identity weights) + activation on NaN and -100, fused
+    (the Sequential's chain and the one-call step) and layer by layer."""
+    x = np.array([[np.nan, 0, 0, 0, 0, 0], [-100.0, -90.0, -87.5, 0.0, 3.0, 100.0]], dtype)
+    lin = dn.Linear(6, 6, dtype=dtype)
+    lin._parameters[...] = np.eye(6, dtype=dtype)
+    lin._bias[...] = 0
+    alone = act().forward(lin.forward(x))
+    fused = dn.Sequential(lin, act()).forward(x)
+    assert np.isnan(alone[0, 0]) and np.isnan(fused[0, 0])
+    np.testing.assert_allclose(fused, alone, rtol=2e-6, atol=2 * np.finfo(dtype).smallest_subnormal)
+    if act is dn.Sigmoid:
+        want = np.exp(dtype(-100.0))  # subnormal in float32
+        np.testing.assert_allclose(fused[1, 0], want, rtol=0.05 if dtype == np.float32 else 1e-15)
+    # The one-call training step reports a NaN cost, as the layers do.
+    net = dn.Sequential(lin, act())
+    cost = dn.Optim(net, dn.MSELoss(), 0.1).step(x, np.zeros_like(x))
+    assert np.isnan(cost)
+    assert np.isnan(net._chain.trainer.output()[0, 0]), "the fused step ran"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_through_every_activation(dtype):
+    """Issue 12 item 3: NaN stays NaN (torch), forward and backward."""
+    x = np.array([[np.nan, -1.0, 0.5, 2.0]], dtype)
+    for layer in (dn.TanH(), dn.Sigmoid(), dn.ReLU(), dn.Threshold(0.5, 9.0)):
+        y = layer.forward(x)
+        assert np.isnan(y[0, 0]), layer
+        d = layer.backward_delta(x, np.ones_like(x))
+        assert not np.isfinite(d[0, 0]) or isinstance(layer, dn.Threshold), layer
+    np.testing.assert_array_equal(dn.Threshold(0.5, 9.0).forward(x)[0, 1:], [9.0, 9.0, 2.0])
+    np.testing.assert_array_equal(dn.ReLU().forward(x)[0, 1:], [0.0, 0.5, 2.0])
+    # torch's threshold backward passes the gradient where x is NaN (NaN <= t is false).
+    np.testing.assert_array_equal(dn.ReLU().backward_delta(x, np.ones_like(x)), [[1, 0, 1, 1]])

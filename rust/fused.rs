@@ -23,10 +23,11 @@ use ndarray::{
 use crate::activation::Activation;
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
+use crate::loss::Target;
 use crate::loss::{self, try_fit, LossKind};
 use crate::matmul::{self, linear_backward_into, linear_into, LinearGrads};
 use crate::simd::multiversion;
-use crate::softmax::{Exp, Target};
+use crate::softmax::Exp;
 
 /// One layer of a chain: `y = act(x·w + b)`, `w (in, out)`, `b (out,)`.
 pub struct Dense<'a, T> {

@@ -14,16 +14,19 @@
 //! The two cross-entropies also take class indices `t` (one-hot `y`), and
 //! read a zero target as contributing nothing (so a `-inf` logit of a class
 //! that is not the target gives a finite cost, as torch's index form does).
-//! NaN in `ŷ` or `y` propagates into the cost and `δ`. The row kernels of
-//! the cross-entropy on logits live with softmax ([`softmax::cross_entropy`]).
+//! NaN in `ŷ` or `y` propagates into the cost and `δ`. The cross-entropy on
+//! logits runs on the row helpers of [`softmax`].
 
-use ndarray::ArrayView2;
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
-use crate::error::KernelError;
+use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::math::Math;
 use crate::simd::multiversion;
-use crate::softmax::{self, Exp, Target};
+use crate::softmax::{
+    self, block_rows, check_same, exp_inplace, exp_shift_sum, filled_by, over_rows, row_max,
+    shift_rows, standard, sum, Exp, WIDE,
+};
 
 /// The loss of a training step; `_core.LossKind` in Python.
 #[cfg_attr(
@@ -66,7 +69,7 @@ pub fn check_target<T: Float>(
             "class indices are a target of the cross-entropy losses only",
         ));
     }
-    softmax::check_target(op, n, k, target)
+    check_target_shape(op, n, k, target)
 }
 
 /// The summed cost of `yhat (n, k)` against `target` (checked by
@@ -116,8 +119,8 @@ pub fn cost_and_delta<T: Exp>(
             cost.chunks_exact(k).map(|row| as_f64(sum_slice(row))).sum()
         }
         LossKind::CrossEntropy => {
-            let costs = softmax::cross_entropy(yhat.view(), target.clone())?;
-            let grad = softmax::cross_entropy_backward(yhat.view(), target.clone())?;
+            let costs = cross_entropy(yhat.view(), target.clone())?;
+            let grad = cross_entropy_backward(yhat.view(), target.clone())?;
             delta.copy_from_slice(grad.as_slice().expect("fresh array"));
             costs.iter().map(|&c| as_f64(c)).sum()
         }
@@ -238,6 +241,198 @@ multiversion! {
             low.iter_mut().zip(&*high).for_each(|(a, &b)| *a += b);
         }
         acc[0]
+    }
+}
+
+/// The target of a cross-entropy: class indices or probabilities.
+#[derive(Clone, Debug)]
+pub enum Target<'a, T> {
+    /// `(N,)` class indices in `[0, k)`.
+    Index(ArrayView1<'a, i64>),
+    /// `(N, k)` probabilities (one-hot or soft labels).
+    Prob(ArrayView2<'a, T>),
+}
+
+/// Checks a cross-entropy target against logits of shape `(n, k)`.
+fn check_target_shape<T: Float>(
+    op: &'static str,
+    n: usize,
+    k: usize,
+    target: &Target<'_, T>,
+) -> Result<(), KernelError> {
+    if k == 0 && n > 0 {
+        let got = fmt_shape(&[n, k]);
+        return Err(KernelError::shape(op, "x", "(N, k) with k >= 1", got));
+    }
+    match target {
+        Target::Index(t) => {
+            if t.len() != n {
+                return Err(KernelError::shape(
+                    op,
+                    "target",
+                    format!("({n},) class indices to match logits ({n}, {k})"),
+                    fmt_shape(t.shape()),
+                ));
+            }
+            if let Some((i, &bad)) = t
+                .iter()
+                .enumerate()
+                .find(|(_, &c)| c < 0 || c as usize >= k)
+            {
+                return Err(KernelError::invalid(
+                    op,
+                    format!("target[{i}] = {bad} is not a class index in [0, {k})"),
+                ));
+            }
+        }
+        Target::Prob(p) => check_same(op, "target", "logits", p.shape(), &[n, k])?,
+    }
+    Ok(())
+}
+
+/// Per-sample cross-entropy on logits, `(N,)`: `-sum(target·log_softmax(x))`
+/// (with indices: `logsumexp(x) - x[t]`).
+pub fn cross_entropy<T: Exp>(
+    logits: ArrayView2<'_, T>,
+    target: Target<'_, T>,
+) -> Result<Array1<T>, KernelError> {
+    const OP: &str = "cross_entropy";
+    let (n, k) = logits.dim();
+    check_target_shape(OP, n, k, &target)?;
+    let mut loss = Array1::<T>::zeros(n);
+    let x = standard(OP, "the logits", &logits)?;
+    let xs = x.as_slice().expect("standard layout");
+    let ls = loss.as_slice_mut().expect("fresh array");
+    match target {
+        Target::Index(t) => {
+            let t = t.as_standard_layout();
+            let ts = t.as_slice().expect("standard layout");
+            over_rows(ls, n, 1, k, |r0, lc| {
+                let mut scratch = vec![T::zero(); k];
+                let rows = r0..r0 + lc.len();
+                ce_index_rows(
+                    &xs[rows.start * k..rows.end * k],
+                    &ts[rows],
+                    lc,
+                    &mut scratch,
+                    k,
+                );
+            });
+        }
+        Target::Prob(p) => {
+            let p = p.as_standard_layout();
+            let ps = p.as_slice().expect("standard layout");
+            over_rows(ls, n, 1, k, |r0, lc| {
+                let mut scratch = vec![T::zero(); k];
+                let r = r0 * k..(r0 + lc.len()) * k;
+                ce_prob_rows(&xs[r.clone()], &ps[r], lc, &mut scratch, k);
+            });
+        }
+    }
+    Ok(loss)
+}
+
+/// Gradient of the SUM over the batch of [`cross_entropy`] with respect to
+/// the logits, `(N, k)`: `softmax(x)·sum(target) - target`.
+pub fn cross_entropy_backward<T: Exp>(
+    logits: ArrayView2<'_, T>,
+    target: Target<'_, T>,
+) -> Result<Array2<T>, KernelError> {
+    const OP: &str = "cross_entropy_backward";
+    let (n, k) = logits.dim();
+    check_target_shape(OP, n, k, &target)?;
+    let x = standard(OP, "the logits", &logits)?;
+    let xs = x.as_slice().expect("standard layout");
+    filled_by(OP, n, k, |gs| match target {
+        Target::Index(t) => {
+            let t = t.as_standard_layout();
+            let ts = t.as_slice().expect("standard layout");
+            over_rows(gs, n, k, k, |r0, gc| {
+                let rows = r0..r0 + gc.len() / k;
+                ce_index_backward_rows(&xs[rows.start * k..rows.end * k], &ts[rows], gc, k);
+            });
+        }
+        Target::Prob(p) => {
+            let p = p.as_standard_layout();
+            let ps = p.as_slice().expect("standard layout");
+            over_rows(gs, n, k, k, |r0, gc| {
+                let r = r0 * k..r0 * k + gc.len();
+                ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
+            });
+        }
+    })
+}
+
+multiversion! {
+    /// Per-row cross-entropy with class indices: `logsumexp(x) - x[t]`;
+    /// `scratch` holds one row.
+    fn ce_index_rows<T: Exp>(x: &[T], t: &[i64], loss: &mut [T], scratch: &mut [T], k: usize) {
+        for ((xr, &ti), l) in x.chunks_exact(k).zip(t).zip(loss.iter_mut()) {
+            let m = row_max(xr);
+            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
+            *l = (m - xr[ti as usize]) + s.ln();
+        }
+    }
+}
+
+multiversion! {
+    /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
+    fn ce_index_backward_rows<T: Exp>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
+        if k >= WIDE {
+            for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
+                let inv = T::one() / T::exp_store_sum(xr, row_max(xr), gr);
+                for g in gr.iter_mut() {
+                    *g *= inv;
+                }
+                gr[ti as usize] -= T::one();
+            }
+            return;
+        }
+        let rows = block_rows(k);
+        let mut maxes = vec![T::zero(); rows];
+        for ((xb, tb), gb) in x.chunks(rows * k).zip(t.chunks(rows)).zip(dx.chunks_mut(rows * k)) {
+            shift_rows(xb, gb, k, &mut maxes);
+            exp_inplace(gb);
+            for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
+                let inv = T::one() / sum(gr);
+                for g in gr.iter_mut() {
+                    *g *= inv;
+                }
+                gr[ti as usize] -= T::one();
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Per-row cross-entropy with target probabilities `p`:
+    /// `-sum(p·log_softmax(x)) = sum(p)·(max + log(s)) - sum(p·x)`.
+    fn ce_prob_rows<T: Exp>(x: &[T], p: &[T], loss: &mut [T], scratch: &mut [T], k: usize) {
+        for ((xr, pr), l) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(loss.iter_mut()) {
+            let m = row_max(xr);
+            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
+            // Σ p·(x - m) keeps the terms small when the logits are large; a
+            // class of probability 0 adds nothing (not 0·-inf).
+            let mut acc = T::zero();
+            for (&xv, &pv) in xr.iter().zip(pr) {
+                acc += if pv == T::zero() { T::zero() } else { pv * (xv - m) };
+            }
+            *l = sum(pr) * s.ln() - acc;
+        }
+    }
+}
+
+multiversion! {
+    /// Gradient of the summed cross-entropy with target probabilities:
+    /// `softmax(x)·sum(p) - p`.
+    fn ce_prob_backward_rows<T: Exp>(x: &[T], p: &[T], dx: &mut [T], k: usize) {
+        for ((xr, pr), gr) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
+            let m = row_max(xr);
+            let scale = sum(pr) / T::exp_store_sum(xr, m, gr);
+            for (g, &pv) in gr.iter_mut().zip(pr) {
+                *g = *g * scale - pv;
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Softmax, log-softmax and cross-entropy on logits, along the last axis of
-//! `(N, k)`, forward and backward, numerically stable.
+//! Softmax and log-softmax along the last axis of `(N, k)`, forward and
+//! backward, numerically stable (the cross-entropy on logits, in
+//! [`crate::loss`], runs on the same row helpers).
 //!
 //! Every row subtracts its maximum before `exp`, so the largest term is
 //! `exp(0) = 1`: logits of magnitude 1e4 give finite values and gradients.
@@ -16,7 +17,7 @@
 //! [`crate::math`], each row function compiled per instruction set by
 //! [`multiversion!`]. Outputs are allocated uninitialized and written once.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, CowArray, Ix2};
+use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
@@ -28,13 +29,10 @@ use crate::simd::avx512;
 use crate::simd::multiversion;
 use crate::threads;
 
-/// Elements below which a row-wise op stays on the calling thread.
-///
-/// Measured with `cargo bench --bench kernels -- threads/softmax` (`(n, 256)`,
-/// 1 vs 2 threads) on the 2-core dev machine: 32k elements take 14 µs on one
-/// thread and 18 µs on two, 262k take 117 µs and 75 µs. A hand-off costs
-/// ~11 µs, so splitting pays from about 50k elements; (1000, 10) stays
-/// serial, (256, 1000) runs on all threads.
+/// Elements below which a row-wise op stays on the calling thread: below it
+/// the hand-off to the pool costs more than the split saves ((1000, 10)
+/// stays serial, (256, 1000) runs on all threads; `cargo bench --bench
+/// kernels -- threads/softmax` measures it).
 pub const SOFTMAX_PAR_MIN_WORK: usize = 64 * 1024;
 
 const LANES: usize = 32;
@@ -145,329 +143,15 @@ impl Exp for f32 {
     }
 }
 
-/// `f32` row functions on 16 lanes with AVX-512F: masked loads and stores
-/// instead of scalar tails, `2^n` by `vscalefps`, rounding by `vrndscaleps`.
+/// `f32` row functions on 16 lanes with AVX-512F.
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::RowOp;
-    use crate::math::avx512::{exp16_le, exp16_summand};
-
-    /// The mask of the first `n <= 16` lanes.
-    #[inline(always)]
-    fn mask(n: usize) -> __mmask16 {
-        debug_assert!(n <= 16);
-        ((1u32 << n) - 1) as __mmask16
-    }
-
-    /// Lanes `[i, i + m)` of `x`, the others `fill`.
-    ///
-    /// # Safety
-    /// `i + popcount(m) <= x.len()` with `m` a prefix mask.
-    #[inline(always)]
-    unsafe fn load(x: &[f32], i: usize, m: __mmask16, fill: __m512) -> __m512 {
-        // SAFETY: the masked-off lanes are not read (caller's contract).
-        unsafe { _mm512_mask_loadu_ps(fill, m, x.as_ptr().add(i)) }
-    }
-
-    /// # Safety
-    /// `i + popcount(m) <= y.len()` with `m` a prefix mask.
-    #[inline(always)]
-    unsafe fn store(y: &mut [f32], i: usize, m: __mmask16, v: __m512) {
-        // SAFETY: the masked-off lanes are not written (caller's contract).
-        unsafe { _mm512_mask_storeu_ps(y.as_mut_ptr().add(i), m, v) }
-    }
-
-    /// Calls `f(i, m)` over `[0, n)`: full 16-lane steps, then one masked.
-    #[inline(always)]
-    fn steps(n: usize, mut f: impl FnMut(usize, __mmask16)) {
-        let mut i = 0;
-        while i + 16 <= n {
-            f(i, 0xffff);
-            i += 16;
-        }
-        if i < n {
-            f(i, mask(n - i));
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn row_max(x: &[f32]) -> f32 {
-        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut acc = [ninf; 4];
-        let n64 = x.len() / 64 * 64;
-        let mut i = 0;
-        while i < n64 {
-            for (j, a) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 64 <= x.len().
-                *a = _mm512_max_ps(*a, unsafe { load(x, i + 16 * j, 0xffff, ninf) });
-            }
-            i += 64;
-        }
-        let mut m = _mm512_max_ps(_mm512_max_ps(acc[0], acc[1]), _mm512_max_ps(acc[2], acc[3]));
-        steps(x.len() - n64, |j, mk| {
-            // SAFETY: the step is inside x.
-            m = _mm512_max_ps(m, unsafe { load(x, n64 + j, mk, ninf) });
-        });
-        _mm512_reduce_max_ps(m)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn sum(x: &[f32]) -> f32 {
-        let zero = _mm512_setzero_ps();
-        let mut acc = [zero; 4];
-        let n64 = x.len() / 64 * 64;
-        let mut i = 0;
-        while i < n64 {
-            for (j, a) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 64 <= x.len().
-                *a = _mm512_add_ps(*a, unsafe { load(x, i + 16 * j, 0xffff, zero) });
-            }
-            i += 64;
-        }
-        let mut s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        steps(x.len() - n64, |j, mk| {
-            // SAFETY: the step is inside x.
-            s = _mm512_add_ps(s, unsafe { load(x, n64 + j, mk, zero) });
-        });
-        _mm512_reduce_add_ps(s)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let zero = _mm512_setzero_ps();
-        let (mut s0, mut s1) = (zero, zero);
-        let n32 = a.len() / 32 * 32;
-        let mut i = 0;
-        while i < n32 {
-            // SAFETY: i + 32 <= len of a and b (equal lengths).
-            unsafe {
-                s0 = _mm512_fmadd_ps(load(a, i, 0xffff, zero), load(b, i, 0xffff, zero), s0);
-                s1 = _mm512_fmadd_ps(
-                    load(a, i + 16, 0xffff, zero),
-                    load(b, i + 16, 0xffff, zero),
-                    s1,
-                );
-            }
-            i += 32;
-        }
-        steps(a.len() - n32, |j, mk| {
-            // SAFETY: the step is inside a and b.
-            unsafe {
-                s0 = _mm512_fmadd_ps(load(a, n32 + j, mk, zero), load(b, n32 + j, mk, zero), s0)
-            };
-        });
-        _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
-    }
-
-    /// `sum(e^(x - m))`, also stored in `y` (of the length of `x`) when given.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn exp_store_sum(x: &[f32], m: f32, y: Option<&mut [f32]>) -> f32 {
-        match y {
-            Some(y) => exp_store_sum_impl::<false>(x, m, Some(y)),
-            None => exp_store_sum_impl::<true>(x, m, None),
-        }
-    }
-
-    /// `SUMMAND`: nothing stored, see [`exp16_le`].
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn exp_store_sum_impl<const SUMMAND: bool>(
-        x: &[f32],
-        m: f32,
-        mut y: Option<&mut [f32]>,
-    ) -> f32 {
-        let mv = _mm512_set1_ps(m);
-        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let zero = _mm512_setzero_ps();
-        let (mut s0, mut s1) = (zero, zero);
-        let n32 = x.len() / 32 * 32;
-        let mut i = 0;
-        while i < n32 {
-            // SAFETY: i + 32 <= x.len() (and y.len() == x.len()).
-            unsafe {
-                let a = exp16_le::<SUMMAND>(_mm512_sub_ps(load(x, i, 0xffff, ninf), mv));
-                let b = exp16_le::<SUMMAND>(_mm512_sub_ps(load(x, i + 16, 0xffff, ninf), mv));
-                if let Some(y) = y.as_deref_mut() {
-                    store(y, i, 0xffff, a);
-                    store(y, i + 16, 0xffff, b);
-                }
-                s0 = _mm512_add_ps(s0, a);
-                s1 = _mm512_add_ps(s1, b);
-            }
-            i += 32;
-        }
-        steps(x.len() - n32, |j, mk| {
-            // SAFETY: the step is inside x (and y).
-            unsafe {
-                let e = _mm512_maskz_mov_ps(
-                    mk,
-                    exp16_le::<SUMMAND>(_mm512_sub_ps(load(x, n32 + j, mk, ninf), mv)),
-                );
-                if let Some(y) = y.as_deref_mut() {
-                    store(y, n32 + j, mk, e);
-                }
-                s0 = _mm512_add_ps(s0, e);
-            }
-        });
-        _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
-    }
-
-    /// `dx = d - e^y·s` (equal lengths).
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn sub_exp_scaled(y: &[f32], d: &[f32], s: f32, dx: &mut [f32]) {
-        let sv = _mm512_set1_ps(s);
-        let zero = _mm512_setzero_ps();
-        steps(y.len(), |i, mk| {
-            // SAFETY: the step is inside y, d and dx.
-            unsafe {
-                let e = exp16_summand(load(y, i, mk, zero));
-                store(dx, i, mk, _mm512_fnmadd_ps(e, sv, load(d, i, mk, zero)));
-            }
-        });
-    }
-
-    /// `y = y·c`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn scale(y: &mut [f32], c: f32) {
-        let cv = _mm512_set1_ps(c);
-        let zero = _mm512_setzero_ps();
-        steps(y.len(), |i, mk| {
-            // SAFETY: the step is inside y.
-            unsafe { store(y, i, mk, _mm512_mul_ps(load(y, i, mk, zero), cv)) };
-        });
-    }
-
-    /// One of the row-wise ops over rows of length `k` (`a`, `b`, `out` hold
-    /// whole rows, `b` only for the backward ops).
-    ///
-    /// Rows of up to 16 live in one register each: no loop inside a row and
-    /// no scalar tail, the rows independent of each other (the CPU overlaps
-    /// them). Longer rows: fused passes, each row finished while it is in L1.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
-        if k <= 16 {
-            short_rows(op, a, b, out, k);
-            return;
-        }
-        let rows = out.len() / k;
-        for r in 0..rows {
-            let span = r * k..(r + 1) * k;
-            let (x, o) = (&a[span.clone()], &mut out[span.clone()]);
-            match op {
-                RowOp::Softmax => {
-                    let s = exp_store_sum(x, row_max(x), Some(&mut *o));
-                    scale(o, 1.0 / s);
-                }
-                RowOp::LogSoftmax => {
-                    let m = row_max(x);
-                    let ls = _mm512_set1_ps(exp_store_sum(x, m, None).ln());
-                    let mv = _mm512_set1_ps(m);
-                    let zero = _mm512_setzero_ps();
-                    // (x - m) - log(s), in that order: x - (m + log(s)) would
-                    // lose the digits of log(s) when |m| is large.
-                    steps(k, |i, mk| {
-                        // SAFETY: the step is inside the row.
-                        unsafe {
-                            let v = _mm512_sub_ps(_mm512_sub_ps(load(x, i, mk, zero), mv), ls);
-                            store(o, i, mk, v);
-                        }
-                    });
-                }
-                RowOp::SoftmaxBackward => {
-                    let d = &b[span];
-                    let sv = _mm512_set1_ps(dot(x, d));
-                    let zero = _mm512_setzero_ps();
-                    steps(k, |i, mk| {
-                        // SAFETY: the step is inside the rows.
-                        unsafe {
-                            let yv = load(x, i, mk, zero);
-                            let g = _mm512_mul_ps(yv, _mm512_sub_ps(load(d, i, mk, zero), sv));
-                            store(o, i, mk, g);
-                        }
-                    });
-                }
-                RowOp::LogSoftmaxBackward => {
-                    let d = &b[span];
-                    sub_exp_scaled(x, d, sum(d), o);
-                }
-            }
-        }
-    }
-
-    /// The max of the 16 lanes, in every lane (a butterfly: no trip through
-    /// a scalar register and back).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn all_max(v: __m512) -> __m512 {
-        let v = _mm512_max_ps(v, _mm512_shuffle_f32x4::<0x4e>(v, v));
-        let v = _mm512_max_ps(v, _mm512_shuffle_f32x4::<0xb1>(v, v));
-        let v = _mm512_max_ps(v, _mm512_permute_ps::<0x4e>(v));
-        _mm512_max_ps(v, _mm512_permute_ps::<0xb1>(v))
-    }
-
-    /// The sum of the 16 lanes, in every lane. Each step adds lanes `i` and
-    /// `i ^ b` in both, and `a + b == b + a`, so the lanes agree exactly.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn all_sum(v: __m512) -> __m512 {
-        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0x4e>(v, v));
-        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0xb1>(v, v));
-        let v = _mm512_add_ps(v, _mm512_permute_ps::<0x4e>(v));
-        _mm512_add_ps(v, _mm512_permute_ps::<0xb1>(v))
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn short_rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
-        let mk = mask(k);
-        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let zero = _mm512_setzero_ps();
-        let rows = out.len() / k;
-        // SAFETY (all the loads and stores below): row r spans
-        // [r·k, r·k + k) of a, b (backward) and out, and mk has k lanes.
-        match op {
-            RowOp::Softmax => {
-                for r in 0..rows {
-                    let x = unsafe { load(a, r * k, mk, ninf) };
-                    let e =
-                        _mm512_maskz_mov_ps(mk, exp16_le::<false>(_mm512_sub_ps(x, all_max(x))));
-                    unsafe { store(out, r * k, mk, _mm512_div_ps(e, all_sum(e))) };
-                }
-            }
-            RowOp::LogSoftmax => {
-                for r in 0..rows {
-                    let x = unsafe { load(a, r * k, mk, ninf) };
-                    let z = _mm512_sub_ps(x, all_max(x));
-                    let e = _mm512_maskz_mov_ps(mk, exp16_le::<true>(z));
-                    let ls = _mm512_set1_ps(_mm512_cvtss_f32(all_sum(e)).ln());
-                    unsafe { store(out, r * k, mk, _mm512_sub_ps(z, ls)) };
-                }
-            }
-            RowOp::SoftmaxBackward => {
-                for r in 0..rows {
-                    let (y, d) = unsafe { (load(a, r * k, mk, zero), load(b, r * k, mk, zero)) };
-                    let s = all_sum(_mm512_mul_ps(y, d));
-                    unsafe { store(out, r * k, mk, _mm512_mul_ps(y, _mm512_sub_ps(d, s))) };
-                }
-            }
-            RowOp::LogSoftmaxBackward => {
-                for r in 0..rows {
-                    let (y, d) = unsafe { (load(a, r * k, mk, zero), load(b, r * k, mk, zero)) };
-                    let s = all_sum(d);
-                    unsafe { store(out, r * k, mk, _mm512_fnmadd_ps(exp16_summand(y), s, d)) };
-                }
-            }
-        }
-    }
-}
+mod avx512;
 
 /// Below this row length the reductions are plain loops; above, they run on
 /// [`LANES`] independent accumulators (4 AVX2 registers), which hides the
 /// latency of `max`/`add` (with a single register the chain of dependent
 /// `vmaxps` made `row_max` the slowest pass).
-const WIDE: usize = 64;
+pub(crate) const WIDE: usize = 64;
 
 /// A reduction of a short row on 4 independent accumulators: a row of 10
 /// is a chain of 4 dependent steps instead of 10 (the rows of a classifier's
@@ -486,7 +170,7 @@ fn small4<T: Exp>(x: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
 }
 
 #[inline(always)]
-fn row_max<T: Exp>(x: &[T]) -> T {
+pub(crate) fn row_max<T: Exp>(x: &[T]) -> T {
     let pick = |a: T, v: T| if v > a { v } else { a };
     if x.len() < WIDE {
         return x.iter().fold(T::neg_infinity(), |a, &v| pick(a, v));
@@ -515,7 +199,7 @@ fn lane_sum<T: Exp>(acc: [T; LANES], tail: T) -> T {
 
 /// `dst = exp(src - m)`, returns the sum of `dst`.
 #[inline(always)]
-fn exp_shift_sum<T: Exp>(src: &[T], m: T, dst: &mut [T]) -> T {
+pub(crate) fn exp_shift_sum<T: Exp>(src: &[T], m: T, dst: &mut [T]) -> T {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = s - m;
     }
@@ -555,7 +239,7 @@ fn dot<T: Exp>(a: &[T], b: &[T]) -> T {
 }
 
 #[inline(always)]
-fn sum<T: Exp>(a: &[T]) -> T {
+pub(crate) fn sum<T: Exp>(a: &[T]) -> T {
     if a.len() < WIDE {
         return small4(a, T::zero(), |t, x| t + x);
     }
@@ -572,7 +256,7 @@ fn sum<T: Exp>(a: &[T]) -> T {
 
 /// Rows per block of the block-wise passes: about 4096 elements, so a block
 /// stays in L1 while it is read three times.
-fn block_rows(k: usize) -> usize {
+pub(crate) fn block_rows(k: usize) -> usize {
     (4096 / k.max(1)).max(1)
 }
 
@@ -580,14 +264,14 @@ fn block_rows(k: usize) -> usize {
 /// classifier) a per-row `exp` would spend most of its time in the scalar
 /// tail of each row; over the block the loop is one long SIMD run.
 #[inline(always)]
-fn exp_inplace<T: Exp>(y: &mut [T]) {
+pub(crate) fn exp_inplace<T: Exp>(y: &mut [T]) {
     T::exp_slice(y);
 }
 
 /// Pass 1 of the stable forms: `y = x - max(row)` for each row of the block;
 /// returns nothing, the maxima go to `maxes`.
 #[inline(always)]
-fn shift_rows<T: Exp>(x: &[T], y: &mut [T], k: usize, maxes: &mut [T]) {
+pub(crate) fn shift_rows<T: Exp>(x: &[T], y: &mut [T], k: usize, maxes: &mut [T]) {
     for ((xr, yr), m) in x
         .chunks_exact(k)
         .zip(y.chunks_exact_mut(k))
@@ -698,79 +382,6 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// Per-row cross-entropy with class indices: `logsumexp(x) - x[t]`;
-    /// `scratch` holds one row.
-    fn ce_index_rows<T: Exp>(x: &[T], t: &[i64], loss: &mut [T], scratch: &mut [T], k: usize) {
-        for ((xr, &ti), l) in x.chunks_exact(k).zip(t).zip(loss.iter_mut()) {
-            let m = row_max(xr);
-            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
-            *l = (m - xr[ti as usize]) + s.ln();
-        }
-    }
-}
-
-multiversion! {
-    /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
-    fn ce_index_backward_rows<T: Exp>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
-        if k >= WIDE {
-            for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
-                let inv = T::one() / T::exp_store_sum(xr, row_max(xr), gr);
-                for g in gr.iter_mut() {
-                    *g *= inv;
-                }
-                gr[ti as usize] -= T::one();
-            }
-            return;
-        }
-        let rows = block_rows(k);
-        let mut maxes = vec![T::zero(); rows];
-        for ((xb, tb), gb) in x.chunks(rows * k).zip(t.chunks(rows)).zip(dx.chunks_mut(rows * k)) {
-            shift_rows(xb, gb, k, &mut maxes);
-            exp_inplace(gb);
-            for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
-                let inv = T::one() / sum(gr);
-                for g in gr.iter_mut() {
-                    *g *= inv;
-                }
-                gr[ti as usize] -= T::one();
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// Per-row cross-entropy with target probabilities `p`:
-    /// `-sum(p·log_softmax(x)) = sum(p)·(max + log(s)) - sum(p·x)`.
-    fn ce_prob_rows<T: Exp>(x: &[T], p: &[T], loss: &mut [T], scratch: &mut [T], k: usize) {
-        for ((xr, pr), l) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(loss.iter_mut()) {
-            let m = row_max(xr);
-            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
-            // Σ p·(x - m) keeps the terms small when the logits are large; a
-            // class of probability 0 adds nothing (not 0·-inf).
-            let mut acc = T::zero();
-            for (&xv, &pv) in xr.iter().zip(pr) {
-                acc += if pv == T::zero() { T::zero() } else { pv * (xv - m) };
-            }
-            *l = sum(pr) * s.ln() - acc;
-        }
-    }
-}
-
-multiversion! {
-    /// Gradient of the summed cross-entropy with target probabilities:
-    /// `softmax(x)·sum(p) - p`.
-    fn ce_prob_backward_rows<T: Exp>(x: &[T], p: &[T], dx: &mut [T], k: usize) {
-        for ((xr, pr), gr) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
-            let m = row_max(xr);
-            let scale = sum(pr) / T::exp_store_sum(xr, m, gr);
-            for (g, &pv) in gr.iter_mut().zip(pr) {
-                *g = *g * scale - pv;
-            }
-        }
-    }
-}
-
 /// Rows per task when a row-wise op of `n × k` runs in parallel (0 = serial).
 fn rows_per_task(n: usize, k: usize) -> usize {
     let work = n.saturating_mul(k);
@@ -785,7 +396,7 @@ fn rows_per_task(n: usize, k: usize) -> usize {
 
 /// Runs `f(first_row, rows_of_out)` over `out` (rows of `width`), split in
 /// tasks when worth it.
-fn over_rows<T: Float>(
+pub(crate) fn over_rows<T: Float>(
     out: &mut [T],
     n: usize,
     width: usize,
@@ -818,7 +429,7 @@ fn check_rows(op: &'static str, x: &ArrayView2<'_, impl Float>) -> Result<(), Ke
     Ok(())
 }
 
-fn check_same(
+pub(crate) fn check_same(
     op: &'static str,
     arg: &'static str,
     other: &'static str,
@@ -838,7 +449,7 @@ fn check_same(
 
 /// A `(n, k)` array whose elements `fill` writes, every one of them, before
 /// it reads any: no zeroing pass over an output that is overwritten anyway.
-fn filled_by<T: Float>(
+pub(crate) fn filled_by<T: Float>(
     op: &'static str,
     n: usize,
     k: usize,
@@ -859,7 +470,7 @@ fn filled_by<T: Float>(
 }
 
 /// `x` in row-major order: itself, or a copy if it can be allocated.
-fn standard<'a, T: Float>(
+pub(crate) fn standard<'a, T: Float>(
     op: &'static str,
     what: &str,
     x: &'a ArrayView2<'_, T>,
@@ -952,128 +563,11 @@ pub fn log_softmax_backward<T: Exp>(
     )
 }
 
-/// The target of a cross-entropy: class indices or probabilities.
-#[derive(Clone, Debug)]
-pub enum Target<'a, T> {
-    /// `(N,)` class indices in `[0, k)`.
-    Index(ArrayView1<'a, i64>),
-    /// `(N, k)` probabilities (one-hot or soft labels).
-    Prob(ArrayView2<'a, T>),
-}
-
-/// Checks a cross-entropy target against logits of shape `(n, k)`.
-pub(crate) fn check_target<T: Float>(
-    op: &'static str,
-    n: usize,
-    k: usize,
-    target: &Target<'_, T>,
-) -> Result<(), KernelError> {
-    if k == 0 && n > 0 {
-        let got = fmt_shape(&[n, k]);
-        return Err(KernelError::shape(op, "x", "(N, k) with k >= 1", got));
-    }
-    match target {
-        Target::Index(t) => {
-            if t.len() != n {
-                return Err(KernelError::shape(
-                    op,
-                    "target",
-                    format!("({n},) class indices to match logits ({n}, {k})"),
-                    fmt_shape(t.shape()),
-                ));
-            }
-            if let Some((i, &bad)) = t
-                .iter()
-                .enumerate()
-                .find(|(_, &c)| c < 0 || c as usize >= k)
-            {
-                return Err(KernelError::invalid(
-                    op,
-                    format!("target[{i}] = {bad} is not a class index in [0, {k})"),
-                ));
-            }
-        }
-        Target::Prob(p) => check_same(op, "target", "logits", p.shape(), &[n, k])?,
-    }
-    Ok(())
-}
-
-/// Per-sample cross-entropy on logits, `(N,)`: `-sum(target·log_softmax(x))`
-/// (with indices: `logsumexp(x) - x[t]`).
-pub fn cross_entropy<T: Exp>(
-    logits: ArrayView2<'_, T>,
-    target: Target<'_, T>,
-) -> Result<Array1<T>, KernelError> {
-    const OP: &str = "cross_entropy";
-    let (n, k) = logits.dim();
-    check_target(OP, n, k, &target)?;
-    let mut loss = Array1::<T>::zeros(n);
-    let x = standard(OP, "the logits", &logits)?;
-    let xs = x.as_slice().expect("standard layout");
-    let ls = loss.as_slice_mut().expect("fresh array");
-    match target {
-        Target::Index(t) => {
-            let t = t.as_standard_layout();
-            let ts = t.as_slice().expect("standard layout");
-            over_rows(ls, n, 1, k, |r0, lc| {
-                let mut scratch = vec![T::zero(); k];
-                let rows = r0..r0 + lc.len();
-                ce_index_rows(
-                    &xs[rows.start * k..rows.end * k],
-                    &ts[rows],
-                    lc,
-                    &mut scratch,
-                    k,
-                );
-            });
-        }
-        Target::Prob(p) => {
-            let p = p.as_standard_layout();
-            let ps = p.as_slice().expect("standard layout");
-            over_rows(ls, n, 1, k, |r0, lc| {
-                let mut scratch = vec![T::zero(); k];
-                let r = r0 * k..(r0 + lc.len()) * k;
-                ce_prob_rows(&xs[r.clone()], &ps[r], lc, &mut scratch, k);
-            });
-        }
-    }
-    Ok(loss)
-}
-
-/// Gradient of the SUM over the batch of [`cross_entropy`] with respect to
-/// the logits, `(N, k)`: `softmax(x)·sum(target) - target`.
-pub fn cross_entropy_backward<T: Exp>(
-    logits: ArrayView2<'_, T>,
-    target: Target<'_, T>,
-) -> Result<Array2<T>, KernelError> {
-    const OP: &str = "cross_entropy_backward";
-    let (n, k) = logits.dim();
-    check_target(OP, n, k, &target)?;
-    let x = standard(OP, "the logits", &logits)?;
-    let xs = x.as_slice().expect("standard layout");
-    filled_by(OP, n, k, |gs| match target {
-        Target::Index(t) => {
-            let t = t.as_standard_layout();
-            let ts = t.as_slice().expect("standard layout");
-            over_rows(gs, n, k, k, |r0, gc| {
-                let rows = r0..r0 + gc.len() / k;
-                ce_index_backward_rows(&xs[rows.start * k..rows.end * k], &ts[rows], gc, k);
-            });
-        }
-        Target::Prob(p) => {
-            let p = p.as_standard_layout();
-            let ps = p.as_slice().expect("standard layout");
-            over_rows(gs, n, k, k, |r0, gc| {
-                let r = r0 * k..r0 * k + gc.len();
-                ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
-            });
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loss::{cross_entropy, cross_entropy_backward, Target};
+    use ndarray::Array1;
     use ndarray::{s, Array, ShapeBuilder};
 
     fn filled(n: usize, k: usize, scale: f64) -> Array2<f64> {

@@ -16,7 +16,8 @@ use super::{common_dtype, dispatch, DType, FloatArg};
 use crate::activation::Activation;
 use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
 use crate::loss::LossKind;
-use crate::softmax::{Exp, Target};
+use crate::loss::Target;
+use crate::softmax::Exp;
 
 /// Checks that every per-layer list has one entry per layer.
 fn check_counts(op: &str, n: usize, lists: &[(&str, usize)]) -> PyResult<()> {

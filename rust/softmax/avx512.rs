@@ -44,46 +44,55 @@ fn steps(n: usize, mut f: impl FnMut(usize, __mmask16)) {
     }
 }
 
+/// `max(a, b)` (`MAX`) or `a + b` of 16 lanes.
+#[inline]
 #[target_feature(enable = "avx512f")]
-fn row_max(x: &[f32]) -> f32 {
-    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let mut acc = [ninf; 4];
+fn combine<const MAX: bool>(a: __m512, b: __m512) -> __m512 {
+    if MAX {
+        _mm512_max_ps(a, b)
+    } else {
+        _mm512_add_ps(a, b)
+    }
+}
+
+/// The maximum (`MAX`) or the sum of `x`, on 4 independent accumulators.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn reduce<const MAX: bool>(x: &[f32]) -> f32 {
+    let fill = _mm512_set1_ps(if MAX { f32::NEG_INFINITY } else { 0.0 });
+    let mut acc = [fill; 4];
     let n64 = x.len() / 64 * 64;
     let mut i = 0;
     while i < n64 {
         for (j, a) in acc.iter_mut().enumerate() {
             // SAFETY: i + 64 <= x.len().
-            *a = _mm512_max_ps(*a, unsafe { load(x, i + 16 * j, 0xffff, ninf) });
+            *a = combine::<MAX>(*a, unsafe { load(x, i + 16 * j, 0xffff, fill) });
         }
         i += 64;
     }
-    let mut m = _mm512_max_ps(_mm512_max_ps(acc[0], acc[1]), _mm512_max_ps(acc[2], acc[3]));
+    let mut m = combine::<MAX>(
+        combine::<MAX>(acc[0], acc[1]),
+        combine::<MAX>(acc[2], acc[3]),
+    );
     steps(x.len() - n64, |j, mk| {
         // SAFETY: the step is inside x.
-        m = _mm512_max_ps(m, unsafe { load(x, n64 + j, mk, ninf) });
+        m = combine::<MAX>(m, unsafe { load(x, n64 + j, mk, fill) });
     });
-    _mm512_reduce_max_ps(m)
+    if MAX {
+        _mm512_reduce_max_ps(m)
+    } else {
+        _mm512_reduce_add_ps(m)
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn row_max(x: &[f32]) -> f32 {
+    reduce::<true>(x)
 }
 
 #[target_feature(enable = "avx512f")]
 fn sum(x: &[f32]) -> f32 {
-    let zero = _mm512_setzero_ps();
-    let mut acc = [zero; 4];
-    let n64 = x.len() / 64 * 64;
-    let mut i = 0;
-    while i < n64 {
-        for (j, a) in acc.iter_mut().enumerate() {
-            // SAFETY: i + 64 <= x.len().
-            *a = _mm512_add_ps(*a, unsafe { load(x, i + 16 * j, 0xffff, zero) });
-        }
-        i += 64;
-    }
-    let mut s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-    steps(x.len() - n64, |j, mk| {
-        // SAFETY: the step is inside x.
-        s = _mm512_add_ps(s, unsafe { load(x, n64 + j, mk, zero) });
-    });
-    _mm512_reduce_add_ps(s)
+    reduce::<false>(x)
 }
 
 #[target_feature(enable = "avx512f")]

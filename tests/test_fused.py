@@ -425,7 +425,11 @@ def test_dense_trainer_validates_its_arguments():
         ({"target": y.astype(np.float32)}, TypeError, "same dtype"),
         ({"target": [[0.0, 0.0]] * 4}, TypeError, "target"),
         ({"target": np.array([0, 1, 0, 1])}, ValueError, "class indices"),
-        ({"target": np.array([0, 1, 2, 1]), "loss": _core.LossKind.CrossEntropy}, ValueError, "target"),
+        (
+            {"target": np.array([0, 1, 2, 1]), "loss": _core.LossKind.CrossEntropy},
+            ValueError,
+            "target",
+        ),
         ({"target": np.zeros(4)}, TypeError, "target"),
         ({"loss": 0}, TypeError, "loss"),
         ({"activations": [1]}, TypeError, "activation"),

@@ -514,14 +514,18 @@ mod tests {
         // Gradients accumulate on what is there.
         let mut gws: Vec<_> = ws.iter().map(|w| Array2::from_elem(w.dim(), 1.0)).collect();
         let mut gbs: Vec<_> = bs.iter().map(|b| Array1::from_elem(b.len(), 1.0)).collect();
-        let mut grads: Vec<_> = gws
-            .iter_mut()
-            .zip(gbs.iter_mut())
-            .map(|(w, b)| DenseGrad {
-                w: w.view_mut(),
-                b: Some(b.view_mut()),
-            })
-            .collect();
+        fn grads_of<'a>(
+            gws: &'a mut [Array2<f64>],
+            gbs: &'a mut [Array1<f64>],
+        ) -> Vec<DenseGrad<'a, f64>> {
+            (gws.iter_mut().zip(gbs.iter_mut()))
+                .map(|(w, b)| DenseGrad {
+                    w: w.view_mut(),
+                    b: Some(b.view_mut()),
+                })
+                .collect()
+        }
+        let mut grads = grads_of(&mut gws, &mut gbs);
         let outs: Vec<_> = ys.iter().map(|y| y.view()).collect();
         let d = dense_backward(x.view(), &outs, &layers, &mut grads, delta.view(), true)
             .unwrap()
@@ -532,14 +536,7 @@ mod tests {
             assert!(close(&gws[i], &(&ref_gws[i] + 1.0)));
             assert!(close(&gbs[i], &(&ref_gbs[i] + 1.0)));
         }
-        let mut grads: Vec<_> = gws
-            .iter_mut()
-            .zip(gbs.iter_mut())
-            .map(|(w, b)| DenseGrad {
-                w: w.view_mut(),
-                b: Some(b.view_mut()),
-            })
-            .collect();
+        let mut grads = grads_of(&mut gws, &mut gbs);
         assert!(
             dense_backward(x.view(), &outs, &layers, &mut grads, delta.view(), false)
                 .unwrap()

@@ -10,7 +10,7 @@
 //! batches take the layouts of [`small_gemm`](crate::small_gemm).
 
 use gemm::Parallelism;
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use std::sync::Mutex;
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
@@ -337,43 +337,6 @@ pub fn linear_backward_into<T: Float>(
     }
 }
 
-/// The linear layer's backward pass as new arrays: `(dL/dx, dL/dW, dL/db)`.
-#[allow(clippy::type_complexity)]
-pub fn linear_backward<T: Float>(
-    x: ArrayView2<'_, T>,
-    w: ArrayView2<'_, T>,
-    delta: ArrayView2<'_, T>,
-) -> Result<(Array2<T>, Array2<T>, Array1<T>), KernelError> {
-    const OP: &str = "linear_backward";
-    check_inner(OP, x.shape(), w.shape())?;
-    if delta.dim() != (x.nrows(), w.ncols()) {
-        let want = fmt_shape(&[x.nrows(), w.ncols()]);
-        return Err(KernelError::shape(
-            OP,
-            "delta",
-            want,
-            fmt_shape(delta.shape()),
-        ));
-    }
-    let mut dx = zeros(OP, "the input gradient", x.nrows(), x.ncols())?;
-    let mut gw = zeros(OP, "the weight gradient", w.nrows(), w.ncols())?;
-    let mut gb = Array1::zeros(w.ncols());
-    let mut grads = LinearGrads {
-        w: gw.view_mut(),
-        b: Some(gb.view_mut()),
-        accumulate: false,
-    };
-    linear_backward_into(
-        x,
-        w,
-        delta,
-        &mut grads,
-        Some(dx.view_mut()),
-        &mut Vec::new(),
-    )?;
-    Ok((dx, gw, gb))
-}
-
 multiversion! {
     /// `sums (+)= Σ rows` of the row-major `(n, sums.len())` matrix `rows`,
     /// added row after row (the order of `delta.sum(axis=0)`).
@@ -390,7 +353,7 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{s, Array};
+    use ndarray::{s, Array, Array1};
 
     fn naive(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
         let mut out = Array2::zeros((a.nrows(), b.ncols()));
@@ -509,11 +472,23 @@ mod tests {
     #[test]
     fn linear_backward_matches_naive() {
         let (x, w, d) = (seq(6, 4, 0.1), seq(4, 3, 0.2), seq(6, 3, 0.3));
-        let (dx, gw, gb) = linear_backward(x.view(), w.view(), d.view()).unwrap();
+        let (mut dx, mut gw, mut gb) = (seq(6, 4, 0.0), seq(4, 3, 0.0), Array1::<f64>::ones(3));
+        let mut grads = LinearGrads {
+            w: gw.view_mut(),
+            b: Some(gb.view_mut()),
+            accumulate: true,
+        };
+        let (xv, wv, dv) = (x.view(), w.view(), d.view());
+        linear_backward_into(xv, wv, dv, &mut grads, Some(dx.view_mut()), &mut vec![]).unwrap();
         assert_close(&dx, &naive(d.view(), w.t()));
-        assert_close(&gw, &naive(x.t(), d.view()));
-        assert_eq!(gb, d.sum_axis(Axis(0)));
-        assert!(linear_backward(x.view(), w.view(), seq(6, 2, 0.0).view()).is_err());
+        assert_close(&gw, &(naive(x.t(), d.view()) + seq(4, 3, 0.0)));
+        // Rows added in order onto what was there.
+        assert_eq!(
+            gb,
+            d.rows()
+                .into_iter()
+                .fold(Array1::<f64>::ones(3), |a, r| a + r)
+        );
     }
 
     #[test]

@@ -592,3 +592,17 @@ def test_nan_through_every_activation(dtype):
     np.testing.assert_array_equal(dn.ReLU().forward(x)[0, 1:], [0.0, 0.5, 2.0])
     # torch's threshold backward passes the gradient where x is NaN (NaN <= t is false).
     np.testing.assert_array_equal(dn.ReLU().backward_delta(x, np.ones_like(x)), [[1, 0, 1, 1]])
+
+
+def test_kernel_enums_are_named_and_pickle():
+    """Activations and losses cross the boundary as named enums, which copy and
+    pickle as themselves (a fused plan holding them can be copied)."""
+    import copy
+    import pickle
+
+    members = [_core.Activation.TanH, _core.Activation.ReLU, _core.LossKind.MSE]
+    members.append(_core.LossKind.LogSoftmaxNLL)
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(members, protocol=proto)) == members
+    assert copy.deepcopy(members) == members
+    assert repr(_core.Activation.Identity) == "Activation.Identity"

@@ -191,6 +191,7 @@ class Activation:
     Sigmoid: ClassVar[Activation]
     ReLU: ClassVar[Activation]
     def __int__(self) -> int: ...
+    def __reduce__(self) -> str: ...
 
 @final
 class LossKind:
@@ -202,6 +203,7 @@ class LossKind:
     CrossEntropy: ClassVar[LossKind]
     LogSoftmaxNLL: ClassVar[LossKind]
     def __int__(self) -> int: ...
+    def __reduce__(self) -> str: ...
 
 def dense_forward(
     x: NDArray[_F],

@@ -438,6 +438,20 @@ impl DenseTrainer {
     }
 }
 
+/// `__reduce__` of the enums: the name of the member (`"Activation.TanH"`),
+/// which pickle and `copy` look up in `diy_nn._core`.
+macro_rules! reduce_to_name {
+    ($($t:ty),*) => {$(
+        #[pymethods]
+        impl $t {
+            fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<String> {
+                slf.as_any().repr()?.extract()
+            }
+        }
+    )*};
+}
+reduce_to_name!(Activation, LossKind);
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dense_forward_py, m)?)?;
     m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;

@@ -6,13 +6,13 @@
 //! are written in place.
 
 use ndarray::{Ix1, Ix2, IxDyn};
-use numpy::{IntoPyArray, PyReadonlyArray, PyReadwriteArray};
-use pyo3::exceptions::PyValueError;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray, PyReadwriteArray};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::conv::int64_arg;
-use super::{common_dtype, dispatch, DType, FloatArg};
+use super::{common_dtype, dispatch, readonly, readwrite, DType, FloatArg};
 use crate::activation::Activation;
 use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
 use crate::loss::LossKind;
@@ -325,13 +325,75 @@ struct DenseTrainer {
     dtype: Option<super::DType>,
 }
 
+/// The layer lists of `DenseTrainer.step`: weights, biases, weight and bias gradients.
+type RawLists<'a, 'py> = [&'a [Bound<'py, PyAny>]; 4];
+
+/// One layer's arrays as `T` ndarrays of their dimensions.
+struct TypedLayer<'a, 'py, T: numpy::Element> {
+    w: &'a Bound<'py, PyArray2<T>>,
+    b: Option<&'a Bound<'py, PyArray1<T>>>,
+    gw: &'a Bound<'py, PyArray2<T>>,
+    gb: Option<&'a Bound<'py, PyArray1<T>>>,
+}
+
+/// The arrays of one step as `T` ndarrays of their dimensions: what the
+/// `FloatArg` checks (float dtype, dimensions, one dtype for all) establish,
+/// in one typed cast each. The checks then run only to name a failing
+/// argument. With the per-layer vectors below, the binding's cost (the
+/// autoencoder's 4 layers, kernel left out) went from 2.9 to 2.0 µs a step;
+/// most of the rest is numpy's borrow bookkeeping, ~0.1 µs an array.
+struct Typed<'a, 'py, T: numpy::Element> {
+    x: &'a Bound<'py, PyArray2<T>>,
+    layers: Vec<TypedLayer<'a, 'py, T>>,
+}
+
+impl<'a, 'py, T: numpy::Element> Typed<'a, 'py, T> {
+    /// None if some array is not a `T` ndarray of its dimensions. `lists`:
+    /// weights, biases, weight and bias gradients, one entry per layer
+    /// (checked by the caller).
+    fn cast(x: &'a Bound<'py, PyAny>, lists: RawLists<'a, 'py>) -> Option<Self> {
+        let [weights, biases, grad_w, grad_b] = lists;
+        let vector = |b: &'a Bound<'py, PyAny>| {
+            if b.is_none() {
+                Some(None)
+            } else {
+                b.cast::<PyArray1<T>>().ok().map(Some)
+            }
+        };
+        let layers = (weights.iter().zip(biases))
+            .zip(grad_w.iter().zip(grad_b))
+            .map(|((w, b), (gw, gb))| {
+                Some(TypedLayer {
+                    w: w.cast::<PyArray2<T>>().ok()?,
+                    b: vector(b)?,
+                    gw: gw.cast::<PyArray2<T>>().ok()?,
+                    gb: vector(gb)?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Typed {
+            x: x.cast::<PyArray2<T>>().ok()?,
+            layers,
+        })
+    }
+}
+
+/// One layer's borrows: parameters and gradients, all written.
+struct LayerBorrow<'py, T: numpy::Element> {
+    w: PyReadwriteArray<'py, T, Ix2>,
+    b: Option<PyReadwriteArray<'py, T, Ix1>>,
+    gw: PyReadwriteArray<'py, T, Ix2>,
+    gb: Option<PyReadwriteArray<'py, T, Ix1>>,
+}
+
 fn train_step_t<'py, T: Exp + Pick + numpy::Element>(
     py: Python<'py>,
     scratch: &mut Scratches,
-    x: &FloatArg<'py>,
-    lists: &Lists<'py>,
+    arrays: &Typed<'_, 'py, T>,
     target: &Bound<'py, PyAny>,
-    (acts, loss, lr): (&[Activation], LossKind, f64),
+    acts: &[Activation],
+    loss: LossKind,
+    lr: f64,
 ) -> PyResult<f64> {
     const OP: &str = "DenseTrainer.step";
     let index = target
@@ -342,21 +404,41 @@ fn train_step_t<'py, T: Exp + Pick + numpy::Element>(
         let t = int64_arg::<Ix1>(OP, "target", target, "(N,) of class indices")?;
         (Some(t), None)
     } else {
-        let p = FloatArg::new(OP, "target", target, 2, "(N, out)")?;
-        common_dtype(OP, &[x, &p])?;
-        (None, Some(p.readonly::<T, Ix2>()?))
+        let p = match target.cast::<PyArray2<T>>() {
+            Ok(p) => p,
+            Err(_) => {
+                // Not x's dtype, or not a 2-D float array: the checks say which.
+                let p = FloatArg::new(OP, "target", target, 2, "(N, out)")?;
+                let x = FloatArg::new(OP, "x", arrays.x.as_any(), 2, "(N, in)")?;
+                common_dtype(OP, &[&x, &p])?;
+                return Err(PyTypeError::new_err(format!(
+                    "{OP}: target must be a 2-D array of x's dtype"
+                )));
+            }
+        };
+        (None, Some(readonly(OP, "target", p)?))
     };
-    let x = x.readonly::<T, Ix2>()?;
-    let (mut ws, mut bs) = (rw::<T, Ix2>(OP, &lists.w)?, rw::<T, Ix1>(OP, &lists.b)?);
-    let (mut gws, mut gbs) = (rw::<T, Ix2>(OP, &lists.gw)?, rw::<T, Ix1>(OP, &lists.gb)?);
-    let params = ws.iter_mut().zip(bs.iter_mut());
-    let grads = gws.iter_mut().zip(gbs.iter_mut());
-    let mut layers: Vec<TrainLayer<'_, T>> = (params.zip(grads).zip(acts))
-        .map(|(((w, b), (gw, gb)), &act)| TrainLayer {
-            w: w.as_mut().expect("not None").as_array_mut(),
-            b: b.as_mut().map(|b| b.as_array_mut()),
-            gw: gw.as_mut().expect("not None").as_array_mut(),
-            gb: gb.as_mut().map(|b| b.as_array_mut()),
+    let x = readonly(OP, "x", arrays.x)?;
+    let optional =
+        |b: Option<&Bound<'py, PyArray1<T>>>, name| b.map(|b| readwrite(OP, name, b)).transpose();
+    let mut borrows = (arrays.layers.iter())
+        .map(|l| {
+            Ok(LayerBorrow {
+                w: readwrite(OP, "weight", l.w)?,
+                b: optional(l.b, "bias")?,
+                gw: readwrite(OP, "grad_weight", l.gw)?,
+                gb: optional(l.gb, "grad_bias")?,
+            })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    let mut layers: Vec<TrainLayer<'_, T>> = borrows
+        .iter_mut()
+        .zip(acts)
+        .map(|(l, &act)| TrainLayer {
+            w: l.w.as_array_mut(),
+            b: l.b.as_mut().map(|b| b.as_array_mut()),
+            gw: l.gw.as_array_mut(),
+            gb: l.gb.as_mut().map(|b| b.as_array_mut()),
             act,
         })
         .collect();
@@ -402,20 +484,40 @@ impl DenseTrainer {
             ("grad_biases", grad_biases.len()),
         ];
         check_counts(OP, weights.len(), &counts)?;
+        let acts = activations;
         if !lr.is_finite() {
             return Err(PyValueError::new_err(format!(
                 "{OP}: lr must be a finite number, got {lr}"
             )));
         }
-        let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
-        let lists = Lists::new(OP, [&weights, &biases, &grad_weights, &grad_biases], &[&x])?;
+        let lists = [&weights[..], &biases, &grad_weights, &grad_biases];
+        let f32s = Typed::<f32>::cast(x, lists);
+        let f64s = f32s
+            .is_none()
+            .then(|| Typed::<f64>::cast(x, lists))
+            .flatten();
+        if f32s.is_none() && f64s.is_none() {
+            // Some array does not fit: the checks name it.
+            let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
+            Lists::new(OP, lists, &[&x])?;
+            return Err(PyTypeError::new_err(format!(
+                "{OP}: every array must be a float32 or float64 ndarray of one dtype"
+            )));
+        }
         self.dtype = None;
-        let (scratch, how) = (&mut self.scratch, (&activations[..], loss, lr));
-        let mean = dispatch!(
-            lists.dtype,
-            train_step_t(py, scratch, &x, &lists, target, how)
-        )?;
-        self.dtype = Some(lists.dtype);
+        let scratch = &mut self.scratch;
+        let (dtype, mean) = match (f32s, f64s) {
+            (Some(arrays), _) => (
+                DType::F32,
+                train_step_t(py, scratch, &arrays, target, &acts, loss, lr)?,
+            ),
+            (_, Some(arrays)) => (
+                DType::F64,
+                train_step_t(py, scratch, &arrays, target, &acts, loss, lr)?,
+            ),
+            (None, None) => unreachable!("handled above"),
+        };
+        self.dtype = Some(dtype);
         Ok(mean)
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use _core::matmul::{gemm_into, matmul};
 use _core::small_gemm::product_into;
-use _core::{conv, pool, softmax, threads};
+use _core::{conv, loss, pool, softmax, threads};
 
 /// Wall time, whose `Throughput::Elements` counts floating-point operations: criterion
 /// has no FLOP unit, and its own formatter prints a count of 2·m·n·k FLOPs as "Gelem/s".
@@ -349,9 +349,9 @@ fn bench_softmax(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("cross_entropy_fwd_bwd", name), |bench| {
             bench.iter(|| {
-                let target = softmax::Target::Index(t.view());
-                softmax::cross_entropy(black_box(x.view()), target.clone()).unwrap();
-                softmax::cross_entropy_backward(x.view(), target).unwrap()
+                let target = loss::Target::Index(t.view());
+                loss::cross_entropy(black_box(x.view()), target.clone()).unwrap();
+                loss::cross_entropy_backward(x.view(), target).unwrap()
             })
         });
     }

@@ -2,7 +2,7 @@
 //!
 //! Every kernel is a plain Rust function over `ndarray` views, generic over
 //! [`Float`] (`f32` and `f64`), with no Python types: `cargo test` and
-//! `cargo bench` need no libpython. The PyO3 bindings live in `python.rs`,
+//! `cargo bench` need no libpython. The PyO3 bindings live in `python/`,
 //! compiled only with the `python` feature that maturin turns on.
 //!
 //! Layouts are batch first and channels last, as in the course:
@@ -14,6 +14,8 @@ pub mod convpool;
 pub mod error;
 pub mod float;
 pub mod fused;
+pub mod loss;
+pub mod math;
 pub mod matmul;
 pub mod pool;
 mod simd;

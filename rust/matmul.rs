@@ -1,26 +1,27 @@
-//! Matrix products on the `gemm` crate.
+//! Matrix products on the `gemm` crate, and the linear layer built on them.
 //!
-//! Backprop needs three products: `X·W` (forward), `Xᵀ·Δ` (weight gradient)
-//! and `Δ·Wᵀ` (gradient of the input). `gemm` reads any row and column
-//! strides, negative ones included, so a transpose is a view with swapped
-//! strides (`x.t()`), never a copy.
+//! Reference, for `x (N, in)`, `W (in, out)`, `b (out,)` and `δ = dL/dy`:
+//!
+//! - forward: `y = x·W + b`;
+//! - backward: `dL/dW = xᵀ·δ`, `dL/db = Σₙ δ` (over the batch), `dL/dx = δ·Wᵀ`.
+//!
+//! `gemm` reads any row and column strides, negative ones included, so a
+//! transpose is a view with swapped strides (`x.t()`), never a copy. Small
+//! batches take the layouts of [`small_gemm`](crate::small_gemm).
 
 use gemm::Parallelism;
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use std::sync::Mutex;
 
-use crate::error::{fmt_shape, KernelError};
+use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
+use crate::simd::multiversion;
+use crate::small_gemm::product_into;
 use crate::threads;
 
-/// Products with fewer multiply-adds than this stay on the calling thread.
-///
-/// Measured on the 2-core dev machine with `benches/bench_training.py`: at
-/// 48·48·256 (gemm's own threshold) the MLP's `(100, 256)·(256, 128)`
-/// (3.3M multiply-adds, ~15 µs) split in two made its epoch slower at 2
-/// threads than at 1 (9.7 against 7.9 ms); at 4M it stays whole (7.7 ms),
-/// while the CNNs' 15.7M products still split (at 16M the Conv2D CNN's
-/// 2-thread epoch went from 53 to 57 ms).
+/// Products with fewer multiply-adds than this stay on the calling thread:
+/// below it a hand-off to the pool costs more than the split saves (the
+/// MLP's `(100, 256)·(256, 128)` stays whole, the CNNs' larger products split).
 pub const GEMM_PAR_MIN_WORK: usize = 4 * 1024 * 1024;
 
 /// Whether a product is split across the kernels' threads.
@@ -135,9 +136,8 @@ fn gemm_split_out<T: Float>(
 
 /// Whether a product worth splitting splits its inner dimension instead of
 /// its output: when the output is small and the inner dimension long, as in
-/// a CNN's first dense layer `(100, 1568)·(1568, 100)`, gemm's own split of
-/// the output left one of 2 threads mostly idle (143 → 127 µs, 1 → 2
-/// threads; split in `k`: 143 → 80 µs).
+/// a CNN's first dense layer `(100, 1568)·(1568, 100)`, a split of the
+/// output leaves threads mostly idle.
 fn split_inner(m: usize, n: usize, k: usize) -> bool {
     m.saturating_mul(n) <= SPLIT_K_MAX_OUT && k >= 8 * m.max(n) && threads::num_threads() >= 2
 }
@@ -225,55 +225,135 @@ pub(crate) fn gemm_unchecked<T: Float>(
     }
 }
 
+/// A zeroed `(n, k)` array, or an error naming `what` if it cannot be allocated.
+pub(crate) fn zeros<T: Float>(
+    op: &'static str,
+    what: &str,
+    n: usize,
+    k: usize,
+) -> Result<Array2<T>, KernelError> {
+    check_alloc(op, what, &[n, k])?;
+    Ok(Array2::zeros((n, k)))
+}
+
 /// `a·b` for `a (m, k)` and `b (k, n)`, any strides.
 pub fn matmul<T: Float>(
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
 ) -> Result<Array2<T>, KernelError> {
     check_inner("matmul", a.shape(), b.shape())?;
-    let mut out = Array2::zeros((a.nrows(), b.ncols()));
+    let mut out = zeros("matmul", "the output", a.nrows(), b.ncols())?;
     gemm_into(out.view_mut(), a, b, T::one(), T::zero())?;
     Ok(out)
 }
 
-/// The linear layer's forward pass, `x·w + b`, in one call.
-///
-/// Shapes: `x (N, in)`, `w (in, out)`, `b (out,)` → `(N, out)`.
+/// Checks `x (N, in)`, `w (in, out)` and `b (out,)` of a linear layer.
+fn check_linear(
+    op: &'static str,
+    x: &[usize],
+    w: &[usize],
+    b: Option<usize>,
+) -> Result<(), KernelError> {
+    check_inner(op, x, w)?;
+    match b {
+        Some(len) if len != w[1] => Err(KernelError::shape(
+            op,
+            "bias",
+            fmt_shape(&w[1..]),
+            fmt_shape(&[len]),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The linear layer's forward pass, `x·w + b`, as a new `(N, out)` array.
 pub fn linear<T: Float>(
     x: ArrayView2<'_, T>,
     w: ArrayView2<'_, T>,
     b: Option<ArrayView1<'_, T>>,
 ) -> Result<Array2<T>, KernelError> {
-    check_inner("linear", x.shape(), w.shape())?;
-    let (n, out_features) = (x.nrows(), w.ncols());
-    match b {
-        None => matmul(x, w),
-        Some(b) => {
-            if b.len() != out_features {
-                return Err(KernelError::shape(
-                    "linear",
-                    "bias",
-                    fmt_shape(&[out_features]),
-                    fmt_shape(b.shape()),
-                ));
-            }
-            let mut out = Array2::zeros((n, out_features));
-            out.assign(&b.broadcast((n, out_features)).expect("bias length checked"));
-            gemm_into(out.view_mut(), x, w, T::one(), T::one())?;
-            Ok(out)
+    check_linear("linear", x.shape(), w.shape(), b.map(|b| b.len()))?;
+    let mut out = zeros("linear", "the output", x.nrows(), w.ncols())?;
+    linear_into(out.view_mut(), x, w, b, &mut Vec::new())?;
+    Ok(out)
+}
+
+/// `out = x·w + b` (shapes checked by the caller): the bias written first,
+/// the product accumulated on it. `tile` is [`product_into`]'s scratch.
+pub fn linear_into<T: Float>(
+    mut out: ArrayViewMut2<'_, T>,
+    x: ArrayView2<'_, T>,
+    w: ArrayView2<'_, T>,
+    b: Option<ArrayView1<'_, T>>,
+    tile: &mut Vec<T>,
+) -> Result<(), KernelError> {
+    if let Some(b) = &b {
+        for mut row in out.rows_mut() {
+            row.assign(b);
         }
+    }
+    product_into(out, x, w, b.is_some(), tile)
+}
+
+/// The gradients of a linear layer's backward pass, written or accumulated.
+pub struct LinearGrads<'a, T> {
+    /// `dL/dW (in, out)`.
+    pub w: ArrayViewMut2<'a, T>,
+    /// `dL/db (out,)`, for a layer with a bias.
+    pub b: Option<ArrayViewMut1<'a, T>>,
+    /// Add into `w` and `b` (true) or overwrite them.
+    pub accumulate: bool,
+}
+
+/// The linear layer's backward pass for `δ (N, out)`: `dL/dW (+)= xᵀ·δ`,
+/// `dL/db (+)= Σₙ δ`, and `dx = δ·wᵀ` when `dx` is given (shapes checked by
+/// the caller).
+pub fn linear_backward_into<T: Float>(
+    x: ArrayView2<'_, T>,
+    w: ArrayView2<'_, T>,
+    delta: ArrayView2<'_, T>,
+    grads: &mut LinearGrads<'_, T>,
+    dx: Option<ArrayViewMut2<'_, T>>,
+    tile: &mut Vec<T>,
+) -> Result<(), KernelError> {
+    let acc = grads.accumulate;
+    product_into(grads.w.view_mut(), x.t(), delta, acc, tile)?;
+    if let Some(gb) = grads.b.as_mut() {
+        match (gb.as_slice_mut(), delta.as_slice()) {
+            (Some(gb), Some(d)) => sum_rows_into(gb, d, acc),
+            _ => {
+                if !acc {
+                    gb.fill(T::zero());
+                }
+                for row in delta.rows() {
+                    gb.zip_mut_with(&row, |g, &d| *g += d);
+                }
+            }
+        }
+    }
+    match dx {
+        Some(dx) => product_into(dx, delta, w.t(), false, tile),
+        None => Ok(()),
     }
 }
 
-/// Sum over the batch (axis 0), the bias gradient of a linear layer.
-pub fn sum_rows<T: Float>(delta: ArrayView2<'_, T>) -> Array1<T> {
-    delta.sum_axis(Axis(0))
+multiversion! {
+    /// `sums (+)= Σ rows` of the row-major `(n, sums.len())` matrix `rows`,
+    /// added row after row (the order of `delta.sum(axis=0)`).
+    fn sum_rows_into<T: Float>(sums: &mut [T], rows: &[T], accumulate: bool) {
+        if !accumulate {
+            sums.fill(T::zero());
+        }
+        for row in rows.chunks_exact(sums.len()) {
+            sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{s, Array};
+    use ndarray::{s, Array, Array1};
 
     fn naive(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
         let mut out = Array2::zeros((a.nrows(), b.ncols()));
@@ -372,6 +452,42 @@ mod tests {
             err.to_string()
                 .contains("bias must have shape (5,), got (4,)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn bias_sums_in_row_order() {
+        // Rows added in order onto zero (or onto what is there).
+        let rows: Vec<f32> = (0..3 * 37).map(|i| (i as f32 * 0.3).cos()).collect();
+        let mut sums = vec![f32::NAN; 37];
+        sum_rows_into(&mut sums, &rows, false);
+        for (j, &s) in sums.iter().enumerate() {
+            assert_eq!(s, 0.0 + rows[j] + rows[37 + j] + rows[74 + j]);
+        }
+        let mut sums = vec![1.0_f32; 37];
+        sum_rows_into(&mut sums, &rows, true);
+        assert_eq!(sums[5], 1.0 + rows[5] + rows[42] + rows[79]);
+    }
+
+    #[test]
+    fn linear_backward_matches_naive() {
+        let (x, w, d) = (seq(6, 4, 0.1), seq(4, 3, 0.2), seq(6, 3, 0.3));
+        let (mut dx, mut gw, mut gb) = (seq(6, 4, 0.0), seq(4, 3, 0.0), Array1::<f64>::ones(3));
+        let mut grads = LinearGrads {
+            w: gw.view_mut(),
+            b: Some(gb.view_mut()),
+            accumulate: true,
+        };
+        let (xv, wv, dv) = (x.view(), w.view(), d.view());
+        linear_backward_into(xv, wv, dv, &mut grads, Some(dx.view_mut()), &mut vec![]).unwrap();
+        assert_close(&dx, &naive(d.view(), w.t()));
+        assert_close(&gw, &(naive(x.t(), d.view()) + seq(4, 3, 0.0)));
+        // Rows added in order onto what was there.
+        assert_eq!(
+            gb,
+            d.rows()
+                .into_iter()
+                .fold(Array1::<f64>::ones(3), |a, r| a + r)
         );
     }
 

@@ -1,5 +1,5 @@
-//! Products of the fused dense chains, laid out so that the `gemm` crate
-//! takes its fast paths on small batches.
+//! Products of the linear layer, laid out so that the `gemm` crate takes its
+//! fast paths on small batches.
 //!
 //! For a row-major `out (m, n) = a (m, k)·b (k, n)` the crate computes
 //! `outᵀ = bᵀ·aᵀ`: its vector axis runs along the `n` columns of `out` and
@@ -7,27 +7,23 @@
 //! batch is small:
 //!
 //! - it copies ("prepacks") all of `b` into SIMD-aligned panels on every call
-//!   when `n` is not a multiple of the vector width (16 `f32`). For a weight
-//!   `(256, 100)` that is 100 KB, and `x (10, 256)·w` took 4.2 µs. Here the
+//!   when `n` is not a multiple of the vector width (16 `f32`). Here the
 //!   widest multiple of the width runs in place and the last full vector of
-//!   columns into a small tile, whose last `n mod 16` columns are copied out:
-//!   2.9 µs. The same microkernels accumulate every element over `k` in the
-//!   same order, so the result is bitwise that of one call (checked by the
-//!   tests below; only done where the crate takes no other path: `k <= 512`,
-//!   one block of `k`, at least 2 rows, `k >= 3`).
+//!   columns into a small tile, whose last `n mod 16` columns are copied out.
+//!   The same microkernels accumulate every element over `k` in the same
+//!   order, so the result is bitwise that of one call (checked by the tests
+//!   below; only done where the crate takes no other path: `k <= 512`, one
+//!   block of `k`, at least 2 rows, `k >= 3`).
 //! - `δ (m, k)·Wᵀ`, whose `b = Wᵀ` has unit *row* stride, makes the packing a
-//!   strided gather: δ (10, 256)·W4ᵀ (256, 100) took 8.4 µs. When both
-//!   operands are contiguous along `k` the crate has dot-product
-//!   ("horizontal") kernels, used for outputs of at most 256 elements; the
-//!   columns are taken in chunks that fit: 3.4 µs (when `k >= 64`: shorter
-//!   sums are faster in one call). These kernels sum in
-//!   another order than the packed ones (within a few ulp).
+//!   strided gather. When both operands are contiguous along `k` the crate
+//!   has dot-product ("horizontal") kernels, used for outputs of at most 256
+//!   elements; the columns are taken in chunks that fit (when `k >= 64`:
+//!   shorter sums are faster in one call). These kernels sum in another
+//!   order than the packed ones (within a few ulp).
 //!
 //! Both only for outputs of at most 16 rows (see `MAX_ROWS`). Anything else
 //! (and any product large enough to be split over threads) is [`gemm_into`]
-//! as it is. Timings: one thread, AMD EPYC (Zen 5, AVX-512), `f32`,
-//! `cargo bench --bench kernels -- small_products`. The autoencoder's
-//! training epoch (batch 10) went from 36 to 31 ms.
+//! as it is. `cargo bench --bench kernels -- small_products` times them.
 
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 
@@ -38,15 +34,13 @@ use crate::matmul::{gemm_into, GEMM_PAR_MIN_WORK};
 /// Outputs of at most this many elements go to the crate's dot-product kernels.
 const HORIZONTAL_MAX: usize = 256;
 
-/// The dot-product chunks pay from sums of this length: `δ (10, k)·Wᵀ (k, 100)`
-/// took 0.56 / 1.03 / 1.42 / 1.80 / 8.2 µs in one call and 1.19 / 1.23 /
-/// 1.37 / 1.50 / 2.9 µs in chunks for k = 10 / 32 / 48 / 64 / 256.
+/// The dot-product chunks pay from sums of this length (shorter ones are
+/// faster in one call).
 const HORIZONTAL_MIN_K: usize = 64;
 
 /// Both paths are taken up to this many rows of `out` (dot-product chunks of
 /// at least 16 columns). With more rows the packing the crate does is small
-/// next to the product: the weight gradient `xᵀ (256, 10)·δ (10, 100)` took
-/// 3.8 µs in one call and 4.0 µs split.
+/// next to the product, and one call is as fast.
 const MAX_ROWS: usize = 16;
 
 /// The crate accumulates `k` in one block up to here (its `kc`), whatever `m` and `n`.

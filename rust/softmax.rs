@@ -1,57 +1,49 @@
-//! Softmax, log-softmax and cross-entropy on logits, along the last axis of
-//! `(N, k)`, forward and backward, numerically stable.
+//! Softmax and log-softmax along the last axis of `(N, k)`, forward and
+//! backward, numerically stable (the cross-entropy on logits, in
+//! [`crate::loss`], runs on the same row helpers).
 //!
 //! Every row subtracts its maximum before `exp`, so the largest term is
 //! `exp(0) = 1`: logits of magnitude 1e4 give finite values and gradients.
 //! `log_softmax = (x - max) - log(sum(exp(x - max)))`.
 //!
+//! Derivatives: for `y = softmax(x)` and `δ = dL/dy`, `dL/dx = y ⊙ (δ - Σ y·δ)`;
+//! for `y = log_softmax(x)`, `dL/dx = δ - softmax(x)·Σ δ`.
+//!
 //! Speed: with AVX-512F (detected at run time) the four row ops of `f32`
-//! run whole-row SIMD functions (module `avx512`): a 16-lane `exp` with a
-//! degree-5 polynomial and `vscalefps`, masked tails, rows of up to 16 kept
-//! in one register each, long rows in fused passes (max; exp-sum without a
-//! store; the write) finished while in L1. Otherwise the row loops work on
-//! 8 independent lanes, `exp` of `f32` is a branch-free polynomial (Cephes'
-//! `expf`, about 1 ulp), and every row function is compiled twice, plain and
-//! for AVX2+FMA, the second picked at run time when the CPU has it. `f64`
-//! uses the standard library's `exp`. Outputs are allocated uninitialized and
-//! written once.
+//! run whole-row SIMD functions (module `avx512`, on [`math::avx512::exp16`]):
+//! masked tails, rows of up to 16 kept in one register each, long rows in
+//! fused passes (max; exp-sum without a store; the write) finished while in
+//! L1. Otherwise the row loops work on independent lanes with the `exp` of
+//! [`crate::math`], each row function compiled per instruction set by
+//! [`multiversion!`]. Outputs are allocated uninitialized and written once.
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 
-use crate::error::{fmt_shape, KernelError};
+use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
+#[cfg(doc)]
+use crate::math;
+use crate::math::Math;
 #[cfg(target_arch = "x86_64")]
-use crate::simd::{avx2_fma, avx512};
+use crate::simd::avx512;
+use crate::simd::multiversion;
 use crate::threads;
 
-/// Elements below which a row-wise op stays on the calling thread.
-///
-/// Measured with `cargo bench --bench kernels -- threads/softmax` (`(n, 256)`,
-/// 1 vs 2 threads) on the 2-core dev machine: 32k elements take 14 µs on one
-/// thread and 18 µs on two, 262k take 117 µs and 75 µs. A hand-off costs
-/// ~11 µs, so splitting pays from about 50k elements; (1000, 10) stays
-/// serial, (256, 1000) runs on all threads.
+/// Elements below which a row-wise op stays on the calling thread: below it
+/// the hand-off to the pool costs more than the split saves ((1000, 10)
+/// stays serial, (256, 1000) runs on all threads; `cargo bench --bench
+/// kernels -- threads/softmax` measures it).
 pub const SOFTMAX_PAR_MIN_WORK: usize = 64 * 1024;
 
 const LANES: usize = 32;
 
-/// A float with the fast `exp` the row functions use.
-pub trait Exp: Float {
-    /// `e^self`.
-    fn exp_fast(self) -> Self;
-
-    /// `v = e^v` for every `v` of `y`.
-    #[inline(always)]
-    fn exp_slice(y: &mut [Self]) {
-        for v in y.iter_mut() {
-            *v = v.exp_fast();
-        }
-    }
-
+/// A float with the `exp` passes the row functions use ([`Math::exp_`]
+/// element by element, the widest SIMD form the CPU has for `f32`).
+pub trait Exp: Math {
     /// `sum(e^(x - m))`, nothing stored.
     #[inline(always)]
     fn exp_sum(x: &[Self], m: Self) -> Self {
-        x.iter().fold(Self::zero(), |s, &v| s + (v - m).exp_fast())
+        x.iter().fold(Self::zero(), |s, &v| s + (v - m).exp_())
     }
 
     /// `y = e^(x - m)`, returns `sum(y)`.
@@ -59,7 +51,7 @@ pub trait Exp: Float {
     fn exp_store_sum(x: &[Self], m: Self, y: &mut [Self]) -> Self {
         let mut s = Self::zero();
         for (o, &v) in y.iter_mut().zip(x) {
-            *o = (v - m).exp_fast();
+            *o = (v - m).exp_();
             s += *o;
         }
         s
@@ -69,7 +61,7 @@ pub trait Exp: Float {
     #[inline(always)]
     fn sub_exp_scaled(y: &[Self], d: &[Self], s: Self, dx: &mut [Self]) {
         for ((g, &yv), &dv) in dx.iter_mut().zip(y).zip(d) {
-            *g = dv - yv.exp_fast() * s;
+            *g = dv - yv.exp_() * s;
         }
     }
 
@@ -97,70 +89,9 @@ pub enum RowOp {
     LogSoftmaxBackward,
 }
 
-impl Exp for f64 {
-    #[inline(always)]
-    fn exp_fast(self) -> f64 {
-        self.exp()
-    }
-}
+impl Exp for f64 {}
 
 impl Exp for f32 {
-    /// Cephes `expf`: `x = n·ln2 + r`, `|r| <= ln2/2`, `e^r` by a degree-7
-    /// polynomial, `2^n` put in the exponent bits. No branch (selects only),
-    /// so it vectorizes. Below -87.3 (where the result would be subnormal)
-    /// it returns 0; the kernels only call it on `x <= 0`.
-    #[inline(always)]
-    fn exp_fast(self) -> f32 {
-        const LO: f32 = -87.336_54;
-        const HI: f32 = 88.0;
-        const LOG2E: f32 = std::f32::consts::LOG2_E;
-        // 1.5·2^23: adding it rounds to the nearest integer, kept in the low
-        // mantissa bits.
-        const ROUND: f32 = 12_582_912.0;
-        const C1: f32 = 0.693_359_4;
-        const C2: f32 = -2.121_944_4e-4;
-        let x = self.clamp(LO, HI);
-        let t = x * LOG2E + ROUND;
-        let n = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
-        let kf = t - ROUND;
-        let r = x - kf * C1 - kf * C2;
-        let mut p = 1.987_569_1e-4_f32;
-        p = p * r + 1.398_2e-3;
-        p = p * r + 8.333_452e-3;
-        p = p * r + 4.166_579_6e-2;
-        p = p * r + 1.666_666_5e-1;
-        p = p * r + 0.5;
-        let y = p * r * r + r + 1.0;
-        let scale = f32::from_bits(((n + 127) as u32) << 23);
-        if self < LO {
-            0.0
-        } else {
-            y * scale
-        }
-    }
-
-    // With AVX2 and FMA: 8 lanes at a time by explicit intrinsics (the
-    // compiler does not vectorize the scalar form by itself).
-
-    #[inline(always)]
-    fn exp_slice(y: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512() {
-            // SAFETY: the CPU has AVX-512F.
-            unsafe { avx512::exp_slice(y) };
-            return;
-        }
-        #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { avx2::exp_slice(y) };
-            return;
-        }
-        for v in y.iter_mut() {
-            *v = v.exp_fast();
-        }
-    }
-
     #[inline(always)]
     fn exp_sum(x: &[f32], m: f32) -> f32 {
         #[cfg(target_arch = "x86_64")]
@@ -168,12 +99,7 @@ impl Exp for f32 {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { avx512::exp_store_sum(x, m, None) };
         }
-        #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { avx2::exp_store_sum(x, m, None) };
-        }
-        x.iter().fold(0.0, |s, &v| s + (v - m).exp_fast())
+        x.iter().fold(0.0, |s, &v| s + (v - m).exp_())
     }
 
     #[inline(always)]
@@ -183,14 +109,9 @@ impl Exp for f32 {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { avx512::exp_store_sum(x, m, Some(y)) };
         }
-        #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            return unsafe { avx2::exp_store_sum(x, m, Some(y)) };
-        }
         let mut s = 0.0;
         for (o, &v) in y.iter_mut().zip(x) {
-            *o = (v - m).exp_fast();
+            *o = (v - m).exp_();
             s += *o;
         }
         s
@@ -204,14 +125,8 @@ impl Exp for f32 {
             unsafe { avx512::sub_exp_scaled(y, d, s, dx) };
             return;
         }
-        #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA.
-            unsafe { avx2::sub_exp_scaled(y, d, s, dx) };
-            return;
-        }
         for ((g, &yv), &dv) in dx.iter_mut().zip(y).zip(d) {
-            *g = dv - yv.exp_fast() * s;
+            *g = dv - yv.exp_() * s;
         }
     }
 
@@ -228,541 +143,15 @@ impl Exp for f32 {
     }
 }
 
-/// [`Exp::exp_fast`] of `f32`, 8 lanes at a time, with FMA.
+/// `f32` row functions on 16 lanes with AVX-512F.
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::Exp;
-
-    /// `e^x` of 8 lanes: the steps of `exp_fast`.
-    // `unsafe fn` (not a safe `#[target_feature]` fn) for Rust 1.80.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp8(x: __m256) -> __m256 {
-        let lo = _mm256_set1_ps(-87.336_54);
-        let round = _mm256_set1_ps(12_582_912.0);
-        // max/min return their second operand for NaN: NaN goes through.
-        let xc = _mm256_min_ps(_mm256_set1_ps(88.0), _mm256_max_ps(lo, x));
-        let t = _mm256_fmadd_ps(xc, _mm256_set1_ps(std::f32::consts::LOG2_E), round);
-        let kf = _mm256_sub_ps(t, round);
-        let n = _mm256_sub_epi32(
-            _mm256_castps_si256(t),
-            _mm256_set1_epi32(12_582_912.0f32.to_bits() as i32),
-        );
-        let r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693_359_4), xc);
-        let r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut p = _mm256_set1_ps(1.987_569_1e-4);
-        for k in [
-            1.398_2e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(k));
-        }
-        let e = _mm256_fmadd_ps(
-            p,
-            _mm256_mul_ps(r, r),
-            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
-        );
-        let scale = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
-            n,
-            _mm256_set1_epi32(127),
-        )));
-        let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, lo);
-        _mm256_andnot_ps(under, _mm256_mul_ps(e, scale))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exp_slice(y: &mut [f32]) {
-        let mut chunks = y.chunks_exact_mut(8);
-        for c in &mut chunks {
-            // SAFETY: `c` holds 8 floats.
-            unsafe { _mm256_storeu_ps(c.as_mut_ptr(), exp8(_mm256_loadu_ps(c.as_ptr()))) };
-        }
-        for v in chunks.into_remainder() {
-            *v = v.exp_fast();
-        }
-    }
-
-    /// `sum(e^(x - m))`, also stored in `y` when given; two accumulators.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exp_store_sum(x: &[f32], m: f32, mut y: Option<&mut [f32]>) -> f32 {
-        let mv = _mm256_set1_ps(m);
-        let (mut s0, mut s1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let n16 = x.len() / 16 * 16;
-        let mut i = 0;
-        while i < n16 {
-            // SAFETY: i + 16 <= x.len() (and y.len() == x.len()).
-            unsafe {
-                let a = exp8(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i)), mv));
-                let b = exp8(_mm256_sub_ps(_mm256_loadu_ps(x.as_ptr().add(i + 8)), mv));
-                if let Some(y) = y.as_deref_mut() {
-                    _mm256_storeu_ps(y.as_mut_ptr().add(i), a);
-                    _mm256_storeu_ps(y.as_mut_ptr().add(i + 8), b);
-                }
-                s0 = _mm256_add_ps(s0, a);
-                s1 = _mm256_add_ps(s1, b);
-            }
-            i += 16;
-        }
-        // SAFETY: AVX2 is there (this function's contract).
-        let mut s = unsafe { hsum(_mm256_add_ps(s0, s1)) };
-        for j in n16..x.len() {
-            let e = (x[j] - m).exp_fast();
-            if let Some(y) = y.as_deref_mut() {
-                y[j] = e;
-            }
-            s += e;
-        }
-        s
-    }
-
-    /// `dx = d - e^y·s`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn sub_exp_scaled(y: &[f32], d: &[f32], s: f32, dx: &mut [f32]) {
-        let sv = _mm256_set1_ps(s);
-        let n8 = y.len() / 8 * 8;
-        let mut i = 0;
-        while i < n8 {
-            // SAFETY: i + 8 <= len of y, d and dx (equal lengths).
-            unsafe {
-                let e = exp8(_mm256_loadu_ps(y.as_ptr().add(i)));
-                let r = _mm256_fnmadd_ps(e, sv, _mm256_loadu_ps(d.as_ptr().add(i)));
-                _mm256_storeu_ps(dx.as_mut_ptr().add(i), r);
-            }
-            i += 8;
-        }
-        for j in n8..y.len() {
-            dx[j] = d[j] - y[j].exp_fast() * s;
-        }
-    }
-}
-
-/// `f32` row functions on 16 lanes with AVX-512F: masked loads and stores
-/// instead of scalar tails, `2^n` by `vscalefps`, rounding by `vrndscaleps`.
-#[cfg(target_arch = "x86_64")]
-pub(crate) mod avx512 {
-    use std::arch::x86_64::*;
-
-    use super::RowOp;
-
-    /// Inputs are clamped to `[LO, HI]`: below `LO` the result rounds to 0
-    /// (`2^-150`), above `HI` it is `+inf`, and `±inf` inputs stay in range
-    /// of the reduction (no `inf - inf`).
-    const LO: f32 = -104.0;
-    const HI: f32 = 89.0;
-
-    /// `e^x` of 16 lanes: `x = n·ln2 + r` (`n` the nearest integer of
-    /// `x·log2(e)`, `ln2` in two parts so that `r` is exact), `e^r` by a
-    /// degree-5 polynomial on `|r| <= ln2/2` (minimax for the relative error,
-    /// fitted here with `c0 = 1`; 1.5e-7 at most after rounding), then
-    /// `2^n·e^r` by `vscalefps`, which rounds to subnormals and to 0 below
-    /// the range and gives `inf` above. NaN goes through: `max`/`min` return
-    /// their second operand when either is NaN.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(crate) fn exp16(x: __m512) -> __m512 {
-        exp16_le::<false>(_mm512_min_ps(_mm512_set1_ps(HI), x))
-    }
-
-    /// [`exp16`] of a summand (see [`exp16_le`]).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn exp16_summand(x: __m512) -> __m512 {
-        exp16_le::<true>(_mm512_min_ps(_mm512_set1_ps(HI), x))
-    }
-
-    /// [`exp16`] of `x <= HI` (or NaN): the forward passes take `exp` of
-    /// `x - max <= 0` only, and save the upper clamp.
-    ///
-    /// `SUMMAND`: for values that are only summed with others, or subtracted
-    /// from a larger term (the sums of the forward passes, `d - e^y·s`), `r`
-    /// comes from one FMA with `ln2` rounded to `f32`: one multiply-add less,
-    /// the relative error growing to `1.5e-7 + 2.7e-9·|x|` (at most 4e-7,
-    /// at `x = -87`, on terms below 1e-37), which cannot show in a sum whose
-    /// largest term is `e^0 = 1`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn exp16_le<const SUMMAND: bool>(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(_mm512_set1_ps(LO), x);
-        let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let r = if SUMMAND {
-            _mm512_fnmadd_ps(t, _mm512_set1_ps(std::f32::consts::LN_2), x)
-        } else {
-            let r = _mm512_fnmadd_ps(t, _mm512_set1_ps(0.693_359_4), x);
-            _mm512_fnmadd_ps(t, _mm512_set1_ps(-2.121_944_4e-4), r)
-        };
-        let mut p = _mm512_set1_ps(0.008_290_272);
-        for c in [0.041_898_16, 0.166_676_39, 0.499_991_48, 0.999_999_7, 1.0] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        _mm512_scalef_ps(p, t)
-    }
-
-    /// The mask of the first `n <= 16` lanes.
-    #[inline(always)]
-    fn mask(n: usize) -> __mmask16 {
-        debug_assert!(n <= 16);
-        ((1u32 << n) - 1) as __mmask16
-    }
-
-    /// Lanes `[i, i + m)` of `x`, the others `fill`.
-    ///
-    /// # Safety
-    /// `i + popcount(m) <= x.len()` with `m` a prefix mask.
-    #[inline(always)]
-    unsafe fn load(x: &[f32], i: usize, m: __mmask16, fill: __m512) -> __m512 {
-        // SAFETY: the masked-off lanes are not read (caller's contract).
-        unsafe { _mm512_mask_loadu_ps(fill, m, x.as_ptr().add(i)) }
-    }
-
-    /// # Safety
-    /// `i + popcount(m) <= y.len()` with `m` a prefix mask.
-    #[inline(always)]
-    unsafe fn store(y: &mut [f32], i: usize, m: __mmask16, v: __m512) {
-        // SAFETY: the masked-off lanes are not written (caller's contract).
-        unsafe { _mm512_mask_storeu_ps(y.as_mut_ptr().add(i), m, v) }
-    }
-
-    /// Calls `f(i, m)` over `[0, n)`: full 16-lane steps, then one masked.
-    #[inline(always)]
-    fn steps(n: usize, mut f: impl FnMut(usize, __mmask16)) {
-        let mut i = 0;
-        while i + 16 <= n {
-            f(i, 0xffff);
-            i += 16;
-        }
-        if i < n {
-            f(i, mask(n - i));
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn row_max(x: &[f32]) -> f32 {
-        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut acc = [ninf; 4];
-        let n64 = x.len() / 64 * 64;
-        let mut i = 0;
-        while i < n64 {
-            for (j, a) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 64 <= x.len().
-                *a = _mm512_max_ps(*a, unsafe { load(x, i + 16 * j, 0xffff, ninf) });
-            }
-            i += 64;
-        }
-        let mut m = _mm512_max_ps(_mm512_max_ps(acc[0], acc[1]), _mm512_max_ps(acc[2], acc[3]));
-        steps(x.len() - n64, |j, mk| {
-            // SAFETY: the step is inside x.
-            m = _mm512_max_ps(m, unsafe { load(x, n64 + j, mk, ninf) });
-        });
-        _mm512_reduce_max_ps(m)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn sum(x: &[f32]) -> f32 {
-        let zero = _mm512_setzero_ps();
-        let mut acc = [zero; 4];
-        let n64 = x.len() / 64 * 64;
-        let mut i = 0;
-        while i < n64 {
-            for (j, a) in acc.iter_mut().enumerate() {
-                // SAFETY: i + 64 <= x.len().
-                *a = _mm512_add_ps(*a, unsafe { load(x, i + 16 * j, 0xffff, zero) });
-            }
-            i += 64;
-        }
-        let mut s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
-        steps(x.len() - n64, |j, mk| {
-            // SAFETY: the step is inside x.
-            s = _mm512_add_ps(s, unsafe { load(x, n64 + j, mk, zero) });
-        });
-        _mm512_reduce_add_ps(s)
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let zero = _mm512_setzero_ps();
-        let (mut s0, mut s1) = (zero, zero);
-        let n32 = a.len() / 32 * 32;
-        let mut i = 0;
-        while i < n32 {
-            // SAFETY: i + 32 <= len of a and b (equal lengths).
-            unsafe {
-                s0 = _mm512_fmadd_ps(load(a, i, 0xffff, zero), load(b, i, 0xffff, zero), s0);
-                s1 = _mm512_fmadd_ps(
-                    load(a, i + 16, 0xffff, zero),
-                    load(b, i + 16, 0xffff, zero),
-                    s1,
-                );
-            }
-            i += 32;
-        }
-        steps(a.len() - n32, |j, mk| {
-            // SAFETY: the step is inside a and b.
-            unsafe {
-                s0 = _mm512_fmadd_ps(load(a, n32 + j, mk, zero), load(b, n32 + j, mk, zero), s0)
-            };
-        });
-        _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
-    }
-
-    /// `v = e^v` for every `v` of `y`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn exp_slice(y: &mut [f32]) {
-        let zero = _mm512_setzero_ps();
-        steps(y.len(), |i, mk| {
-            // SAFETY: the step is inside y.
-            unsafe { store(y, i, mk, exp16(load(y, i, mk, zero))) };
-        });
-    }
-
-    /// `sum(e^(x - m))`, also stored in `y` (of the length of `x`) when given.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn exp_store_sum(x: &[f32], m: f32, y: Option<&mut [f32]>) -> f32 {
-        match y {
-            Some(y) => exp_store_sum_impl::<false>(x, m, Some(y)),
-            None => exp_store_sum_impl::<true>(x, m, None),
-        }
-    }
-
-    /// `SUMMAND`: nothing stored, see [`exp16_le`].
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn exp_store_sum_impl<const SUMMAND: bool>(
-        x: &[f32],
-        m: f32,
-        mut y: Option<&mut [f32]>,
-    ) -> f32 {
-        let mv = _mm512_set1_ps(m);
-        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let zero = _mm512_setzero_ps();
-        let (mut s0, mut s1) = (zero, zero);
-        let n32 = x.len() / 32 * 32;
-        let mut i = 0;
-        while i < n32 {
-            // SAFETY: i + 32 <= x.len() (and y.len() == x.len()).
-            unsafe {
-                let a = exp16_le::<SUMMAND>(_mm512_sub_ps(load(x, i, 0xffff, ninf), mv));
-                let b = exp16_le::<SUMMAND>(_mm512_sub_ps(load(x, i + 16, 0xffff, ninf), mv));
-                if let Some(y) = y.as_deref_mut() {
-                    store(y, i, 0xffff, a);
-                    store(y, i + 16, 0xffff, b);
-                }
-                s0 = _mm512_add_ps(s0, a);
-                s1 = _mm512_add_ps(s1, b);
-            }
-            i += 32;
-        }
-        steps(x.len() - n32, |j, mk| {
-            // SAFETY: the step is inside x (and y).
-            unsafe {
-                let e = _mm512_maskz_mov_ps(
-                    mk,
-                    exp16_le::<SUMMAND>(_mm512_sub_ps(load(x, n32 + j, mk, ninf), mv)),
-                );
-                if let Some(y) = y.as_deref_mut() {
-                    store(y, n32 + j, mk, e);
-                }
-                s0 = _mm512_add_ps(s0, e);
-            }
-        });
-        _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
-    }
-
-    /// `dx = d - e^y·s` (equal lengths).
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn sub_exp_scaled(y: &[f32], d: &[f32], s: f32, dx: &mut [f32]) {
-        let sv = _mm512_set1_ps(s);
-        let zero = _mm512_setzero_ps();
-        steps(y.len(), |i, mk| {
-            // SAFETY: the step is inside y, d and dx.
-            unsafe {
-                let e = exp16_summand(load(y, i, mk, zero));
-                store(dx, i, mk, _mm512_fnmadd_ps(e, sv, load(d, i, mk, zero)));
-            }
-        });
-    }
-
-    /// `y = y·c`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn scale(y: &mut [f32], c: f32) {
-        let cv = _mm512_set1_ps(c);
-        let zero = _mm512_setzero_ps();
-        steps(y.len(), |i, mk| {
-            // SAFETY: the step is inside y.
-            unsafe { store(y, i, mk, _mm512_mul_ps(load(y, i, mk, zero), cv)) };
-        });
-    }
-
-    /// One of the row-wise ops over rows of length `k` (`a`, `b`, `out` hold
-    /// whole rows, `b` only for the backward ops).
-    ///
-    /// Rows of up to 16 live in one register each: no loop inside a row and
-    /// no scalar tail, the rows independent of each other (the CPU overlaps
-    /// them). Longer rows: fused passes, each row finished while it is in L1.
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
-        if k <= 16 {
-            short_rows(op, a, b, out, k);
-            return;
-        }
-        let rows = out.len() / k;
-        for r in 0..rows {
-            let span = r * k..(r + 1) * k;
-            let (x, o) = (&a[span.clone()], &mut out[span.clone()]);
-            match op {
-                RowOp::Softmax => {
-                    let s = exp_store_sum(x, row_max(x), Some(&mut *o));
-                    scale(o, 1.0 / s);
-                }
-                RowOp::LogSoftmax => {
-                    let m = row_max(x);
-                    let ls = _mm512_set1_ps(exp_store_sum(x, m, None).ln());
-                    let mv = _mm512_set1_ps(m);
-                    let zero = _mm512_setzero_ps();
-                    // (x - m) - log(s), in that order: x - (m + log(s)) would
-                    // lose the digits of log(s) when |m| is large.
-                    steps(k, |i, mk| {
-                        // SAFETY: the step is inside the row.
-                        unsafe {
-                            let v = _mm512_sub_ps(_mm512_sub_ps(load(x, i, mk, zero), mv), ls);
-                            store(o, i, mk, v);
-                        }
-                    });
-                }
-                RowOp::SoftmaxBackward => {
-                    let d = &b[span];
-                    let sv = _mm512_set1_ps(dot(x, d));
-                    let zero = _mm512_setzero_ps();
-                    steps(k, |i, mk| {
-                        // SAFETY: the step is inside the rows.
-                        unsafe {
-                            let yv = load(x, i, mk, zero);
-                            let g = _mm512_mul_ps(yv, _mm512_sub_ps(load(d, i, mk, zero), sv));
-                            store(o, i, mk, g);
-                        }
-                    });
-                }
-                RowOp::LogSoftmaxBackward => {
-                    let d = &b[span];
-                    sub_exp_scaled(x, d, sum(d), o);
-                }
-            }
-        }
-    }
-
-    /// The max of the 16 lanes, in every lane (a butterfly: no trip through
-    /// a scalar register and back).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn all_max(v: __m512) -> __m512 {
-        let v = _mm512_max_ps(v, _mm512_shuffle_f32x4::<0x4e>(v, v));
-        let v = _mm512_max_ps(v, _mm512_shuffle_f32x4::<0xb1>(v, v));
-        let v = _mm512_max_ps(v, _mm512_permute_ps::<0x4e>(v));
-        _mm512_max_ps(v, _mm512_permute_ps::<0xb1>(v))
-    }
-
-    /// The sum of the 16 lanes, in every lane. Each step adds lanes `i` and
-    /// `i ^ b` in both, and `a + b == b + a`, so the lanes agree exactly.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn all_sum(v: __m512) -> __m512 {
-        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0x4e>(v, v));
-        let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0xb1>(v, v));
-        let v = _mm512_add_ps(v, _mm512_permute_ps::<0x4e>(v));
-        _mm512_add_ps(v, _mm512_permute_ps::<0xb1>(v))
-    }
-
-    #[target_feature(enable = "avx512f")]
-    fn short_rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
-        let mk = mask(k);
-        let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-        let zero = _mm512_setzero_ps();
-        let rows = out.len() / k;
-        // SAFETY (all the loads and stores below): row r spans
-        // [r·k, r·k + k) of a, b (backward) and out, and mk has k lanes.
-        match op {
-            RowOp::Softmax => {
-                for r in 0..rows {
-                    let x = unsafe { load(a, r * k, mk, ninf) };
-                    let e =
-                        _mm512_maskz_mov_ps(mk, exp16_le::<false>(_mm512_sub_ps(x, all_max(x))));
-                    unsafe { store(out, r * k, mk, _mm512_div_ps(e, all_sum(e))) };
-                }
-            }
-            RowOp::LogSoftmax => {
-                for r in 0..rows {
-                    let x = unsafe { load(a, r * k, mk, ninf) };
-                    let z = _mm512_sub_ps(x, all_max(x));
-                    let e = _mm512_maskz_mov_ps(mk, exp16_le::<true>(z));
-                    let ls = _mm512_set1_ps(_mm512_cvtss_f32(all_sum(e)).ln());
-                    unsafe { store(out, r * k, mk, _mm512_sub_ps(z, ls)) };
-                }
-            }
-            RowOp::SoftmaxBackward => {
-                for r in 0..rows {
-                    let (y, d) = unsafe { (load(a, r * k, mk, zero), load(b, r * k, mk, zero)) };
-                    let s = all_sum(_mm512_mul_ps(y, d));
-                    unsafe { store(out, r * k, mk, _mm512_mul_ps(y, _mm512_sub_ps(d, s))) };
-                }
-            }
-            RowOp::LogSoftmaxBackward => {
-                for r in 0..rows {
-                    let (y, d) = unsafe { (load(a, r * k, mk, zero), load(b, r * k, mk, zero)) };
-                    let s = all_sum(d);
-                    unsafe { store(out, r * k, mk, _mm512_fnmadd_ps(exp16_summand(y), s, d)) };
-                }
-            }
-        }
-    }
-}
-
-/// Wraps a row function `fn name<T: Exp>(args) -> R { body }` so that it runs
-/// the AVX2+FMA compilation of its body when the CPU has those features.
-macro_rules! multiversion {
-    ($(#[$meta:meta])* fn $name:ident<T>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
-        $(#[$meta])*
-        fn $name<T: Exp>($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            fn generic<T: Exp>($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2<T: Exp>($($arg: $ty),*) $(-> $ret)? {
-                    generic::<T>($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
-                    return unsafe { avx2::<T>($($arg),*) };
-                }
-            }
-            generic::<T>($($arg),*)
-        }
-    };
-}
+mod avx512;
 
 /// Below this row length the reductions are plain loops; above, they run on
 /// [`LANES`] independent accumulators (4 AVX2 registers), which hides the
 /// latency of `max`/`add` (with a single register the chain of dependent
 /// `vmaxps` made `row_max` the slowest pass).
-const WIDE: usize = 64;
+pub(crate) const WIDE: usize = 64;
 
 /// A reduction of a short row on 4 independent accumulators: a row of 10
 /// is a chain of 4 dependent steps instead of 10 (the rows of a classifier's
@@ -781,7 +170,7 @@ fn small4<T: Exp>(x: &[T], init: T, f: impl Fn(T, T) -> T) -> T {
 }
 
 #[inline(always)]
-fn row_max<T: Exp>(x: &[T]) -> T {
+pub(crate) fn row_max<T: Exp>(x: &[T]) -> T {
     let pick = |a: T, v: T| if v > a { v } else { a };
     if x.len() < WIDE {
         return x.iter().fold(T::neg_infinity(), |a, &v| pick(a, v));
@@ -810,7 +199,7 @@ fn lane_sum<T: Exp>(acc: [T; LANES], tail: T) -> T {
 
 /// `dst = exp(src - m)`, returns the sum of `dst`.
 #[inline(always)]
-fn exp_shift_sum<T: Exp>(src: &[T], m: T, dst: &mut [T]) -> T {
+pub(crate) fn exp_shift_sum<T: Exp>(src: &[T], m: T, dst: &mut [T]) -> T {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = s - m;
     }
@@ -850,7 +239,7 @@ fn dot<T: Exp>(a: &[T], b: &[T]) -> T {
 }
 
 #[inline(always)]
-fn sum<T: Exp>(a: &[T]) -> T {
+pub(crate) fn sum<T: Exp>(a: &[T]) -> T {
     if a.len() < WIDE {
         return small4(a, T::zero(), |t, x| t + x);
     }
@@ -867,7 +256,7 @@ fn sum<T: Exp>(a: &[T]) -> T {
 
 /// Rows per block of the block-wise passes: about 4096 elements, so a block
 /// stays in L1 while it is read three times.
-fn block_rows(k: usize) -> usize {
+pub(crate) fn block_rows(k: usize) -> usize {
     (4096 / k.max(1)).max(1)
 }
 
@@ -875,14 +264,14 @@ fn block_rows(k: usize) -> usize {
 /// classifier) a per-row `exp` would spend most of its time in the scalar
 /// tail of each row; over the block the loop is one long SIMD run.
 #[inline(always)]
-fn exp_inplace<T: Exp>(y: &mut [T]) {
+pub(crate) fn exp_inplace<T: Exp>(y: &mut [T]) {
     T::exp_slice(y);
 }
 
 /// Pass 1 of the stable forms: `y = x - max(row)` for each row of the block;
 /// returns nothing, the maxima go to `maxes`.
 #[inline(always)]
-fn shift_rows<T: Exp>(x: &[T], y: &mut [T], k: usize, maxes: &mut [T]) {
+pub(crate) fn shift_rows<T: Exp>(x: &[T], y: &mut [T], k: usize, maxes: &mut [T]) {
     for ((xr, yr), m) in x
         .chunks_exact(k)
         .zip(y.chunks_exact_mut(k))
@@ -900,7 +289,7 @@ multiversion! {
     /// then one fused pass `y = exp(x - max)` with its sum, then the scaling.
     /// Short rows go block by block: shift by the row max, `exp` of the
     /// whole block, scale by 1/sum.
-    fn softmax_rows<T>(x: &[T], y: &mut [T], k: usize) {
+    fn softmax_rows<T: Exp>(x: &[T], y: &mut [T], k: usize) {
         if k >= WIDE {
             for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)) {
                 let inv = T::one() / T::exp_store_sum(xr, row_max(xr), yr);
@@ -929,7 +318,7 @@ multiversion! {
     /// Log-softmax of the rows of `x` into `y`: `(x - max) - log(sum)`, the
     /// sum of exps from a pass that stores nothing (long rows) or from the
     /// block's `exp` written into `y` first (short rows).
-    fn log_softmax_rows<T>(x: &[T], y: &mut [T], k: usize) {
+    fn log_softmax_rows<T: Exp>(x: &[T], y: &mut [T], k: usize) {
         if k >= WIDE {
             for (xr, yr) in x.chunks_exact(k).zip(y.chunks_exact_mut(k)) {
                 let m = row_max(xr);
@@ -959,7 +348,7 @@ multiversion! {
 
 multiversion! {
     /// `dx = y·(δ - sum(y·δ))`, the softmax backward pass, row by row.
-    fn softmax_backward_rows<T>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
+    fn softmax_backward_rows<T: Exp>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
         for ((yr, dr), gr) in y.chunks_exact(k).zip(d.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
             let s = dot(yr, dr);
             for ((g, &yv), &dv) in gr.iter_mut().zip(yr).zip(dr) {
@@ -972,7 +361,7 @@ multiversion! {
 multiversion! {
     /// `dx = δ - exp(y)·sum(δ)`, the log-softmax backward pass: one fused
     /// pass per long row, block by block for short rows.
-    fn log_softmax_backward_rows<T>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
+    fn log_softmax_backward_rows<T: Exp>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
         if k >= WIDE {
             for ((yr, dr), gr) in y.chunks_exact(k).zip(d.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
                 T::sub_exp_scaled(yr, dr, sum(dr), gr);
@@ -993,78 +382,6 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// Per-row cross-entropy with class indices: `logsumexp(x) - x[t]`;
-    /// `scratch` holds one row.
-    fn ce_index_rows<T>(x: &[T], t: &[i64], loss: &mut [T], scratch: &mut [T], k: usize) {
-        for ((xr, &ti), l) in x.chunks_exact(k).zip(t).zip(loss.iter_mut()) {
-            let m = row_max(xr);
-            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
-            *l = (m - xr[ti as usize]) + s.ln();
-        }
-    }
-}
-
-multiversion! {
-    /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
-    fn ce_index_backward_rows<T>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
-        if k >= WIDE {
-            for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
-                let inv = T::one() / T::exp_store_sum(xr, row_max(xr), gr);
-                for g in gr.iter_mut() {
-                    *g *= inv;
-                }
-                gr[ti as usize] -= T::one();
-            }
-            return;
-        }
-        let rows = block_rows(k);
-        let mut maxes = vec![T::zero(); rows];
-        for ((xb, tb), gb) in x.chunks(rows * k).zip(t.chunks(rows)).zip(dx.chunks_mut(rows * k)) {
-            shift_rows(xb, gb, k, &mut maxes);
-            exp_inplace(gb);
-            for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
-                let inv = T::one() / sum(gr);
-                for g in gr.iter_mut() {
-                    *g *= inv;
-                }
-                gr[ti as usize] -= T::one();
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// Per-row cross-entropy with target probabilities `p`:
-    /// `-sum(p·log_softmax(x)) = sum(p)·(max + log(s)) - sum(p·x)`.
-    fn ce_prob_rows<T>(x: &[T], p: &[T], loss: &mut [T], scratch: &mut [T], k: usize) {
-        for ((xr, pr), l) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(loss.iter_mut()) {
-            let m = row_max(xr);
-            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
-            // Σ p·(x - m) keeps the terms small when the logits are large.
-            let mut acc = T::zero();
-            for (&xv, &pv) in xr.iter().zip(pr) {
-                acc += pv * (xv - m);
-            }
-            *l = sum(pr) * s.ln() - acc;
-        }
-    }
-}
-
-multiversion! {
-    /// Gradient of the summed cross-entropy with target probabilities:
-    /// `softmax(x)·sum(p) - p`.
-    fn ce_prob_backward_rows<T>(x: &[T], p: &[T], dx: &mut [T], k: usize) {
-        for ((xr, pr), gr) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
-            let m = row_max(xr);
-            let scale = sum(pr) / T::exp_store_sum(xr, m, gr);
-            for (g, &pv) in gr.iter_mut().zip(pr) {
-                *g = *g * scale - pv;
-            }
-        }
-    }
-}
-
 /// Rows per task when a row-wise op of `n × k` runs in parallel (0 = serial).
 fn rows_per_task(n: usize, k: usize) -> usize {
     let work = n.saturating_mul(k);
@@ -1079,7 +396,7 @@ fn rows_per_task(n: usize, k: usize) -> usize {
 
 /// Runs `f(first_row, rows_of_out)` over `out` (rows of `width`), split in
 /// tasks when worth it.
-fn over_rows<T: Float>(
+pub(crate) fn over_rows<T: Float>(
     out: &mut [T],
     n: usize,
     width: usize,
@@ -1112,7 +429,7 @@ fn check_rows(op: &'static str, x: &ArrayView2<'_, impl Float>) -> Result<(), Ke
     Ok(())
 }
 
-fn check_same(
+pub(crate) fn check_same(
     op: &'static str,
     arg: &'static str,
     other: &'static str,
@@ -1132,7 +449,13 @@ fn check_same(
 
 /// A `(n, k)` array whose elements `fill` writes, every one of them, before
 /// it reads any: no zeroing pass over an output that is overwritten anyway.
-fn filled_by<T: Float>(n: usize, k: usize, fill: impl FnOnce(&mut [T])) -> Array2<T> {
+pub(crate) fn filled_by<T: Float>(
+    op: &'static str,
+    n: usize,
+    k: usize,
+    fill: impl FnOnce(&mut [T]),
+) -> Result<Array2<T>, KernelError> {
+    check_alloc(op, "the output", &[n, k])?;
     let mut y = Array2::<T>::uninit((n, k));
     let cells = y.as_slice_mut().expect("fresh array");
     // SAFETY: `T` is `f32` or `f64`, for which `MaybeUninit<T>` has the
@@ -1143,16 +466,34 @@ fn filled_by<T: Float>(n: usize, k: usize, fill: impl FnOnce(&mut [T])) -> Array
         unsafe { std::slice::from_raw_parts_mut(cells.as_mut_ptr().cast::<T>(), cells.len()) };
     fill(out);
     // SAFETY: `fill` wrote every element.
-    unsafe { y.assume_init() }
+    Ok(unsafe { y.assume_init() })
+}
+
+/// `x` in row-major order: itself, or a copy if it can be allocated.
+pub(crate) fn standard<'a, T: Float>(
+    op: &'static str,
+    what: &str,
+    x: &'a ArrayView2<'_, T>,
+) -> Result<CowArray<'a, T, Ix2>, KernelError> {
+    if !x.is_standard_layout() {
+        check_alloc(op, what, x.shape())?;
+    }
+    Ok(x.as_standard_layout())
 }
 
 /// Applies a row op, as [`Exp::simd_rows`] or else the portable row
 /// function `f(x, out, k)`, to a `(N, k)` array.
-fn map_rows<T: Exp>(x: ArrayView2<'_, T>, op: RowOp, f: fn(&[T], &mut [T], usize)) -> Array2<T> {
+fn map_rows<T: Exp>(
+    op_name: &'static str,
+    x: ArrayView2<'_, T>,
+    op: RowOp,
+    f: fn(&[T], &mut [T], usize),
+) -> Result<Array2<T>, KernelError> {
+    check_rows(op_name, &x)?;
     let (n, k) = x.dim();
-    let x = x.as_standard_layout();
+    let x = standard(op_name, "the input", &x)?;
     let xs = x.as_slice().expect("standard layout");
-    filled_by(n, k, |ys| {
+    filled_by(op_name, n, k, |ys| {
         over_rows(ys, n, k, k, |r0, yc| {
             let xr = &xs[r0 * k..r0 * k + yc.len()];
             if !T::simd_rows(op, xr, &[], yc, k) {
@@ -1164,19 +505,21 @@ fn map_rows<T: Exp>(x: ArrayView2<'_, T>, op: RowOp, f: fn(&[T], &mut [T], usize
 
 /// Applies a backward row op (`f(y, delta, dx, k)` in the portable form).
 fn map_rows2<T: Exp>(
+    op_name: &'static str,
     y: ArrayView2<'_, T>,
     d: ArrayView2<'_, T>,
     op: RowOp,
     f: fn(&[T], &[T], &mut [T], usize),
-) -> Array2<T> {
+) -> Result<Array2<T>, KernelError> {
+    check_same(op_name, "delta", "y", d.shape(), y.shape())?;
     let (n, k) = y.dim();
-    let y = y.as_standard_layout();
-    let d = d.as_standard_layout();
+    let y = standard(op_name, "y", &y)?;
+    let d = standard(op_name, "delta", &d)?;
     let (ys, ds) = (
         y.as_slice().expect("standard layout"),
         d.as_slice().expect("standard layout"),
     );
-    filled_by(n, k, |gs| {
+    filled_by(op_name, n, k, |gs| {
         over_rows(gs, n, k, k, |r0, gc| {
             let r = r0 * k..r0 * k + gc.len();
             if !T::simd_rows(op, &ys[r.clone()], &ds[r.clone()], gc, k) {
@@ -1188,14 +531,12 @@ fn map_rows2<T: Exp>(
 
 /// Softmax along the last axis of `x (N, k)`.
 pub fn softmax<T: Exp>(x: ArrayView2<'_, T>) -> Result<Array2<T>, KernelError> {
-    check_rows("softmax", &x)?;
-    Ok(map_rows(x, RowOp::Softmax, softmax_rows::<T>))
+    map_rows("softmax", x, RowOp::Softmax, softmax_rows::<T>)
 }
 
 /// Log-softmax along the last axis of `x (N, k)`.
 pub fn log_softmax<T: Exp>(x: ArrayView2<'_, T>) -> Result<Array2<T>, KernelError> {
-    check_rows("log_softmax", &x)?;
-    Ok(map_rows(x, RowOp::LogSoftmax, log_softmax_rows::<T>))
+    map_rows("log_softmax", x, RowOp::LogSoftmax, log_softmax_rows::<T>)
 }
 
 /// Gradient of softmax given its output `y` and `delta = dL/dy`.
@@ -1203,13 +544,8 @@ pub fn softmax_backward<T: Exp>(
     y: ArrayView2<'_, T>,
     delta: ArrayView2<'_, T>,
 ) -> Result<Array2<T>, KernelError> {
-    check_same("softmax_backward", "delta", "y", delta.shape(), y.shape())?;
-    Ok(map_rows2(
-        y,
-        delta,
-        RowOp::SoftmaxBackward,
-        softmax_backward_rows::<T>,
-    ))
+    let f = softmax_backward_rows::<T>;
+    map_rows2("softmax_backward", y, delta, RowOp::SoftmaxBackward, f)
 }
 
 /// Gradient of log-softmax given its output `y` and `delta = dL/dy`.
@@ -1217,142 +553,21 @@ pub fn log_softmax_backward<T: Exp>(
     y: ArrayView2<'_, T>,
     delta: ArrayView2<'_, T>,
 ) -> Result<Array2<T>, KernelError> {
-    check_same(
+    let f = log_softmax_backward_rows::<T>;
+    map_rows2(
         "log_softmax_backward",
-        "delta",
-        "y",
-        delta.shape(),
-        y.shape(),
-    )?;
-    Ok(map_rows2(
         y,
         delta,
         RowOp::LogSoftmaxBackward,
-        log_softmax_backward_rows::<T>,
-    ))
-}
-
-/// The target of a cross-entropy: class indices or probabilities.
-#[derive(Clone, Debug)]
-pub enum Target<'a, T> {
-    /// `(N,)` class indices in `[0, k)`.
-    Index(ArrayView1<'a, i64>),
-    /// `(N, k)` probabilities (one-hot or soft labels).
-    Prob(ArrayView2<'a, T>),
-}
-
-fn check_target<T: Float>(
-    op: &'static str,
-    logits: &ArrayView2<'_, T>,
-    target: &Target<'_, T>,
-) -> Result<(), KernelError> {
-    check_rows(op, logits)?;
-    let (n, k) = logits.dim();
-    match target {
-        Target::Index(t) => {
-            if t.len() != n {
-                return Err(KernelError::shape(
-                    op,
-                    "target",
-                    format!(
-                        "({n},) class indices to match logits {}",
-                        fmt_shape(logits.shape())
-                    ),
-                    fmt_shape(t.shape()),
-                ));
-            }
-            if let Some((i, &bad)) = t
-                .iter()
-                .enumerate()
-                .find(|(_, &c)| c < 0 || c as usize >= k)
-            {
-                return Err(KernelError::invalid(
-                    op,
-                    format!("target[{i}] = {bad} is not a class index in [0, {k})"),
-                ));
-            }
-        }
-        Target::Prob(p) => check_same(op, "target", "logits", p.shape(), logits.shape())?,
-    }
-    Ok(())
-}
-
-/// Per-sample cross-entropy on logits, `(N,)`: `-sum(target·log_softmax(x))`
-/// (with indices: `logsumexp(x) - x[t]`).
-pub fn cross_entropy<T: Exp>(
-    logits: ArrayView2<'_, T>,
-    target: Target<'_, T>,
-) -> Result<Array1<T>, KernelError> {
-    const OP: &str = "cross_entropy";
-    check_target(OP, &logits, &target)?;
-    let (n, k) = logits.dim();
-    let mut loss = Array1::<T>::zeros(n);
-    let x = logits.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    let ls = loss.as_slice_mut().expect("fresh array");
-    match target {
-        Target::Index(t) => {
-            let t = t.as_standard_layout();
-            let ts = t.as_slice().expect("standard layout");
-            over_rows(ls, n, 1, k, |r0, lc| {
-                let mut scratch = vec![T::zero(); k];
-                let rows = r0..r0 + lc.len();
-                ce_index_rows(
-                    &xs[rows.start * k..rows.end * k],
-                    &ts[rows],
-                    lc,
-                    &mut scratch,
-                    k,
-                );
-            });
-        }
-        Target::Prob(p) => {
-            let p = p.as_standard_layout();
-            let ps = p.as_slice().expect("standard layout");
-            over_rows(ls, n, 1, k, |r0, lc| {
-                let mut scratch = vec![T::zero(); k];
-                let r = r0 * k..(r0 + lc.len()) * k;
-                ce_prob_rows(&xs[r.clone()], &ps[r], lc, &mut scratch, k);
-            });
-        }
-    }
-    Ok(loss)
-}
-
-/// Gradient of the SUM over the batch of [`cross_entropy`] with respect to
-/// the logits, `(N, k)`: `softmax(x)·sum(target) - target`.
-pub fn cross_entropy_backward<T: Exp>(
-    logits: ArrayView2<'_, T>,
-    target: Target<'_, T>,
-) -> Result<Array2<T>, KernelError> {
-    const OP: &str = "cross_entropy_backward";
-    check_target(OP, &logits, &target)?;
-    let (n, k) = logits.dim();
-    let x = logits.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    Ok(filled_by(n, k, |gs| match target {
-        Target::Index(t) => {
-            let t = t.as_standard_layout();
-            let ts = t.as_slice().expect("standard layout");
-            over_rows(gs, n, k, k, |r0, gc| {
-                let rows = r0..r0 + gc.len() / k;
-                ce_index_backward_rows(&xs[rows.start * k..rows.end * k], &ts[rows], gc, k);
-            });
-        }
-        Target::Prob(p) => {
-            let p = p.as_standard_layout();
-            let ps = p.as_slice().expect("standard layout");
-            over_rows(gs, n, k, k, |r0, gc| {
-                let r = r0 * k..r0 * k + gc.len();
-                ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
-            });
-        }
-    }))
+        f,
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::loss::{cross_entropy, cross_entropy_backward, Target};
+    use ndarray::Array1;
     use ndarray::{s, Array, ShapeBuilder};
 
     fn filled(n: usize, k: usize, scale: f64) -> Array2<f64> {
@@ -1431,57 +646,6 @@ mod tests {
                 .unwrap()
                 .mapv(f64::from);
             assert_close(&ly, &p.mapv(f64::ln), 2e-6);
-        }
-    }
-
-    #[test]
-    fn exp_fast_f32_is_accurate() {
-        let mut worst = 0.0f64;
-        for i in 0..200_000 {
-            let x = -87.0 + i as f32 * (87.0 / 200_000.0);
-            let got = f64::from(x.exp_fast());
-            let want = f64::from(x).exp();
-            worst = worst.max(((got - want) / want).abs());
-        }
-        assert!(worst < 3e-7, "worst relative error {worst}");
-        assert_eq!((-1e4f32).exp_fast(), 0.0);
-        assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);
-        assert!(f32::NAN.exp_fast().is_nan());
-    }
-
-    /// Relative error of `f32::exp_slice` (the SIMD `exp` this CPU runs)
-    /// against `f64::exp`, over `[lo, hi]`.
-    fn exp_slice_worst(lo: f32, hi: f32, n: usize) -> f64 {
-        let xs: Vec<f32> = (0..n)
-            .map(|i| lo + (hi - lo) * (i as f32 / (n - 1) as f32))
-            .collect();
-        let mut ys = xs.clone();
-        f32::exp_slice(&mut ys);
-        let mut worst = 0.0f64;
-        for (&x, &y) in xs.iter().zip(&ys) {
-            let want = f64::from(x).exp();
-            if want > f64::from(f32::MIN_POSITIVE) && want < f64::from(f32::MAX) {
-                worst = worst.max(((f64::from(y) - want) / want).abs());
-            } else if want >= f64::from(f32::MAX) * 1.001 {
-                assert_eq!(y, f32::INFINITY, "exp({x})");
-            } else {
-                // Subnormal or 0: absolutely tiny, never negative or NaN.
-                assert!((0.0..=f32::MIN_POSITIVE).contains(&y), "exp({x}) = {y}");
-            }
-        }
-        worst
-    }
-
-    #[test]
-    fn simd_exp_is_accurate_over_a_wide_range() {
-        let worst = exp_slice_worst(-87.0, 0.0, 1_000_003);
-        assert!(worst < 2e-7, "worst relative error on [-87, 0]: {worst}");
-        let worst = exp_slice_worst(-87.0, 88.0, 1_000_003);
-        assert!(worst < 2e-7, "worst relative error on [-87, 88]: {worst}");
-        assert!(exp_slice_worst(-1e4, 1e4, 200_001) < 2e-7);
-        // Every length through the tails of the 8- and 16-lane loops.
-        for n in 1..=40 {
-            assert!(exp_slice_worst(-20.0, 5.0, n.max(2)) < 2e-7, "n = {n}");
         }
     }
 

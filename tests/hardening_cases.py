@@ -980,6 +980,8 @@ OTHER_BINDINGS = (
     "dense_backward",
     "sgd_update",
     "DenseTrainer",
+    "Activation",  # the enums those take
+    "LossKind",
 )
 
 

@@ -152,22 +152,27 @@ def test_fallbacks_and_errors_go_through_the_layers():
 def test_binding_errors():
     x = np.ones((2, 3), np.float32)
     w = np.ones((3, 4), np.float32)
-    with pytest.raises(ValueError, match="activation codes"):
-        _core.dense_forward(x, [w], [None], [7])
+    ident, tanh = _core.Activation.Identity, _core.Activation.TanH
+    with pytest.raises(TypeError, match="activations"):
+        _core.dense_forward(x, [w], [None], [1])  # an integer code, not an Activation
+    with pytest.raises(ValueError, match="one entry of activations"):
+        _core.dense_forward(x, [w], [None], [ident, ident])
     with pytest.raises(ValueError, match="weight must have shape"):
-        _core.dense_forward(x, [w, w], [None, None], [0, 0])
+        _core.dense_forward(x, [w, w], [None, None], [ident, ident])
     with pytest.raises(TypeError, match="same dtype"):
-        _core.dense_forward(x, [w.astype(np.float64)], [None], [0])
-    with pytest.raises(ValueError, match="one bias"):
-        _core.dense_forward(x, [w], [], [0])
-    (y,) = _core.dense_forward(x, [w], [None], [1])
+        _core.dense_forward(x, [w.astype(np.float64)], [None], [ident])
+    with pytest.raises(ValueError, match="one entry of biases"):
+        _core.dense_forward(x, [w], [], [ident])
+    (y,) = _core.dense_forward(x, [w], [None], [tanh])
     g = np.zeros_like(w)
     with pytest.raises(ValueError, match="delta must have shape"):
-        _core.dense_backward(x, [y], [w], [None], [1], [g], [None], np.ones((2, 5), np.float32))
+        _core.dense_backward(x, [y], [w], [None], [tanh], [g], [None], np.ones((2, 5), np.float32))
     with pytest.raises(ValueError, match="bias gradient"):
         _core.dense_backward(
-            x, [y], [w], [None], [1], [g], [np.zeros(4, np.float32)], np.ones_like(y)
+            x, [y], [w], [None], [tanh], [g], [np.zeros(4, np.float32)], np.ones_like(y)
         )
+    with pytest.raises(TypeError, match="loss"):
+        _core.DenseTrainer().step(x, x[:, :1], [w], [None], [tanh], [g], [None], 0, 0.1)
     p = np.zeros(3, np.float32)
     with pytest.raises(ValueError, match="gradient must have shape"):
         _core.sgd_update([p], [np.zeros(4, np.float32)], 0.1)
@@ -404,8 +409,8 @@ def test_dense_trainer_validates_its_arguments():
 
     def step(**kw):
         args = dict(
-            x=x, target=y, weights=[w], biases=[b], activations=[1], grad_weights=[gw],
-            grad_biases=[gb], loss=0, lr=0.1,
+            x=x, target=y, weights=[w], biases=[b], activations=[_core.Activation.TanH],
+            grad_weights=[gw], grad_biases=[gb], loss=_core.LossKind.MSE, lr=0.1,
         )  # fmt: skip
         args.update(kw)
         return trainer.step(**args)
@@ -420,11 +425,15 @@ def test_dense_trainer_validates_its_arguments():
         ({"target": y.astype(np.float32)}, TypeError, "same dtype"),
         ({"target": [[0.0, 0.0]] * 4}, TypeError, "target"),
         ({"target": np.array([0, 1, 0, 1])}, ValueError, "class indices"),
-        ({"target": np.array([0, 1, 2, 1]), "loss": 3}, ValueError, "target"),
+        (
+            {"target": np.array([0, 1, 2, 1]), "loss": _core.LossKind.CrossEntropy},
+            ValueError,
+            "target",
+        ),
         ({"target": np.zeros(4)}, TypeError, "target"),
-        ({"loss": 9}, ValueError, "loss"),
-        ({"activations": [7]}, ValueError, "activation"),
-        ({"activations": [1, 1]}, ValueError, "activation"),
+        ({"loss": 0}, TypeError, "loss"),
+        ({"activations": [1]}, TypeError, "activation"),
+        ({"activations": [_core.Activation.TanH] * 2}, ValueError, "activation"),
         ({"biases": [None]}, ValueError, "bias"),
         ({"grad_biases": []}, ValueError, "grad_biases"),
         ({"grad_weights": [np.zeros((2, 3))]}, ValueError, "gradient"),
@@ -542,3 +551,58 @@ def test_dense_runs_inside_a_longer_sequential(dtype):
     # wrong width is not) raises the layers' own error.
     with pytest.raises(ValueError, match="Linear"):
         dn.Sequential(dn.Flatten(), dn.Linear(5, 2)).forward(np.ones((2, 3)))
+
+
+# --- NaN and saturated inputs: fused runs give what the layers give -------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("act", [dn.TanH, dn.Sigmoid, dn.ReLU])
+def test_nan_and_minus_100_through_fused_runs_as_through_layers(dtype, act):
+    """Issue 11: Linear(identity weights) + activation on NaN and -100, fused
+    (the Sequential's chain and the one-call step) and layer by layer."""
+    x = np.array([[np.nan, 0, 0, 0, 0, 0], [-100.0, -90.0, -87.5, 0.0, 3.0, 100.0]], dtype)
+    lin = dn.Linear(6, 6, dtype=dtype)
+    lin._parameters[...] = np.eye(6, dtype=dtype)
+    lin._bias[...] = 0
+    alone = act().forward(lin.forward(x))
+    fused = dn.Sequential(lin, act()).forward(x)
+    assert np.isnan(alone[0, 0]) and np.isnan(fused[0, 0])
+    np.testing.assert_allclose(fused, alone, rtol=2e-6, atol=2 * np.finfo(dtype).smallest_subnormal)
+    if act is dn.Sigmoid:
+        want = np.exp(dtype(-100.0))  # subnormal in float32
+        np.testing.assert_allclose(fused[1, 0], want, rtol=0.05 if dtype == np.float32 else 1e-15)
+    # The one-call training step reports a NaN cost, as the layers do.
+    net = dn.Sequential(lin, act())
+    cost = dn.Optim(net, dn.MSELoss(), 0.1).step(x, np.zeros_like(x))
+    assert np.isnan(cost)
+    assert np.isnan(net.train_step_output()[0, 0]), "the fused step ran"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_through_every_activation(dtype):
+    """Issue 12 item 3: NaN stays NaN (torch), forward and backward."""
+    x = np.array([[np.nan, -1.0, 0.5, 2.0]], dtype)
+    for layer in (dn.TanH(), dn.Sigmoid(), dn.ReLU(), dn.Threshold(0.5, 9.0)):
+        y = layer.forward(x)
+        assert np.isnan(y[0, 0]), layer
+        d = layer.backward_delta(x, np.ones_like(x))
+        assert not np.isfinite(d[0, 0]) or isinstance(layer, dn.Threshold), layer
+    np.testing.assert_array_equal(dn.Threshold(0.5, 9.0).forward(x)[0, 1:], [9.0, 9.0, 2.0])
+    np.testing.assert_array_equal(dn.ReLU().forward(x)[0, 1:], [0.0, 0.5, 2.0])
+    # torch's threshold backward passes the gradient where x is NaN (NaN <= t is false).
+    np.testing.assert_array_equal(dn.ReLU().backward_delta(x, np.ones_like(x)), [[1, 0, 1, 1]])
+
+
+def test_kernel_enums_are_named_and_pickle():
+    """Activations and losses cross the boundary as named enums, which copy and
+    pickle as themselves (a fused plan holding them can be copied)."""
+    import copy
+    import pickle
+
+    members = [_core.Activation.TanH, _core.Activation.ReLU, _core.LossKind.MSE]
+    members.append(_core.LossKind.LogSoftmaxNLL)
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        assert pickle.loads(pickle.dumps(members, protocol=proto)) == members
+    assert copy.deepcopy(members) == members
+    assert repr(_core.Activation.Identity) == "Activation.Identity"

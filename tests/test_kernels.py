@@ -441,3 +441,55 @@ def test_row_ops_split_across_threads_match_one_thread(n):
                 np.testing.assert_array_equal(f(), serial[k], err_msg=f"{k} at {threads} threads")
     finally:
         core.set_num_threads(0)
+
+
+_ALLOC_CHILD = r"""
+import resource, sys
+import numpy as np
+import diy_nn as nn
+from diy_nn import _core
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+big = np.ones((100_000, 1))
+wide = np.broadcast_to(np.ones((1, 1)), (100_000, 1))
+cases = {
+    "Linear.forward": lambda: nn.Linear(1, 100_000).forward(big),
+    "SoftMax": lambda: nn.SoftMax().forward(np.broadcast_to(np.ones(1), (100_000, 100_000))),
+    "LogSoftMax": lambda: nn.LogSoftMax().forward(np.broadcast_to(np.ones(1), (100_000, 100_000))),
+    "fused forward": lambda: nn.Sequential(nn.Linear(1, 100_000), nn.TanH()).forward(big),
+    "Optim.step": lambda: nn.Optim(nn.Sequential(nn.Linear(1, 100_000)), nn.MSELoss(), 0.1).step(
+        big, np.broadcast_to(np.zeros(1), (100_000, 100_000))
+    ),
+    "CELogSoftMax.backward": lambda: nn.CELogSoftMax().backward(
+        np.zeros(100_000, np.int64), np.broadcast_to(np.ones(1), (100_000, 100_000))
+    ),
+    "matmul broadcast_to": lambda: _core.matmul(wide, wide.T),
+    "matmul as_strided": lambda: _core.matmul(
+        np.lib.stride_tricks.as_strided(np.ones(1), (100_000, 1), (0, 0)),
+        np.lib.stride_tricks.as_strided(np.ones(1), (1, 100_000), (0, 0)),
+    ),
+}
+for name, case in cases.items():
+    try:
+        case()
+    except (MemoryError, ValueError) as e:
+        assert "alloc" in str(e) or isinstance(e, MemoryError), (name, e)
+        print("raised", name, flush=True)
+    else:
+        print("no error", name, flush=True)
+        sys.exit(3)
+"""
+
+
+def test_failed_allocations_raise_instead_of_aborting():
+    """Issue 12 item 1: under a 4 GiB address-space limit each case raises a
+    clear error (MemoryError, or diy_nn's 'too large to allocate') and the
+    child process exits normally, instead of dying of SIGABRT."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run(
+        [sys.executable, "-c", _ALLOC_CHILD], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+    assert proc.stdout.count("raised") == 8, proc.stdout

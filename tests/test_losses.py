@@ -179,3 +179,49 @@ def test_one_hot_and_indices_agree():
         p = _softmax(z)
         np.testing.assert_array_equal(loss.forward(y, p), loss.forward(nn.one_hot(y, 3), p))
         np.testing.assert_array_equal(loss.backward(y, p), loss.backward(nn.one_hot(y, 3), p))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_extreme_logits_match_torch(dtype):
+    """Issue 12 item 4: a -inf logit and logits at the float's range end give
+    torch's finite cost and gradient, with indices and with one-hot targets."""
+    torch = require_torch()
+    big = 1e308 if dtype == np.float64 else 3e38
+    tol = 1e-12 if dtype == np.float64 else 2e-6
+    for row in ([-np.inf, 0.0, 1.0], [big, 0.0, -big], [0.0, big, -big]):
+        x = np.array([row, [0.5, -1.0, 2.0]], dtype)
+        t = np.array([1, 2])
+        xt = torch.tensor(x, requires_grad=True)
+        cost = torch.nn.functional.cross_entropy(xt, torch.tensor(t), reduction="none")
+        cost.sum().backward()
+        for loss in (nn.CrossEntropyCriterion(), nn.CELogSoftMax()):
+            for y in (t, nn.one_hot(t, 3, dtype)):
+                got = loss.forward(y, x)
+                assert np.all(np.isfinite(got)), (type(loss).__name__, row)
+                np.testing.assert_allclose(got, cost.detach().numpy(), rtol=tol)
+                np.testing.assert_allclose(loss.backward(y, x), xt.grad.numpy(), rtol=tol, atol=tol)
+        nll = nn.NLLLoss().forward(t, nn.LogSoftMax().forward(x))
+        np.testing.assert_allclose(nll, cost.detach().numpy(), rtol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "loss_cls",
+    [nn.MSELoss, nn.MAELoss, nn.BCELoss, nn.CELogSoftMax, nn.CrossEntropyCriterion, nn.NLLLoss],
+)
+def test_nan_through_every_loss(dtype, loss_cls):
+    """Issue 12 item 3: a NaN prediction gives a NaN cost and gradient, alone
+    and in a fused training step."""
+    yhat = np.array([[np.nan, 0.3], [0.2, 0.6]], dtype)
+    y = np.array([[1.0, 0.0], [0.0, 1.0]], dtype)
+    loss = loss_cls()
+    cost, grad = loss.forward(y, yhat), loss.backward(y, yhat)
+    assert np.isnan(cost[0]) and np.isfinite(cost[1])
+    if loss_cls is nn.NLLLoss:  # its gradient -y does not read yhat
+        return
+    assert np.isnan(grad[0]).any() and np.all(np.isfinite(grad[1]))
+    lin = nn.Linear(2, 2, dtype=dtype)
+    lin._parameters[...] = np.eye(2, dtype=dtype)
+    lin._bias[...] = 0
+    net = nn.Sequential(lin, nn.Sigmoid()) if loss_cls is nn.BCELoss else nn.Sequential(lin)
+    assert np.isnan(nn.Optim(net, loss_cls(), 0.1).step(yhat, y))

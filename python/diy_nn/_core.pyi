@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension ``diy_nn._core``."""
 
-from typing import final
+from typing import ClassVar, final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -8,7 +8,9 @@ from numpy.typing import NDArray
 _F = np.float32 | np.float64
 
 __all__ = [
+    "Activation",
     "DenseTrainer",
+    "LossKind",
     "ShapeError",
     "__version__",
     "addmm",
@@ -179,19 +181,42 @@ def cross_entropy_backward(
     logits: NDArray[_F], target: NDArray[np.int64] | NDArray[_F]
 ) -> NDArray[_F]: ...
 
-# Fused training paths (see rust/fused.rs): activation codes 0 identity, 1 tanh, 2 sigmoid, 3 ReLU.
+# Fused training paths (see rust/fused.rs).
+@final
+class Activation:
+    """The activation after a linear layer in a fused chain."""
+
+    Identity: ClassVar[Activation]
+    TanH: ClassVar[Activation]
+    Sigmoid: ClassVar[Activation]
+    ReLU: ClassVar[Activation]
+    def __int__(self) -> int: ...
+    def __reduce__(self) -> str: ...
+
+@final
+class LossKind:
+    """The loss a fused training step ends with."""
+
+    MSE: ClassVar[LossKind]
+    MAE: ClassVar[LossKind]
+    BCE: ClassVar[LossKind]
+    CrossEntropy: ClassVar[LossKind]
+    LogSoftmaxNLL: ClassVar[LossKind]
+    def __int__(self) -> int: ...
+    def __reduce__(self) -> str: ...
+
 def dense_forward(
     x: NDArray[_F],
     weights: list[NDArray[_F]],
     biases: list[NDArray[_F] | None],
-    activations: list[int],
+    activations: list[Activation],
 ) -> list[NDArray[_F]]: ...
 def dense_backward(
     x: NDArray[_F],
     outputs: list[NDArray[_F]],
     weights: list[NDArray[_F]],
     biases: list[NDArray[_F] | None],
-    activations: list[int],
+    activations: list[Activation],
     grad_weights: list[NDArray[_F]],
     grad_biases: list[NDArray[_F] | None],
     delta: NDArray[_F],
@@ -201,8 +226,7 @@ def sgd_update(params: list[NDArray[_F]], grads: list[NDArray[_F]], lr: float) -
 
 @final
 class DenseTrainer:
-    """Whole plain-SGD training steps of a dense chain, one call each (loss
-    codes: 0 MSE, 1 MAE, 2 BCE, 3 cross-entropy on logits, 4 log-softmax + NLL)."""
+    """Whole plain-SGD training steps of a dense chain, one call each."""
 
     def __init__(self) -> None: ...
     def step(
@@ -211,10 +235,10 @@ class DenseTrainer:
         target: NDArray[_F] | NDArray[np.int64],
         weights: list[NDArray[_F]],
         biases: list[NDArray[_F] | None],
-        activations: list[int],
+        activations: list[Activation],
         grad_weights: list[NDArray[_F]],
         grad_biases: list[NDArray[_F] | None],
-        loss: int,
+        loss: LossKind,
         lr: float,
     ) -> float: ...
     def output(self) -> NDArray[_F] | None: ...

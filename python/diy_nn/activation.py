@@ -50,7 +50,9 @@ class _Elementwise(Module):
 
 
 class TanH(_Elementwise):
-    """``tanh(x)``; derivative ``1 - tanh(x)²``.
+    """``tanh(x)``.
+
+    Backward: ``∂L/∂x = δ ⊙ (1 - tanh(x)²)``.
 
     Shape: any; the output has the shape of the input.
     """
@@ -63,7 +65,9 @@ class TanH(_Elementwise):
 
 
 class Sigmoid(_Elementwise):
-    """``1 / (1 + exp(-x))``; derivative ``s (1 - s)``.
+    """``s = 1 / (1 + exp(-x))``.
+
+    Backward: ``∂L/∂x = δ ⊙ s (1 - s)``.
 
     Shape: any; the output has the shape of the input.
     """
@@ -79,7 +83,9 @@ Sigmoide = Sigmoid  # the course's French name
 
 
 class Threshold(_Elementwise):
-    """``x`` where ``x > threshold``, else ``value`` (torch's ``nn.Threshold``).
+    """``value`` where ``x <= threshold``, else ``x`` (torch's ``nn.Threshold``); NaN stays NaN.
+
+    Backward: ``∂L/∂x = δ`` where ``x > threshold`` (or NaN), else 0.
 
     Args:
         threshold: the cut-off.
@@ -107,13 +113,18 @@ class Threshold(_Elementwise):
 
 
 class ReLU(Threshold):
-    """``max(x, 0)``: a ``Threshold(0, 0)``.
+    """``max(x, 0)``, NaN kept: a ``Threshold(0, 0)``.
+
+    Backward: ``∂L/∂x = δ`` where ``x > 0`` (or NaN), else 0.
 
     Shape: any; the output has the shape of the input.
     """
 
     def __init__(self) -> None:
         super().__init__(0.0, 0.0)
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        return F.relu(x)
 
     def extra_repr(self) -> str:
         return ""
@@ -147,7 +158,9 @@ class _LastAxis(Module):
 
 
 class SoftMax(_LastAxis):
-    """``exp(x_j) / sum_i exp(x_i)`` over the last axis, stable (row max subtracted).
+    """``y_j = exp(x_j) / sum_i exp(x_i)`` over the last axis, stable (row max subtracted).
+
+    Backward: ``∂L/∂x = y ⊙ (δ - Σ_j y_j δ_j)`` (per row).
 
     torch counterpart: ``nn.Softmax(dim=-1)``.
 
@@ -160,7 +173,9 @@ class SoftMax(_LastAxis):
 
 
 class LogSoftMax(_LastAxis):
-    """``x_j - log sum_i exp(x_i)`` over the last axis, stable (row max subtracted).
+    """``y_j = x_j - log sum_i exp(x_i)`` over the last axis, stable (row max subtracted).
+
+    Backward: ``∂L/∂x = δ - softmax(x) Σ_j δ_j`` (per row).
 
     torch counterpart: ``nn.LogSoftmax(dim=-1)``.
 

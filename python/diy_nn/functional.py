@@ -15,11 +15,12 @@ __all__ = [
     "sigmoid_backward",
     "threshold",
     "threshold_backward",
+    "relu",
 ]
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    """``tanh(x)``, elementwise."""
+    """``tanh(x)``, elementwise; its derivative is ``1 - tanh(x)²``."""
     return np.tanh(x)
 
 
@@ -30,7 +31,10 @@ def tanh_backward(x: np.ndarray, delta: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))``, accurate for large ``|x|`` (no overflow, no cancellation)."""
+    """``1 / (1 + exp(-x))``, accurate for large ``|x|`` (no overflow, no cancellation).
+
+    Its derivative is ``s (1 - s)`` with ``s = sigmoid(x)``.
+    """
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
@@ -42,10 +46,15 @@ def sigmoid_backward(x: np.ndarray, delta: np.ndarray) -> np.ndarray:
 
 
 def threshold(x: np.ndarray, threshold: float, value: float) -> np.ndarray:
-    """``x`` where ``x > threshold``, else ``value`` (torch's ``F.threshold``)."""
-    return np.where(x > threshold, x, np.asarray(value, dtype=x.dtype))
+    """``value`` where ``x <= threshold``, else ``x`` (torch's ``F.threshold``): NaN stays NaN."""
+    return np.where(x <= threshold, np.asarray(value, dtype=x.dtype), x)
 
 
 def threshold_backward(x: np.ndarray, delta: np.ndarray, threshold: float) -> np.ndarray:
-    """d loss / d x of ``threshold``: ``delta`` where ``x > threshold``, else 0."""
-    return delta * (x > threshold)
+    """d loss / d x of ``threshold``: 0 where ``x <= threshold``, else ``delta`` (NaN passes)."""
+    return np.where(x <= threshold, np.zeros((), delta.dtype), delta)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """``max(x, 0)``, NaN kept (``threshold(x, 0, 0)`` in one pass)."""
+    return np.maximum(x, np.zeros((), x.dtype))

@@ -18,6 +18,9 @@ __all__ = ["Linear"]
 class Linear(Module):
     """``y = x W + b``.
 
+    Backward, for ``δ = ∂L/∂y``: ``∂L/∂W = Xᵀδ``, ``∂L/∂b = Σₙ δ`` (over the
+    batch), ``∂L/∂X = δWᵀ``.
+
     Args:
         input: number of input features.
         output: number of output features.

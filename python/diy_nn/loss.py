@@ -72,8 +72,10 @@ class MSELoss(Loss):
 
     torch counterpart: ``nn.MSELoss(reduction="none")(yhat, y).sum(1)``.
 
+    Backward: ``∂L/∂yhat = 2 (yhat - y)``.
+
     Shape: ``y``, ``yhat``: ``(N, d)`` (or ``(N,)``); forward ``(N,)``;
-    backward ``-2 (y - yhat)``, the shape of ``yhat``.
+    backward the shape of ``yhat``.
     """
 
     def forward(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
@@ -91,8 +93,9 @@ class MAELoss(Loss):
 
     torch counterpart: ``nn.L1Loss(reduction="none")(yhat, y).sum(1)``.
 
-    Shape: ``y``, ``yhat``: ``(N, d)`` (or ``(N,)``); forward ``(N,)``;
-    backward ``sign(yhat - y)`` (0 where they are equal, as torch).
+    Backward: ``∂L/∂yhat = sign(yhat - y)`` (0 where they are equal, as torch).
+
+    Shape: ``y``, ``yhat``: ``(N, d)`` (or ``(N,)``); forward ``(N,)``.
 
     Example:
         >>> MAELoss().forward(np.array([[1.0, 2.0]]), np.array([[0.0, 4.0]]))
@@ -127,6 +130,8 @@ class BCELoss(Loss):
     ``yhat`` are probabilities (after a ``Sigmoid``). Each log is clamped at
     -100 and the gradient's denominator at 1e-12, as torch does, so a saturated
     output never gives ``inf`` or ``nan``.
+
+    Backward: ``∂L/∂yhat = (yhat - y) / max(yhat (1 - yhat), 1e-12)``.
 
     torch counterpart: ``nn.BCELoss(reduction="none")(yhat, y).sum(1)``.
 
@@ -198,6 +203,8 @@ class CrossEntropyLoss(_ClassLoss):
     ``-y / yhat`` uses ``yhat`` floored at the dtype's smallest normal number, so
     a zero probability never gives ``inf`` or ``nan`` in the cost.
 
+    Backward: ``∂L/∂yhat = -y / yhat``.
+
     torch counterpart: ``F.nll_loss(torch.log(yhat), y, reduction="none")``.
 
     Shape: ``yhat``: ``(N, k)``; ``y``: one-hot ``(N, k)`` or indices ``(N,)``; forward ``(N,)``.
@@ -219,6 +226,11 @@ class CrossEntropyLoss(_ClassLoss):
 class NLLLoss(_ClassLoss):
     """Negative log-likelihood on log-probabilities (after ``LogSoftMax``): ``-sum_j y_j yhat_j``.
 
+    A class whose target is 0 adds nothing, so a ``-inf`` log-probability of
+    another class gives a finite cost (as torch's index form).
+
+    Backward: ``∂L/∂yhat = -y``.
+
     torch counterpart: ``nn.NLLLoss(reduction="none")``.
 
     Shape: ``yhat``: ``(N, k)``; ``y``: one-hot ``(N, k)`` or indices ``(N,)``; forward ``(N,)``.
@@ -230,7 +242,8 @@ class NLLLoss(_ClassLoss):
 
     def forward(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
         y, yhat = self._classes(y, yhat, "forward")
-        return -(y * yhat).sum(axis=1)
+        with np.errstate(invalid="ignore"):  # 0 * -inf, discarded by the where
+            return -np.where(y == 0, 0, y * yhat).sum(axis=1)
 
     def backward(self, y: np.ndarray, yhat: np.ndarray) -> np.ndarray:
         y, _ = self._classes(y, yhat, "backward")
@@ -240,8 +253,9 @@ class NLLLoss(_ClassLoss):
 class CELogSoftMax(_ClassLoss):
     """Cross-entropy on logits, fused and stable: ``logsumexp(yhat) - sum_j y_j yhat_j``.
 
-    Runs on the ``cross_entropy`` Rust kernel (row max subtracted first); the
-    gradient is ``softmax(yhat) * sum(y) - y``.
+    Runs on the ``cross_entropy`` Rust kernel (row max subtracted first).
+
+    Backward: ``∂L/∂yhat = softmax(yhat) Σ_j y_j - y``.
 
     torch counterpart: ``nn.CrossEntropyLoss(reduction="none")`` (indices or
     class probabilities as targets).
@@ -283,6 +297,9 @@ class CrossEntropyCriterion(_ClassLoss):
 
     The two steps run one after the other on the ``log_softmax`` kernel; the
     gradient is chained through them. Gives the values of ``CELogSoftMax``.
+
+    Backward: ``∂L/∂yhat = softmax(yhat) Σ_j y_j - y`` (NLL's ``-y`` through
+    log-softmax's backward).
 
     torch counterpart: ``F.nll_loss(F.log_softmax(yhat, -1), y, reduction="none")``.
 

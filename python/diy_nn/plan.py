@@ -38,18 +38,22 @@ from .pooling import MaxPool1D, MaxPool2D
 
 __all__ = ["plan", "Plan", "LayerStep", "DenseRun", "ConvPool", "Step"]
 
-# Activation codes of the dense kernels (``_core.dense_forward``...).
-_IDENTITY = 0
-_CODES: dict[type, int] = {TanH: 1, Sigmoid: 2, ReLU: 3}
-# Loss codes of ``_core.DenseTrainer.step``; the last two take class indices too.
-_LOSS_CODES: dict[type, int] = {
-    MSELoss: 0,
-    MAELoss: 1,
-    BCELoss: 2,
-    CELogSoftMax: 3,
-    CrossEntropyCriterion: 4,
+# The dense kernels' activation after each Linear (``_core.dense_forward``...).
+_IDENTITY = _core.Activation.Identity
+_CODES: dict[type, _core.Activation] = {
+    TanH: _core.Activation.TanH,
+    Sigmoid: _core.Activation.Sigmoid,
+    ReLU: _core.Activation.ReLU,
 }
-_INDEX_LOSSES = (3, 4)
+# The losses of ``_core.DenseTrainer.step``; the cross-entropies take class indices too.
+_LOSS_CODES: dict[type, _core.LossKind] = {
+    MSELoss: _core.LossKind.MSE,
+    MAELoss: _core.LossKind.MAE,
+    BCELoss: _core.LossKind.BCE,
+    CELogSoftMax: _core.LossKind.CrossEntropy,
+    CrossEntropyCriterion: _core.LossKind.LogSoftmaxNLL,
+}
+_INDEX_LOSSES = (_core.LossKind.CrossEntropy, _core.LossKind.LogSoftmaxNLL)
 
 
 def unpatched(module: object) -> bool:
@@ -149,7 +153,9 @@ class DenseRun(_Fused):
     runs a whole plain-SGD step in one call (``_core.DenseTrainer``).
     """
 
-    def __init__(self, layers: Sequence[Module], linears: list[Linear], codes: list[int]) -> None:
+    def __init__(
+        self, layers: Sequence[Module], linears: list[Linear], codes: list[_core.Activation]
+    ) -> None:
         self.layers = list(layers)
         self.linears = linears
         self.codes = codes
@@ -164,7 +170,7 @@ class DenseRun(_Fused):
     def of(cls, layers: Sequence[Module]) -> DenseRun | None:
         """The run of ``layers``, or None when they are not such a run."""
         linears: list[Linear] = []
-        codes: list[int] = []
+        codes: list[_core.Activation] = []
         for layer in layers:
             if _is(layer, Linear):
                 linears.append(layer)  # type: ignore[arg-type]

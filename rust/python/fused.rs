@@ -1,9 +1,9 @@
 //! Bindings of `fused.rs`: `dense_forward`, `dense_backward`, `sgd_update`
 //! and the `DenseTrainer` class (a whole SGD step in one call).
 //!
-//! The layers arrive as parallel lists (weights, biases or `None`, activation
-//! codes); every array is borrowed, none is copied, and the gradients are
-//! written in place.
+//! The layers arrive as parallel lists (weights, biases or `None`,
+//! `Activation`s); every array is borrowed, none is copied, and the gradients
+//! are written in place.
 
 use ndarray::{Ix1, Ix2, IxDyn};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray, PyReadwriteArray};
@@ -13,98 +13,121 @@ use pyo3::types::PyList;
 
 use super::conv::int64_arg;
 use super::{common_dtype, dispatch, readonly, readwrite, DType, FloatArg};
-use crate::activation::{Act, Activation};
-use crate::fused::{self, Dense, DenseGrad, StepLoss, TrainLayer, TrainScratch};
-use crate::softmax::{Exp, Target};
+use crate::activation::Activation;
+use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
+use crate::loss::LossKind;
+use crate::loss::Target;
+use crate::softmax::Exp;
 
-fn args<'py>(
+/// Checks that every per-layer list has one entry per layer.
+fn check_counts(op: &str, n: usize, lists: &[(&str, usize)]) -> PyResult<()> {
+    match lists.iter().find(|(_, len)| *len != n) {
+        Some((what, len)) => Err(PyValueError::new_err(format!(
+            "{op}: expected one entry of {what} per layer ({n}), got {len}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A list of arrays (`optional`: `None` entries allowed), each checked.
+fn arrays<'py>(
     op: &'static str,
     name: &'static str,
     items: &[Bound<'py, PyAny>],
     ndim: usize,
-    expected: &str,
+    optional: bool,
 ) -> PyResult<Vec<Option<FloatArg<'py>>>> {
-    items
-        .iter()
-        .map(|item| {
-            if item.is_none() {
-                Ok(None)
-            } else {
-                FloatArg::new(op, name, item, ndim, expected).map(Some)
-            }
+    let expected = if ndim == 1 { "(out,)" } else { "(in, out)" };
+    (items.iter())
+        .map(|item| match item.is_none() {
+            true if optional => Ok(None),
+            true => Err(PyValueError::new_err(format!("{op}: a {name} is None"))),
+            false => FloatArg::new(op, name, item, ndim, expected).map(Some),
         })
         .collect()
 }
 
-fn some<'a, 'py>(
-    args: &'a [Option<FloatArg<'py>>],
-    op: &str,
-    what: &str,
-) -> PyResult<Vec<&'a FloatArg<'py>>> {
-    args.iter()
-        .map(|a| {
-            a.as_ref()
-                .ok_or_else(|| PyValueError::new_err(format!("{op}: a {what} is None")))
-        })
-        .collect()
+/// The checked layer lists of a fused call: weights, biases and, for the
+/// backward pass and the training step, the gradients; all of one dtype
+/// with `others`.
+struct Lists<'py> {
+    w: Vec<Option<FloatArg<'py>>>,
+    b: Vec<Option<FloatArg<'py>>>,
+    gw: Vec<Option<FloatArg<'py>>>,
+    gb: Vec<Option<FloatArg<'py>>>,
+    dtype: DType,
 }
 
-fn activations(op: &str, codes: &[u8], n: usize) -> PyResult<Vec<Activation>> {
-    if codes.len() != n {
-        return Err(PyValueError::new_err(format!(
-            "{op}: expected one activation code per layer ({n}), got {}",
-            codes.len()
-        )));
+impl<'py> Lists<'py> {
+    fn new(
+        op: &'static str,
+        params: [&[Bound<'py, PyAny>]; 4],
+        others: &[&FloatArg<'py>],
+    ) -> PyResult<Self> {
+        let [w, b, gw, gb] = params;
+        let lists = Lists {
+            w: arrays(op, "weight", w, 2, false)?,
+            b: arrays(op, "bias", b, 1, true)?,
+            gw: arrays(op, "grad_weight", gw, 2, false)?,
+            gb: arrays(op, "grad_bias", gb, 1, true)?,
+            dtype: DType::F32,
+        };
+        let all: Vec<&FloatArg<'py>> = (others.iter().copied())
+            .chain(
+                [&lists.w, &lists.b, &lists.gw, &lists.gb]
+                    .into_iter()
+                    .flatten()
+                    .flatten(),
+            )
+            .collect();
+        let dtype = common_dtype(op, &all)?;
+        Ok(Lists { dtype, ..lists })
     }
-    codes
-        .iter()
-        .map(|&c| {
-            Activation::from_code(c).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "{op}: activation codes are 0 (identity), 1 (tanh), 2 (sigmoid), 3 (ReLU), got {c}"
-                ))
-            })
-        })
-        .collect()
 }
 
-fn borrow_ro<'py, T: numpy::Element, D: ndarray::Dimension>(
-    args: &[Option<&FloatArg<'py>>],
+/// Read-only borrows of `args` (None stays None).
+fn ro<'py, T: numpy::Element, D: ndarray::Dimension>(
+    args: &[Option<FloatArg<'py>>],
 ) -> PyResult<Vec<Option<PyReadonlyArray<'py, T, D>>>> {
-    args.iter()
-        .map(|a| a.map(|a| a.readonly::<T, D>()).transpose())
+    (args.iter())
+        .map(|a| a.as_ref().map(|a| a.readonly::<T, D>()).transpose())
         .collect()
 }
 
-fn borrow_rw<'py, T: numpy::Element, D: ndarray::Dimension>(
+/// Writeable borrows of `args` (None stays None).
+fn rw<'py, T: numpy::Element, D: ndarray::Dimension>(
     op: &'static str,
-    args: &[Option<&FloatArg<'py>>],
+    args: &[Option<FloatArg<'py>>],
 ) -> PyResult<Vec<Option<PyReadwriteArray<'py, T, D>>>> {
-    args.iter()
-        .map(|a| a.map(|a| a.readwrite::<T, D>(op)).transpose())
+    (args.iter())
+        .map(|a| a.as_ref().map(|a| a.readwrite::<T, D>(op)).transpose())
         .collect()
 }
 
-fn dense_forward_t<'py, T: Act + numpy::Element>(
-    py: Python<'py>,
-    x: &FloatArg<'py>,
-    weights: &[&FloatArg<'py>],
-    biases: &[Option<FloatArg<'py>>],
+/// The `Dense` views of borrowed weights and biases.
+fn dense<'a, T: numpy::Element>(
+    ws: &'a [Option<PyReadonlyArray<'_, T, Ix2>>],
+    bs: &'a [Option<PyReadonlyArray<'_, T, Ix1>>],
     acts: &[Activation],
-) -> PyResult<Bound<'py, PyList>> {
-    let x = x.readonly::<T, Ix2>()?;
-    let ws = borrow_ro::<T, Ix2>(&weights.iter().map(|w| Some(*w)).collect::<Vec<_>>())?;
-    let bs = borrow_ro::<T, Ix1>(&biases.iter().map(|b| b.as_ref()).collect::<Vec<_>>())?;
-    let layers: Vec<Dense<'_, T>> = ws
-        .iter()
-        .zip(&bs)
-        .zip(acts)
+) -> Vec<Dense<'a, T>> {
+    (ws.iter().zip(bs).zip(acts))
         .map(|((w, b), &act)| Dense {
             w: w.as_ref().expect("weights are not None").as_array(),
             b: b.as_ref().map(|b| b.as_array()),
             act,
         })
-        .collect();
+        .collect()
+}
+
+fn dense_forward_t<'py, T: Exp + numpy::Element>(
+    py: Python<'py>,
+    x: &FloatArg<'py>,
+    lists: &Lists<'py>,
+    acts: &[Activation],
+) -> PyResult<Bound<'py, PyList>> {
+    let x = x.readonly::<T, Ix2>()?;
+    let (ws, bs) = (ro::<T, Ix2>(&lists.w)?, ro::<T, Ix1>(&lists.b)?);
+    let layers = dense(&ws, &bs, acts);
     let x = x.as_array();
     let outputs = py.detach(|| fused::dense_forward(x, &layers))?;
     PyList::new(py, outputs.into_iter().map(|y| y.into_pyarray(py)))
@@ -114,79 +137,50 @@ fn dense_forward_t<'py, T: Act + numpy::Element>(
 ///
 /// A chain of dense layers in one call: ``y_i = act_i(y_{i-1} @ W_i + b_i)``
 /// from ``y_0 = x (N, in)``; returns every ``y_i`` (the last one is the
-/// output). ``biases`` holds arrays or None; ``activations`` codes: 0 identity,
-/// 1 tanh, 2 sigmoid, 3 ReLU.
+/// output). ``biases`` holds arrays or None; ``activations`` holds one
+/// ``Activation`` per layer.
 #[pyfunction(name = "dense_forward")]
 fn dense_forward_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     weights: Vec<Bound<'py, PyAny>>,
     biases: Vec<Bound<'py, PyAny>>,
-    activations: Vec<u8>,
+    activations: Vec<Activation>,
 ) -> PyResult<Bound<'py, PyList>> {
     const OP: &str = "dense_forward";
-    let acts = self::activations(OP, &activations, weights.len())?;
-    if biases.len() != weights.len() {
-        return Err(PyValueError::new_err(format!(
-            "{OP}: expected one bias (or None) per layer ({}), got {}",
-            weights.len(),
-            biases.len()
-        )));
-    }
+    let n = weights.len();
+    check_counts(
+        OP,
+        n,
+        &[("activations", activations.len()), ("biases", biases.len())],
+    )?;
     let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
-    let ws = args(OP, "weight", &weights, 2, "(in, out)")?;
-    let ws = some(&ws, OP, "weight")?;
-    let bs = args(OP, "bias", &biases, 1, "(out,)")?;
-    let mut all = vec![&x];
-    all.extend(ws.iter().copied());
-    all.extend(bs.iter().flatten());
-    dispatch!(
-        common_dtype(OP, &all)?,
-        dense_forward_t(py, &x, &ws, &bs, &acts)
-    )
+    let lists = Lists::new(OP, [&weights, &biases, &[], &[]], &[&x])?;
+    dispatch!(lists.dtype, dense_forward_t(py, &x, &lists, &activations))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn dense_backward_t<'py, T: Act + numpy::Element>(
+fn dense_backward_t<'py, T: Exp + numpy::Element>(
     py: Python<'py>,
     x: &FloatArg<'py>,
-    outputs: &[&FloatArg<'py>],
-    weights: &[&FloatArg<'py>],
-    biases: &[Option<FloatArg<'py>>],
+    outputs: &[Option<FloatArg<'py>>],
+    lists: &Lists<'py>,
     acts: &[Activation],
-    grad_w: &[&FloatArg<'py>],
-    grad_b: &[Option<FloatArg<'py>>],
     delta: &FloatArg<'py>,
     input_delta: bool,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     const OP: &str = "dense_backward";
-    let x = x.readonly::<T, Ix2>()?;
-    let delta = delta.readonly::<T, Ix2>()?;
-    let ys = borrow_ro::<T, Ix2>(&outputs.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
-    let ws = borrow_ro::<T, Ix2>(&weights.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
-    let bs = borrow_ro::<T, Ix1>(&biases.iter().map(|b| b.as_ref()).collect::<Vec<_>>())?;
-    let mut gws = borrow_rw::<T, Ix2>(OP, &grad_w.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
-    let mut gbs = borrow_rw::<T, Ix1>(OP, &grad_b.iter().map(|b| b.as_ref()).collect::<Vec<_>>())?;
-    let layers: Vec<Dense<'_, T>> = ws
-        .iter()
-        .zip(&bs)
-        .zip(acts)
-        .map(|((w, b), &act)| Dense {
-            w: w.as_ref().expect("not None").as_array(),
-            b: b.as_ref().map(|b| b.as_array()),
-            act,
-        })
-        .collect();
-    let mut grads: Vec<DenseGrad<'_, T>> = gws
-        .iter_mut()
-        .zip(gbs.iter_mut())
+    let (x, delta) = (x.readonly::<T, Ix2>()?, delta.readonly::<T, Ix2>()?);
+    let ys = ro::<T, Ix2>(outputs)?;
+    let (ws, bs) = (ro::<T, Ix2>(&lists.w)?, ro::<T, Ix1>(&lists.b)?);
+    let (mut gws, mut gbs) = (rw::<T, Ix2>(OP, &lists.gw)?, rw::<T, Ix1>(OP, &lists.gb)?);
+    let layers = dense(&ws, &bs, acts);
+    let mut grads: Vec<DenseGrad<'_, T>> = (gws.iter_mut().zip(gbs.iter_mut()))
         .map(|(w, b)| DenseGrad {
             w: w.as_mut().expect("not None").as_array_mut(),
             b: b.as_mut().map(|b| b.as_array_mut()),
         })
         .collect();
-    let ys: Vec<_> = ys
-        .iter()
+    let ys: Vec<_> = (ys.iter())
         .map(|y| y.as_ref().expect("not None").as_array())
         .collect();
     let (x, delta) = (x.as_array(), delta.as_array());
@@ -212,77 +206,50 @@ fn dense_backward_py<'py>(
     outputs: Vec<Bound<'py, PyAny>>,
     weights: Vec<Bound<'py, PyAny>>,
     biases: Vec<Bound<'py, PyAny>>,
-    activations: Vec<u8>,
+    activations: Vec<Activation>,
     grad_weights: Vec<Bound<'py, PyAny>>,
     grad_biases: Vec<Bound<'py, PyAny>>,
     delta: &Bound<'py, PyAny>,
     input_delta: bool,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     const OP: &str = "dense_backward";
-    let n = weights.len();
-    let acts = self::activations(OP, &activations, n)?;
-    for (what, len) in [
+    let counts = [
+        ("activations", activations.len()),
         ("outputs", outputs.len()),
         ("biases", biases.len()),
         ("grad_weights", grad_weights.len()),
         ("grad_biases", grad_biases.len()),
-    ] {
-        if len != n {
-            return Err(PyValueError::new_err(format!(
-                "{OP}: expected one entry of {what} per layer ({n}), got {len}"
-            )));
-        }
-    }
+    ];
+    check_counts(OP, weights.len(), &counts)?;
     let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
     let delta = FloatArg::new(OP, "delta", delta, 2, "(N, out)")?;
-    let ys = args(OP, "output", &outputs, 2, "(N, out)")?;
-    let ys = some(&ys, OP, "output")?;
-    let ws = args(OP, "weight", &weights, 2, "(in, out)")?;
-    let ws = some(&ws, OP, "weight")?;
-    let bs = args(OP, "bias", &biases, 1, "(out,)")?;
-    let gws = args(OP, "grad_weight", &grad_weights, 2, "(in, out)")?;
-    let gws = some(&gws, OP, "weight gradient")?;
-    let gbs = args(OP, "grad_bias", &grad_biases, 1, "(out,)")?;
-    let mut all = vec![&x, &delta];
-    all.extend(ys.iter().copied());
-    all.extend(ws.iter().copied());
-    all.extend(gws.iter().copied());
-    all.extend(bs.iter().flatten());
-    all.extend(gbs.iter().flatten());
+    let ys = arrays(OP, "output", &outputs, 2, false)?;
+    let mut others = vec![&x, &delta];
+    others.extend(ys.iter().flatten());
+    let params = [&weights[..], &biases, &grad_weights, &grad_biases];
+    let lists = Lists::new(OP, params, &others)?;
+    let acts = &activations;
     dispatch!(
-        common_dtype(OP, &all)?,
-        dense_backward_t(
-            py,
-            &x,
-            &ys,
-            &ws,
-            &bs,
-            &acts,
-            &gws,
-            &gbs,
-            &delta,
-            input_delta
-        )
+        lists.dtype,
+        dense_backward_t(py, &x, &ys, &lists, acts, &delta, input_delta)
     )
 }
 
 fn sgd_update_t<T: crate::float::Float + numpy::Element>(
     py: Python<'_>,
-    params: &[&FloatArg<'_>],
-    grads: &[&FloatArg<'_>],
+    params: &[Option<FloatArg<'_>>],
+    grads: &[Option<FloatArg<'_>>],
     lr: f64,
 ) -> PyResult<()> {
-    const OP: &str = "sgd_update";
-    let mut ps = borrow_rw::<T, IxDyn>(OP, &params.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
-    let gs = borrow_ro::<T, IxDyn>(&grads.iter().map(|a| Some(*a)).collect::<Vec<_>>())?;
-    let mut pv: Vec<_> = ps
-        .iter_mut()
-        .map(|p| p.as_mut().expect("not None").as_array_mut())
+    let (mut ps, gs) = (
+        rw::<T, IxDyn>("sgd_update", params)?,
+        ro::<T, IxDyn>(grads)?,
+    );
+    let mut pv: Vec<_> = (ps.iter_mut())
+        .flatten()
+        .map(|p| p.as_array_mut())
         .collect();
-    let gv: Vec<_> = gs
-        .iter()
-        .map(|g| g.as_ref().expect("not None").as_array())
-        .collect();
+    let gv: Vec<_> = gs.iter().flatten().map(|g| g.as_array()).collect();
     let lr = T::from_f64(lr).expect("a float converts");
     py.detach(|| fused::sgd_update(&mut pv, &gv, lr))?;
     Ok(())
@@ -303,32 +270,18 @@ fn sgd_update_py(
     if params.is_empty() {
         return Ok(());
     }
-    let ps: Vec<FloatArg<'_>> = params
-        .iter()
-        .map(|p| {
-            let ndim = p
-                .cast::<numpy::PyUntypedArray>()
-                .map(numpy::PyUntypedArrayMethods::ndim)
-                .unwrap_or(0);
-            FloatArg::new(OP, "param", p, ndim, "")
-        })
+    let ndim = |p: &Bound<'_, PyAny>| {
+        (p.cast::<numpy::PyUntypedArray>()
+            .map(numpy::PyUntypedArrayMethods::ndim))
+        .unwrap_or(0)
+    };
+    let ps: Vec<Option<FloatArg<'_>>> = (params.iter())
+        .map(|p| FloatArg::new(OP, "param", p, ndim(p), "").map(Some))
         .collect::<PyResult<_>>()?;
-    let gs: Vec<FloatArg<'_>> = grads
-        .iter()
-        .zip(&ps)
-        .map(|(g, p)| {
-            FloatArg::new(
-                OP,
-                "grad",
-                g,
-                numpy::PyUntypedArrayMethods::ndim(&p.array),
-                "(the parameter's shape)",
-            )
-        })
+    let gs: Vec<Option<FloatArg<'_>>> = (grads.iter().zip(&params))
+        .map(|(g, p)| FloatArg::new(OP, "grad", g, ndim(p), "(the parameter's shape)").map(Some))
         .collect::<PyResult<_>>()?;
-    let ps: Vec<&FloatArg<'_>> = ps.iter().collect();
-    let gs: Vec<&FloatArg<'_>> = gs.iter().collect();
-    let all: Vec<&FloatArg<'_>> = ps.iter().chain(&gs).copied().collect();
+    let all: Vec<&FloatArg<'_>> = ps.iter().chain(&gs).flatten().collect();
     dispatch!(common_dtype(OP, &all)?, sgd_update_t(py, &ps, &gs, lr))
 }
 
@@ -359,8 +312,7 @@ impl Pick for f64 {
 ///
 /// Whole training steps of a dense chain with plain SGD, each in one call:
 /// ``step(x, target, weights, biases, activations, grad_weights, grad_biases,
-/// loss, lr)`` runs forward, the loss (codes: 0 MSE, 1 MAE, 2 BCE,
-/// 3 cross-entropy on logits, 4 log-softmax + NLL), its gradient, the
+/// loss, lr)`` runs forward, the loss (a ``LossKind``), its gradient, the
 /// backward pass (the gradients are *written*) and ``p -= lr * grad``, and
 /// returns the mean per-sample cost. The layers' outputs live in buffers the
 /// object keeps between steps; ``output()`` copies the network's output of
@@ -374,12 +326,7 @@ struct DenseTrainer {
 }
 
 /// The layer lists of `DenseTrainer.step`: weights, biases, weight and bias gradients.
-type Lists<'a, 'py> = (
-    &'a [Bound<'py, PyAny>],
-    &'a [Bound<'py, PyAny>],
-    &'a [Bound<'py, PyAny>],
-    &'a [Bound<'py, PyAny>],
-);
+type RawLists<'a, 'py> = [&'a [Bound<'py, PyAny>]; 4];
 
 /// One layer's arrays as `T` ndarrays of their dimensions.
 struct TypedLayer<'a, 'py, T: numpy::Element> {
@@ -404,8 +351,8 @@ impl<'a, 'py, T: numpy::Element> Typed<'a, 'py, T> {
     /// None if some array is not a `T` ndarray of its dimensions. `lists`:
     /// weights, biases, weight and bias gradients, one entry per layer
     /// (checked by the caller).
-    fn cast(x: &'a Bound<'py, PyAny>, lists: Lists<'a, 'py>) -> Option<Self> {
-        let (weights, biases, grad_w, grad_b) = lists;
+    fn cast(x: &'a Bound<'py, PyAny>, lists: RawLists<'a, 'py>) -> Option<Self> {
+        let [weights, biases, grad_w, grad_b] = lists;
         let vector = |b: &'a Bound<'py, PyAny>| {
             if b.is_none() {
                 Some(None)
@@ -439,13 +386,13 @@ struct LayerBorrow<'py, T: numpy::Element> {
     gb: Option<PyReadwriteArray<'py, T, Ix1>>,
 }
 
-fn train_step_t<'py, T: Act + Exp + Pick + numpy::Element>(
+fn train_step_t<'py, T: Exp + Pick + numpy::Element>(
     py: Python<'py>,
     scratch: &mut Scratches,
     arrays: &Typed<'_, 'py, T>,
     target: &Bound<'py, PyAny>,
     acts: &[Activation],
-    loss: StepLoss,
+    loss: LossKind,
     lr: f64,
 ) -> PyResult<f64> {
     const OP: &str = "DenseTrainer.step";
@@ -523,43 +470,27 @@ impl DenseTrainer {
         target: &Bound<'py, PyAny>,
         weights: Vec<Bound<'py, PyAny>>,
         biases: Vec<Bound<'py, PyAny>>,
-        activations: Vec<u8>,
+        activations: Vec<Activation>,
         grad_weights: Vec<Bound<'py, PyAny>>,
         grad_biases: Vec<Bound<'py, PyAny>>,
-        loss: u8,
+        loss: LossKind,
         lr: f64,
     ) -> PyResult<f64> {
         const OP: &str = "DenseTrainer.step";
-        let n = weights.len();
-        let acts = self::activations(OP, &activations, n)?;
-        for (what, len) in [
+        let counts = [
+            ("activations", activations.len()),
             ("biases", biases.len()),
             ("grad_weights", grad_weights.len()),
             ("grad_biases", grad_biases.len()),
-        ] {
-            if len != n {
-                return Err(PyValueError::new_err(format!(
-                    "{OP}: expected one entry of {what} per layer ({n}), got {len}"
-                )));
-            }
-        }
-        let loss = StepLoss::from_code(loss).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{OP}: loss codes are 0 (MSE), 1 (MAE), 2 (BCE), 3 (cross-entropy on logits), \
-                 4 (log-softmax + NLL), got {loss}"
-            ))
-        })?;
+        ];
+        check_counts(OP, weights.len(), &counts)?;
+        let acts = activations;
         if !lr.is_finite() {
             return Err(PyValueError::new_err(format!(
                 "{OP}: lr must be a finite number, got {lr}"
             )));
         }
-        let lists = (
-            &weights[..],
-            &biases[..],
-            &grad_weights[..],
-            &grad_biases[..],
-        );
+        let lists = [&weights[..], &biases, &grad_weights, &grad_biases];
         let f32s = Typed::<f32>::cast(x, lists);
         let f64s = f32s
             .is_none()
@@ -568,18 +499,7 @@ impl DenseTrainer {
         if f32s.is_none() && f64s.is_none() {
             // Some array does not fit: the checks name it.
             let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
-            let ws = args(OP, "weight", &weights, 2, "(in, out)")?;
-            let ws = some(&ws, OP, "weight")?;
-            let bs = args(OP, "bias", &biases, 1, "(out,)")?;
-            let gws = args(OP, "grad_weight", &grad_weights, 2, "(in, out)")?;
-            let gws = some(&gws, OP, "weight gradient")?;
-            let gbs = args(OP, "grad_bias", &grad_biases, 1, "(out,)")?;
-            let mut all = vec![&x];
-            all.extend(ws.iter().copied());
-            all.extend(gws.iter().copied());
-            all.extend(bs.iter().flatten());
-            all.extend(gbs.iter().flatten());
-            common_dtype(OP, &all)?;
+            Lists::new(OP, lists, &[&x])?;
             return Err(PyTypeError::new_err(format!(
                 "{OP}: every array must be a float32 or float64 ndarray of one dtype"
             )));
@@ -620,10 +540,26 @@ impl DenseTrainer {
     }
 }
 
+/// `__reduce__` of the enums: the name of the member (`"Activation.TanH"`),
+/// which pickle and `copy` look up in `diy_nn._core`.
+macro_rules! reduce_to_name {
+    ($($t:ty),*) => {$(
+        #[pymethods]
+        impl $t {
+            fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<String> {
+                slf.as_any().repr()?.extract()
+            }
+        }
+    )*};
+}
+reduce_to_name!(Activation, LossKind);
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dense_forward_py, m)?)?;
     m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;
     m.add_function(wrap_pyfunction!(sgd_update_py, m)?)?;
     m.add_class::<DenseTrainer>()?;
+    m.add_class::<Activation>()?;
+    m.add_class::<LossKind>()?;
     Ok(())
 }

@@ -6,7 +6,8 @@ use pyo3::prelude::*;
 
 use super::conv::int64_arg;
 use super::{common_dtype, dispatch, FloatArg};
-use crate::softmax::{self, Exp, Target};
+use crate::loss::{self, Target};
+use crate::softmax::{self, Exp};
 
 macro_rules! rowwise {
     ($t:ident, $py:ident, $name:literal, $kernel:path) => {
@@ -93,28 +94,22 @@ fn ce_t<'py, T: Exp + numpy::Element>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let x = logits.readonly::<T, Ix2>()?;
     let x = x.as_array();
+    let run = |t: Target<'_, T>| -> PyResult<Bound<'py, PyAny>> {
+        Ok(if backward {
+            let dx = py.detach(|| loss::cross_entropy_backward(x, t))?;
+            dx.into_pyarray(py).into_any()
+        } else {
+            let l = py.detach(|| loss::cross_entropy(x, t))?;
+            l.into_pyarray(py).into_any()
+        })
+    };
     if is_index_target(target) {
         let t = int64_arg::<Ix1>(op, "target", target, "(N,) of class indices")?;
-        let t = t.as_array();
-        if backward {
-            let dx = py.detach(|| softmax::cross_entropy_backward(x, Target::Index(t)))?;
-            Ok(dx.into_pyarray(py).into_any())
-        } else {
-            let l = py.detach(|| softmax::cross_entropy(x, Target::Index(t)))?;
-            Ok(l.into_pyarray(py).into_any())
-        }
+        run(Target::Index(t.as_array()))
     } else {
         let p = FloatArg::new(op, "target", target, 2, "(N, k) of probabilities")?;
         common_dtype(op, &[logits, &p])?;
-        let p = p.readonly::<T, Ix2>()?;
-        let p = p.as_array();
-        if backward {
-            let dx = py.detach(|| softmax::cross_entropy_backward(x, Target::Prob(p)))?;
-            Ok(dx.into_pyarray(py).into_any())
-        } else {
-            let l = py.detach(|| softmax::cross_entropy(x, Target::Prob(p)))?;
-            Ok(l.into_pyarray(py).into_any())
-        }
+        run(Target::Prob(p.readonly::<T, Ix2>()?.as_array()))
     }
 }
 

@@ -1,0 +1,560 @@
+//! The losses a training step ends with: the summed per-sample cost of a
+//! prediction `ŷ (N, k)` against a target `y`, and `δ = d cost / d ŷ`.
+//!
+//! Reference (per sample, summed over the `k` outputs; `p` = softmax(ŷ)):
+//!
+//! | loss | cost | `δ` |
+//! |------|------|-----|
+//! | MSE  | `Σ (y - ŷ)²` | `2 (ŷ - y)` |
+//! | MAE  | `Σ |y - ŷ|` | `sign(ŷ - y)` (0 where equal) |
+//! | BCE  | `-Σ y ln ŷ + (1 - y) ln(1 - ŷ)`, logs clamped at -100 | `(ŷ - y) / max(ŷ (1 - ŷ), 1e-12)` |
+//! | cross-entropy on logits | `logsumexp(ŷ)·Σy - Σ y ŷ` | `p·Σy - y` |
+//! | log-softmax + NLL | `-Σ y log_softmax(ŷ)` | `p·Σy - y`, chained through log-softmax |
+//!
+//! The two cross-entropies also take class indices `t` (one-hot `y`), and
+//! read a zero target as contributing nothing (so a `-inf` logit of a class
+//! that is not the target gives a finite cost, as torch's index form does).
+//! NaN in `ŷ` or `y` propagates into the cost and `δ`. The cross-entropy on
+//! logits runs on the row helpers of [`softmax`].
+
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+
+use crate::error::{fmt_shape, KernelError};
+use crate::float::Float;
+use crate::math::Math;
+use crate::simd::multiversion;
+use crate::softmax::{
+    self, block_rows, check_same, exp_inplace, exp_shift_sum, filled_by, over_rows, row_max,
+    shift_rows, standard, sum, Exp, WIDE,
+};
+
+/// The loss of a training step; `_core.LossKind` in Python.
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(eq, eq_int, frozen, hash, from_py_object, module = "diy_nn._core")
+)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum LossKind {
+    /// Squared error (`MSELoss`).
+    MSE,
+    /// Absolute error (`MAELoss`).
+    MAE,
+    /// Binary cross-entropy on probabilities (`BCELoss`).
+    BCE,
+    /// Cross-entropy on logits (`CELogSoftMax`).
+    CrossEntropy,
+    /// `log_softmax` then the negative log-likelihood (`CrossEntropyCriterion`).
+    LogSoftmaxNLL,
+}
+
+impl LossKind {
+    /// Whether the loss takes class indices as its target.
+    pub fn takes_indices(self) -> bool {
+        matches!(self, LossKind::CrossEntropy | LossKind::LogSoftmaxNLL)
+    }
+}
+
+/// Checks `target` against a prediction of shape `(n, k)` for `loss`.
+pub fn check_target<T: Float>(
+    op: &'static str,
+    loss: LossKind,
+    target: &Target<'_, T>,
+    n: usize,
+    k: usize,
+) -> Result<(), KernelError> {
+    if matches!(target, Target::Index(_)) && !loss.takes_indices() {
+        return Err(KernelError::invalid(
+            op,
+            "class indices are a target of the cross-entropy losses only",
+        ));
+    }
+    check_target_shape(op, n, k, target)
+}
+
+/// The summed cost of `yhat (n, k)` against `target` (checked by
+/// [`check_target`]), in `f64`, each sample's cost summed in `T`; `δ` into
+/// `delta` (`n·k`, row-major). `work` is a scratch buffer kept by the caller.
+pub fn cost_and_delta<T: Exp>(
+    loss: LossKind,
+    yhat: ArrayView2<'_, T>,
+    target: &Target<'_, T>,
+    delta: &mut [T],
+    work: &mut Vec<T>,
+) -> Result<f64, KernelError> {
+    let (n, k) = yhat.dim();
+    let yhat = yhat.as_standard_layout();
+    let ys = yhat.as_slice().expect("standard layout");
+    let as_f64 = |c: T| c.to_f64().unwrap_or(f64::NAN);
+    let probs = |op| match target {
+        Target::Prob(y) => Ok(y.as_standard_layout()),
+        Target::Index(_) => Err(KernelError::invalid(
+            op,
+            "class indices for an elementwise loss",
+        )),
+    };
+    Ok(match loss {
+        LossKind::MSE => {
+            let two = T::one() + T::one();
+            elementwise(probs("mse")?.view(), ys, k, delta, |t, p| {
+                ((t - p) * (t - p), two * (p - t))
+            })
+        }
+        LossKind::MAE => elementwise(probs("mae")?.view(), ys, k, delta, |t, p| {
+            let d = p - t;
+            let sign = if d > T::zero() {
+                T::one()
+            } else if d < T::zero() {
+                -T::one()
+            } else {
+                d // 0, or NaN
+            };
+            (d.abs(), sign)
+        }),
+        LossKind::BCE => {
+            let y = probs("bce")?;
+            try_fit(work, n * k)?;
+            let cost = &mut work[..n * k];
+            bce_elements(y.as_slice().expect("standard layout"), ys, cost, delta);
+            cost.chunks_exact(k).map(|row| as_f64(sum_slice(row))).sum()
+        }
+        LossKind::CrossEntropy => {
+            let costs = cross_entropy(yhat.view(), target.clone())?;
+            let grad = cross_entropy_backward(yhat.view(), target.clone())?;
+            delta.copy_from_slice(grad.as_slice().expect("fresh array"));
+            costs.iter().map(|&c| as_f64(c)).sum()
+        }
+        LossKind::LogSoftmaxNLL => {
+            // δ = log_softmax_backward(logp, -y), the NLL's gradient `-y` chained back.
+            try_fit(work, n * k)?;
+            let minus_y = &mut work[..n * k];
+            for (row, r) in minus_y.chunks_exact_mut(k).enumerate() {
+                for (j, v) in r.iter_mut().enumerate() {
+                    *v = -match target {
+                        Target::Index(t) => {
+                            T::from_u8(u8::from(t[row] as usize == j)).expect("0 or 1")
+                        }
+                        Target::Prob(p) => p[(row, j)],
+                    };
+                }
+            }
+            let minus_y = ArrayView2::from_shape((n, k), &*minus_y).expect("n·k elements");
+            let logp = softmax::log_softmax(yhat.view())?;
+            let grad = softmax::log_softmax_backward(logp.view(), minus_y)?;
+            delta.copy_from_slice(grad.as_slice().expect("fresh array"));
+            // A class of target 0 adds nothing (not 0·-inf).
+            let term = |y: T, l: T| if y == T::zero() { T::zero() } else { y * l };
+            let rows = minus_y.rows().into_iter().zip(logp.rows());
+            rows.map(|(y, l)| {
+                as_f64(
+                    y.iter()
+                        .zip(l)
+                        .fold(T::zero(), |s, (&y, &l)| s + term(y, l)),
+                )
+            })
+            .sum()
+        }
+    })
+}
+
+/// Grows `buf` to at least `len` elements, or reports that the memory is not there.
+pub fn try_fit<T: Float>(buf: &mut Vec<T>, len: usize) -> Result<(), KernelError> {
+    if buf.len() < len {
+        buf.try_reserve_exact(len - buf.len()).map_err(|_| {
+            KernelError::invalid(
+                "alloc",
+                format!("a buffer of {len} {} is too large to allocate", T::NAME),
+            )
+        })?;
+        buf.resize(len, T::zero());
+    }
+    Ok(())
+}
+
+/// `f(target, yhat) = (cost, gradient)` element by element over row-major
+/// `(n, k)` data: the gradients into `delta`, the sum of the per-sample costs
+/// (each summed in `T`) in `f64`.
+fn elementwise<T: Float>(
+    y: ArrayView2<'_, T>,
+    ys: &[T],
+    k: usize,
+    delta: &mut [T],
+    f: impl Fn(T, T) -> (T, T),
+) -> f64 {
+    let mut total = 0.0;
+    let rows = ys.chunks_exact(k).zip(delta.chunks_exact_mut(k));
+    for (row_y, (row_yhat, row_d)) in y.rows().into_iter().zip(rows) {
+        let mut cost = T::zero();
+        for ((&t, &p), d) in row_y.iter().zip(row_yhat).zip(row_d) {
+            let (c, g) = f(t, p);
+            cost += c;
+            *d = g;
+        }
+        total += cost.to_f64().unwrap_or(f64::NAN);
+    }
+    total
+}
+
+/// `max(v, floor)` that keeps NaN, as `np.maximum`.
+#[inline(always)]
+fn max_nan<T: Float>(v: T, floor: T) -> T {
+    if v < floor {
+        floor
+    } else {
+        v
+    }
+}
+
+multiversion! {
+    /// BCE element by element on row-major `(n, k)` targets `t` and outputs
+    /// `p`: the costs into `cost`, the gradients into `delta`.
+    fn bce_elements<T: Math>(t: &[T], p: &[T], cost: &mut [T], delta: &mut [T]) {
+        let one = T::one();
+        let floor = T::from_f64(1e-12).expect("a float");
+        let outs = cost.iter_mut().zip(delta.iter_mut());
+        for ((&t, &p), (c, d)) in t.iter().zip(p).zip(outs) {
+            *c = -(t * p.ln_clamped() + (one - t) * (one - p).ln_clamped());
+            *d = (p - t) / max_nan(p * (one - p), floor);
+        }
+    }
+}
+
+multiversion! {
+    /// The sum of `v`, in 16 interleaved partial sums (so that it vectorizes).
+    fn sum_slice<T: Float>(v: &[T]) -> T {
+        const W: usize = 16;
+        let mut acc = [T::zero(); W];
+        let chunks = v.chunks_exact(W);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a += x;
+            }
+        }
+        for (a, &x) in acc.iter_mut().zip(tail) {
+            *a += x;
+        }
+        let mut w = W;
+        while w > 1 {
+            w /= 2;
+            let (low, high) = acc.split_at_mut(w);
+            low.iter_mut().zip(&*high).for_each(|(a, &b)| *a += b);
+        }
+        acc[0]
+    }
+}
+
+/// The target of a cross-entropy: class indices or probabilities.
+#[derive(Clone, Debug)]
+pub enum Target<'a, T> {
+    /// `(N,)` class indices in `[0, k)`.
+    Index(ArrayView1<'a, i64>),
+    /// `(N, k)` probabilities (one-hot or soft labels).
+    Prob(ArrayView2<'a, T>),
+}
+
+/// Checks a cross-entropy target against logits of shape `(n, k)`.
+fn check_target_shape<T: Float>(
+    op: &'static str,
+    n: usize,
+    k: usize,
+    target: &Target<'_, T>,
+) -> Result<(), KernelError> {
+    if k == 0 && n > 0 {
+        let got = fmt_shape(&[n, k]);
+        return Err(KernelError::shape(op, "x", "(N, k) with k >= 1", got));
+    }
+    match target {
+        Target::Index(t) => {
+            if t.len() != n {
+                return Err(KernelError::shape(
+                    op,
+                    "target",
+                    format!("({n},) class indices to match logits ({n}, {k})"),
+                    fmt_shape(t.shape()),
+                ));
+            }
+            if let Some((i, &bad)) = t
+                .iter()
+                .enumerate()
+                .find(|(_, &c)| c < 0 || c as usize >= k)
+            {
+                return Err(KernelError::invalid(
+                    op,
+                    format!("target[{i}] = {bad} is not a class index in [0, {k})"),
+                ));
+            }
+        }
+        Target::Prob(p) => check_same(op, "target", "logits", p.shape(), &[n, k])?,
+    }
+    Ok(())
+}
+
+/// Per-sample cross-entropy on logits, `(N,)`: `-sum(target·log_softmax(x))`
+/// (with indices: `logsumexp(x) - x[t]`).
+pub fn cross_entropy<T: Exp>(
+    logits: ArrayView2<'_, T>,
+    target: Target<'_, T>,
+) -> Result<Array1<T>, KernelError> {
+    const OP: &str = "cross_entropy";
+    let (n, k) = logits.dim();
+    check_target_shape(OP, n, k, &target)?;
+    let mut loss = Array1::<T>::zeros(n);
+    let x = standard(OP, "the logits", &logits)?;
+    let xs = x.as_slice().expect("standard layout");
+    let ls = loss.as_slice_mut().expect("fresh array");
+    match target {
+        Target::Index(t) => {
+            let t = t.as_standard_layout();
+            let ts = t.as_slice().expect("standard layout");
+            over_rows(ls, n, 1, k, |r0, lc| {
+                let mut scratch = vec![T::zero(); k];
+                let rows = r0..r0 + lc.len();
+                ce_index_rows(
+                    &xs[rows.start * k..rows.end * k],
+                    &ts[rows],
+                    lc,
+                    &mut scratch,
+                    k,
+                );
+            });
+        }
+        Target::Prob(p) => {
+            let p = p.as_standard_layout();
+            let ps = p.as_slice().expect("standard layout");
+            over_rows(ls, n, 1, k, |r0, lc| {
+                let mut scratch = vec![T::zero(); k];
+                let r = r0 * k..(r0 + lc.len()) * k;
+                ce_prob_rows(&xs[r.clone()], &ps[r], lc, &mut scratch, k);
+            });
+        }
+    }
+    Ok(loss)
+}
+
+/// Gradient of the SUM over the batch of [`cross_entropy`] with respect to
+/// the logits, `(N, k)`: `softmax(x)·sum(target) - target`.
+pub fn cross_entropy_backward<T: Exp>(
+    logits: ArrayView2<'_, T>,
+    target: Target<'_, T>,
+) -> Result<Array2<T>, KernelError> {
+    const OP: &str = "cross_entropy_backward";
+    let (n, k) = logits.dim();
+    check_target_shape(OP, n, k, &target)?;
+    let x = standard(OP, "the logits", &logits)?;
+    let xs = x.as_slice().expect("standard layout");
+    filled_by(OP, n, k, |gs| match target {
+        Target::Index(t) => {
+            let t = t.as_standard_layout();
+            let ts = t.as_slice().expect("standard layout");
+            over_rows(gs, n, k, k, |r0, gc| {
+                let rows = r0..r0 + gc.len() / k;
+                ce_index_backward_rows(&xs[rows.start * k..rows.end * k], &ts[rows], gc, k);
+            });
+        }
+        Target::Prob(p) => {
+            let p = p.as_standard_layout();
+            let ps = p.as_slice().expect("standard layout");
+            over_rows(gs, n, k, k, |r0, gc| {
+                let r = r0 * k..r0 * k + gc.len();
+                ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
+            });
+        }
+    })
+}
+
+multiversion! {
+    /// Per-row cross-entropy with class indices: `logsumexp(x) - x[t]`;
+    /// `scratch` holds one row.
+    fn ce_index_rows<T: Exp>(x: &[T], t: &[i64], loss: &mut [T], scratch: &mut [T], k: usize) {
+        for ((xr, &ti), l) in x.chunks_exact(k).zip(t).zip(loss.iter_mut()) {
+            let m = row_max(xr);
+            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
+            *l = (m - xr[ti as usize]) + s.ln();
+        }
+    }
+}
+
+multiversion! {
+    /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
+    fn ce_index_backward_rows<T: Exp>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
+        if k >= WIDE {
+            for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
+                let inv = T::one() / T::exp_store_sum(xr, row_max(xr), gr);
+                for g in gr.iter_mut() {
+                    *g *= inv;
+                }
+                gr[ti as usize] -= T::one();
+            }
+            return;
+        }
+        let rows = block_rows(k);
+        let mut maxes = vec![T::zero(); rows];
+        for ((xb, tb), gb) in x.chunks(rows * k).zip(t.chunks(rows)).zip(dx.chunks_mut(rows * k)) {
+            shift_rows(xb, gb, k, &mut maxes);
+            exp_inplace(gb);
+            for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
+                let inv = T::one() / sum(gr);
+                for g in gr.iter_mut() {
+                    *g *= inv;
+                }
+                gr[ti as usize] -= T::one();
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// Per-row cross-entropy with target probabilities `p`:
+    /// `-sum(p·log_softmax(x)) = sum(p)·(max + log(s)) - sum(p·x)`.
+    fn ce_prob_rows<T: Exp>(x: &[T], p: &[T], loss: &mut [T], scratch: &mut [T], k: usize) {
+        for ((xr, pr), l) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(loss.iter_mut()) {
+            let m = row_max(xr);
+            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
+            // Σ p·(x - m) keeps the terms small when the logits are large; a
+            // class of probability 0 adds nothing (not 0·-inf).
+            let mut acc = T::zero();
+            for (&xv, &pv) in xr.iter().zip(pr) {
+                acc += if pv == T::zero() { T::zero() } else { pv * (xv - m) };
+            }
+            *l = sum(pr) * s.ln() - acc;
+        }
+    }
+}
+
+multiversion! {
+    /// Gradient of the summed cross-entropy with target probabilities:
+    /// `softmax(x)·sum(p) - p`.
+    fn ce_prob_backward_rows<T: Exp>(x: &[T], p: &[T], dx: &mut [T], k: usize) {
+        for ((xr, pr), gr) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
+            let m = row_max(xr);
+            let scale = sum(pr) / T::exp_store_sum(xr, m, gr);
+            for (g, &pv) in gr.iter_mut().zip(pr) {
+                *g = *g * scale - pv;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array1, Array2};
+
+    /// `cost_and_delta` against the formulas of the module doc, in `f64`.
+    fn check(loss: LossKind, yhat: &Array2<f64>, y: &Array2<f64>) {
+        let (n, k) = yhat.dim();
+        let mut delta = vec![0.0; n * k];
+        let target = Target::Prob(y.view());
+        let total = cost_and_delta(loss, yhat.view(), &target, &mut delta, &mut vec![]).unwrap();
+        let (mut want, mut want_d) = (0.0, vec![]);
+        for (yr, pr) in y.rows().into_iter().zip(yhat.rows()) {
+            let lse = pr.iter().map(|v| v.exp()).sum::<f64>().ln();
+            let sy = yr.sum();
+            for (&t, &p) in yr.iter().zip(pr) {
+                let (c, d) = match loss {
+                    LossKind::MSE => ((t - p).powi(2), 2.0 * (p - t)),
+                    LossKind::MAE => ((t - p).abs(), if p == t { 0.0 } else { (p - t).signum() }),
+                    LossKind::BCE => (
+                        -(t * p.ln().max(-100.0) + (1.0 - t) * (1.0 - p).ln().max(-100.0)),
+                        (p - t) / (p * (1.0 - p)).max(1e-12),
+                    ),
+                    _ => (-t * (p - lse), (p - lse).exp() * sy - t),
+                };
+                want += c;
+                want_d.push(d);
+            }
+        }
+        assert!(
+            (total - want).abs() <= 1e-12 * want.abs().max(1.0),
+            "{loss:?}"
+        );
+        for (g, w) in delta.iter().zip(&want_d) {
+            assert!(
+                (g - w).abs() <= 1e-12 * w.abs().max(1.0),
+                "{loss:?}: {g} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_loss_matches_its_formula() {
+        let yhat = Array2::from_shape_fn((3, 4), |(i, j)| 0.05 + 0.9 * ((i * 4 + j) as f64 / 11.0));
+        let y = Array2::from_shape_fn((3, 4), |(i, j)| f64::from(u8::from((i + j) % 3 == 0)));
+        for loss in [
+            LossKind::MSE,
+            LossKind::MAE,
+            LossKind::BCE,
+            LossKind::CrossEntropy,
+            LossKind::LogSoftmaxNLL,
+        ] {
+            check(loss, &yhat, &y);
+        }
+    }
+
+    #[test]
+    fn extreme_logits_and_nan() {
+        // A -inf logit of another class, and logits at the ends of the range.
+        for row in [[f64::NEG_INFINITY, 0.0, 1.0], [1e308, 0.0, -1e308]] {
+            let x = Array2::from_shape_vec((1, 3), row.to_vec()).unwrap();
+            let t = Array1::from(vec![1_i64]);
+            for loss in [LossKind::CrossEntropy, LossKind::LogSoftmaxNLL] {
+                let mut d = vec![0.0; 3];
+                let c = cost_and_delta(
+                    loss,
+                    x.view(),
+                    &Target::Index(t.view()),
+                    &mut d,
+                    &mut vec![],
+                )
+                .unwrap();
+                assert!(
+                    c.is_finite() && d.iter().all(|v| v.is_finite()),
+                    "{loss:?} {row:?}"
+                );
+            }
+        }
+        let x = Array2::from_shape_vec((1, 2), vec![f32::NAN, 0.5]).unwrap();
+        let y = Array2::from_shape_vec((1, 2), vec![1.0_f32, 0.0]).unwrap();
+        for loss in [
+            LossKind::MSE,
+            LossKind::MAE,
+            LossKind::BCE,
+            LossKind::LogSoftmaxNLL,
+        ] {
+            let mut d = vec![0.0; 2];
+            let c = cost_and_delta(loss, x.view(), &Target::Prob(y.view()), &mut d, &mut vec![])
+                .unwrap();
+            assert!(c.is_nan() && d[0].is_nan(), "{loss:?}");
+        }
+    }
+
+    #[test]
+    fn vectorized_helpers_match_plain_loops() {
+        for len in [0, 1, 15, 16, 17, 100, 256] {
+            let v: Vec<f64> = (0..len).map(|i| (i as f64 * 0.7).sin()).collect();
+            let want: f64 = v.iter().sum();
+            assert!((sum_slice(&v) - want).abs() <= 1e-12, "{len}");
+            let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            assert!((sum_slice(&v32) as f64 - want).abs() <= 1e-5, "{len}");
+        }
+        // BCE: saturated and NaN outputs as the scalar formula.
+        let t = [1.0_f32, 0.0, 0.3, 1.0, 0.5, 0.25, 0.7, 0.0, 1.0];
+        let yhat = [0.0_f32, 1.0, 0.3, 1.0, f32::NAN, 1e-30, 0.999_999, 0.0, 0.5];
+        let (mut cost, mut delta) = ([0.0_f32; 9], [0.0_f32; 9]);
+        bce_elements(&t, &yhat, &mut cost, &mut delta);
+        for i in 0..9 {
+            let (t, p) = (t[i], yhat[i]);
+            // max(ln v, -100), NaN kept (np.maximum).
+            let ln = |v: f32| max_nan((v as f64).ln(), -100.0) as f32;
+            let c = -(t * ln(p) + (1.0 - t) * ln(1.0 - p));
+            let d = (p - t) / max_nan(p * (1.0 - p), 1e-12);
+            assert!(
+                (cost[i] - c).abs() <= 1e-5 * c.abs().max(1.0) || (c.is_nan() && cost[i].is_nan()),
+                "{i}: {} vs {c}",
+                cost[i]
+            );
+            assert!(delta[i] == d || (d.is_nan() && delta[i].is_nan()), "{i}");
+        }
+    }
+}

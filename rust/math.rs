@@ -1,0 +1,405 @@
+//! The elementary functions of the kernels: `exp`, `ln`, `tanh`, `sigmoid`.
+//!
+//! Reference definitions (what every version below computes):
+//!
+//! - `exp(x) = e^x`, derivative `exp(x)`;
+//! - `ln_clamped(x) = max(ln x, -100)` (torch's `BCELoss` clamp), derivative `1/x`;
+//! - `tanh(x) = (e^x - e^-x) / (e^x + e^-x)`, derivative `1 - tanh(x)²`;
+//! - `sigmoid(x) = 1 / (1 + e^-x)`, derivative `s (1 - s)`.
+//!
+//! NaN in gives NaN out, everywhere. `f64` uses the standard library. `f32`
+//! uses branch-free polynomials (within a few ulp of the correctly rounded
+//! value, subnormal results included) that LLVM vectorizes; the slice forms
+//! are compiled once per instruction set by [`multiversion!`]. The one
+//! hand-written SIMD form, 16 lanes of `exp` for the AVX-512 row kernels of
+//! softmax, is [`avx512::exp16`].
+
+use crate::float::Float;
+use crate::simd::multiversion;
+
+/// A float with the kernels' elementary functions, scalar and over slices.
+pub trait Math: Float {
+    /// `e^self`.
+    fn exp_(self) -> Self;
+    /// `max(ln self, -100)`; NaN for a negative or NaN `self`.
+    fn ln_clamped(self) -> Self;
+    /// `tanh(self)`.
+    fn tanh_(self) -> Self;
+    /// `1 / (1 + e^-self)`, without overflow.
+    fn sigmoid(self) -> Self;
+
+    /// `v = e^v` for every `v`.
+    fn exp_slice(v: &mut [Self]) {
+        exp_all(v);
+    }
+    /// `v = tanh(v)` for every `v`.
+    fn tanh_slice(v: &mut [Self]) {
+        tanh_all(v);
+    }
+    /// `v = sigmoid(v)` for every `v`.
+    fn sigmoid_slice(v: &mut [Self]) {
+        sigmoid_all(v);
+    }
+}
+
+multiversion! {
+    fn exp_all<T: Math>(v: &mut [T]) {
+        v.iter_mut().for_each(|x| *x = x.exp_());
+    }
+}
+
+multiversion! {
+    fn tanh_all<T: Math>(v: &mut [T]) {
+        v.iter_mut().for_each(|x| *x = x.tanh_());
+    }
+}
+
+multiversion! {
+    fn sigmoid_all<T: Math>(v: &mut [T]) {
+        v.iter_mut().for_each(|x| *x = x.sigmoid());
+    }
+}
+
+/// `1 / (1 + e)` for `x >= 0` and `e / (1 + e)` below, with `e = e^-|x|`:
+/// neither form overflows or cancels.
+#[inline(always)]
+fn sigmoid_from<T: Float>(x: T, e: T) -> T {
+    let s = T::one() / (T::one() + e);
+    if x < T::zero() {
+        e * s
+    } else {
+        s
+    }
+}
+
+impl Math for f64 {
+    #[inline(always)]
+    fn exp_(self) -> f64 {
+        self.exp()
+    }
+
+    #[inline(always)]
+    fn ln_clamped(self) -> f64 {
+        let l = self.ln();
+        if l < -100.0 {
+            -100.0
+        } else {
+            l
+        }
+    }
+
+    #[inline(always)]
+    fn tanh_(self) -> f64 {
+        self.tanh()
+    }
+
+    #[inline(always)]
+    fn sigmoid(self) -> f64 {
+        sigmoid_from(self, (-self.abs()).exp())
+    }
+}
+
+/// `ln 2` in two parts, the first with few enough bits that `n·LN2_HI` is exact.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+
+/// `e^x` (Cephes' `expf`): `x = n·ln2 + r` with `|r| <= ln2/2`, `e^r` by a
+/// degree-7 polynomial, then `2^n` in two halves (each a normal float), so
+/// that results down to the subnormals are right; `x` is clamped to
+/// `[-104, 89]` (0 below, `inf` above), NaN kept.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    // 1.5·2^23: adding it rounds to the nearest integer, kept in the low bits.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-104.0, 89.0); // NaN stays NaN
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
+    let nf = t - ROUND;
+    let r = x - nf * LN2_HI - nf * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_2e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    let half = n >> 1;
+    let pow2 = |e: i32| f32::from_bits((e.wrapping_add(127) as u32).wrapping_shl(23));
+    y * pow2(half) * pow2(n.wrapping_sub(half))
+}
+
+/// `max(ln x, -100)`: `x = m·2^e` with `m` in `[√½, √2)` (subnormals scaled by
+/// 2^24 first), `ln m = 2 atanh(s)`, `s = (m-1)/(m+1)`, by its odd series to
+/// `s^9` (`|s| <= 0.172`: truncation < 1e-9); 0 gives -100, a negative or NaN
+/// `x` NaN, `+inf` itself.
+#[inline(always)]
+fn ln_clamped_f32(x: f32) -> f32 {
+    const SQRT_HALF: i32 = 0x3f35_04f3;
+    let tiny = x < f32::MIN_POSITIVE;
+    let xs = if tiny { x * 16_777_216.0 } else { x };
+    let off = (xs.to_bits() as i32).wrapping_sub(SQRT_HALF);
+    let e = (off >> 23) as f32 - if tiny { 24.0 } else { 0.0 };
+    let m = f32::from_bits(((off & 0x007f_ffff) + SQRT_HALF) as u32);
+    let s = (m - 1.0) / (m + 1.0);
+    let z = s * s;
+    let mut p = 1.0 / 9.0;
+    p = p * z + 1.0 / 7.0;
+    p = p * z + 0.2;
+    p = p * z + 1.0 / 3.0;
+    let l = e * LN2_HI + (2.0 * s + 2.0 * s * z * p + e * LN2_LO);
+    let l = if l < -100.0 { -100.0 } else { l };
+    let l = if x == f32::INFINITY { x } else { l };
+    if x > 0.0 {
+        l
+    } else if x == 0.0 {
+        -100.0
+    } else {
+        f32::NAN
+    }
+}
+
+/// `tanh(x)`: its odd Taylor series up to `x^15` below `|x| = 0.5` (error
+/// < 1e-8 relative), `(1 - e) / (1 + e)` with `e = e^{-2|x|}` above, the
+/// sign put back.
+#[inline(always)]
+fn tanh_f32(x: f32) -> f32 {
+    let a = x.abs();
+    let z = a * a;
+    let mut p = -929_569.0 / 638_512_875.0;
+    p = p * z + 21_844.0 / 6_081_075.0;
+    p = p * z + -1_382.0 / 155_925.0;
+    p = p * z + 62.0 / 2_835.0;
+    p = p * z + -17.0 / 315.0;
+    p = p * z + 2.0 / 15.0;
+    p = p * z + -1.0 / 3.0;
+    let small = a + a * z * p;
+    let e = exp_f32(-2.0 * a);
+    let large = (1.0 - e) / (1.0 + e);
+    let t = if a < 0.5 { small } else { large };
+    t.copysign(x)
+}
+
+impl Math for f32 {
+    #[inline(always)]
+    fn exp_(self) -> f32 {
+        exp_f32(self)
+    }
+
+    #[inline(always)]
+    fn ln_clamped(self) -> f32 {
+        ln_clamped_f32(self)
+    }
+
+    #[inline(always)]
+    fn tanh_(self) -> f32 {
+        tanh_f32(self)
+    }
+
+    #[inline(always)]
+    fn sigmoid(self) -> f32 {
+        sigmoid_from(self, exp_f32(-self.abs()))
+    }
+
+    fn exp_slice(v: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::simd::avx512() {
+            // SAFETY: the CPU has AVX-512F.
+            return unsafe { avx512::exp_slice(v) };
+        }
+        exp_all(v);
+    }
+}
+
+/// `exp` of 16 `f32` lanes with AVX-512F, for the row kernels of softmax.
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// Inputs are clamped to `[LO, HI]`: below `LO` the result rounds to 0
+    /// (`2^-150`), above `HI` it is `+inf`, and `±inf` inputs stay in range
+    /// of the reduction (no `inf - inf`).
+    const LO: f32 = -104.0;
+    const HI: f32 = 89.0;
+
+    /// `e^x` of 16 lanes: `x = n·ln2 + r` (`n` the nearest integer of
+    /// `x·log2(e)`, `ln2` in two parts so that `r` is exact), `e^r` by a
+    /// degree-5 polynomial on `|r| <= ln2/2` (minimax for the relative error,
+    /// fitted here with `c0 = 1`; 1.5e-7 at most after rounding), then
+    /// `2^n·e^r` by `vscalefps`, which rounds to subnormals and to 0 below
+    /// the range and gives `inf` above. NaN goes through: `max`/`min` return
+    /// their second operand when either is NaN.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn exp16(x: __m512) -> __m512 {
+        exp16_le::<false>(_mm512_min_ps(_mm512_set1_ps(HI), x))
+    }
+
+    /// [`exp16`] of a summand (see [`exp16_le`]).
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn exp16_summand(x: __m512) -> __m512 {
+        exp16_le::<true>(_mm512_min_ps(_mm512_set1_ps(HI), x))
+    }
+
+    /// [`exp16`] of `x <= HI` (or NaN): the forward passes take `exp` of
+    /// `x - max <= 0` only, and save the upper clamp.
+    ///
+    /// `SUMMAND`: for values that are only summed with others, or subtracted
+    /// from a larger term (the sums of the forward passes, `d - e^y·s`), `r`
+    /// comes from one FMA with `ln2` rounded to `f32`: one multiply-add less,
+    /// the relative error growing to `1.5e-7 + 2.7e-9·|x|` (at most 4e-7,
+    /// at `x = -87`, on terms below 1e-37), which cannot show in a sum whose
+    /// largest term is `e^0 = 1`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) fn exp16_le<const SUMMAND: bool>(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(_mm512_set1_ps(LO), x);
+        let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = if SUMMAND {
+            _mm512_fnmadd_ps(t, _mm512_set1_ps(std::f32::consts::LN_2), x)
+        } else {
+            let r = _mm512_fnmadd_ps(t, _mm512_set1_ps(super::LN2_HI), x);
+            _mm512_fnmadd_ps(t, _mm512_set1_ps(super::LN2_LO), r)
+        };
+        let mut p = _mm512_set1_ps(0.008_290_272);
+        for c in [0.041_898_16, 0.166_676_39, 0.499_991_48, 0.999_999_7, 1.0] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        _mm512_scalef_ps(p, t)
+    }
+
+    /// `v = e^v` for every `v`: 16-lane steps, then one masked.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn exp_slice(v: &mut [f32]) {
+        let mut i = 0;
+        while i < v.len() {
+            let m = ((1u32 << (v.len() - i).min(16)) - 1) as __mmask16;
+            // SAFETY: the lanes of `m` lie inside `v`; the others are not touched.
+            unsafe {
+                let p = v.as_mut_ptr().add(i);
+                let x = _mm512_maskz_loadu_ps(m, p);
+                _mm512_mask_storeu_ps(p, m, exp16(x));
+            }
+            i += 16;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The largest error of `f` (f32) against `want` (f64), relative to
+    /// `max(|want|, floor)`, over `xs`.
+    fn worst(xs: &[f32], f: impl Fn(f32) -> f32, want: impl Fn(f64) -> f64, floor: f64) -> f64 {
+        xs.iter()
+            .map(|&x| {
+                let w = want(x as f64);
+                (f(x) as f64 - w).abs() / w.abs().max(floor)
+            })
+            .fold(0.0, f64::max)
+    }
+
+    fn grid(lo: f32, hi: f32, n: usize) -> Vec<f32> {
+        (0..=n)
+            .map(|i| lo + (hi - lo) * i as f32 / n as f32)
+            .collect()
+    }
+
+    #[test]
+    fn f32_functions_are_within_a_few_ulp() {
+        let xs = grid(-20.0, 20.0, 80_000);
+        assert!(worst(&xs, f32::tanh_, f64::tanh, 1e-30) < 4e-7);
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        assert!(worst(&xs, f32::sigmoid, sig, 1e-30) < 4e-7);
+        assert!(worst(&grid(-87.0, 88.0, 200_000), exp_f32, f64::exp, 1e-30) < 3e-7);
+        // Subnormal results: within one step of the subnormal grid.
+        assert!(worst(&grid(-103.0, -87.5, 10_000), exp_f32, f64::exp, 0.0) < 1.0);
+        let ys: Vec<f32> = (1..=200_000).map(|i| i as f32 * 5e-6).collect();
+        assert!(worst(&ys, f32::ln_clamped, |x| x.ln().max(-100.0), 1.0) < 2e-7);
+    }
+
+    /// Relative error of `f32::exp_slice` (the SIMD `exp` this CPU runs)
+    /// against `f64::exp`, over `[lo, hi]`.
+    fn exp_slice_worst(lo: f32, hi: f32, n: usize) -> f64 {
+        let xs: Vec<f32> = (0..n)
+            .map(|i| lo + (hi - lo) * (i as f32 / (n - 1) as f32))
+            .collect();
+        let mut ys = xs.clone();
+        f32::exp_slice(&mut ys);
+        let mut worst = 0.0f64;
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = f64::from(x).exp();
+            if want > f64::from(f32::MIN_POSITIVE) && want < f64::from(f32::MAX) {
+                worst = worst.max(((f64::from(y) - want) / want).abs());
+            } else if want >= f64::from(f32::MAX) * 1.001 {
+                assert_eq!(y, f32::INFINITY, "exp({x})");
+            } else {
+                // Subnormal or 0: absolutely tiny, never negative or NaN.
+                assert!((0.0..=f32::MIN_POSITIVE).contains(&y), "exp({x}) = {y}");
+            }
+        }
+        worst
+    }
+
+    #[test]
+    fn simd_exp_is_accurate_over_a_wide_range() {
+        let worst = exp_slice_worst(-87.0, 0.0, 1_000_003);
+        assert!(worst < 2e-7, "worst relative error on [-87, 0]: {worst}");
+        let worst = exp_slice_worst(-87.0, 88.0, 1_000_003);
+        assert!(worst < 2e-7, "worst relative error on [-87, 88]: {worst}");
+        assert!(exp_slice_worst(-1e4, 1e4, 200_001) < 2e-7);
+        // Every length through the tails of the 8- and 16-lane loops.
+        for n in 1..=40 {
+            assert!(exp_slice_worst(-20.0, 5.0, n.max(2)) < 2e-7, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn special_values_and_nan() {
+        assert_eq!(exp_f32(-1e4), 0.0);
+        for f in [f32::exp_, f32::tanh_, f32::sigmoid, f32::ln_clamped] {
+            assert!(f(f32::NAN).is_nan());
+        }
+        for f in [f64::exp_, f64::tanh_, f64::sigmoid, f64::ln_clamped] {
+            assert!(f(f64::NAN).is_nan());
+        }
+        assert_eq!(exp_f32(100.0), f32::INFINITY);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(0.0), 1.0);
+        // sigmoid(-100) is e^-100 (subnormal), not a clamped constant.
+        let s = f32::sigmoid(-100.0) as f64;
+        assert!((s - (-100.0_f64).exp()).abs() <= 1.5e-45, "{s}");
+        assert_eq!(
+            [200.0_f32, -200.0, 30.0, -100.0].map(f32::tanh_),
+            [1.0, -1.0, 1.0, -1.0]
+        );
+        assert_eq!([200.0_f32, -200.0].map(f32::sigmoid), [1.0, 0.0]);
+        assert!(f32::tanh_(-0.0).is_sign_negative());
+        let lns = [0.0_f32, -0.0, -1.0, f32::INFINITY, 1e-40].map(f32::ln_clamped);
+        assert_eq!(lns[..2], [-100.0, -100.0]);
+        assert!(lns[2].is_nan() && lns[3] == f32::INFINITY);
+        assert!((lns[4] as f64 - 1e-40_f64.ln()).abs() < 1e-5, "{}", lns[4]);
+        // Every slice form (each instruction set) agrees with the scalar one.
+        let xs = grid(-110.0, 95.0, 1_001);
+        for (slice, f) in [
+            (
+                f32::exp_slice as fn(&mut [f32]),
+                f32::exp_ as fn(f32) -> f32,
+            ),
+            (f32::tanh_slice, f32::tanh_),
+            (f32::sigmoid_slice, f32::sigmoid),
+        ] {
+            let mut v = xs.clone();
+            v.push(f32::NAN);
+            slice(&mut v);
+            assert!(v.pop().unwrap().is_nan());
+            for (&g, &x) in v.iter().zip(&xs) {
+                let w = f(x);
+                assert!(g == w || (g - w).abs() <= 4e-7 * w.abs(), "{x}: {g} vs {w}");
+            }
+        }
+    }
+}

@@ -9,8 +9,11 @@ from . import _core
 from ._buildinfo import warn_if_unoptimized as _warn_if_unoptimized
 from ._core import ShapeError, get_num_threads, set_num_threads
 from .activation import LogSoftMax, ReLU, Sigmoid, Sigmoide, SoftMax, TanH, Threshold
+from .activation import LeakyReLU, Softplus
+from .batchnorm import BatchNorm1D
 from .container import AutoEncoder, Sequential, Sequentiel
 from .conv import Conv1D, Conv2D
+from .dropout import Dropout
 from .dtype import get_default_dtype, set_default_dtype
 from .gradcheck import GradcheckError, gradcheck
 from .init import manual_seed
@@ -53,6 +56,10 @@ __all__ = [
     "Flatten",
     "GradcheckError",
     "HingeLoss",
+    "LeakyReLU",
+    "Softplus",
+    "BatchNorm1D",
+    "Dropout",
     "Linear",
     "LogSoftMax",
     "Loss",

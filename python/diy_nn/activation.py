@@ -187,3 +187,87 @@ class LogSoftMax(_LastAxis):
     """
 
     _op = "log_softmax"
+
+
+# --- LeakyReLU and Softplus (issue 14) ---------------------------------------------------
+__all__ += ["LeakyReLU", "Softplus"]
+
+
+def _real(value: object, name: str) -> float:
+    """A finite real hyper-parameter as a float (``TypeError``/``ValueError`` otherwise)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
+
+
+class LeakyReLU(_Elementwise):
+    """``x`` where ``x > 0``, else ``negative_slope * x`` (torch's ``nn.LeakyReLU``).
+
+    Derivative: ``1`` where ``x > 0``, else ``negative_slope`` (at 0 too, as torch).
+    NaN stays NaN.
+
+    Args:
+        negative_slope: the slope for negative inputs (default 0.01).
+
+    Shape: any; the output has the shape of the input.
+
+    Example:
+        >>> LeakyReLU(0.1).forward(np.array([-2.0, 3.0]))
+        array([-0.2,  3. ])
+    """
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        self.negative_slope = _real(negative_slope, "LeakyReLU: negative_slope")
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
+
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        slope = np.where(x > 0, x.dtype.type(1), x.dtype.type(self.negative_slope))
+        # NaN in, NaN out (the comparison alone would give a slope for NaN)
+        return delta * np.where(np.isnan(x), x, slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class Softplus(_Elementwise):
+    """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold``
+    (torch's ``nn.Softplus``: there the two agree to rounding and exp would overflow).
+
+    Derivative: ``sigmoid(beta * x)`` (``1`` where ``beta * x > threshold``).
+
+    Args:
+        beta: the sharpness (default 1; finite and non-zero).
+        threshold: above ``beta * x > threshold`` the layer is the identity (default 20).
+
+    Shape: any; the output has the shape of the input.
+
+    Example:
+        >>> float(Softplus().forward(np.zeros(1))[0])  # log 2
+        0.6931471805599453
+    """
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
+        super().__init__()
+        self.beta = _real(beta, "Softplus: beta")
+        if self.beta == 0:
+            raise ValueError("Softplus: beta must be non-zero (it divides the output), got 0")
+        self.threshold = _real(threshold, "Softplus: threshold")
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        beta = x.dtype.type(self.beta)
+        bx = x * beta
+        with np.errstate(over="ignore"):  # exp overflows only where the identity is kept
+            soft = np.log1p(np.exp(np.minimum(bx, self.threshold))) / beta
+        return np.where(bx > self.threshold, x, soft)
+
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        bx = x * x.dtype.type(self.beta)
+        return delta * np.where(bx > self.threshold, x.dtype.type(1), F.sigmoid(bx))
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, threshold={self.threshold}"

@@ -51,6 +51,10 @@ class Module:
     _grad_names: ClassVar[tuple[str, ...]] = ("_gradient", "_grad_bias")
     # Attributes rebuilt on demand, never copied or pickled (locks, kernel state).
     _transient: ClassVar[frozenset[str]] = frozenset({"_lock"})
+    # Training mode (True) or evaluation mode (False), as torch's ``training``:
+    # ``Dropout`` and ``BatchNorm1D`` behave differently in each. A class
+    # default, so that course-style modules that skip ``__init__`` have it too.
+    training: bool = True
     # The course's attribute names, set from the two tuples above.
     _parameters: Any
     _gradient: Any
@@ -132,6 +136,20 @@ class Module:
     def train_step_output(self) -> np.ndarray | None:
         """A copy of the network's output in the last ``train_step`` that ran, or None."""
         return None
+
+    # Modes. -------------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Puts this module and all its descendants in training mode (``mode=False``:
+        evaluation mode); returns the module, as torch's ``Module.train``."""
+        if not isinstance(mode, (bool, np.bool_)):
+            raise TypeError(f"{type(self).__name__}.train: mode must be a bool, got {mode!r}")
+        for module in self.modules():
+            module.training = bool(mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode for this module and its descendants (``train(False)``); returns it."""
+        return self.train(False)
 
     # Parameters, uniformly. --------------------------------------------------
     def children(self) -> list[tuple[str, Module]]:

@@ -8,8 +8,17 @@ course's API (``forward``, ``backward_update_gradient``, ``backward_delta``,
 from . import _core
 from ._buildinfo import warn_if_unoptimized as _warn_if_unoptimized
 from ._core import ShapeError, get_num_threads, set_num_threads
-from .activation import LogSoftMax, ReLU, Sigmoid, Sigmoide, SoftMax, TanH, Threshold
-from .activation import LeakyReLU, Softplus
+from .activation import (
+    LeakyReLU,
+    LogSoftMax,
+    ReLU,
+    Sigmoid,
+    Sigmoide,
+    SoftMax,
+    Softplus,
+    TanH,
+    Threshold,
+)
 from .batchnorm import BatchNorm1D
 from .container import AutoEncoder, Sequential, Sequentiel
 from .conv import Conv1D, Conv2D

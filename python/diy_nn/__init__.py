@@ -5,7 +5,10 @@ course's API (``forward``, ``backward_update_gradient``, ``backward_delta``,
 ``update_parameters``, ``zero_grad``), on Rust kernels.
 """
 
-from . import _core
+from . import (
+    _core,
+    schedule,  # diy_nn.schedule.StepLR...
+)
 from ._buildinfo import warn_if_unoptimized as _warn_if_unoptimized
 from ._core import ShapeError, get_num_threads, set_num_threads
 from .activation import (
@@ -41,10 +44,22 @@ from .loss import (
     one_hot,
 )
 from .module import Module
-from .optim import SGD, Adam, Optim, Optimizer, fit, predict, score, train
+from .optim import SGD, Adam, AdamW, Optim, Optimizer, RMSprop
 from .pooling import AvgPool1D, AvgPool2D, MaxPool1D, MaxPool2D
 from .reshape import Flatten
 from .serialization import load, save
+from .training import (
+    Callback,
+    DivergenceError,
+    EarlyStopping,
+    LambdaCallback,
+    evaluate,
+    fit,
+    predict,
+    predict_proba,
+    score,
+    train,
+)
 
 __version__ = "0.1.0"
 
@@ -53,6 +68,14 @@ _warn_if_unoptimized(_core.debug_build)
 __all__ = [
     "ABSLoss",
     "Adam",
+    "AdamW",
+    "RMSprop",
+    "Callback",
+    "EarlyStopping",
+    "LambdaCallback",
+    "DivergenceError",
+    "evaluate",
+    "predict_proba",
     "AutoEncoder",
     "AvgPool1D",
     "AvgPool2D",
@@ -99,6 +122,7 @@ __all__ = [
     "one_hot",
     "predict",
     "save",
+    "schedule",
     "score",
     "set_default_dtype",
     "set_num_threads",

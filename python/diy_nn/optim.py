@@ -1,5 +1,7 @@
 """Optimizers: the course's ``Optim``, an abstract ``Optimizer``, ``SGD``, ``Adam``,
-and the ``fit``/``predict``/``score`` helpers.
+``AdamW`` and ``RMSprop``. The training helpers (``fit``, ``train``, ``evaluate``,
+``predict``, ``predict_proba``, ``score``, the callbacks) live in ``training.py`` and
+are importable from here too.
 
 The base ``step(batch_x, batch_y)`` runs forward, loss, backward and calls the
 subclass's ``_step(params)`` with every ``(name, parameter, gradient)`` of the
@@ -25,12 +27,16 @@ __all__ = [
     "Optimizer",
     "SGD",
     "Adam",
+    "AdamW",
+    "RMSprop",
     "Optim",
     "iterate_minibatches",
     "DivergenceError",
     "train",
     "fit",
+    "evaluate",
     "predict",
+    "predict_proba",
     "score",
 ]
 
@@ -41,6 +47,7 @@ def iterate_minibatches(
     n: int, batch_size: int, shuffle: bool = True, rng: None | int | np.random.Generator = None
 ):
     """Yields index arrays of at most ``batch_size`` covering ``range(n)`` once."""
+    batch_size = check_positive_int(batch_size, "iterate_minibatches: batch_size")
     order = get_rng(rng).permutation(n) if shuffle else np.arange(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
@@ -160,6 +167,21 @@ def _check_number(value: object, name: str, low: float, strict: bool = False) ->
     return float(value)
 
 
+def _check_betas(betas: object, name: str) -> tuple[float, float]:
+    """Checks Adam's ``betas``: two real numbers in [0, 1); returns them as floats."""
+    items = list(betas) if isinstance(betas, (tuple, list, np.ndarray)) else None
+    if items is None or len(items) != 2:
+        raise TypeError(f"{name} must be a pair of numbers in [0, 1), got {betas!r}")
+    out = []
+    for b in items:
+        if isinstance(b, bool) or not isinstance(b, (int, float, np.integer, np.floating)):
+            raise TypeError(f"{name} must be a pair of real numbers in [0, 1), got {betas!r}")
+        if not 0 <= b < 1:  # NaN fails too
+            raise ValueError(f"{name} must be two numbers in [0, 1), got {betas!r}")
+        out.append(float(b))
+    return out[0], out[1]
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum and weight decay (torch's rule).
 
@@ -217,7 +239,14 @@ class SGD(Optimizer):
         self.Y = None if Y is None else np.asarray(Y)
         if (self.X is None) != (self.Y is None):
             raise ValueError("SGD: give both X and Y, or neither")
-        self.batch_size, self.n_iter = batch_size, n_iter if n_iter is not None else maxIter
+        n_iter = n_iter if n_iter is not None else maxIter
+        if self.X is not None:  # the report's form: its loop's arguments are checked now
+            from .training import _check_data
+
+            _check_data("SGD", self.X, self.Y)
+            batch_size = check_positive_int(batch_size, "SGD: batch_size")
+            n_iter = check_positive_int(n_iter, "SGD: maxIter (n_iter), the number of epochs")
+        self.batch_size, self.n_iter = batch_size, n_iter
         self.shuffle, self.rng = shuffle, rng
 
     def _fused_step(self, bx: np.ndarray, by: np.ndarray) -> float | None:
@@ -256,6 +285,8 @@ class SGD(Optimizer):
         """Runs the epochs on the data given to the constructor; returns each epoch's mean loss."""
         if self.X is None or self.Y is None:
             raise ValueError("SGD.update: this SGD holds no data; build it as SGD(net, loss, X, Y)")
+        from .training import train
+
         return train(self, self.X, self.Y, self.batch_size, self.n_iter, self.shuffle, self.rng)
 
 
@@ -284,11 +315,10 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         super().__init__(net, loss, eps)
-        if len(betas) != 2 or any(not 0 <= b < 1 for b in betas):
-            raise ValueError(f"Adam: betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (float(betas[0]), float(betas[1]))
-        self.epsilon = _check_number(epsilon, "Adam: epsilon", low=0.0, strict=True)
-        self.weight_decay = _check_number(weight_decay, "Adam: weight_decay", low=0.0)
+        name = type(self).__name__
+        self.betas = _check_betas(betas, f"{name}: betas")
+        self.epsilon = _check_number(epsilon, f"{name}: epsilon", low=0.0, strict=True)
+        self.weight_decay = _check_number(weight_decay, f"{name}: weight_decay", low=0.0)
         self.t = 0
 
     def _step(self, params: Params) -> None:
@@ -296,7 +326,11 @@ class Adam(Optimizer):
         b1, b2 = self.betas
         c1, c2 = 1 - b1**self.t, 1 - b2**self.t
         for name, param, grad in params:
-            g = grad + self.weight_decay * param if self.weight_decay else grad
+            if self.weight_decay and self._decoupled:  # AdamW: shrink the parameter itself
+                param *= 1 - self.eps * self.weight_decay
+                g = grad
+            else:  # Adam: an L2 penalty added to the gradient
+                g = grad + self.weight_decay * param if self.weight_decay else grad
             m = self._buffer(name, "m", param)
             v = self._buffer(name, "v", param)
             m *= b1
@@ -305,8 +339,119 @@ class Adam(Optimizer):
             v += (1 - b2) * g * g
             param -= self.eps * (m / c1) / (np.sqrt(v / c2) + self.epsilon)
 
+    _decoupled = False  # AdamW's weight decay (True) or an L2 term in the gradient
+
     def __repr__(self) -> str:
-        return f"Adam(eps={self.eps}, betas={self.betas}, epsilon={self.epsilon})"
+        return (
+            f"{type(self).__name__}(eps={self.eps}, betas={self.betas}, "
+            f"epsilon={self.epsilon}, weight_decay={self.weight_decay})"
+        )
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), torch's ``AdamW`` rule.
+
+    Each step first shrinks every parameter, ``p *= 1 - eps * weight_decay``, then
+    takes Adam's step on the plain gradient (``Adam``'s ``weight_decay`` instead adds
+    ``weight_decay * p`` to the gradient, which the moments then rescale).
+
+    Args:
+        net, loss: the network and the ``Loss``.
+        eps: the learning rate (torch's ``lr``), default 1e-3.
+        betas: decay rates of the first and second moment estimates, in [0, 1).
+        epsilon: added to the denominator (torch's ``eps``), default 1e-8.
+        weight_decay: the decoupled decay coefficient >= 0 (default 1e-2, as torch).
+
+    Example:
+        >>> opt = AdamW(net, CELogSoftMax(), eps=1e-3, weight_decay=1e-2)
+        >>> opt.step(batch_x, batch_y)  # doctest: +SKIP
+    """
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        net: Module,
+        loss: Loss,
+        eps: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        epsilon: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None:
+        super().__init__(net, loss, eps, betas, epsilon, weight_decay)
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), torch's rule.
+
+    ``g = gradient + weight_decay * p``; ``s = alpha s + (1 - alpha) g²``; with
+    ``centered``, ``a = alpha a + (1 - alpha) g`` and the denominator is
+    ``sqrt(s - a²) + epsilon``, else ``sqrt(s) + epsilon``; then with momentum
+    ``b = momentum b + g / denominator`` and ``p -= eps * b``, without
+    ``p -= eps * g / denominator``.
+
+    Args:
+        net, loss: the network and the ``Loss``.
+        eps: the learning rate (torch's ``lr``), default 1e-2.
+        alpha: the decay of the squared-gradient average, in [0, 1) (default 0.99).
+        epsilon: added to the denominator (torch's ``eps``), default 1e-8.
+        momentum: in [0, 1) (default 0).
+        weight_decay: L2 penalty coefficient >= 0 added to the gradient (default 0).
+        centered: divide by an estimate of the gradient's variance instead.
+
+    Example:
+        >>> opt = RMSprop(net, MSELoss(), eps=1e-2, momentum=0.9)
+        >>> opt.step(batch_x, batch_y)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        net: Module,
+        loss: Loss,
+        eps: float = 1e-2,
+        alpha: float = 0.99,
+        epsilon: float = 1e-8,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        centered: bool = False,
+    ) -> None:
+        super().__init__(net, loss, eps)
+        self.alpha = _check_number(alpha, "RMSprop: alpha", low=0.0)
+        self.momentum = _check_number(momentum, "RMSprop: momentum", low=0.0)
+        for key, value in (("alpha", self.alpha), ("momentum", self.momentum)):
+            if value >= 1:
+                raise ValueError(f"RMSprop: {key} must be in [0, 1), got {value}")
+        self.epsilon = _check_number(epsilon, "RMSprop: epsilon", low=0.0, strict=True)
+        self.weight_decay = _check_number(weight_decay, "RMSprop: weight_decay", low=0.0)
+        if not isinstance(centered, (bool, np.bool_)):
+            raise TypeError(f"RMSprop: centered must be a bool, got {centered!r}")
+        self.centered = bool(centered)
+
+    def _step(self, params: Params) -> None:
+        a = self.alpha
+        for name, param, grad in params:
+            g = grad + self.weight_decay * param if self.weight_decay else grad
+            sq = self._buffer(name, "square_avg", param)
+            sq *= a
+            sq += (1 - a) * g * g
+            if self.centered:
+                # the same rounding as torch's lerp: s - a² cancels when the gradient
+                # hardly varies, which magnifies any difference in a
+                avg = self._buffer(name, "grad_avg", param)
+                avg += (1 - a) * (g - avg)
+                denom = np.sqrt(sq - avg * avg) + self.epsilon
+            else:
+                denom = np.sqrt(sq) + self.epsilon
+            if self.momentum:
+                buf = self._buffer(name, "momentum", param)
+                buf *= self.momentum
+                buf += g / denom
+                param -= self.eps * buf
+            else:
+                param -= self.eps * (g / denom)
+
+    def __repr__(self) -> str:
+        return f"RMSprop(eps={self.eps}, alpha={self.alpha}, momentum={self.momentum})"
 
 
 class Optim(SGD):
@@ -320,255 +465,13 @@ class Optim(SGD):
         super().__init__(net, loss, eps=eps)
 
 
-def train(
-    opt: Optimizer,
-    X: np.ndarray,
-    Y: np.ndarray,
-    batch_size: int,
-    n_iter: int,
-    shuffle: bool = True,
-    rng: None | int | np.random.Generator = None,
-) -> list[float]:
-    """``n_iter`` epochs of mini-batch steps; returns the mean loss of each epoch."""
-    if len(X) != len(Y):
-        raise ShapeError(
-            f"train: X and Y must have the same number of samples, got {len(X)} and {len(Y)}"
-        )
-    gen = get_rng(rng)
-    history = []
-    for _ in range(n_iter):
-        costs = [
-            opt.step(X[idx], Y[idx]) * len(idx)
-            for idx in iterate_minibatches(len(X), batch_size, shuffle, gen)
-        ]
-        history.append(float(np.sum(costs) / max(len(X), 1)))
-    return history
-
-
-def _is_classification(Y: np.ndarray) -> bool:
-    """Whether ``Y`` holds class labels: integer indices, one-hot rows or binary {0,1}/{-1,1}."""
-    if Y.dtype.kind in "iub":
-        return True
-    if Y.size == 0 or not np.all(Y == np.round(Y)):
-        return False
-    if Y.ndim == 2 and Y.shape[1] > 1:
-        return bool(np.all((Y == 0) | (Y == 1)) and np.all(Y.sum(axis=1) == 1))
-    return set(np.unique(Y).tolist()) <= {-1.0, 0.0, 1.0}
-
-
-def _labels(Y: np.ndarray) -> np.ndarray:
-    """Class labels ``(N,)`` from indices ``(N,)``/``(N, 1)`` or one-hot ``(N, k)``."""
-    Y = np.asarray(Y)
-    if Y.ndim == 2 and Y.shape[1] > 1:
-        return Y.argmax(axis=1)
-    return Y.reshape(len(Y))
-
-
-def predict(
-    net: Module,
-    X: np.ndarray,
-    batch_size: int | None = None,
-    threshold: float = 0.5,
-    labels: tuple[int, int] = (0, 1),
-) -> np.ndarray:
-    """Class predictions of ``net`` on ``X``, shape ``(N,)``.
-
-    Several outputs: the index of the largest. One output (``(N,)`` or
-    ``(N, 1)``): ``labels[1]`` where it exceeds ``threshold``, else ``labels[0]``
-    (use ``threshold=0, labels=(-1, 1)`` for a TanH/hinge output).
-
-    Args:
-        net: the trained network.
-        X: the inputs.
-        batch_size: forward by batches of this size (default: all at once).
-        threshold, labels: the binary rule.
-
-    Example:
-        >>> predict(net, X)  # doctest: +SKIP
-        array([0, 1, 1, ...])
-    """
-    X = np.asarray(X)
-    size = len(X) if batch_size is None else check_positive_int(batch_size, "predict: batch_size")
-    outs = [net.forward(X[i : i + size]) for i in range(0, len(X), max(size, 1))]
-    out = np.concatenate(outs) if outs else net.forward(X)
-    return _decide(out, threshold, labels)
-
-
-def _decide(out: np.ndarray, threshold: float, labels: tuple[int, int]) -> np.ndarray:
-    """Class predictions from network outputs (argmax, or one output thresholded)."""
-    if out.ndim == 2 and out.shape[1] > 1:
-        return out.argmax(axis=1)
-    return np.where(out.reshape(len(out)) > threshold, labels[1], labels[0])
-
-
-def _n_correct(out: np.ndarray, Y: np.ndarray, threshold: float | None = None) -> int:
-    """How many outputs give the class of ``Y`` (rule of ``score``)."""
-    truth = _labels(Y)
-    pm = truth.size > 0 and truth.min() < 0
-    if threshold is None:
-        threshold = 0.0 if pm else 0.5
-    return int(np.sum(_decide(out, threshold, (-1, 1) if pm else (0, 1)) == truth))
-
-
-def score(
-    net: Module,
-    X: np.ndarray,
-    Y: np.ndarray,
-    batch_size: int | None = None,
-    threshold: float | None = None,
-) -> float:
-    """Accuracy of ``net`` on ``(X, Y)``; ``Y`` as indices, one-hot, {0, 1} or {-1, +1}.
-
-    A single output is compared with ``threshold``; by default 0 when the
-    labels are in {-1, +1} (a TanH or hinge output), 0.5 otherwise (a Sigmoid
-    output): the targets the loss was trained on tell which.
-    """
-    Y = np.asarray(Y)
-    if len(Y) != len(X):
-        raise ShapeError(f"score: X and Y must have the same length, got {len(X)} and {len(Y)}")
-    if len(Y) == 0:
-        return float("nan")
-    size = len(X) if batch_size is None else check_positive_int(batch_size, "score: batch_size")
-    correct = sum(
-        _n_correct(net.forward(X[i : i + size]), Y[i : i + size], threshold)
-        for i in range(0, len(X), size)
-    )
-    return correct / len(Y)
-
-
-class DivergenceError(FloatingPointError):
-    """Training stopped: the loss became NaN or infinite (the message names the epoch)."""
-
-
-def _restore(net: Module, saved: list[np.ndarray]) -> None:
-    for (_, p, _), s in zip(net.named_parameters(), saved, strict=True):
-        p[...] = s
-
-
-def _mean_loss(net: Module, loss: Loss, X: np.ndarray, Y: np.ndarray) -> float:
-    return float(np.mean(loss.forward(Y, net.forward(X))))
-
-
-def fit(
-    opt: Optimizer,
-    X: np.ndarray,
-    Y: np.ndarray,
-    epochs: int = 100,
-    batch_size: int = 32,
-    shuffle: bool = True,
-    seed: None | int | np.random.Generator = None,
-    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
-    patience: int | None = None,
-    min_delta: float = 0.0,
-    restore_best: bool = True,
-    verbose: bool = True,
-) -> dict[str, list[float]]:
-    """Trains ``opt.net`` on ``(X, Y)`` with mini-batches; returns the history.
-
-    Args:
-        opt: the optimizer (holds the network and the loss).
-        X, Y: training inputs and targets (same length).
-        epochs: the most passes over the data.
-        batch_size: samples per step.
-        shuffle: reshuffle the samples every epoch.
-        seed: the shuffling's seed (an int or a Generator; None: the global one).
-        validation_data: ``(X_val, Y_val)`` scored after every epoch.
-        patience: stop after this many epochs without an improvement of at least
-            ``min_delta`` of the monitored loss (``val_loss`` when there is
-            validation data, else ``loss``); None: never stop early.
-        restore_best: on early stopping, put back the best epoch's parameters.
-        verbose: show a tqdm progress bar.
-
-    Ctrl-C (``KeyboardInterrupt``) stops training: the parameters go back to
-    those of the last complete epoch and the history so far is returned.
-
-    Raises:
-        DivergenceError: (a ``FloatingPointError``) the loss became NaN or inf;
-            the message names the epoch, the parameters are those of the last
-            complete epoch.
-
-    Returns:
-        ``{"loss", "accuracy", "val_loss", "val_accuracy"}``: one value per epoch.
-        ``loss`` and ``accuracy`` are running values over the epoch's batches
-        (as Keras reports them: no extra pass over the data); the validation
-        ones are computed after the epoch. Accuracies only for class labels
-        (indices, one-hot, {0, 1}, {-1, +1}), else empty lists.
-
-    Examples:
-        >>> hist = fit(Adam(net, BCELoss(), eps=1e-2), X, y, epochs=50, seed=0, verbose=False)
-        >>> hist["loss"][-1] < hist["loss"][0]  # doctest: +SKIP
-        True
-    """
-    from tqdm.auto import tqdm
-
-    X, Y = np.asarray(X), np.asarray(Y)
-    if len(X) != len(Y):
-        raise ShapeError(f"fit: X and Y must have the same length, got {len(X)} and {len(Y)}")
-    epochs = check_positive_int(epochs, "fit: epochs")
-    batch_size = check_positive_int(batch_size, "fit: batch_size")
-    if patience is not None:
-        patience = check_positive_int(patience, "fit: patience")
-    min_delta = _check_number(min_delta, "fit: min_delta", low=0.0)
-    if validation_data is not None:
-        Xv, Yv = (np.asarray(a) for a in validation_data)
-        if len(Xv) != len(Yv):
-            raise ShapeError(
-                f"fit: validation X and Y must have the same length, got {len(Xv)} and {len(Yv)}"
-            )
-    classes = _is_classification(Y)
-    gen = get_rng(seed)
-    history: dict[str, list[float]] = {
-        "loss": [],
-        "accuracy": [],
-        "val_loss": [],
-        "val_accuracy": [],
-    }
-    best, best_params, waited = np.inf, None, 0
-    bar = tqdm(range(epochs), disable=not verbose, desc="fit", unit="epoch")
-    for epoch in bar:
-        # the parameters at the end of the last whole epoch: put back when
-        # interrupted or diverging, so the model never stays half-updated
-        start = [p.copy() for _, p, _ in opt.net.named_parameters()]
-        total, correct = 0.0, 0
-        try:
-            for idx in iterate_minibatches(len(X), batch_size, shuffle, gen):
-                cost = opt.step(X[idx], Y[idx])
-                if not np.isfinite(cost):
-                    _restore(opt.net, start)
-                    raise DivergenceError(
-                        f"fit: the loss became {cost} at epoch {epoch + 1} (after "
-                        f"{len(history['loss'])} complete epochs); the parameters are those "
-                        "of the last complete epoch. Lower the learning rate or check the "
-                        "data for NaN/inf"
-                    )
-                total += cost * len(idx)
-                if classes and opt.last_output is not None:
-                    correct += _n_correct(opt.last_output, Y[idx])
-        except KeyboardInterrupt:
-            _restore(opt.net, start)
-            break
-        history["loss"].append(total / max(len(X), 1))
-        if classes:
-            history["accuracy"].append(correct / max(len(X), 1))
-        monitored = history["loss"][-1]
-        if validation_data is not None:
-            history["val_loss"].append(_mean_loss(opt.net, opt.loss, Xv, Yv))
-            if classes:
-                history["val_accuracy"].append(score(opt.net, Xv, Yv))
-            monitored = history["val_loss"][-1]
-        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items() if v})
-        if patience is None:
-            continue
-        if monitored < best - min_delta:
-            best, waited = monitored, 0
-            if restore_best:
-                best_params = [p.copy() for _, p, _ in opt.net.named_parameters()]
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    bar.close()
-    if best_params is not None and waited > 0:
-        for (_, p, _), saved in zip(opt.net.named_parameters(), best_params, strict=True):
-            p[...] = saved
-    return history
+# The training helpers, importable from here as before (``from diy_nn.optim import fit``).
+from .training import (  # noqa: E402
+    DivergenceError,
+    evaluate,
+    fit,
+    predict,
+    predict_proba,
+    score,
+    train,
+)

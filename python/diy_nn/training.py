@@ -97,7 +97,7 @@ class Callback:
     """
 
     stop_training: bool = False
-    optimizer: Optimizer | None = None
+    optimizer: Any = None  # the Optimizer, set by set_optimizer (or the schedule's own)
 
     def set_optimizer(self, opt: Optimizer) -> None:
         self.optimizer = opt
@@ -170,7 +170,8 @@ class EarlyStopping(Callback):
         self.min_delta = _check_number(min_delta, "EarlyStopping: min_delta", low=0.0)
         self.restore_best = bool(restore_best)
         self.stop_training = False
-        self.best, self.waited, self.best_params = np.inf, 0, None
+        self.best, self.waited = np.inf, 0
+        self.best_params: list[np.ndarray] | None = None
 
     def on_train_begin(self, logs: dict[str, float]) -> None:
         self.best, self.waited, self.best_params = np.inf, 0, None

@@ -250,20 +250,15 @@ def train_test_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A fixed, seeded split of ``range(n)``: returns ``(train_idx, test_idx)``, sorted.
 
-    With ``stratify`` (labels), each class is split in the same proportion.
+    scikit-learn's ``train_test_split``; with ``stratify`` (labels), each class is split
+    in the same proportion.
     """
+    from sklearn.model_selection import train_test_split as split
+
     if not 0 < test_fraction < 1:
         raise ValueError(f"train_test_split: test_fraction must be in (0, 1), got {test_fraction}")
-    gen = np.random.default_rng(seed)
-    groups = (
-        [np.arange(n)]
-        if stratify is None
-        else [np.flatnonzero(np.asarray(stratify) == c) for c in np.unique(stratify)]
+    labels = None if stratify is None else np.asarray(stratify)
+    train_idx, test_idx = split(
+        np.arange(n), test_size=test_fraction, random_state=seed, stratify=labels
     )
-    test = []
-    for g in groups:
-        g = gen.permutation(g)
-        test.append(g[: int(round(len(g) * test_fraction))])
-    test_idx = np.sort(np.concatenate(test))
-    train_idx = np.setdiff1d(np.arange(n), test_idx)
-    return train_idx, test_idx
+    return np.sort(train_idx), np.sort(test_idx)

@@ -1,77 +1,30 @@
-"""Helpers shared by the experiments: a training loop with a progress bar, data access."""
+"""Helpers shared by the experiments: ``fit``'s options, data access, small models and
+measures. Training goes through ``diy_nn.fit`` (callbacks, schedules), never a loop here."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import data
-from ..loss import Loss
 from ..module import Module
-from ..optim import Optimizer, iterate_minibatches
+from ..optim import Optimizer
+from ..schedule import StepLR
 from . import Context, MissingData
 
 
-def fit(
-    ctx: Context,
-    opt: Optimizer,
-    X: np.ndarray,
-    Y: np.ndarray,
-    epochs: int,
-    batch_size: int,
-    desc: str,
-    rng_offset: int = 0,
-    on_epoch: Callable[[int], dict[str, float] | None] | None = None,
-    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
-    decay_at: int | None = None,
-) -> list[float]:
-    """``epochs`` passes of shuffled mini-batch ``opt.step``; returns each epoch's mean loss.
-
-    ``on_epoch(epoch)`` may return values to show in the progress bar; ``augment(batch,
-    rng)`` transforms each training batch; from epoch ``decay_at`` on the step is 10x smaller.
-    """
-    gen = ctx.rng(1000 + rng_offset)
-    history: list[float] = []
-    bar = tqdm(
-        range(epochs), desc=desc, leave=False, disable=not ctx.progress, unit="ep", mininterval=1
-    )
-    for epoch in bar:
-        if decay_at is not None and epoch == decay_at:
-            opt.eps *= 0.1
-        total = 0.0
-        for idx in iterate_minibatches(len(X), batch_size, True, gen):
-            bx = X[idx] if augment is None else augment(X[idx], gen)
-            total += opt.step(bx, Y[idx]) * len(idx)
-        history.append(total / len(X))
-        shown = {"loss": f"{history[-1]:.4g}"}
-        if on_epoch is not None:
-            extra = on_epoch(epoch)
-            if extra:
-                shown.update({k: f"{v:.4g}" for k, v in extra.items()})
-        bar.set_postfix(shown)
-    return history
+def fit_options(ctx: Context, desc: str, rng_offset: int = 0) -> dict[str, Any]:
+    """The keyword arguments every experiment gives ``diy_nn.fit``: the shuffling's seed
+    (derived from the run's seed and ``rng_offset``), the progress bar and its label."""
+    return {"seed": ctx.rng(1000 + rng_offset), "verbose": ctx.progress, "desc": desc}
 
 
-def mean_loss(net: Module, loss: Loss, X: np.ndarray, Y: np.ndarray, batch: int = 2048) -> float:
-    """The mean per-sample loss of ``net`` on ``(X, Y)``, in batches."""
-    total = 0.0
-    for start in range(0, len(X), batch):
-        sl = slice(start, start + batch)
-        total += float(np.sum(loss.forward(Y[sl], net.forward(X[sl]))))
-    return total / len(X)
-
-
-def predict(net: Module, X: np.ndarray, batch: int = 2048) -> np.ndarray:
-    """``net.forward`` in batches, concatenated."""
-    return np.concatenate([net.forward(X[s : s + batch]) for s in range(0, len(X), batch)])
-
-
-def one_hot(y: np.ndarray, k: int) -> np.ndarray:
-    out = np.zeros((len(y), k))
-    out[np.arange(len(y)), y] = 1.0
-    return out
+def decay_for_last_quarter(opt: Optimizer, epochs: int) -> list[StepLR]:
+    """A ``StepLR`` making the learning rate 10x smaller for the last quarter of
+    ``epochs`` (as a callbacks list; empty when there are too few epochs)."""
+    at = (3 * epochs) // 4
+    return [StepLR(opt, step_size=at, gamma=0.1)] if at >= 1 else []
 
 
 def usps(ctx: Context, split: str, scale: str = "unit") -> tuple[np.ndarray, np.ndarray]:

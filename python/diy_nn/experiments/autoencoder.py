@@ -9,8 +9,9 @@ from ..activation import Sigmoid, TanH
 from ..container import AutoEncoder
 from ..loss import BCELoss
 from ..optim import Adam
+from ..training import evaluate, fit
 from . import Context, Metric, Result, register
-from ._common import fit, mean_loss, mlp, predict, psnr, subsample, usps
+from ._common import fit_options, mlp, psnr, subsample, usps
 
 SIZES_ENC = [256, 100, 10]
 SIZES_DEC = [10, 100, 256]
@@ -43,8 +44,9 @@ def train_autoencoder(
     net = build_autoencoder(ctx.rng(300 + offset), init, sizes)
     opt = Adam(net, BCELoss(), eps=2e-3)
     epochs = ctx.budget(40, 2)
-    hist = fit(ctx, opt, X_in, X_target, epochs, 64, desc, rng_offset=offset)
-    return net, [h / X_in.shape[1] for h in hist]  # per pixel
+    hist = fit(opt, X_in, X_target, epochs, 64, **fit_options(ctx, desc, offset))
+    net.eval()
+    return net, [h / X_in.shape[1] for h in hist["loss"]]  # per pixel
 
 
 @register(
@@ -62,8 +64,8 @@ def run_autoencoder(ctx: Context) -> Result:
     rows, titles, curves, metrics = [Xte[show]], ["original"], {}, []
     for i, init in enumerate(("uniform", "rand")):
         net, hist = train_autoencoder(ctx, Xtr, Xtr, init, f"AE {init}", i)
-        rec = predict(net, Xte)
-        bce = mean_loss(net, BCELoss(), Xte, Xte) / Xte.shape[1]
+        rec = net.forward(Xte)
+        bce = evaluate(net, BCELoss(), Xte, Xte, batch_size=2048)["loss"] / Xte.shape[1]
         rows.append(rec[show])
         titles.append(f"init {init}")
         curves[f"init {init} (train)"] = hist
@@ -121,7 +123,7 @@ def run_denoising(ctx: Context) -> Result:
             net, _ = train_autoencoder(
                 ctx, noisy_tr, Xtr, "uniform", f"denoise {noise} {code}-d", 10 + 2 * i + j, sizes
             )
-            rec = predict(net, noisy_te)
+            rec = net.forward(noisy_te)
             rows.append(rec[show])
             titles.append(f"{code}-d code")
             wide = code != 10

@@ -16,8 +16,9 @@ from ..linear import Linear
 from ..loss import MSELoss
 from ..module import Module
 from ..optim import SGD, Adam
+from ..training import fit
 from . import Context, Metric, Result, register
-from ._common import fit, predict
+from ._common import decay_for_last_quarter, fit_options
 
 
 @dataclass
@@ -116,7 +117,7 @@ def _targets(y: np.ndarray, out: str) -> np.ndarray:
 
 
 def _scores(net: Module, X: np.ndarray, out: str = "linear") -> np.ndarray:
-    s = predict(net, X).ravel()
+    s = net.forward(X).ravel()
     return s - 0.5 if out == "sigmoid" else s
 
 
@@ -129,10 +130,16 @@ def run(ctx: Context) -> Result:
         net = case.build(ctx.rng(100 + i))
         opt = (Adam if case.adam else SGD)(net, MSELoss(), eps=case.eps)
         epochs = ctx.budget(case.epochs, case.quick_epochs)
-        decay = (3 * epochs) // 4 if case.adam else None
         fit(
-            ctx, opt, Xtr, _targets(ytr, case.out), epochs, case.batch, case.name, i, decay_at=decay
+            opt,
+            Xtr,
+            _targets(ytr, case.out),
+            epochs,
+            case.batch,
+            callbacks=decay_for_last_quarter(opt, epochs) if case.adam else [],
+            **fit_options(ctx, case.name, i),
         )
+        net.eval()
         acc_tr = float(np.mean(np.sign(_scores(net, Xtr, case.out)) == ytr))
         acc = float(np.mean(np.sign(_scores(net, Xte, case.out)) == yte))
         result.figures.append(

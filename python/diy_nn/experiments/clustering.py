@@ -9,8 +9,10 @@ from ..activation import Sigmoid, TanH
 from ..container import AutoEncoder
 from ..loss import MSELoss
 from ..optim import Adam
+from ..schedule import StepLR
+from ..training import fit
 from . import Context, Metric, Result, register
-from ._common import fit, mlp, subsample, usps
+from ._common import fit_options, mlp, subsample, usps
 
 MASK = 0.5  # fraction of the input pixels zeroed while training (clean targets)
 N_AUTOENCODERS = 4  # candidates trained from different initialisations
@@ -32,12 +34,15 @@ def _train_autoencoder(ctx: Context, Xtr: np.ndarray, k: int, n: int) -> tuple[A
     # whose codes cluster better than a plain one's
     hist: list[float] = []
     rounds, per_round = ctx.budget(8, 1), ctx.budget(25, 2)
+    # settle: a step 0.15x smaller (3e-4) for the last two rounds; the schedule counts
+    # the epochs across the rounds' fits
+    settle = [StepLR(opt, (rounds - 2) * per_round, gamma=0.15)] if rounds > 2 else []
     for r in range(rounds):
-        if r == rounds - 2:
-            opt.eps = 3e-4  # settle: a smaller step for the last two rounds
         masked = Xtr * (g.random(Xtr.shape) >= MASK)
         desc = f"clustering AE {k + 1}/{n}, round {r + 1}/{rounds}"
-        hist += fit(ctx, opt, masked, Xtr, per_round, 64, desc, 10 * k + r)
+        opts = fit_options(ctx, desc, 10 * k + r)
+        hist += fit(opt, masked, Xtr, per_round, 64, callbacks=settle, **opts)["loss"]
+    net.eval()
     return net, hist
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from sklearn.feature_selection import f_classif
+from sklearn.metrics import confusion_matrix
+from sklearn.model_selection import StratifiedKFold
 
 from .. import plotting
 from ..activation import ReLU, SoftMax
@@ -17,8 +20,9 @@ from ..module import Module
 from ..optim import Adam
 from ..pooling import MaxPool1D, MaxPool2D
 from ..reshape import Flatten
+from ..training import fit, predict_proba
 from . import Context, Metric, MissingData, Result, register
-from ._common import fit, predict
+from ._common import fit_options
 from .usps_mlp import classify_usps
 
 IRIS_NETS = 5  # networks averaged (their SoftMax outputs) for the iris prediction
@@ -26,12 +30,9 @@ IRIS_FEATURES = ["sepal length", "sepal width", "petal length", "petal width"]
 
 
 def _anova_f(X: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """One-way ANOVA F statistic of each column of ``X`` against the classes ``y``."""
-    classes = np.unique(y)
-    mean = X.mean(axis=0)
-    between = sum(np.sum(y == c) * (X[y == c].mean(axis=0) - mean) ** 2 for c in classes)
-    within = sum(np.sum((X[y == c] - X[y == c].mean(axis=0)) ** 2, axis=0) for c in classes)
-    return (between / (len(classes) - 1)) / (within / (len(X) - len(classes)))
+    """One-way ANOVA F statistic of each column of ``X`` against the classes ``y``
+    (scikit-learn's ``f_classif``)."""
+    return f_classif(X, y)[0]
 
 
 def _iris_model(
@@ -60,14 +61,13 @@ def _iris_model(
             Conv1D(2, 1, 16, rng=g), MaxPool1D(2, 2), Flatten(), Linear(16, 3, rng=g), SoftMax()
         )
         opt = Adam(net, CrossEntropyLoss(), eps=1e-2)
-        hist = fit(
-            ctx, opt, prep(X), y, epochs, 20, f"iris Conv1D {k + 1}/{n_nets}", 100 + 10 * offset + k
-        )
-        first_hist = first_hist or hist
+        desc = f"iris Conv1D {k + 1}/{n_nets}"
+        hist = fit(opt, prep(X), y, epochs, 20, **fit_options(ctx, desc, 100 + 10 * offset + k))
+        first_hist = first_hist or hist["loss"]
         nets.append(net)
 
     def proba(a: np.ndarray) -> np.ndarray:
-        return np.mean([predict(net, prep(a)) for net in nets], axis=0)
+        return np.mean([predict_proba(net, prep(a)) for net in nets], axis=0)
 
     return proba, first_hist, order
 
@@ -79,10 +79,10 @@ def _iris(ctx: Context) -> tuple[list[Metric], list, str]:
     # k-fold cross-validation on the training split: how the recipe does on flowers it
     # was not trained on, without touching the test split
     n_folds = ctx.budget(5, 2)
-    folds = np.array_split(ctx.rng(810).permutation(tr), n_folds)
+    folds = StratifiedKFold(n_folds, shuffle=True, random_state=int(ctx.rng(810).integers(2**31)))
     cv_hits = 0
-    for f, val in enumerate(folds):
-        fit_idx = np.setdiff1d(tr, val)
+    for f, (fit_pos, val_pos) in enumerate(folds.split(X[tr], y[tr])):
+        fit_idx, val = tr[fit_pos], tr[val_pos]
         proba, _, _ = _iris_model(ctx, X[fit_idx], y[fit_idx], n_nets, epochs, f + 1)
         cv_hits += int(np.sum(proba(X[val]).argmax(axis=1) == y[val]))
     proba, hist, order = _iris_model(ctx, X[tr], y[tr], n_nets, epochs, 0)
@@ -90,7 +90,7 @@ def _iris(ctx: Context) -> tuple[list[Metric], list, str]:
     acc = float(np.mean(pred == y[te]))
     figs = [
         plotting.plot_confusion_matrix(
-            plotting.confusion_matrix(y[te], pred, 3),
+            confusion_matrix(y[te], pred, labels=np.arange(3)),
             ctx.figure("iris_confusion.png"),
             ["setosa", "versicolor", "virginica"],
             title=f"iris Conv1D, test accuracy {acc:.3f} ({len(te)} flowers)",

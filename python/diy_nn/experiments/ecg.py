@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import confusion_matrix
 
 from .. import plotting
 from ..activation import Sigmoid, TanH
@@ -10,8 +11,9 @@ from ..container import AutoEncoder
 from ..data import train_test_split
 from ..loss import MAELoss
 from ..optim import Adam
+from ..training import fit
 from . import Context, Metric, Result, register
-from ._common import ecg, fit, mlp, predict
+from ._common import ecg, fit_options, mlp
 
 MIN_TRAIN_PRECISION = 0.995  # margin over the 0.99 target, fixed before looking at the test split
 
@@ -66,10 +68,12 @@ def run(ctx: Context) -> Result:
         mlp([140, 32, 16, 8], [TanH] * 3, g), mlp([8, 16, 32, 140], [TanH, TanH, Sigmoid], g)
     )
     opt = Adam(net, MAELoss(), eps=2e-3)
-    hist = fit(ctx, opt, train_normal, train_normal, ctx.budget(150, 3), 32, "ECG AE")
+    epochs = ctx.budget(150, 3)
+    hist = fit(opt, train_normal, train_normal, epochs, 32, **fit_options(ctx, "ECG AE"))["loss"]
+    net.eval()
 
     def error(a: np.ndarray) -> np.ndarray:
-        return np.mean(np.abs(predict(net, a) - a), axis=1)
+        return np.mean(np.abs(net.forward(a) - a), axis=1)
 
     err_tr, err_te = error(Xtr), error(Xte)
     # threshold from the training split only (its normal and abnormal beats)
@@ -80,8 +84,8 @@ def run(ctx: Context) -> Result:
     mean_std = float(err_tr[ytr == 1].mean() + err_tr[ytr == 1].std())
     s_tf = _scores(yte, (err_te < mean_std).astype(np.int64))
 
-    cm = plotting.confusion_matrix(1 - yte, 1 - pred_te, 2)  # rows: normal, abnormal
-    rec_te = predict(net, Xte)
+    cm = confusion_matrix(1 - yte, 1 - pred_te, labels=[0, 1])  # rows: normal, abnormal
+    rec_te = net.forward(Xte)
     panels = []
     for lab, name in ((1, "normal"), (0, "abnormal")):
         for k in np.flatnonzero(yte == lab)[:2]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import plotting
 from ..linear import Linear
 from ..loss import MSELoss
 from ..optim import SGD
+from ..training import LambdaCallback, fit
 from . import Context, Metric, Result, register
 
 
@@ -28,14 +28,24 @@ def run(ctx: Context) -> Result:
     A = np.c_[x, np.ones(len(x))]
     step = 1.0 / np.linalg.eigvalsh(2 * A.T @ A).max()
     opt = SGD(net, MSELoss(), eps=step)
-    losses = []
-    bar = tqdm(
-        range(ctx.budget(2000, 2000)), desc="regression", leave=False, disable=not ctx.progress
+    losses: list[float] = []
+
+    def converged(epoch: int, logs: dict[str, float]) -> bool:
+        losses.append(logs["loss"])
+        return len(losses) > 1 and abs(losses[-2] - losses[-1]) <= 1e-15 * losses[-1]
+
+    # one full batch per epoch, in order: each epoch is one gradient step
+    fit(
+        opt,
+        x,
+        Y,
+        ctx.budget(2000, 2000),
+        len(x),
+        shuffle=False,
+        verbose=ctx.progress,
+        desc="regression",
+        callbacks=[LambdaCallback(on_epoch_end=converged)],
     )
-    for _ in bar:
-        losses.append(opt.step(x, Y))
-        if len(losses) > 1 and abs(losses[-2] - losses[-1]) <= 1e-15 * losses[-1]:
-            break
     slope, intercept = float(net._parameters[0, 0]), float(net._bias[0])
     rel_slope = abs(slope - ref_slope) / abs(ref_slope)
     rel_intercept = abs(intercept - ref_intercept) / max(abs(ref_intercept), 1e-12)

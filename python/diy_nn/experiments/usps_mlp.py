@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from sklearn.metrics import confusion_matrix
 
 from .. import plotting
 from ..activation import SoftMax, TanH
@@ -13,12 +14,13 @@ from ..linear import Linear
 from ..loss import CrossEntropyLoss, Loss
 from ..module import Module
 from ..optim import Adam
+from ..training import fit, predict, score
 from . import Context, Metric, Result, register
-from ._common import fit, mean_loss, predict, shift_images, subsample, usps
+from ._common import decay_for_last_quarter, fit_options, shift_images, subsample, usps
 
 
 def accuracy(net: Module, X: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(predict(net, X).argmax(axis=1) == y))
+    return score(net, X, y, batch_size=2048)
 
 
 def classify_usps(
@@ -42,34 +44,31 @@ def classify_usps(
         Xtr, ytr = Xtr[(k := subsample(ctx, len(Xtr), 600))], ytr[k]
         Xte, yte = Xte[(k := subsample(ctx, len(Xte), 300, 1))], yte[k]
     Xtr, Xte = prep(Xtr), prep(Xte)
-    test_loss: list[float] = []
-
-    def on_epoch(_: int) -> dict[str, float]:
-        test_loss.append(mean_loss(net, loss, Xte, yte))
-        return {"test": test_loss[-1]}
-
     opt = Adam(net, loss, eps=lr)
     n_epochs = ctx.budget(epochs, 2)
+    # the test split as validation data only draws its loss curve: nothing monitors it
     hist = fit(
-        ctx,
         opt,
         Xtr,
         ytr,
         n_epochs,
         batch,
-        label,
-        on_epoch=on_epoch,
-        augment=shift_images if augment else None,
-        decay_at=(3 * n_epochs) // 4,
+        validation_data=(Xte, yte),
+        callbacks=decay_for_last_quarter(opt, n_epochs),
+        batch_transform=shift_images if augment else None,
+        **fit_options(ctx, label),
     )
     acc, acc_tr = accuracy(net, Xte, yte), accuracy(net, Xtr, ytr)
-    cm = plotting.confusion_matrix(yte, predict(net, Xte).argmax(axis=1), 10)
+    cm = confusion_matrix(yte, predict(net, Xte, batch_size=2048), labels=np.arange(10))
     figs = [
         plotting.plot_confusion_matrix(
             cm, ctx.figure("confusion.png"), title=f"{label}: USPS test accuracy {acc:.4f}"
         ),
         plotting.plot_curves(
-            {"train (mean over the epoch)": hist, "test (after the epoch)": test_loss},
+            {
+                "train (mean over the epoch)": hist["loss"],
+                "test (after the epoch)": hist["val_loss"],
+            },
             ctx.figure("loss.png"),
             ylabel="cross-entropy",
             title=f"{label} on USPS (Adam lr {lr}, batch {batch})",
@@ -78,7 +77,8 @@ def classify_usps(
     return Result(
         [Metric("test accuracy", acc), Metric("train accuracy", acc_tr)],
         figs,
-        f"Adam lr {lr} (10x smaller for the last quarter), batch {batch}, {len(hist)} epochs "
+        f"Adam lr {lr} (10x smaller for the last quarter), batch {batch}, "
+        f"{len(hist['loss'])} epochs "
         f"on the 7291 training digits{', randomly shifted by up to 1 pixel' if augment else ''}, "
         "scored once on the 2007 test digits (the test loss is drawn, never used to choose)",
     )

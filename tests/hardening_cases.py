@@ -1264,6 +1264,35 @@ def _module_specs() -> list[ModuleSpec]:
             (3, 4),
             elementwise=lambda x: np.where(x > 0.1, x, -2.0),
         ),
+        ModuleSpec(
+            nn.LeakyReLU,
+            lambda dt: nn.LeakyReLU(0.1),
+            (3, 4),
+            (3, 4),
+            elementwise=lambda x: np.where(x > 0, x, 0.1 * x),
+        ),
+        ModuleSpec(
+            nn.Softplus,
+            lambda dt: nn.Softplus(),
+            (3, 4),
+            (3, 4),
+            elementwise=lambda x: np.where(x > 20, x, np.logaddexp(0, np.minimum(x, 20))),
+        ),
+        ModuleSpec(
+            nn.Dropout,  # seeded: the mask of default_rng(0), entries kept scaled by 1/(1-p)
+            lambda dt: nn.Dropout(0.5, rng=0),
+            (3, 4),
+            (3, 4),
+            elementwise=lambda x: x * (np.random.default_rng(0).random(np.shape(x)) >= 0.5) * 2.0,
+        ),
+        ModuleSpec(
+            nn.BatchNorm1D,
+            lambda dt: nn.BatchNorm1D(4, dtype=dt),
+            (5, 4),
+            (5, 4),
+            ctor=nn.BatchNorm1D,
+            ctor_ints={"num_features": 4},
+        ),
         ModuleSpec(nn.SoftMax, lambda dt: nn.SoftMax(), (3, 4), (3, 4), needs=("softmax",)),
         ModuleSpec(
             nn.LogSoftMax, lambda dt: nn.LogSoftMax(), (3, 4), (3, 4), needs=("log_softmax",)
@@ -1432,8 +1461,8 @@ def module_cases(spec: ModuleSpec) -> list[Case]:
     )
     if spec.elementwise is None:
         for label, xb in (("extra axis", x0[None]), ("missing axis", x0[0])):
-            if name == "Flatten":
-                continue
+            if name == "Flatten" or (name == "BatchNorm1D" and label == "extra axis"):
+                continue  # BatchNorm1D takes (N, C) and (N, L, C)
             add(
                 f"input {label}",
                 run(xb, None),

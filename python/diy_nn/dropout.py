@@ -59,7 +59,7 @@ class Dropout(Module):
     def _scaled_mask(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         if self.p == 1:
             return np.zeros(shape, dtype)
-        keep = get_rng(self._rng).random(shape) >= self.p
+        keep = np.asarray(get_rng(self._rng).random(shape)) >= self.p
         return keep.astype(dtype) * dtype.type(1 / (1 - self.p))
 
     def forward(self, X: np.ndarray) -> np.ndarray:

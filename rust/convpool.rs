@@ -138,18 +138,18 @@ fn forward_impl<T: Float>(
     plan: &Plan,
 ) -> (Array4<T>, Array4<i64>) {
     let shape = plan.pooled();
-    let mut y = Array4::<T>::zeros(shape);
-    let mut arg = Array4::<i64>::zeros(shape);
-    if y.is_empty() {
-        return (y, arg);
+    if shape.iter().product::<usize>() == 0 {
+        return (Array4::zeros(shape), Array4::zeros(shape));
     }
+    let mut y = Array4::<T>::uninit(shape);
+    let mut arg = Array4::<i64>::uninit(shape);
     {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
         let conv = ForwardPlan::new(&w, b, &plan.conv);
         let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
-        let one = |g: usize, (yc, ac): (&mut [T], &mut [i64])| {
+        let one = |g: usize, (yc, ac): (&mut [MaybeUninit<T>], &mut [MaybeUninit<i64>])| {
             let (n0, n1) = plan.samples(g);
             with_scratch_in(&GROUP_OUT, (n1 - n0) * conv_len, |out: &mut [T]| {
                 conv.run(xs, n0, n1, out);
@@ -168,7 +168,10 @@ fn forward_impl<T: Float>(
         let parts = threads::parts(plan.parallel);
         threads::par_chunks_mut2(ys, len, args, len, parts, |g, yc, ac| one(g, (yc, ac)));
     };
-    (y, arg)
+    // SAFETY: `par_chunks_mut2` ran on every group's slices, each cut into
+    // whole samples (the arrays hold `N` of them), and `max_pool_sample`
+    // wrote all of each sample's.
+    unsafe { (y.assume_init(), arg.assume_init()) }
 }
 
 /// The gradients of the weight and bias, added into `gw` and `gb`, and

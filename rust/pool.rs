@@ -18,7 +18,7 @@ use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use crate::conv::check_shape;
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
-use crate::simd::{as_f32, as_f32_mut, avx512, multiversion};
+use crate::simd::{as_f32, avx512, multiversion};
 use crate::threads;
 
 /// Element visits below which pooling stays on the calling thread: a
@@ -137,7 +137,12 @@ mod avx512 {
 
     /// [`super::max_pool_sample`] for `f32`, `p.c` a multiple of 16.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn max_pool_f32(xs: &[f32], yc: &mut [f32], ac: &mut [i64], p: &Pool2dParams) {
+    pub(super) fn max_pool_f32(
+        xs: &[f32],
+        yc: &mut [MaybeUninit<f32>],
+        ac: &mut [MaybeUninit<i64>],
+        p: &Pool2dParams,
+    ) {
         let (ho, wo) = p.out_dims();
         let c = p.c;
         assert!(c.is_multiple_of(16) && xs.len() >= p.h * p.w * c);
@@ -175,7 +180,7 @@ mod avx512 {
                                 hi = _mm512_mask_mov_epi64(hi, (take >> 8) as u8, at);
                             }
                         }
-                        _mm512_storeu_ps(yc.as_mut_ptr().add(o + c0), best);
+                        _mm512_storeu_ps(yc.as_mut_ptr().add(o + c0).cast(), best);
                         _mm512_storeu_si512(ac.as_mut_ptr().add(o + c0).cast(), lo);
                         _mm512_storeu_si512(ac.as_mut_ptr().add(o + c0 + 8).cast(), hi);
                     }
@@ -245,9 +250,15 @@ pub(crate) fn beats<T: Float>(v: T, best: T) -> bool {
 
 /// Max pooling of one sample `xs (H, W, C)` into `yc`/`ac (Ho, Wo, C)`:
 /// explicit AVX-512 for `f32` by 16 channels, else [`max_pool_generic`].
-pub(crate) fn max_pool_sample<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
+/// Every element of `yc` and `ac` is written (they may come uninitialized).
+pub(crate) fn max_pool_sample<T: Float>(
+    xs: &[T],
+    yc: &mut [MaybeUninit<T>],
+    ac: &mut [MaybeUninit<i64>],
+    p: &Pool2dParams,
+) {
     #[cfg(target_arch = "x86_64")]
-    if let (Some(xs), Some(yc)) = (as_f32(xs), as_f32_mut(yc)) {
+    if let (Some(xs), Some(yc)) = (as_f32(xs), as_f32_uninit(yc)) {
         if avx512() && p.c.is_multiple_of(16) {
             // SAFETY: the CPU has AVX-512F.
             return unsafe { avx512::max_pool_f32(xs, yc, ac, p) };
@@ -260,7 +271,12 @@ multiversion! {
     /// [`max_pool_sample`] on the widest instruction set found: the channel
     /// loop, with its two selects (a float and an `i64` lane per channel),
     /// only vectorizes well with wide registers.
-    fn max_pool_generic<T: Float>(xs: &[T], yc: &mut [T], ac: &mut [i64], p: &Pool2dParams) {
+    fn max_pool_generic<T: Float>(
+        xs: &[T],
+        yc: &mut [MaybeUninit<T>],
+        ac: &mut [MaybeUninit<i64>],
+        p: &Pool2dParams,
+    ) {
         let (ho, wo) = p.out_dims();
         let c = p.c;
         for oi in 0..ho {
@@ -269,8 +285,12 @@ multiversion! {
                 let (best, at) = (&mut yc[o..o + c], &mut ac[o..o + c]);
                 let (h0, w0) = (oi * p.sh, oj * p.sw);
                 let first = h0 * p.w + w0;
-                best.copy_from_slice(&xs[first * c..(first + 1) * c]);
-                at.fill(first as i64);
+                for (b, &v) in best.iter_mut().zip(&xs[first * c..(first + 1) * c]) {
+                    b.write(v);
+                }
+                at.fill(MaybeUninit::new(first as i64));
+                // SAFETY: every element of both was just written.
+                let (best, at) = unsafe { (assume_init_mut(best), assume_init_mut(at)) };
                 for ki in 0..p.kh {
                     for kj in 0..p.kw {
                         let pos = (h0 + ki) * p.w + w0 + kj;
@@ -295,11 +315,12 @@ multiversion! {
 
 fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>, Array4<i64>) {
     let (ho, wo) = p.out_dims();
-    let mut y = Array4::<T>::zeros((p.n, ho, wo, p.c));
-    let mut arg = Array4::<i64>::zeros((p.n, ho, wo, p.c));
-    if y.is_empty() {
-        return (y, arg);
+    let shape = (p.n, ho, wo, p.c);
+    if shape.0 * shape.1 * shape.2 * shape.3 == 0 {
+        return (Array4::zeros(shape), Array4::zeros(shape));
     }
+    let mut y = Array4::<T>::uninit(shape);
+    let mut arg = Array4::<i64>::uninit(shape);
     {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
@@ -307,13 +328,24 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
         let (sample_in, sample_out) = (p.h * p.w * c, ho * wo * c);
         let ys = y.as_slice_mut().expect("fresh array");
         let args = arg.as_slice_mut().expect("fresh array");
-        let body = |n: usize, yc: &mut [T], ac: &mut [i64]| {
+        let body = |n: usize, yc: &mut [MaybeUninit<T>], ac: &mut [MaybeUninit<i64>]| {
             max_pool_sample(&xs[n * sample_in..(n + 1) * sample_in], yc, ac, p);
         };
         let parts = threads::parts(p.parallel());
         threads::par_chunks_mut2(ys, sample_out, args, sample_out, parts, body);
     };
-    (y, arg)
+    // SAFETY: `par_chunks_mut2` ran on every sample's slices, and
+    // `max_pool_sample` wrote all of both.
+    unsafe { (y.assume_init(), arg.assume_init()) }
+}
+
+/// `xs` as initialized values.
+///
+/// # Safety
+/// Every element of `xs` has been written.
+pub(crate) unsafe fn assume_init_mut<T>(xs: &mut [MaybeUninit<T>]) -> &mut [T] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; initialized by the caller.
+    unsafe { &mut *(xs as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
 pub(crate) fn check_argmax(

@@ -8,7 +8,7 @@
 //! lives in a per-thread buffer that stays in cache. Each group runs the
 //! convolution's own functions then the pooling's (`pool::max_pool_sample`
 //! forward, `pool::max_pool_backward_sample` backward, the argmax being
-//! `max_pool`'s flat positions), so the results are those of `conv` then
+//! `max_pool`'s flat `int32` positions), so the results are those of `conv` then
 //! `max_pool`, and each direction is one parallel region instead of two.
 //!
 //! Layouts are those of `conv.rs` and `pool.rs`: channels last, a 1-D case
@@ -83,6 +83,7 @@ impl Plan {
         // zero kernel sizes and strides (sizes checked just above)
         check_window(op, "convolution's output height", kh.min(ho), sh, ho)?;
         check_window(op, "convolution's output width", kw.min(wo), sw, wo)?;
+        pool::check_positions(op, (ho, wo))?;
         let pool = Pool2dParams {
             n: 1,
             h: ho,
@@ -136,20 +137,20 @@ fn forward_impl<T: Float>(
     w: ArrayView4<'_, T>,
     b: Option<ArrayView1<'_, T>>,
     plan: &Plan,
-) -> (Array4<T>, Array4<i64>) {
+) -> (Array4<T>, Array4<i32>) {
     let shape = plan.pooled();
     if shape.iter().product::<usize>() == 0 {
         return (Array4::zeros(shape), Array4::zeros(shape));
     }
     let mut y = Array4::<T>::uninit(shape);
-    let mut arg = Array4::<i64>::uninit(shape);
+    let mut arg = Array4::<i32>::uninit(shape);
     {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
         let w = w.as_standard_layout();
         let conv = ForwardPlan::new(&w, b, &plan.conv);
         let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
-        let one = |g: usize, (yc, ac): (&mut [MaybeUninit<T>], &mut [MaybeUninit<i64>])| {
+        let one = |g: usize, (yc, ac): (&mut [MaybeUninit<T>], &mut [MaybeUninit<i32>])| {
             let (n0, n1) = plan.samples(g);
             with_scratch_in(&GROUP_OUT, (n1 - n0) * conv_len, |out: &mut [T]| {
                 conv.run(xs, n0, n1, out);
@@ -183,7 +184,7 @@ fn backward_impl<T: Float>(
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     delta: ArrayView4<'_, T>,
-    argmax: ArrayView4<'_, i64>,
+    argmax: ArrayView4<'_, i32>,
     gw: ArrayViewMut4<'_, T>,
     gb: Option<ArrayViewMut1<'_, T>>,
     plan: &Plan,
@@ -328,7 +329,7 @@ pub fn conv1d_maxpool<T: Float>(
     b: Option<ArrayView1<'_, T>>,
     conv: (usize, usize),
     pool: (usize, usize),
-) -> Result<(Array3<T>, Array3<i64>), KernelError> {
+) -> Result<(Array3<T>, Array3<i32>), KernelError> {
     let shapes = (x.shape(), w.shape());
     let plan = forward_plan("conv1d_maxpool", shapes, b.map(|b| b.len()), conv, pool)?;
     let (y, a) = forward_impl(x.insert_axis(Axis(1)), w.insert_axis(Axis(0)), b, &plan);
@@ -344,7 +345,7 @@ pub fn conv2d_maxpool<T: Float>(
     b: Option<ArrayView1<'_, T>>,
     conv: (usize, usize),
     pool: (usize, usize),
-) -> Result<(Array4<T>, Array4<i64>), KernelError> {
+) -> Result<(Array4<T>, Array4<i32>), KernelError> {
     let shapes = (x.shape(), w.shape());
     let plan = forward_plan("conv2d_maxpool", shapes, b.map(|b| b.len()), conv, pool)?;
     Ok(forward_impl(x, w, b, &plan))
@@ -358,7 +359,7 @@ pub fn conv1d_maxpool_backward<T: Float>(
     x: ArrayView3<'_, T>,
     w: ArrayView3<'_, T>,
     delta: ArrayView3<'_, T>,
-    argmax: ArrayView3<'_, i64>,
+    argmax: ArrayView3<'_, i32>,
     grad_w: ArrayViewMut3<'_, T>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
     conv: (usize, usize),
@@ -385,7 +386,7 @@ pub fn conv2d_maxpool_backward<T: Float>(
     x: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
     delta: ArrayView4<'_, T>,
-    argmax: ArrayView4<'_, i64>,
+    argmax: ArrayView4<'_, i32>,
     grad_w: ArrayViewMut4<'_, T>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
     conv: (usize, usize),

@@ -6,8 +6,9 @@
 //! code below. The innermost loop always runs over the channels, which are
 //! contiguous, so it vectorizes.
 //!
-//! Max pooling returns the position of each maximum (`int64`, the index along
-//! `L` in 1-D, the flat index `h·W + w` in 2-D); the backward pass scatters
+//! Max pooling returns the position of each maximum (`int32`, the index along
+//! `L` in 1-D, the flat index `h·W + w` in 2-D; a sample may hold up to
+//! 2³¹ − 1 positions, see [`check_positions`]); the backward pass scatters
 //! `delta` there. Ties keep the first maximum and a NaN wins, as in torch.
 
 use std::mem::MaybeUninit;
@@ -91,6 +92,22 @@ pub(crate) fn check_window(
     Ok(())
 }
 
+/// Argmax positions are `int32` (4 bytes an entry, against 8, to write in
+/// the forward pass and read in the backward one): an error unless the
+/// `h·w` positions of a sample fit.
+pub(crate) fn check_positions(op: &'static str, (h, w): (usize, usize)) -> Result<(), KernelError> {
+    match h.checked_mul(w) {
+        Some(size) if size <= i32::MAX as usize => Ok(()),
+        _ => Err(KernelError::invalid(
+            op,
+            format!(
+                "an input of {h}x{w} positions per sample and channel is too large for \
+                 max pooling, whose int32 argmax holds at most 2^31 - 1 positions"
+            ),
+        )),
+    }
+}
+
 /// Checks and returns the sizes of a pooling of `(N, L, C)` by windows of
 /// `k`, or of `(N, H, W, C)` by `k×k` windows.
 pub fn pool_params(
@@ -125,8 +142,8 @@ pub fn pool_params(
 }
 
 /// Max pooling of `f32` by explicit AVX-512, 16 channels at a time: the
-/// maximum in one register, its position in two (the compiler's version of
-/// the generic loop, with a float and an `i64` select per channel, is
+/// maximum in one register, its position in another (the compiler's version
+/// of the generic loop, with a float and an `i32` select per channel, is
 /// several times slower).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
@@ -140,7 +157,7 @@ mod avx512 {
     pub(super) fn max_pool_f32(
         xs: &[f32],
         yc: &mut [MaybeUninit<f32>],
-        ac: &mut [MaybeUninit<i64>],
+        ac: &mut [MaybeUninit<i32>],
         p: &Pool2dParams,
     ) {
         let (ho, wo) = p.out_dims();
@@ -160,8 +177,7 @@ mod avx512 {
                     // above) and `c0 + 16 <= c`; the outputs hold `ho·wo·c`.
                     unsafe {
                         let mut best = _mm512_loadu_ps(xs.as_ptr().add(first * c + c0));
-                        let mut lo = _mm512_set1_epi64(first as i64);
-                        let mut hi = lo;
+                        let mut at = _mm512_set1_epi32(first as i32);
                         for ki in 0..p.kh {
                             for kj in 0..p.kw {
                                 let pos = (h0 + ki) * p.w + w0 + kj;
@@ -175,14 +191,11 @@ mod avx512 {
                                 let b_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(best, best);
                                 let take = gt | (v_nan & !b_nan);
                                 best = _mm512_mask_mov_ps(best, take, v);
-                                let at = _mm512_set1_epi64(pos as i64);
-                                lo = _mm512_mask_mov_epi64(lo, take as u8, at);
-                                hi = _mm512_mask_mov_epi64(hi, (take >> 8) as u8, at);
+                                at = _mm512_mask_mov_epi32(at, take, _mm512_set1_epi32(pos as i32));
                             }
                         }
                         _mm512_storeu_ps(yc.as_mut_ptr().add(o + c0).cast(), best);
-                        _mm512_storeu_si512(ac.as_mut_ptr().add(o + c0).cast(), lo);
-                        _mm512_storeu_si512(ac.as_mut_ptr().add(o + c0 + 8).cast(), hi);
+                        _mm512_storeu_si512(ac.as_mut_ptr().add(o + c0).cast(), at);
                     }
                 }
             }
@@ -194,7 +207,7 @@ mod avx512 {
     #[target_feature(enable = "avx512f,popcnt")]
     pub(super) fn tiled_f32(
         ds: &[f32],
-        am: &[i64],
+        am: &[i32],
         dx: &mut [MaybeUninit<f32>],
         p: &Pool2dParams,
     ) -> bool {
@@ -213,16 +226,14 @@ mod avx512 {
                 let out = dx[pos * c..(pos + 1) * c].as_mut_ptr().cast::<f32>();
                 let inside = row_in && oj < wo && kj < kw;
                 let o = (oi * wo + oj) * c;
-                let at = _mm512_set1_epi64(pos as i64);
+                let at = _mm512_set1_epi32(pos as i32);
                 for c0 in (0..c).step_by(16) {
                     // SAFETY: `out` holds `c` values; when `inside`, the window
                     // `o` is an output (`oi < ho`, `oj < wo`), so `o + c <= ho·wo·c`.
                     unsafe {
                         let v = if inside {
-                            let lo = _mm512_loadu_si512(am.as_ptr().add(o + c0).cast());
-                            let hi = _mm512_loadu_si512(am.as_ptr().add(o + c0 + 8).cast());
-                            let m = _mm512_cmpeq_epi64_mask(lo, at) as u16
-                                | ((_mm512_cmpeq_epi64_mask(hi, at) as u16) << 8);
+                            let a = _mm512_loadu_si512(am.as_ptr().add(o + c0).cast());
+                            let m = _mm512_cmpeq_epi32_mask(a, at);
                             hits += m.count_ones() as usize;
                             _mm512_maskz_loadu_ps(m, ds.as_ptr().add(o + c0))
                         } else {
@@ -254,7 +265,7 @@ pub(crate) fn beats<T: Float>(v: T, best: T) -> bool {
 pub(crate) fn max_pool_sample<T: Float>(
     xs: &[T],
     yc: &mut [MaybeUninit<T>],
-    ac: &mut [MaybeUninit<i64>],
+    ac: &mut [MaybeUninit<i32>],
     p: &Pool2dParams,
 ) {
     #[cfg(target_arch = "x86_64")]
@@ -269,12 +280,12 @@ pub(crate) fn max_pool_sample<T: Float>(
 
 multiversion! {
     /// [`max_pool_sample`] on the widest instruction set found: the channel
-    /// loop, with its two selects (a float and an `i64` lane per channel),
+    /// loop, with its two selects (a float and an `i32` lane per channel),
     /// only vectorizes well with wide registers.
     fn max_pool_generic<T: Float>(
         xs: &[T],
         yc: &mut [MaybeUninit<T>],
-        ac: &mut [MaybeUninit<i64>],
+        ac: &mut [MaybeUninit<i32>],
         p: &Pool2dParams,
     ) {
         let (ho, wo) = p.out_dims();
@@ -288,7 +299,7 @@ multiversion! {
                 for (b, &v) in best.iter_mut().zip(&xs[first * c..(first + 1) * c]) {
                     b.write(v);
                 }
-                at.fill(MaybeUninit::new(first as i64));
+                at.fill(MaybeUninit::new(first as i32));
                 // SAFETY: every element of both was just written.
                 let (best, at) = unsafe { (assume_init_mut(best), assume_init_mut(at)) };
                 for ki in 0..p.kh {
@@ -298,7 +309,7 @@ multiversion! {
                             continue;
                         }
                         let v = &xs[pos * c..(pos + 1) * c];
-                        let pos = pos as i64;
+                        let pos = pos as i32;
                         for ((b, a), &v) in best.iter_mut().zip(at.iter_mut()).zip(v) {
                             // selects, no branch: on random data a branch
                             // here mispredicts half the time
@@ -313,14 +324,14 @@ multiversion! {
     }
 }
 
-fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>, Array4<i64>) {
+fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>, Array4<i32>) {
     let (ho, wo) = p.out_dims();
     let shape = (p.n, ho, wo, p.c);
     if shape.0 * shape.1 * shape.2 * shape.3 == 0 {
         return (Array4::zeros(shape), Array4::zeros(shape));
     }
     let mut y = Array4::<T>::uninit(shape);
-    let mut arg = Array4::<i64>::uninit(shape);
+    let mut arg = Array4::<i32>::uninit(shape);
     {
         let x = x.as_standard_layout();
         let xs = x.as_slice().expect("standard layout");
@@ -328,7 +339,7 @@ fn max_pool_impl<T: Float>(x: ArrayView4<'_, T>, p: &Pool2dParams) -> (Array4<T>
         let (sample_in, sample_out) = (p.h * p.w * c, ho * wo * c);
         let ys = y.as_slice_mut().expect("fresh array");
         let args = arg.as_slice_mut().expect("fresh array");
-        let body = |n: usize, yc: &mut [MaybeUninit<T>], ac: &mut [MaybeUninit<i64>]| {
+        let body = |n: usize, yc: &mut [MaybeUninit<T>], ac: &mut [MaybeUninit<i32>]| {
             max_pool_sample(&xs[n * sample_in..(n + 1) * sample_in], yc, ac, p);
         };
         let parts = threads::parts(p.parallel());
@@ -372,7 +383,7 @@ multiversion! {
     /// `max_pool`): then the caller scatters instead.
     fn tiled_sample<T: Float>(
         ds: &[T],
-        am: &[i64],
+        am: &[i32],
         dx: &mut [MaybeUninit<T>],
         p: &Pool2dParams,
     ) -> bool {
@@ -392,7 +403,7 @@ multiversion! {
                     let o = (oi * wo + oj) * c;
                     let (d, a) = (&ds[o..o + c], &am[o..o + c]);
                     for (((x, &d), &a), n) in out.iter_mut().zip(d).zip(a).zip(hits.iter_mut()) {
-                        let here = a == pos as i64;
+                        let here = a == pos as i32;
                         *n += here as u32;
                         x.write(if here { d } else { T::zero() });
                     }
@@ -413,7 +424,7 @@ multiversion! {
 /// generic loop on the widest instruction set found.
 fn tiled_sample_dispatch<T: Float>(
     ds: &[T],
-    am: &[i64],
+    am: &[i32],
     dx: &mut [MaybeUninit<T>],
     p: &Pool2dParams,
 ) -> bool {
@@ -436,7 +447,7 @@ fn as_f32_uninit<T: Float>(xs: &mut [MaybeUninit<T>]) -> Option<&mut [MaybeUnini
 
 /// Adds `delta` of one sample where `argmax` points, into `dx` (zeroed by
 /// the caller); false if an index lies outside `[0, size)` (it is skipped).
-fn scatter_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], size: usize, c: usize) -> bool {
+fn scatter_sample<T: Float>(ds: &[T], am: &[i32], dx: &mut [T], size: usize, c: usize) -> bool {
     let mut ok = true;
     for (d, a) in ds.chunks_exact(c).zip(am.chunks_exact(c)) {
         for (ch, (&d, &a)) in d.iter().zip(a).enumerate() {
@@ -458,7 +469,7 @@ fn scatter_sample<T: Float>(ds: &[T], am: &[i64], dx: &mut [T], size: usize, c: 
 /// and δ scattered into it. False if an index lies outside `[0, H·W)`.
 pub(crate) fn max_pool_backward_sample<T: Float>(
     ds: &[T],
-    am: &[i64],
+    am: &[i32],
     dx: &mut [MaybeUninit<T>],
     p: &Pool2dParams,
     tiled: bool,
@@ -480,7 +491,7 @@ pub(crate) fn tiles(p: &Pool2dParams) -> bool {
 }
 
 /// The error for an argmax with an index outside `[0, h·w)`.
-pub(crate) fn bad_index(op: &'static str, am: &[i64], (h, w): (usize, usize)) -> KernelError {
+pub(crate) fn bad_index(op: &'static str, am: &[i32], (h, w): (usize, usize)) -> KernelError {
     let size = h * w;
     let bad = am
         .iter()
@@ -500,11 +511,12 @@ pub(crate) fn bad_index(op: &'static str, am: &[i64], (h, w): (usize, usize)) ->
 fn max_pool_backward_impl<T: Float>(
     op: &'static str,
     delta: ArrayView4<'_, T>,
-    argmax: ArrayView4<'_, i64>,
+    argmax: ArrayView4<'_, i32>,
     p: &Pool2dParams,
 ) -> Result<Array4<T>, KernelError> {
     check_argmax(op, delta.shape(), argmax.shape())?;
     let (n, h, w, c) = (p.n, p.h, p.w, p.c);
+    check_positions(op, (h, w))?;
     let what = format!("the input of input_len/input_hw ({h}, {w})");
     check_alloc(op, &what, &[n, h, w, c])?;
     let argmax = argmax.as_standard_layout();
@@ -658,8 +670,9 @@ pub fn max_pool1d<T: Float>(
     x: ArrayView3<'_, T>,
     k: usize,
     stride: usize,
-) -> Result<(Array3<T>, Array3<i64>), KernelError> {
+) -> Result<(Array3<T>, Array3<i32>), KernelError> {
     let p = pool_params("max_pool1d", x.shape(), k, stride)?;
+    check_positions("max_pool1d", (p.h, p.w))?;
     let (y, a) = max_pool_impl(x.insert_axis(Axis(1)), &p);
     Ok((y.remove_axis(Axis(1)), a.remove_axis(Axis(1))))
 }
@@ -671,7 +684,7 @@ pub fn max_pool1d<T: Float>(
 /// one pass instead of zeroing it and scattering into it (same result).
 pub fn max_pool1d_backward<T: Float>(
     delta: ArrayView3<'_, T>,
-    argmax: ArrayView3<'_, i64>,
+    argmax: ArrayView3<'_, i32>,
     input_len: usize,
     window: Option<(usize, usize)>,
 ) -> Result<Array3<T>, KernelError> {
@@ -714,8 +727,9 @@ pub fn max_pool2d<T: Float>(
     x: ArrayView4<'_, T>,
     k: usize,
     stride: usize,
-) -> Result<(Array4<T>, Array4<i64>), KernelError> {
+) -> Result<(Array4<T>, Array4<i32>), KernelError> {
     let p = pool_params("max_pool2d", x.shape(), k, stride)?;
+    check_positions("max_pool2d", (p.h, p.w))?;
     Ok(max_pool_impl(x, &p))
 }
 
@@ -723,7 +737,7 @@ pub fn max_pool2d<T: Float>(
 /// `window` as in [`max_pool1d_backward`], for `k×k` windows.
 pub fn max_pool2d_backward<T: Float>(
     delta: ArrayView4<'_, T>,
-    argmax: ArrayView4<'_, i64>,
+    argmax: ArrayView4<'_, i32>,
     input_hw: (usize, usize),
     window: Option<(usize, usize)>,
 ) -> Result<Array4<T>, KernelError> {
@@ -781,7 +795,7 @@ mod tests {
         p: &Pool2dParams,
     ) -> (
         Array4<f64>,
-        Array4<i64>,
+        Array4<i32>,
         Array4<f64>,
         Array4<f64>,
         Array4<f64>,
@@ -809,7 +823,7 @@ mod tests {
                             }
                         }
                         mx[[n, i, j, c]] = best;
-                        am[[n, i, j, c]] = at as i64;
+                        am[[n, i, j, c]] = at as i32;
                         av[[n, i, j, c]] = sum / area;
                         dmax[[n, at / p.w, at % p.w, c]] += d[[n, i, j, c]];
                     }
@@ -934,9 +948,9 @@ mod tests {
         // Indices outside their own window (valid positions all the same) and
         // repeated ones: the one-pass path hands those samples to the scatter.
         let d = filled((3, 2, 2, 2), 0.4);
-        let mut a = Array4::<i64>::zeros((3, 2, 2, 2));
+        let mut a = Array4::<i32>::zeros((3, 2, 2, 2));
         for (i, v) in a.iter_mut().enumerate() {
-            *v = [0, 5, 10, 15, 3, 12, 1, 6][i % 8] + (i / 24) as i64;
+            *v = [0, 5, 10, 15, 3, 12, 1, 6][i % 8] + (i / 24) as i32;
         }
         let scatter = max_pool2d_backward(d.view(), a.view(), (4, 4), None).unwrap();
         let windowed = max_pool2d_backward(d.view(), a.view(), (4, 4), Some((2, 2))).unwrap();
@@ -987,13 +1001,13 @@ mod tests {
     #[test]
     fn bad_arguments_are_errors() {
         let x = filled((2, 5, 3), 0.0);
-        let msg = |r: Result<(Array3<f64>, Array3<i64>), KernelError>| r.unwrap_err().to_string();
+        let msg = |r: Result<(Array3<f64>, Array3<i32>), KernelError>| r.unwrap_err().to_string();
         assert!(msg(max_pool1d(x.view(), 0, 1)).contains("kernel size k must be >= 1"));
         assert!(msg(max_pool1d(x.view(), 2, 0)).contains("stride must be >= 1"));
         assert!(msg(max_pool1d(x.view(), 6, 1))
             .contains("kernel size 6 is larger than the input length 5"));
         let d = filled((2, 2, 3), 0.0);
-        let bad = Array3::<i64>::from_elem((2, 2, 3), 5);
+        let bad = Array3::<i32>::from_elem((2, 2, 3), 5);
         let e = max_pool1d_backward(d.view(), bad.view(), 5, None).unwrap_err();
         assert!(e.to_string().contains("argmax holds the index 5"), "{e}");
         let e =
@@ -1025,6 +1039,26 @@ mod tests {
                 .unwrap()
                 .dim(),
             (0, 4, 4, 2)
+        );
+    }
+
+    #[test]
+    fn positions_beyond_int32_are_errors() {
+        // An empty batch allocates nothing, whatever the length.
+        let big = 1usize << 31;
+        let x = Array3::<f32>::zeros((0, big, 1));
+        let e = max_pool1d(x.view(), 2, 2).unwrap_err();
+        assert!(e.to_string().contains("int32 argmax"), "{e}");
+        let a = Array3::<i32>::zeros((0, big / 2, 1));
+        let e = max_pool1d_backward(a.mapv(|v| v as f32).view(), a.view(), big, None).unwrap_err();
+        assert!(e.to_string().contains("int32 argmax"), "{e}");
+        let x = Array4::<f32>::zeros((0, 1 << 16, 1 << 15, 1));
+        assert!(max_pool2d(x.view(), 2, 2).is_err());
+        // the largest that fits
+        let x = Array3::<f32>::zeros((0, big - 1, 1));
+        assert_eq!(
+            max_pool1d(x.view(), 2, 2).unwrap().1.dim(),
+            (0, big / 2 - 1, 1)
         );
     }
 }

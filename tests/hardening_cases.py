@@ -184,6 +184,8 @@ LAYOUTS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "negative": reversed_view,
 }
 
+# The dtype each integer array takes (max pooling's argmax positions are int32).
+INT_DTYPES = {"argmax": "int32"}
 BAD_DTYPES = ("int64", "int32", "uint8", "bool", "float16", "complex128", "object")
 BAD_INTS: tuple[Any, ...] = (0, -1, -(2**31), 2**31, 2**62, 2**63 - 1, 2**64, 1.5, None, "2")
 
@@ -216,6 +218,8 @@ def _arr(a: Any, name: str, ndim: int, kind: str = "f") -> np.ndarray:
         raise RefError(f"{name} must be float32/float64")
     if kind == "i" and a.dtype != np.int64:
         raise RefError(f"{name} must be int64")
+    if kind == "i32" and a.dtype != np.int32:
+        raise RefError(f"{name} must be int32")
     if a.ndim != ndim:
         raise RefError(f"{name} must have {ndim} dims")
     return a
@@ -407,7 +411,7 @@ def ref_max_pool(nd: int) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
         k, s = _int(k, "k", 1), _int(stride, "stride", 1)
         outs, positions = _pool_windows(nd, x, k, s)
         y = _out((x.shape[0], *outs, x.shape[-1]), x.dtype)
-        idx = np.zeros(y.shape, np.int64)
+        idx = np.zeros(y.shape, np.int32)
         width = x.shape[2] if nd == 2 else 1
         for pos in positions:
             win = tuple(slice(i * s, i * s + k) for i in pos)
@@ -449,7 +453,7 @@ def _sizes(nd: int, size: Any, name: str) -> tuple[int, ...]:
 def ref_max_pool_backward(nd: int) -> Callable[..., np.ndarray]:
     def ref(delta: Any, argmax: Any, size: Any) -> np.ndarray:
         delta = _arr(delta, "delta", nd + 2)
-        argmax = _arr(argmax, "argmax", nd + 2, kind="i")
+        argmax = _arr(argmax, "argmax", nd + 2, kind="i32")
         sizes = _sizes(nd, size, "input_len" if nd == 1 else "input_hw")
         _shape(argmax, delta.shape, "argmax")
         dx = _out((delta.shape[0], *sizes, delta.shape[-1]), delta.dtype).astype(np.float64)
@@ -495,9 +499,7 @@ def ref_conv_maxpool_backward(nd: int) -> Callable[..., tuple[np.ndarray, np.nda
         x, w, kw, s, p = _conv_dims(nd, x, w, stride, padding)
         grad_w = _arr(grad_w, "grad_w", nd + 2)
         delta = _arr(delta, "delta", nd + 2)
-        argmax = _arr(argmax, "argmax", nd + 2, kind="i")
-        if argmax.dtype != np.int64:
-            raise RefError("argmax must be int64")
+        argmax = _arr(argmax, "argmax", nd + 2, kind="i32")
         if grad_b is not None:
             grad_b = _arr(grad_b, "grad_b", 1)
         _same_dtype(x, w, delta, grad_w, grad_b)
@@ -707,7 +709,7 @@ def _max_bw_extra(nd: int) -> Callable[[dict[str, Any]], list[Any]]:
     def extra(kw: dict[str, Any]) -> list[Any]:
         cases = []
         limit = L if nd == 1 else H * W
-        for bad in (-1, limit, 2**40, -(2**62)):
+        for bad in (-1, limit, 2**31 - 1, -(2**31)):  # int32's extremes
             a = kw["argmax"].copy()
             a.reshape(-1)[1] = bad
             cases.append((f"argmax={bad}", {**kw, "argmax": a}, ("argmax", str(bad))))
@@ -749,7 +751,7 @@ def _conv_pool_bw_extra(nd: int) -> Callable[[dict[str, Any]], list[Any]]:
     def extra(kw: dict[str, Any]) -> list[Any]:
         cases = []
         conv_out = [(n + 2 * P - K) // S + 1 for n in kw["x"].shape[1:-1]]
-        for bad in (-1, math.prod(conv_out), 2**40):  # outside the convolution's output
+        for bad in (-1, math.prod(conv_out), 2**31 - 1):  # outside the convolution's output
             a = kw["argmax"].copy()
             a.reshape(-1)[1] = bad
             cases.append((f"argmax={bad}", {**kw, "argmax": a}, ("argmax", str(bad))))
@@ -1084,7 +1086,7 @@ def binding_cases(spec: BindingSpec) -> list[Case]:
     for arr in all_arrays:
         for bad in BAD_DTYPES + (("float64",) if arr in spec.int_arrays else ()):
             kw = fresh()
-            if bad == "int64" and arr in spec.int_arrays:
+            if arr in spec.int_arrays and bad == INT_DTYPES.get(arr, "int64"):
                 continue
             kw[arr] = cast(kw[arr], bad)
             add(f"{arr} {bad}", kw, actual=(bad, "O", *_shape_strings(kw)))

@@ -526,8 +526,8 @@ def test_conv_pool_binding_errors():
     gw = np.zeros_like(w)
     with pytest.raises(ValueError, match="argmax must have shape"):
         _core.conv1d_maxpool_backward(x, w, y, arg[:, :2], gw, None, 1, 0, 2, 2, False)
-    with pytest.raises(TypeError, match="argmax must have dtype int64"):
-        _core.conv1d_maxpool_backward(x, w, y, arg.astype(np.int32), gw, None, 1, 0, 2, 2, False)
+    with pytest.raises(TypeError, match="argmax must have dtype int32, got int64"):
+        _core.conv1d_maxpool_backward(x, w, y, arg.astype(np.int64), gw, None, 1, 0, 2, 2, False)
     with pytest.raises(ValueError, match="w overlaps the output"):
         _core.conv1d_maxpool_backward(x, w, y, arg, w, None, 1, 0, 2, 2, False)
     with pytest.raises(TypeError, match="same dtype|dtype"):

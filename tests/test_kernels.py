@@ -143,7 +143,7 @@ def test_pool1d_matches_torch(case, dtype, seed):
     y, arg = core.max_pool1d(x, k, stride)
     close(y, yt.permute(0, 2, 1), dtype)
     np.testing.assert_array_equal(arg, it.permute(0, 2, 1).numpy())
-    assert arg.dtype == np.int64
+    assert arg.dtype == np.int32
     d = rand(rng, y.shape, dtype)
     yt.backward(torch.tensor(d.transpose(0, 2, 1)))
     close(core.max_pool1d_backward(d, arg, shape[1]), xt.grad.permute(0, 2, 1), dtype)
@@ -369,34 +369,36 @@ BAD = [
     (lambda: core.max_pool1d(X3, 0, 1), core.ShapeError, "k must be >= 1, got 0"),
     (lambda: core.max_pool1d(X3, 9, 1), core.ShapeError, "kernel size 9 is larger"),
     (lambda: core.max_pool2d(X4, 2, 0), core.ShapeError, "stride must be >= 1"),
+    # argmax positions are int32 (an empty batch allocates nothing)
+    (lambda: core.max_pool1d(np.empty((0, 2**31, 1)), 2, 2), core.ShapeError, "int32 argmax"),
     (
-        lambda: core.max_pool1d_backward(D3, np.full((2, 6, 4), 8, np.int64), 8),
+        lambda: core.max_pool1d_backward(D3, np.full((2, 6, 4), 8, np.int32), 8),
         core.ShapeError,
         "argmax holds the index 8",
     ),
     (
-        lambda: core.max_pool1d_backward(D3, np.zeros((2, 6, 4), np.int32), 8),
+        lambda: core.max_pool1d_backward(D3, np.zeros((2, 6, 4), np.int64), 8),
         TypeError,
-        "argmax must have dtype int64",
+        "argmax must have dtype int32, got int64",
     ),
     (
-        lambda: core.max_pool1d_backward(D3, np.zeros((2, 5, 4), np.int64), 8),
+        lambda: core.max_pool1d_backward(D3, np.zeros((2, 5, 4), np.int32), 8),
         core.ShapeError,
         "argmax must have shape",
     ),
     (
-        lambda: core.max_pool1d_backward(D3, np.zeros((2, 6, 4), np.int64), 8, 2),
+        lambda: core.max_pool1d_backward(D3, np.zeros((2, 6, 4), np.int32), 8, 2),
         ValueError,
         "give k and stride together",
     ),
     (
-        lambda: core.max_pool1d_backward(D3, np.zeros((2, 6, 4), np.int64), 8, 2, 2),
+        lambda: core.max_pool1d_backward(D3, np.zeros((2, 6, 4), np.int32), 8, 2, 2),
         core.ShapeError,
         "delta must have shape (2, 4, 4)",
     ),
     (
         lambda: core.max_pool2d_backward(
-            np.ones((2, 3, 3, 4)), np.zeros((2, 3, 3, 4), np.int64), (6, 6), 2, 0
+            np.ones((2, 3, 3, 4)), np.zeros((2, 3, 3, 4), np.int32), (6, 6), 2, 0
         ),
         ValueError,
         "stride must be >= 1",

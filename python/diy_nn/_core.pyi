@@ -107,12 +107,12 @@ def conv1d_maxpool(
     padding: int,
     k: int,
     pool_stride: int,
-) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
+) -> tuple[NDArray[_F], NDArray[np.int32]]: ...
 def conv1d_maxpool_backward(
     x: NDArray[_F],
     w: NDArray[_F],
     delta: NDArray[_F],
-    argmax: NDArray[np.int64],
+    argmax: NDArray[np.int32],
     grad_w: NDArray[_F],
     grad_b: NDArray[_F] | None,
     stride: int,
@@ -129,12 +129,12 @@ def conv2d_maxpool(
     padding: int,
     k: int,
     pool_stride: int,
-) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
+) -> tuple[NDArray[_F], NDArray[np.int32]]: ...
 def conv2d_maxpool_backward(
     x: NDArray[_F],
     w: NDArray[_F],
     delta: NDArray[_F],
-    argmax: NDArray[np.int64],
+    argmax: NDArray[np.int32],
     grad_w: NDArray[_F],
     grad_b: NDArray[_F] | None,
     stride: int,
@@ -144,24 +144,24 @@ def conv2d_maxpool_backward(
     input_delta: bool,
 ) -> NDArray[_F] | None: ...
 
-# Pooling, channels last, no padding; argmax is int64 (index along L, or h * W + w).
+# Pooling, channels last, no padding; argmax is int32 (index along L, or h * W + w).
 # The max-pool backward passes take the forward's k and stride, optionally: with them
 # delta's shape is checked against the window, and non-overlapping windows take a
 # one-pass path.
-def max_pool1d(x: NDArray[_F], k: int, stride: int) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
+def max_pool1d(x: NDArray[_F], k: int, stride: int) -> tuple[NDArray[_F], NDArray[np.int32]]: ...
 def max_pool1d_backward(
     delta: NDArray[_F],
-    argmax: NDArray[np.int64],
+    argmax: NDArray[np.int32],
     input_len: int,
     k: int | None = None,
     stride: int | None = None,
 ) -> NDArray[_F]: ...
 def avg_pool1d(x: NDArray[_F], k: int, stride: int) -> NDArray[_F]: ...
 def avg_pool1d_backward(delta: NDArray[_F], input_len: int, k: int, stride: int) -> NDArray[_F]: ...
-def max_pool2d(x: NDArray[_F], k: int, stride: int) -> tuple[NDArray[_F], NDArray[np.int64]]: ...
+def max_pool2d(x: NDArray[_F], k: int, stride: int) -> tuple[NDArray[_F], NDArray[np.int32]]: ...
 def max_pool2d_backward(
     delta: NDArray[_F],
-    argmax: NDArray[np.int64],
+    argmax: NDArray[np.int32],
     input_hw: tuple[int, int],
     k: int | None = None,
     stride: int | None = None,

@@ -64,25 +64,27 @@ impl InputSize for (usize, usize) {
     }
 }
 
-/// Checks that `obj` is an int64 ndarray of `D`'s dimensions and borrows it.
-pub(super) fn int64_arg<'py, D: Dimension>(
+/// Checks that `obj` is an ndarray of integers `E` (numpy's `dtype_name`) of
+/// `D`'s dimensions and borrows it.
+pub(super) fn int_arg<'py, E: numpy::Element, D: Dimension>(
     op: &'static str,
+    dtype_name: &str,
     name: &str,
     obj: &Bound<'py, PyAny>,
     expected: &str,
-) -> PyResult<PyReadonlyArray<'py, i64, D>> {
+) -> PyResult<PyReadonlyArray<'py, E, D>> {
     let array = obj.cast::<PyUntypedArray>().map_err(|_| {
         let ty = obj
             .get_type()
             .name()
             .map_or_else(|_| "?".into(), |n| n.to_string());
         PyTypeError::new_err(format!(
-            "{op}: {name} must be a numpy.ndarray of int64, got {ty}"
+            "{op}: {name} must be a numpy.ndarray of {dtype_name}, got {ty}"
         ))
     })?;
     let dtype = array.dtype();
-    if !dtype.is_equiv_to(&numpy::dtype::<i64>(obj.py())) {
-        let msg = format!("{op}: {name} must have dtype int64, got {dtype}");
+    if !dtype.is_equiv_to(&numpy::dtype::<E>(obj.py())) {
+        let msg = format!("{op}: {name} must have dtype {dtype_name}, got {dtype}");
         return Err(PyTypeError::new_err(msg));
     }
     let ndim = D::NDIM.unwrap_or(array.ndim());
@@ -92,9 +94,29 @@ pub(super) fn int64_arg<'py, D: Dimension>(
             fmt_shape(array.shape())
         )));
     }
-    let typed = array.cast::<PyArray<i64, D>>()?;
+    let typed = array.cast::<PyArray<E, D>>()?;
     let err = |e| ShapeError::new_err(format!("{op}: cannot read {name}: {e}"));
     typed.try_readonly().map_err(err)
+}
+
+/// [`int_arg`] for `int64` (class indices).
+pub(super) fn int64_arg<'py, D: Dimension>(
+    op: &'static str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    expected: &str,
+) -> PyResult<PyReadonlyArray<'py, i64, D>> {
+    int_arg::<i64, D>(op, "int64", name, obj, expected)
+}
+
+/// [`int_arg`] for `int32` (max pooling's argmax positions).
+pub(super) fn int32_arg<'py, D: Dimension>(
+    op: &'static str,
+    name: &str,
+    obj: &Bound<'py, PyAny>,
+    expected: &str,
+) -> PyResult<PyReadonlyArray<'py, i32, D>> {
+    int_arg::<i32, D>(op, "int32", name, obj, expected)
 }
 
 /// An optional `(Cout,)` float argument: None (or Python's None) is absent.

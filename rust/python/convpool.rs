@@ -4,7 +4,7 @@
 use ndarray::{Ix1, Ix3, Ix4};
 use pyo3::prelude::*;
 
-use super::conv::{int, int64_arg, optional, stride_padding};
+use super::conv::{int, int32_arg, optional, stride_padding};
 use super::pool::{one, two};
 use super::{common_dtype, dispatch, FloatArg, Int};
 use crate::convpool;
@@ -62,7 +62,7 @@ macro_rules! conv_pool {
             (conv, pool): Sizes,
             input_delta: bool,
         ) -> PyResult<Option<Bound<'py, PyAny>>> {
-            let a = int64_arg::<$ix>($bname, "argmax", argmax, $ys)?;
+            let a = int32_arg::<$ix>($bname, "argmax", argmax, $ys)?;
             let mut gw = grad_w.readwrite::<T, $ix>($bname)?;
             let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>($bname)).transpose()?;
             let (x, w) = (x.readonly::<T, $ix>()?, w.readonly::<T, $ix>()?);

@@ -7,7 +7,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::conv::{int, int64_arg, InputSize};
+use super::conv::{int, int32_arg, InputSize};
 use super::{dispatch, FloatArg, Int};
 use crate::float::Float;
 use crate::pool;
@@ -22,7 +22,7 @@ pub(super) fn one<'py, T: numpy::Element, D: Dimension>(
 
 /// `(y, argmax)` handed to Python as a tuple.
 pub(super) fn two<'py, T: numpy::Element, D: Dimension>(
-    (y, a): (Array<T, D>, Array<i64, D>),
+    (y, a): (Array<T, D>, Array<i32, D>),
     py: Python<'py>,
 ) -> Bound<'py, PyAny> {
     let pair = PyTuple::new(py, [one(y, py), one(a, py)]);
@@ -87,7 +87,7 @@ macro_rules! max_backward {
             $size: $st,
             win: Option<(usize, usize)>,
         ) -> PyResult<Bound<'py, PyAny>> {
-            let a = int64_arg::<$ix>($name, "argmax", argmax, $ds)?;
+            let a = int32_arg::<$ix>($name, "argmax", argmax, $ds)?;
             let d = delta.readonly::<T, $ix>()?;
             let (d, a) = (d.as_array(), a.as_array());
             Ok(one(py.detach(|| $kernel(d, a, $size, win))?, py))

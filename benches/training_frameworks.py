@@ -50,6 +50,18 @@ def _layer(lib: Any, torch_names: bool, layer: tuple[Any, ...]) -> Any:
     return cls(*a)
 
 
+def _forward_per_batch(
+    forward: Callable[[np.ndarray], object], x: np.ndarray, batch: int
+) -> Callable[[], None]:
+    """An inference workload's ``run()``: ``forward`` on each batch of ``x`` in turn."""
+
+    def infer() -> None:
+        for i in range(0, len(x), batch):
+            forward(x[i : i + batch])
+
+    return infer
+
+
 def diy_setup(w: Workload, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
     import diy_nn as dn
 
@@ -58,12 +70,7 @@ def diy_setup(w: Workload, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
     net = dn.Sequential(*layers)
     b = w.batch
     if w.mode == "infer":
-
-        def infer() -> None:
-            for i in range(0, len(x), b):
-                net.forward(x[i : i + b])
-
-        return infer
+        return _forward_per_batch(net.forward, x, b)
     loss = {"ce": dn.CELogSoftMax, "bce": dn.BCELoss, "mae": dn.MAELoss}[w.loss]()
     if w.loop == "course":
         return _diy_course_loop(layers, loss, w, x, y)
@@ -371,12 +378,7 @@ def numpy_setup(w: Workload, x: np.ndarray, y: np.ndarray) -> Callable[[], None]
     net = NumpyNet(w)
     b = w.batch
     if w.mode == "infer":
-
-        def infer() -> None:
-            for i in range(0, len(x), b):
-                net.forward(x[i : i + b])
-
-        return infer
+        return _forward_per_batch(net.forward, x, b)
 
     def epoch() -> None:
         for i in range(0, len(x), b):

@@ -16,26 +16,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import diy_nn as dn
 import numpy as np
 from diy_nn import _core
-
-
-def per_call(f: Callable[[], object], budget: float = 0.02) -> float:
-    """Seconds per call of ``f``, over a batch of calls lasting about ``budget``."""
-    f()
-    n = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(n):
-            f()
-        t = time.perf_counter() - start
-        if t >= budget or n >= 1 << 20:
-            return t / n
-        n = max(2 * n, int(n * budget / max(t, 1e-9)))
+from timing import per_call
 
 
 def cases(dtype: type[np.floating]) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
@@ -87,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, (method, kernels) in cases(dtype).items():
         tm, tk = [], []
         for _ in range(a.rounds):
-            tm.append(per_call(method))
-            tk.append(per_call(kernels))
+            tm.append(per_call(method, max_calls=1 << 20))
+            tk.append(per_call(kernels, max_calls=1 << 20))
         m, k = statistics.median(tm) * 1e6, statistics.median(tk) * 1e6
         print(f"{name:<28}{m:>11.2f}{k:>12.2f}{m - k:>13.2f}")
     return 0

@@ -21,11 +21,11 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 
 import numpy as np
 from diy_nn import _core as core
+from timing import per_call
 
 try:
     import torch
@@ -34,22 +34,6 @@ except ImportError:  # the table then has no torch column
     torch = None
 
 F32: type[np.floating] = np.float32  # the cases' dtype (``--dtype``), set before they are built
-
-
-def per_call(f: Callable[[], object], budget: float = 0.02) -> float:
-    """Seconds per call of ``f``, over a batch of calls lasting about ``budget``."""
-    f()
-    n, t = 1, 0.0
-    while True:
-        start = time.perf_counter()
-        for _ in range(n):
-            f()
-        t = time.perf_counter() - start
-        if t >= budget or n >= 1 << 16:
-            return t / n
-        n *= 2 if t < budget / 8 else 1
-        if t >= budget / 8:
-            n = max(n, int(n * budget / max(t, 1e-9)))
 
 
 def softmax_case(shape: tuple[int, int], log: bool):

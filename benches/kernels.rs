@@ -8,7 +8,9 @@
 //! (`cargo bench --bench kernels -- threads`).
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use ndarray::{Array, Array1, Array2, Array3, Array4, Dimension, ShapeBuilder};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -193,6 +195,24 @@ const CONV2D_SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
     ("report_check_20x5x10x2_to_2_k3", 20, 5, 2, 2, 3),
 ];
 
+/// Times a convolution's forward and both backward passes, one closure each, under `name`.
+fn conv_passes<'a, M: Measurement>(
+    group: &mut BenchmarkGroup<'_, M>,
+    name: &str,
+    forward: &'a mut dyn FnMut(),
+    backward_input: &'a mut dyn FnMut(),
+    backward_weight: &'a mut dyn FnMut(),
+) {
+    let passes = [
+        ("forward", forward),
+        ("backward_input", backward_input),
+        ("backward_weight", backward_weight),
+    ];
+    for (pass, run) in passes {
+        group.bench_function(BenchmarkId::new(pass, name), |bench| bench.iter(&mut *run));
+    }
+}
+
 fn bench_conv(c: &mut Criterion<FlopTime>) {
     let mut group = c.benchmark_group("conv1d_f32");
     group.sample_size(30);
@@ -205,28 +225,21 @@ fn bench_conv(c: &mut Criterion<FlopTime>) {
             Array1::<f32>::zeros(cout),
         );
         group.throughput(Throughput::Elements((2 * n * lo * k * cin * cout) as u64));
-        group.bench_function(BenchmarkId::new("forward", name), |bench| {
-            bench
-                .iter(|| conv::conv1d(black_box(x.view()), w.view(), Some(b.view()), s, 0).unwrap())
-        });
-        group.bench_function(BenchmarkId::new("backward_input", name), |bench| {
-            bench.iter(|| {
-                conv::conv1d_backward_input(black_box(d.view()), w.view(), l, s, 0).unwrap()
-            })
-        });
-        group.bench_function(BenchmarkId::new("backward_weight", name), |bench| {
-            bench.iter(|| {
-                conv::conv1d_backward_weight(
-                    x.view(),
-                    d.view(),
-                    gw.view_mut(),
-                    Some(gb.view_mut()),
-                    s,
-                    0,
-                )
-                .unwrap()
-            })
-        });
+        let (x, d, w) = (x.view(), d.view(), w.view());
+        conv_passes(
+            &mut group,
+            name,
+            &mut || {
+                black_box(conv::conv1d(black_box(x), w, Some(b.view()), s, 0).unwrap());
+            },
+            &mut || {
+                black_box(conv::conv1d_backward_input(black_box(d), w, l, s, 0).unwrap());
+            },
+            &mut || {
+                let grad_b = Some(gb.view_mut());
+                conv::conv1d_backward_weight(x, d, gw.view_mut(), grad_b, s, 0).unwrap()
+            },
+        );
     }
     group.finish();
     let mut group = c.benchmark_group("conv2d_f32");
@@ -246,28 +259,21 @@ fn bench_conv(c: &mut Criterion<FlopTime>) {
         group.throughput(Throughput::Elements(
             (2 * n * ho * ho * k * k * cin * cout) as u64,
         ));
-        group.bench_function(BenchmarkId::new("forward", name), |bench| {
-            bench
-                .iter(|| conv::conv2d(black_box(x.view()), w.view(), Some(b.view()), 1, 0).unwrap())
-        });
-        group.bench_function(BenchmarkId::new("backward_input", name), |bench| {
-            bench.iter(|| {
-                conv::conv2d_backward_input(black_box(d.view()), w.view(), (hw, hw), 1, 0).unwrap()
-            })
-        });
-        group.bench_function(BenchmarkId::new("backward_weight", name), |bench| {
-            bench.iter(|| {
-                conv::conv2d_backward_weight(
-                    x.view(),
-                    d.view(),
-                    gw.view_mut(),
-                    Some(gb.view_mut()),
-                    1,
-                    0,
-                )
-                .unwrap()
-            })
-        });
+        let (x, d, w) = (x.view(), d.view(), w.view());
+        conv_passes(
+            &mut group,
+            name,
+            &mut || {
+                black_box(conv::conv2d(black_box(x), w, Some(b.view()), 1, 0).unwrap());
+            },
+            &mut || {
+                black_box(conv::conv2d_backward_input(black_box(d), w, (hw, hw), 1, 0).unwrap());
+            },
+            &mut || {
+                let grad_b = Some(gb.view_mut());
+                conv::conv2d_backward_weight(x, d, gw.view_mut(), grad_b, 1, 0).unwrap()
+            },
+        );
     }
     group.finish();
 }

@@ -20,37 +20,57 @@ from training_workloads import ADAM_BETAS, ADAM_EPS, LR, MOMENTUM, Workload
 # --- diy_nn ----------------------------------------------------------------------------
 
 
-def _diy_layer(dn: Any, layer: tuple[Any, ...]) -> Any:
+# A workload layer kind -> its class's name in diy_nn and in torch.nn.
+_LAYER_CLASSES = {
+    "linear": ("Linear", "Linear"),
+    "tanh": ("TanH", "Tanh"),
+    "sigmoid": ("Sigmoid", "Sigmoid"),
+    "relu": ("ReLU", "ReLU"),
+    "conv1d": ("Conv1D", "Conv1d"),
+    "conv2d": ("Conv2D", "Conv2d"),
+    "maxpool1d": ("MaxPool1D", "MaxPool1d"),
+    "maxpool2d": ("MaxPool2D", "MaxPool2d"),
+    "avgpool2d": ("AvgPool2D", "AvgPool2d"),
+    "flatten": ("Flatten", "Flatten"),
+}
+
+
+def _layer(lib: Any, torch_names: bool, layer: tuple[Any, ...]) -> Any:
+    """Builds one workload layer from ``lib`` (diy_nn, or torch.nn when ``torch_names``).
+
+    Convolutions take ``(k, c_in, c_out)`` in diy_nn and ``(c_in, c_out, k)`` in torch;
+    every other layer takes the workload's arguments as they are.
+    """
     kind, a = layer[0], layer[1:]
+    cls = getattr(lib, _LAYER_CLASSES[kind][torch_names])
     if kind in ("conv1d", "conv2d"):
-        cls = dn.Conv1D if kind == "conv1d" else dn.Conv2D
-        return cls(a[0], a[1], a[2], stride=a[3], padding=a[4])
-    return {
-        "linear": lambda: dn.Linear(*a),
-        "tanh": dn.TanH,
-        "sigmoid": dn.Sigmoid,
-        "relu": dn.ReLU,
-        "maxpool1d": lambda: dn.MaxPool1D(*a),
-        "maxpool2d": lambda: dn.MaxPool2D(*a),
-        "avgpool2d": lambda: dn.AvgPool2D(*a),
-        "flatten": dn.Flatten,
-    }[kind]()
+        k, cin, cout, stride, padding = a
+        sizes = (cin, cout, k) if torch_names else (k, cin, cout)
+        return cls(*sizes, stride=stride, padding=padding)
+    return cls(*a)
+
+
+def _forward_per_batch(
+    forward: Callable[[np.ndarray], object], x: np.ndarray, batch: int
+) -> Callable[[], None]:
+    """An inference workload's ``run()``: ``forward`` on each batch of ``x`` in turn."""
+
+    def infer() -> None:
+        for i in range(0, len(x), batch):
+            forward(x[i : i + batch])
+
+    return infer
 
 
 def diy_setup(w: Workload, x: np.ndarray, y: np.ndarray) -> Callable[[], None]:
     import diy_nn as dn
 
     dn.set_default_dtype(np.dtype(w.dtype).type)
-    layers = [_diy_layer(dn, layer) for layer in w.layers]
+    layers = [_layer(dn, False, layer) for layer in w.layers]
     net = dn.Sequential(*layers)
     b = w.batch
     if w.mode == "infer":
-
-        def infer() -> None:
-            for i in range(0, len(x), b):
-                net.forward(x[i : i + b])
-
-        return infer
+        return _forward_per_batch(net.forward, x, b)
     loss = {"ce": dn.CELogSoftMax, "bce": dn.BCELoss, "mae": dn.MAELoss}[w.loss]()
     if w.loop == "course":
         return _diy_course_loop(layers, loss, w, x, y)
@@ -102,29 +122,12 @@ def _diy_course_loop(
 # --- torch -----------------------------------------------------------------------------
 
 
-def _torch_layer(nn: Any, layer: tuple[Any, ...]) -> Any:
-    kind, a = layer[0], layer[1:]
-    if kind in ("conv1d", "conv2d"):
-        cls = nn.Conv1d if kind == "conv1d" else nn.Conv2d
-        return cls(a[1], a[2], a[0], stride=a[3], padding=a[4])
-    return {
-        "linear": lambda: nn.Linear(*a),
-        "tanh": nn.Tanh,
-        "sigmoid": nn.Sigmoid,
-        "relu": nn.ReLU,
-        "maxpool1d": lambda: nn.MaxPool1d(*a),
-        "maxpool2d": lambda: nn.MaxPool2d(*a),
-        "avgpool2d": lambda: nn.AvgPool2d(*a),
-        "flatten": nn.Flatten,
-    }[kind]()
-
-
 def _torch_model(w: Workload) -> Any:
     import torch
     from torch import nn
 
     torch.manual_seed(0)
-    model = nn.Sequential(*(_torch_layer(nn, layer) for layer in w.layers))
+    model = nn.Sequential(*(_layer(nn, True, layer) for layer in w.layers))
     return model.to(getattr(torch, w.dtype))
 
 
@@ -375,12 +378,7 @@ def numpy_setup(w: Workload, x: np.ndarray, y: np.ndarray) -> Callable[[], None]
     net = NumpyNet(w)
     b = w.batch
     if w.mode == "infer":
-
-        def infer() -> None:
-            for i in range(0, len(x), b):
-                net.forward(x[i : i + b])
-
-        return infer
+        return _forward_per_batch(net.forward, x, b)
 
     def epoch() -> None:
         for i in range(0, len(x), b):

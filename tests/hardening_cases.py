@@ -1244,6 +1244,32 @@ def _sig(x: np.ndarray) -> np.ndarray:
         return 1 / (1 + np.exp(-x))
 
 
+# Pooling layers: (class, k_size, stride, input shape, output shape, kernel needed).
+_POOL_TABLE = [
+    (nn.MaxPool1D, 2, 2, (2, 7, 3), (2, 3, 3), "max_pool1d"),
+    (nn.AvgPool1D, 3, 1, (2, 7, 3), (2, 5, 3), "avg_pool1d"),
+    (nn.MaxPool2D, 2, 2, (2, 6, 5, 3), (2, 3, 2, 3), "max_pool2d"),
+    (nn.AvgPool2D, 2, 1, (2, 6, 5, 3), (2, 5, 4, 3), "avg_pool2d"),
+]
+
+
+def _pool_spec(
+    cls: type, k: int, stride: int, shape: tuple[int, ...], out: tuple[int, ...], need: str
+) -> ModuleSpec:
+    return ModuleSpec(
+        cls,
+        lambda dt: cls(k, stride),
+        shape,
+        out,
+        ctor=cls,
+        ctor_ints={"k_size": k, "stride": stride},
+        needs=(need,),
+    )
+
+
+_POOL_SPECS = [_pool_spec(*row) for row in _POOL_TABLE]
+
+
 def _module_specs() -> list[ModuleSpec]:
     return [
         ModuleSpec(
@@ -1318,42 +1344,7 @@ def _module_specs() -> list[ModuleSpec]:
             ctor_ints={"k_size": 3, "chan_in": 2, "chan_out": 4, "stride": 1},
             needs=("conv2d",),
         ),
-        ModuleSpec(
-            nn.MaxPool1D,
-            lambda dt: nn.MaxPool1D(2, 2),
-            (2, 7, 3),
-            (2, 3, 3),
-            ctor=nn.MaxPool1D,
-            ctor_ints={"k_size": 2, "stride": 2},
-            needs=("max_pool1d",),
-        ),
-        ModuleSpec(
-            nn.AvgPool1D,
-            lambda dt: nn.AvgPool1D(3, 1),
-            (2, 7, 3),
-            (2, 5, 3),
-            ctor=nn.AvgPool1D,
-            ctor_ints={"k_size": 3, "stride": 1},
-            needs=("avg_pool1d",),
-        ),
-        ModuleSpec(
-            nn.MaxPool2D,
-            lambda dt: nn.MaxPool2D(2, 2),
-            (2, 6, 5, 3),
-            (2, 3, 2, 3),
-            ctor=nn.MaxPool2D,
-            ctor_ints={"k_size": 2, "stride": 2},
-            needs=("max_pool2d",),
-        ),
-        ModuleSpec(
-            nn.AvgPool2D,
-            lambda dt: nn.AvgPool2D(2, 1),
-            (2, 6, 5, 3),
-            (2, 5, 4, 3),
-            ctor=nn.AvgPool2D,
-            ctor_ints={"k_size": 2, "stride": 1},
-            needs=("avg_pool2d",),
-        ),
+        *_POOL_SPECS,
         ModuleSpec(
             nn.Sequential,
             lambda dt: nn.Sequential(

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import diy_nn as nn
 import numpy as np
 import pytest
 from diy_nn.gradcheck import finite_differences
@@ -30,6 +31,22 @@ TOLERANCES = {
     np.dtype(np.float32): {"rtol": 1e-5, "atol": 1e-6},
     np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
 }
+
+
+# A small CNN through which every kind of layer's backward runs (conv, pool,
+# flatten, dense, softmax): shared by the gradcheck and finite-difference tests.
+SMALL_CNN_INPUT = (2, 10, 2)
+
+
+def small_cnn() -> nn.Sequential:
+    """Conv1D(3, 2, 4) -> MaxPool1D(2, 2) -> Flatten -> Linear(16, 3) -> SoftMax, seeded."""
+    return nn.Sequential(
+        nn.Conv1D(3, 2, 4, rng=0),
+        nn.MaxPool1D(2, 2),
+        nn.Flatten(),
+        nn.Linear(16, 3, rng=1),
+        nn.SoftMax(),
+    )
 
 
 def require_torch() -> Any:
@@ -192,23 +209,33 @@ def check_loss(
     np.testing.assert_array_equal(yhat, yhat_before, err_msg="the loss modified yhat")
 
 
-def check_module_fd(
-    module: Any,
-    x: np.ndarray,
-    eps: float = 1e-6,
-    rtol: float = 1e-5,
-    atol: float = 1e-7,
-    seed: int = 0,
-    limit: int = 40,
-) -> None:
+@dataclass(frozen=True)
+class FDSettings:
+    """Central differences: step ``eps``, tolerances, seed and how many entries to check."""
+
+    eps: float = 1e-6
+    rtol: float = 1e-5
+    atol: float = 1e-7
+    seed: int = 0
+    limit: int = 40
+
+
+FD = FDSettings()
+
+
+def _assert_fd(analytic: np.ndarray, numeric: np.ndarray, what: str, fd: FDSettings) -> None:
+    assert_close(analytic, numeric, f"{what} vs finite differences", rtol=fd.rtol, atol=fd.atol)
+
+
+def check_module_fd(module: Any, x: np.ndarray, fd: FDSettings = FD) -> None:
     """Compares the analytic gradients of ``sum(delta * module(x))`` with central differences.
 
     Works in float64 through ``diy_nn.gradcheck.finite_differences`` (the
     machinery of the public ``diy_nn.gradcheck``); checks ``backward_delta`` and
-    every parameter gradient on up to ``limit`` random entries each, with
+    every parameter gradient on up to ``fd.limit`` random entries each, with
     ``assert_close``'s tolerance (its atol scales with the tensor).
     """
-    checks = finite_differences(module, x, eps=eps, seed=seed, max_entries=limit)
+    checks = finite_differences(module, x, eps=fd.eps, seed=fd.seed, max_entries=fd.limit)
     assert checks[0].what == "input"
     assert [c.what for c in checks[1:]] == [
         f"parameter {name}" for name, _, _ in module.named_parameters()
@@ -219,31 +246,10 @@ def check_module_fd(
             if check.what == "input"
             else "gradient of " + check.what.removeprefix("parameter ")
         )
-        assert_close(
-            check.analytic,
-            check.numeric,
-            f"{what} vs finite differences",
-            rtol=rtol,
-            atol=atol,
-        )
+        _assert_fd(check.analytic, check.numeric, what, fd)
 
 
-def check_loss_fd(
-    loss: Any,
-    y: np.ndarray,
-    yhat: np.ndarray,
-    eps: float = 1e-6,
-    rtol: float = 1e-5,
-    atol: float = 1e-7,
-    seed: int = 0,
-    limit: int = 40,
-) -> None:
+def check_loss_fd(loss: Any, y: np.ndarray, yhat: np.ndarray, fd: FDSettings = FD) -> None:
     """Compares ``loss.backward`` with central differences of ``sum(loss.forward)`` (float64)."""
-    (check,) = finite_differences(loss, y, yhat, eps=eps, seed=seed, max_entries=limit)
-    assert_close(
-        check.analytic,
-        check.numeric,
-        "loss backward vs finite differences",
-        rtol=rtol,
-        atol=atol,
-    )
+    (check,) = finite_differences(loss, y, yhat, eps=fd.eps, seed=fd.seed, max_entries=fd.limit)
+    _assert_fd(check.analytic, check.numeric, "loss backward", fd)

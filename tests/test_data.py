@@ -84,28 +84,28 @@ def _fmt(v: float) -> str:
     return f"{v:.4f}".rstrip("0").rstrip(".") or "0"
 
 
+def _write_lines(path: Path, lines: list[str]) -> None:
+    """Writes the lines to ``path``, gzip-compressed when it ends in ``.gz``."""
+    text = "\n".join(lines) + "\n"
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+
+
 def _write_course(path: Path, pixels: np.ndarray, labels: np.ndarray) -> None:
     lines = ["10 256"]
     pairs = zip(labels, pixels, strict=True)
     lines += [" ".join([str(lab)] + [_fmt(v) for v in row]) for lab, row in pairs]
     lines.append("-1")
-    text = "\n".join(lines) + "\n"
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text)
+    _write_lines(path, lines)
 
 
 def _write_esl(path: Path, pixels: np.ndarray, labels: np.ndarray) -> None:
     pairs = zip(labels, pixels, strict=True)
     lines = [" ".join([f"{lab:.4f}"] + [f"{v - 1:.3f}" for v in row]) for lab, row in pairs]
-    text = "\n".join(lines) + "\n"
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt") as fh:
-            fh.write(text)
-    else:
-        path.write_text(text)
+    _write_lines(path, lines)
 
 
 @pytest.mark.parametrize("name", ["USPS_train.txt", "USPS_train.txt.gz"])

@@ -6,6 +6,7 @@ import diy_nn as nn
 import numpy as np
 import pytest
 from diy_nn.gradcheck import finite_differences
+from parity import SMALL_CNN_INPUT, small_cnn
 
 
 def _x(seed: int, shape: tuple[int, ...]) -> np.ndarray:
@@ -28,16 +29,7 @@ LAYERS = {
         lambda: nn.Sequential(nn.Linear(4, 6, rng=0), nn.TanH(), nn.Linear(6, 2, rng=1)),
         (5, 4),
     ),
-    "Sequential CNN": (
-        lambda: nn.Sequential(
-            nn.Conv1D(3, 2, 4, rng=0),
-            nn.MaxPool1D(2, 2),
-            nn.Flatten(),
-            nn.Linear(16, 3, rng=1),
-            nn.SoftMax(),
-        ),
-        (2, 10, 2),
-    ),
+    "Sequential CNN": (small_cnn, SMALL_CNN_INPUT),
 }
 
 

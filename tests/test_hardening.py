@@ -92,11 +92,26 @@ def _snapshot(*arrays: object) -> list[np.ndarray]:
     return [np.array(a, copy=True) for a in arrays]
 
 
-@pytest.mark.parametrize("spec", hc.MODULE_SPECS, ids=lambda s: s.cls.__name__)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def _each_spec_and_dtype(specs):
+    """Runs a test for every spec (skipped where _core lacks its kernels) in both dtypes."""
+    cases = [
+        pytest.param(
+            spec,
+            id=spec.cls.__name__,
+            marks=pytest.mark.skipif(not hc._has(spec.needs), reason=f"_core lacks {spec.needs}"),
+        )
+        for spec in specs
+    ]
+
+    def wrap(test):
+        test = pytest.mark.parametrize("dtype", [np.float64, np.float32])(test)
+        return pytest.mark.parametrize("spec", cases)(test)
+
+    return wrap
+
+
+@_each_spec_and_dtype(hc.MODULE_SPECS)
 def test_modules_do_not_modify_their_inputs(spec, dtype):
-    if not hc._has(spec.needs):
-        pytest.skip(f"_core lacks {spec.needs}")
     rng = np.random.default_rng(0)
     for x in (
         rng.standard_normal(spec.input_shape).astype(dtype),
@@ -125,11 +140,8 @@ def nn_flatten() -> type:
     return diy_nn.Flatten
 
 
-@pytest.mark.parametrize("spec", hc.LOSS_SPECS, ids=lambda s: s.cls.__name__)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@_each_spec_and_dtype(hc.LOSS_SPECS)
 def test_losses_do_not_modify_their_inputs(spec, dtype):
-    if not hc._has(spec.needs):
-        pytest.skip(f"_core lacks {spec.needs}")
     rng = np.random.default_rng(1)
     y, yhat = spec.y(rng), spec.yhat(rng).astype(dtype)
     if y.dtype.kind == "f":

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from parity import ParamMap, check_module, check_module_fd, require_torch
+from parity import (
+    SMALL_CNN_INPUT,
+    ParamMap,
+    check_module,
+    check_module_fd,
+    require_torch,
+    small_cnn,
+)
 
 DTYPES = [np.float32, np.float64]
 EXAMPLES = settings(max_examples=12)
@@ -69,13 +76,9 @@ conv_args = st.fixed_dictionaries(
 )
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@EXAMPLES
-@given(a=conv_args)
-def test_conv1d_matches_torch(dtype, a):
-    torch = require_torch()
-    length = max(a["k"] - 2 * a["padding"], 1) + a["extra"]
-    ours = nn.Conv1D(
+def _conv_pair(ours_cls, theirs_cls, dtype, a):
+    """Our convolution (k, c_in, c_out, stride, padding) and torch's, from one draw of conv_args."""
+    ours = ours_cls(
         a["k"],
         a["cin"],
         a["cout"],
@@ -85,7 +88,17 @@ def test_conv1d_matches_torch(dtype, a):
         dtype=dtype,
         rng=a["seed"],
     )
-    theirs = torch.nn.Conv1d(a["cin"], a["cout"], a["k"], a["stride"], a["padding"], bias=a["bias"])
+    theirs = theirs_cls(a["cin"], a["cout"], a["k"], a["stride"], a["padding"], bias=a["bias"])
+    return ours, theirs
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@EXAMPLES
+@given(a=conv_args)
+def test_conv1d_matches_torch(dtype, a):
+    torch = require_torch()
+    length = max(a["k"] - 2 * a["padding"], 1) + a["extra"]
+    ours, theirs = _conv_pair(nn.Conv1D, torch.nn.Conv1d, dtype, a)
     x = _x(a["seed"], (a["n"], length, a["cin"]), dtype)
     params = CONV1D_PARAMS if a["bias"] else CONV1D_PARAMS[:1]
     check_module(ours, theirs, x, params, torch_forward=CL, **TOL[dtype])
@@ -97,17 +110,7 @@ def test_conv1d_matches_torch(dtype, a):
 def test_conv2d_matches_torch(dtype, a, extra_w):
     torch = require_torch()
     base = max(a["k"] - 2 * a["padding"], 1)
-    ours = nn.Conv2D(
-        a["k"],
-        a["cin"],
-        a["cout"],
-        a["stride"],
-        a["padding"],
-        bias=a["bias"],
-        dtype=dtype,
-        rng=a["seed"],
-    )
-    theirs = torch.nn.Conv2d(a["cin"], a["cout"], a["k"], a["stride"], a["padding"], bias=a["bias"])
+    ours, theirs = _conv_pair(nn.Conv2D, torch.nn.Conv2d, dtype, a)
     x = _x(a["seed"], (a["n"], base + a["extra"], base + extra_w, a["cin"]), dtype)
     params = CONV2D_PARAMS if a["bias"] else CONV2D_PARAMS[:1]
     check_module(ours, theirs, x, params, torch_forward=CL, **TOL[dtype])
@@ -192,16 +195,7 @@ FD_MODULES = {
     "SoftMax": (nn.SoftMax, (3, 5)),
     "LogSoftMax": (nn.LogSoftMax, (3, 5)),
     "Flatten": (nn.Flatten, (2, 3, 4)),
-    "Sequential": (
-        lambda: nn.Sequential(
-            nn.Conv1D(3, 2, 4, rng=0),
-            nn.MaxPool1D(2, 2),
-            nn.Flatten(),
-            nn.Linear(16, 3, rng=1),
-            nn.SoftMax(),
-        ),
-        (2, 10, 2),
-    ),
+    "Sequential": (small_cnn, SMALL_CNN_INPUT),
 }
 
 

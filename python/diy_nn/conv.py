@@ -12,8 +12,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_float_array, check_positive_int
-from .dtype import get_default_dtype, resolve_dtype
-from .init import Initialiser, initialise
+from .init import Initialiser, weight_and_bias
 from .module import Module
 
 __all__ = ["Conv1D", "Conv2D"]
@@ -49,14 +48,12 @@ class _ConvNd(Module):
         self.chan_out = check_positive_int(chan_out, f"{name}: chan_out")
         self.stride = check_positive_int(stride, f"{name}: stride")
         self.padding = check_positive_int(padding, f"{name}: padding", minimum=0)
-        dt = resolve_dtype(dtype if dtype is not None else get_default_dtype())
         shape = (self.k_size,) * self._nd + (self.chan_in, self.chan_out)
         fan_in = self.k_size**self._nd * self.chan_in
         fan_out = self.k_size**self._nd * self.chan_out
-        self._parameters = initialise(init, shape, fan_in, fan_out, rng, dt)
-        if bias:
-            bias_init = "uniform" if init != "he" else (lambda s, fi, fo, r: np.zeros(s))
-            self._bias = initialise(bias_init, (self.chan_out,), fan_in, fan_out, rng, dt)
+        self._parameters, self._bias = weight_and_bias(
+            init, shape, fan_in, fan_out, rng, dtype, bias
+        )
         self.zero_grad()
 
     def _check(self, X: object, op: str) -> np.ndarray:

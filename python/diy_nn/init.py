@@ -16,8 +16,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ._validation import check_n_elements
+from .dtype import get_default_dtype, resolve_dtype
 
-__all__ = ["INITIALISERS", "get_rng", "manual_seed", "initialise"]
+__all__ = ["INITIALISERS", "get_rng", "manual_seed", "initialise", "weight_and_bias"]
 
 Initialiser = Callable[[tuple[int, ...], int, int, np.random.Generator], np.ndarray]
 
@@ -82,3 +83,25 @@ def initialise(
             raise ValueError(f"init must be one of {sorted(INITIALISERS)}, got {init!r}")
         init = INITIALISERS[init]
     return np.asarray(init(shape, fan_in, fan_out, get_rng(rng)), dtype=dtype)
+
+
+def weight_and_bias(
+    init: str | Initialiser,
+    shape: tuple[int, ...],
+    fan_in: int,
+    fan_out: int,
+    rng: None | int | np.random.Generator,
+    dtype: object,
+    bias: bool,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A layer's weight of ``shape`` and, when ``bias``, its bias of ``(shape[-1],)``.
+
+    Both in ``dtype`` (None: the default dtype). The weight is drawn by ``init``;
+    the bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) as torch's, or zeros under ``"he"``.
+    """
+    dt = resolve_dtype(dtype if dtype is not None else get_default_dtype())
+    weight = initialise(init, shape, fan_in, fan_out, rng, dt)
+    if not bias:
+        return weight, None
+    bias_init = "uniform" if init != "he" else (lambda s, fi, fo, r: np.zeros(s))
+    return weight, initialise(bias_init, (shape[-1],), fan_in, fan_out, rng, dt)

@@ -8,8 +8,7 @@ import numpy as np
 
 from . import _core
 from ._validation import as_float_array, check_positive_int
-from .dtype import get_default_dtype, resolve_dtype
-from .init import Initialiser, initialise
+from .init import Initialiser, weight_and_bias
 from .module import Module
 
 __all__ = ["Linear"]
@@ -58,13 +57,9 @@ class Linear(Module):
         super().__init__()
         self.input = check_positive_int(input, "Linear: input")
         self.output = check_positive_int(output, "Linear: output")
-        dt = resolve_dtype(dtype if dtype is not None else get_default_dtype())
-        self._parameters = initialise(
-            init, (self.input, self.output), self.input, self.output, rng, dt
+        self._parameters, self._bias = weight_and_bias(
+            init, (self.input, self.output), self.input, self.output, rng, dtype, bias
         )
-        if bias:
-            bias_init = "uniform" if init != "he" else (lambda s, fi, fo, r: np.zeros(s))
-            self._bias = initialise(bias_init, (self.output,), self.input, self.output, rng, dt)
         self.zero_grad()
 
     def _check_input(self, X: np.ndarray, what: str = "input") -> np.ndarray:

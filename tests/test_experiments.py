@@ -8,7 +8,16 @@ import os
 from pathlib import Path
 
 import pytest
-from diy_nn.experiments import load_all, summary_markdown, write_summary
+from diy_nn.experiments import (
+    SETTINGS,
+    Context,
+    Experiment,
+    load_all,
+    run_experiment,
+    summary_markdown,
+    write_summary,
+)
+from diy_nn.experiments import __main__ as cli
 from diy_nn.experiments.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,13 +50,22 @@ def test_unknown_experiment(capsys):
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))
-def test_quick_run_writes_figures_and_finite_metrics(name, tmp_path):
+def test_quick_run_writes_figures_and_finite_metrics(name, tmp_path, monkeypatch):
     if name in NEEDS_DATA and DATA is None:
         pytest.skip("no data folder ($DIY_NN_DATA or the clone's data/)")
     args = ["run", name, "--quick", "--no-progress", "--out", str(tmp_path)]
     if DATA is not None:
         args += ["--data-dir", str(DATA)]
+    contexts: list[Context] = []
+
+    def run_and_keep(exp: Experiment, ctx: Context) -> dict:
+        contexts.append(ctx)
+        return run_experiment(exp, ctx)
+
+    monkeypatch.setattr(cli, "run_experiment", run_and_keep)
     assert main(args) == 0
+    # each setting the experiment declares is one its code reads (so --set changes it)
+    assert [c.read_settings for c in contexts] == [set(SETTINGS.get(name, {}))]
     summary = json.loads((tmp_path / "summary.json").read_text())
     entry = summary[name]
     assert entry["status"] == "ok", entry

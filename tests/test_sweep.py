@@ -223,3 +223,76 @@ def test_killing_a_worker_mid_sweep_still_gives_every_run_once(tmp_path, dask_cl
     written = [line.split(" pid ")[0] for line in _written(out)]
     assert sorted(written) == sorted(f"regression/quick/seed-{k}" for k in range(n))
     assert not list((out / "runs").rglob("*.tmp"))
+
+
+def _metrics_of_run(argv: list[str], out: Path) -> list[dict]:
+    """The metrics of ``diy-nn run ... --out out`` at one thread (as a sweep worker runs)."""
+    from threadpoolctl import threadpool_limits
+
+    nn.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            assert cli.main([*argv, "--no-progress", "--out", str(out)]) == 0
+    finally:
+        nn.set_num_threads(0)
+    name = argv[1]
+    return json.loads((out / "summary.json").read_text())[name]["metrics"]
+
+
+def _values(metrics: list[dict]) -> list[float]:
+    return [m["value"] for m in metrics]
+
+
+def test_set_lr_sweep_equals_serial_runs_with_that_setting_and_changes_them(tmp_path):
+    out = tmp_path / "D"
+    argv = ["sweep", "autoencoder", "--seeds", "1", "--set", "lr=0.01,0.0005", "--quick"]
+    argv += ["--workers", "2", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0
+    runs = {r["setting"]: r for r in _sweep_json(out)["runs"]}
+    assert sorted(runs) == ["quick,lr=0.0005", "quick,lr=0.01"]
+    for lr in ("0.01", "0.0005"):
+        run = ["run", "autoencoder", "--quick", "--seed", "0", "--set", f"lr={lr}"]
+        serial = _metrics_of_run(run, tmp_path / f"serial-{lr}")
+        assert runs[f"quick,lr={lr}"]["status"] == "ok"
+        assert runs[f"quick,lr={lr}"]["metrics"] == serial
+    # the setting reaches the optimiser: other learning rates, other losses
+    fast, slow = (_values(runs[f"quick,lr={lr}"]["metrics"]) for lr in ("0.01", "0.0005"))
+    assert all(a != b for a, b in zip(fast, slow, strict=True))
+
+
+def test_run_settings_change_the_run_and_default_settings_change_nothing(tmp_path):
+    base = ["run", "autoencoder", "--quick", "--seed", "0"]
+    default = _metrics_of_run(base, tmp_path / "default")
+    # the declared defaults given explicitly: the same run (epochs aside, see below)
+    same = _metrics_of_run([*base, "--set", "lr=0.002", "--set", "batch_size=64"], tmp_path / "s")
+    assert same == default
+    for setting in ("code_size=16", "batch_size=32"):
+        other = _metrics_of_run([*base, "--set", setting], tmp_path / setting)
+        assert _values(other) != _values(default), setting
+    # an explicit epochs is used as given under --quick: 2 is the quick budget (same run),
+    # 3 is one epoch more (another run)
+    assert _metrics_of_run([*base, "--set", "epochs=2"], tmp_path / "e2") == default
+    assert _values(_metrics_of_run([*base, "--set", "epochs=3"], tmp_path / "e3")) != _values(
+        default
+    )
+
+
+def test_budget_setting_quick_unless_given(tmp_path):
+    ctx = Context(out=tmp_path, quick=True, name="ecg")
+    assert ctx.budget_setting("epochs", 3) == 3
+    assert Context(out=tmp_path, name="ecg").budget_setting("epochs", 3) == 150
+    given = Context(out=tmp_path, quick=True, name="ecg", settings={"epochs": 7})
+    assert given.budget_setting("epochs", 3) == 7
+    assert given.read_settings == {"epochs"}
+
+
+def test_run_set_errors_are_clear_before_any_work(tmp_path, capsys):
+    out = tmp_path / "R"
+    argv = ["run", "autoencoder", "--quick", "--out", str(out)]
+    assert cli.main([*argv, "--set", "lr=0.1,0.2"]) == 2
+    assert "run takes one value per key; diy-nn sweep varies" in capsys.readouterr().err
+    assert cli.main([*argv, "--set", "momentum=0.9"]) == 2
+    assert "unknown key 'momentum' for experiment 'autoencoder'" in capsys.readouterr().err
+    assert cli.main([*argv, "--set", "code_size=x"]) == 2
+    assert "is not an int" in capsys.readouterr().err
+    assert not out.exists()

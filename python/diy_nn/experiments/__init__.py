@@ -130,6 +130,13 @@ class Context:
     def budget(self, full: int, quick: int) -> int:
         return quick if self.quick else full
 
+    def budget_setting(self, key: str, quick: int) -> int:
+        """The setting ``key`` (an epoch or step count) under the run's budget: a value
+        given explicitly (``--set``) is used as it is, ``--quick`` or not; otherwise the
+        declared default, or ``quick`` in a quick run."""
+        value = int(self.setting(key))
+        return value if key in self.settings else self.budget(value, quick)
+
 
 @dataclass
 class Experiment:
@@ -143,11 +150,13 @@ class Experiment:
 EXPERIMENTS: dict[str, Experiment] = {}
 
 #: The hyper-parameters each experiment takes, with the defaults its code uses; an
-#: experiment reads one with ``ctx.setting(KEY)``, and ``diy-nn sweep --set KEY=V1,V2``
-#: varies it (an experiment that never reads a key it is given fails that run).
+#: experiment reads one with ``ctx.setting(KEY)`` (``epochs`` with ``ctx.budget_setting``:
+#: ``--quick`` shortens it unless it is given explicitly), ``diy-nn run --set KEY=V`` sets
+#: it and ``diy-nn sweep --set KEY=V1,V2`` varies it (an experiment that never reads a key
+#: it is given fails that run). ``code_size``: the autoencoder's code width (256-100-C).
 SETTINGS: dict[str, dict[str, float | int]] = {
     "usps_mlp": {"lr": 1e-3, "epochs": 30, "batch_size": 64},
-    "autoencoder": {"lr": 2e-3, "epochs": 40, "batch_size": 64},
+    "autoencoder": {"lr": 2e-3, "epochs": 40, "batch_size": 64, "code_size": 10},
     "denoising": {"lr": 2e-3, "epochs": 40, "batch_size": 64},
     "ecg": {"lr": 2e-3, "epochs": 150, "batch_size": 32},
     "conv1d": {"lr": 1e-3, "epochs": 30, "batch_size": 64},
@@ -177,7 +186,8 @@ def load_all() -> dict[str, Experiment]:
 
 
 def run_experiment(exp: Experiment, ctx: Context) -> dict:
-    """Runs one experiment; returns its summary entry (status ok, skipped or failed)."""
+    """Runs one experiment; returns its summary entry: status ok; skipped or incomplete
+    (data missing); failed when it never read a setting given in ``ctx.settings``."""
     ctx.name = exp.name
     start = time.perf_counter()
     entry: dict = {"number": exp.number, "title": exp.title, "quick": ctx.quick, "seed": ctx.seed}
@@ -191,6 +201,15 @@ def run_experiment(exp: Experiment, ctx: Context) -> dict:
         entry.update(status=status, message=_skip_message(err, result is not None))
     else:
         entry.update(status="ok")
+        unread = sorted(set(ctx.settings) - ctx.read_settings)
+        if unread:
+            entry.update(
+                status="failed",
+                message=f"{exp.name} does not read the setting(s) {', '.join(unread)} "
+                "(ctx.setting): the values given would not change the run",
+            )
+    if ctx.settings:
+        entry["settings"] = dict(ctx.settings)
     result = result or Result()
     entry.update(
         metrics=[dict(asdict(m), passed=m.passed) for m in result.metrics],

@@ -2,9 +2,9 @@
 (also ``diy-nn``).
 
 Exit status: 0 when every requested experiment ran whole; 1 when one could not (its
-data is missing: the others still run, and its data-free parts are kept); 2 for an
-unknown experiment; 3 when the ``experiments`` extra (matplotlib, scikit-learn) is not
-installed.
+data is missing: the others still run, and its data-free parts are kept; or it never read
+a setting given with ``--set``); 2 for an unknown experiment or a bad ``--set``; 3 when
+the ``experiments`` extra (matplotlib, scikit-learn) is not installed.
 
 Each experiment prints one summary line (and, when it could not run whole, the
 loader's message listing every place looked). Progress bars are drawn on a terminal
@@ -20,7 +20,15 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import Context, load_all, run_experiment, summary_markdown, sweep, write_summary
+from . import (
+    SETTINGS,
+    Context,
+    load_all,
+    run_experiment,
+    summary_markdown,
+    sweep,
+    write_summary,
+)
 
 EXIT_INCOMPLETE = 1
 EXIT_USAGE = 2
@@ -54,6 +62,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--no-progress",
         action="store_true",
         help="hide the progress bars (they are shown on a terminal only)",
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=V",
+        help="a hyper-parameter the experiments declare, one value (repeatable); "
+        "an explicit epochs is used as given, even with --quick",
     )
 
 
@@ -116,12 +132,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_setting(items: Sequence[str], names: Sequence[str]) -> dict[str, float | int]:
+    """``--set KEY=V`` of ``run``: sweep's parser, and one value per key."""
+    grid = sweep.parse_settings(items, names, SETTINGS)
+    if len(grid) > 1:
+        several = [i.partition("=")[0] for i in items if "," in i.partition("=")[2]]
+        raise ValueError(
+            f"--set {', '.join(several)}: run takes one value per key; "
+            "diy-nn sweep varies a setting over several"
+        )
+    return grid[0]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     registry = load_all()
     names = list(registry) if "all" in args.names else list(dict.fromkeys(args.names))
     unknown = [n for n in names if n not in registry]
     if unknown:
         print(f"unknown experiment(s): {', '.join(unknown)}; try: {', '.join(registry)}")
+        return EXIT_USAGE
+    try:
+        settings = _one_setting(args.set, names)
+    except ValueError as err:
+        print(f"diy-nn run: {err}", file=sys.stderr)
         return EXIT_USAGE
     missing = missing_extras()
     if missing:
@@ -139,6 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             seed=args.seed,
             data_dir=args.data_dir,
             progress=not args.no_progress and sys.stderr.isatty(),
+            settings=dict(settings),
         )
         if terminal:
             print(f"== {registry[name].number}. {name}: {registry[name].title}", flush=True)
@@ -155,8 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     incomplete = [n for n, e in entries.items() if e["status"] != "ok"]
     if incomplete:
         print(
-            f"{len(incomplete)} of {len(entries)} experiment(s) could not run whole "
-            f"(data missing): {', '.join(incomplete)}",
+            f"{len(incomplete)} of {len(entries)} experiment(s) could not run whole: "
+            f"{', '.join(incomplete)}",
             file=sys.stderr,
         )
         return EXIT_INCOMPLETE

@@ -41,10 +41,12 @@ def train_autoencoder(
     offset: int,
     sizes: list[int] | None = None,
 ) -> tuple[AutoEncoder, list[float]]:
+    """Trains one AE ``X_in -> X_target`` with the experiment's settings (lr, epochs,
+    batch_size); returns it in eval mode and its training BCE per pixel, by epoch."""
     net = build_autoencoder(ctx.rng(300 + offset), init, sizes)
-    opt = Adam(net, BCELoss(), eps=2e-3)
-    epochs = ctx.budget(40, 2)
-    hist = fit(opt, X_in, X_target, epochs, 64, **fit_options(ctx, desc, offset))
+    opt = Adam(net, BCELoss(), eps=float(ctx.setting("lr")))
+    epochs, batch = ctx.budget_setting("epochs", 2), int(ctx.setting("batch_size"))
+    hist = fit(opt, X_in, X_target, epochs, batch, **fit_options(ctx, desc, offset))
     net.eval()
     return net, [h / X_in.shape[1] for h in hist["loss"]]  # per pixel
 
@@ -62,8 +64,12 @@ def run_autoencoder(ctx: Context) -> Result:
         Xtr = Xtr[subsample(ctx, len(Xtr), 1000)]
     show = np.array([int(np.flatnonzero(yte == d)[0]) for d in range(10)])
     rows, titles, curves, metrics = [Xte[show]], ["original"], {}, []
+    code = int(ctx.setting("code_size"))
+    if code < 1:
+        raise ValueError(f"autoencoder: code_size must be at least 1, got {code}")
+    sizes = [*SIZES_ENC[:-1], code]
     for i, init in enumerate(("uniform", "rand")):
-        net, hist = train_autoencoder(ctx, Xtr, Xtr, init, f"AE {init}", i)
+        net, hist = train_autoencoder(ctx, Xtr, Xtr, init, f"AE {init}", i, sizes)
         rec = net.forward(Xte)
         bce = evaluate(net, BCELoss(), Xte, Xte, batch_size=2048)["loss"] / Xte.shape[1]
         rows.append(rec[show])
@@ -78,7 +84,7 @@ def run_autoencoder(ctx: Context) -> Result:
             rows,
             ctx.figure("reconstructions.png"),
             titles,
-            title="USPS test digits through a 10-d code",
+            title=f"USPS test digits through a {code}-d code",
             vmin=0,
             vmax=1,
         ),
@@ -92,7 +98,8 @@ def run_autoencoder(ctx: Context) -> Result:
     return Result(
         metrics,
         figs,
-        "pixels scaled to [0, 1]; Adam lr 2e-3, batch 64; "
+        f"encoder 256-100-{code}; pixels scaled to [0, 1]; Adam lr {ctx.setting('lr')}, "
+        f"batch {ctx.setting('batch_size')}; "
         "'uniform' = U(±1/sqrt(fan_in)), 'rand' = 2*(rand-0.5)",
     )
 

@@ -131,10 +131,9 @@ def run_conv1d(ctx: Context) -> Result:
             ctx,
             net,
             CELogSoftMax(),
+            # SETTINGS: 30 epochs (vs 20: 0.983 vs 0.982 on 1500 digits held out of the
+            # train split), batch 64, lr 1e-3
             lambda a: (2 * a - 1)[:, :, None],
-            30,  # 30 vs 20 epochs: 0.983 vs 0.982 on 1500 digits held out of the train split
-            64,
-            1e-3,
             "course Conv1D CNN",
             augment=True,
         )
@@ -171,9 +170,6 @@ def run_conv2d(ctx: Context) -> Result:
         net,
         CrossEntropyLoss(),
         lambda a: (2 * a - 1).reshape(-1, 16, 16, 1),
-        20,
-        64,
-        1e-3,
         "Conv2D CNN",
         augment=True,
     )

@@ -67,9 +67,9 @@ def run(ctx: Context) -> Result:
     net = AutoEncoder(
         mlp([140, 32, 16, 8], [TanH] * 3, g), mlp([8, 16, 32, 140], [TanH, TanH, Sigmoid], g)
     )
-    opt = Adam(net, MAELoss(), eps=2e-3)
-    epochs = ctx.budget(150, 3)
-    hist = fit(opt, train_normal, train_normal, epochs, 32, **fit_options(ctx, "ECG AE"))["loss"]
+    opt = Adam(net, MAELoss(), eps=float(ctx.setting("lr")))
+    epochs, batch = ctx.budget_setting("epochs", 3), int(ctx.setting("batch_size"))
+    hist = fit(opt, train_normal, train_normal, epochs, batch, **fit_options(ctx, "ECG AE"))["loss"]
     net.eval()
 
     def error(a: np.ndarray) -> np.ndarray:

@@ -28,9 +28,6 @@ def classify_usps(
     net: Module,
     loss: Loss,
     prep: Callable[[np.ndarray], np.ndarray],
-    epochs: int,
-    batch: int,
-    lr: float,
     label: str,
     augment: bool = False,
 ) -> Result:
@@ -44,8 +41,9 @@ def classify_usps(
         Xtr, ytr = Xtr[(k := subsample(ctx, len(Xtr), 600))], ytr[k]
         Xte, yte = Xte[(k := subsample(ctx, len(Xte), 300, 1))], yte[k]
     Xtr, Xte = prep(Xtr), prep(Xte)
+    lr, batch = float(ctx.setting("lr")), int(ctx.setting("batch_size"))
     opt = Adam(net, loss, eps=lr)
-    n_epochs = ctx.budget(epochs, 2)
+    n_epochs = ctx.budget_setting("epochs", 2)
     # the test split as validation data only draws its loss curve: nothing monitors it
     hist = fit(
         opt,
@@ -95,7 +93,7 @@ def run(ctx: Context) -> Result:
         Linear(64, 10, rng=g),
         SoftMax(),
     )
-    res = classify_usps(ctx, net, CrossEntropyLoss(), lambda a: a, 30, 64, 1e-3, "MLP")
+    res = classify_usps(ctx, net, CrossEntropyLoss(), lambda a: a, "MLP")
     res.metrics[0].report, res.metrics[0].target, res.metrics[0].goal = 0.82, 0.92, ">="
     res.metrics[0].note = "report: on training data"
     return res

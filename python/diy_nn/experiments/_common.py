@@ -35,6 +35,24 @@ def usps(ctx: Context, split: str, scale: str = "unit") -> tuple[np.ndarray, np.
         raise MissingData(str(err)) from None
 
 
+def usps_splits(
+    ctx: Context, quick_rows: int = 1000
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``Xtr, ytr, Xte, yte`` of USPS; under ``--quick`` the train split keeps
+    ``quick_rows`` rows drawn by ``subsample``."""
+    Xtr, ytr = usps(ctx, "train")
+    Xte, yte = usps(ctx, "test")
+    if ctx.quick:
+        keep = subsample(ctx, len(Xtr), quick_rows)
+        Xtr, ytr = Xtr[keep], ytr[keep]
+    return Xtr, ytr, Xte, yte
+
+
+def first_of_each_digit(y: np.ndarray) -> np.ndarray:
+    """Index of the first row of each label 0..9 in ``y`` (the digits a figure shows)."""
+    return np.array([int(np.flatnonzero(y == d)[0]) for d in range(10)])
+
+
 def ecg(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
     try:
         return data.load_ecg5000(ctx.data_dir)
@@ -51,11 +69,13 @@ def subsample(ctx: Context, n: int, k: int, offset: int = 0) -> np.ndarray:
 
 def mlp(
     sizes: list[int],
-    activations: list[type[Module]],
+    activations: list[type[Module] | None],
     rng: np.random.Generator,
     init: str = "uniform",
 ) -> Module:
-    """``Linear(sizes[0], sizes[1]), activations[0](), Linear(sizes[1], sizes[2]), ...``."""
+    """``Linear(sizes[0], sizes[1]), activations[0](), Linear(sizes[1], sizes[2]), ...``;
+    a ``None`` activation leaves its ``Linear`` without one. The layers draw from ``rng``
+    in order."""
     from ..container import Sequential
     from ..linear import Linear
 
@@ -63,7 +83,9 @@ def mlp(
         raise ValueError(f"mlp: {len(sizes) - 1} layers need as many activations")
     layers: list[Module] = []
     for n_in, n_out, act in zip(sizes[:-1], sizes[1:], activations, strict=True):
-        layers += [Linear(n_in, n_out, init=init, rng=rng), act()]
+        layers.append(Linear(n_in, n_out, init=init, rng=rng))
+        if act is not None:
+            layers.append(act())
     return Sequential(*layers)
 
 

@@ -11,7 +11,7 @@ from ..loss import BCELoss
 from ..optim import Adam
 from ..training import evaluate, fit
 from . import Context, Metric, Result, register
-from ._common import fit_options, mlp, psnr, subsample, usps
+from ._common import first_of_each_digit, fit_options, mlp, psnr, usps_splits
 
 SIZES_ENC = [256, 100, 10]
 SIZES_DEC = [10, 100, 256]
@@ -58,15 +58,12 @@ def train_autoencoder(
     needs=("usps",),
 )
 def run_autoencoder(ctx: Context) -> Result:
-    Xtr, _ = usps(ctx, "train")
-    Xte, yte = usps(ctx, "test")
-    if ctx.quick:
-        Xtr = Xtr[subsample(ctx, len(Xtr), 1000)]
-    show = np.array([int(np.flatnonzero(yte == d)[0]) for d in range(10)])
-    rows, titles, curves, metrics = [Xte[show]], ["original"], {}, []
     code = int(ctx.setting("code_size"))
-    if code < 1:
+    if code < 1:  # checked before any data is read
         raise ValueError(f"autoencoder: code_size must be at least 1, got {code}")
+    Xtr, _, Xte, yte = usps_splits(ctx)
+    show = first_of_each_digit(yte)
+    rows, titles, curves, metrics = [Xte[show]], ["original"], {}, []
     sizes = [*SIZES_ENC[:-1], code]
     for i, init in enumerate(("uniform", "rand")):
         net, hist = train_autoencoder(ctx, Xtr, Xtr, init, f"AE {init}", i, sizes)
@@ -111,11 +108,8 @@ def run_autoencoder(ctx: Context) -> Result:
     needs=("usps",),
 )
 def run_denoising(ctx: Context) -> Result:
-    Xtr, _ = usps(ctx, "train")
-    Xte, yte = usps(ctx, "test")
-    if ctx.quick:
-        Xtr = Xtr[subsample(ctx, len(Xtr), 1000)]
-    show = np.array([int(np.flatnonzero(yte == d)[0]) for d in range(10)])
+    Xtr, _, Xte, yte = usps_splits(ctx)
+    show = first_of_each_digit(yte)
     result = Result()
     rows, titles = [Xte[show]], ["clean"]
     for i, noise in enumerate((0.2, 0.5, 1.0)):

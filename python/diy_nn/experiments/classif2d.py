@@ -3,29 +3,27 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from .. import plotting
 from ..activation import Sigmoid, TanH
-from ..container import Sequential
 from ..data import gen_arti
-from ..linear import Linear
 from ..loss import MSELoss
 from ..module import Module
 from ..optim import SGD, Adam
 from ..training import fit
 from . import Context, Metric, Result, register
-from ._common import decay_for_last_quarter, fit_options
+from ._common import decay_for_last_quarter, fit_options, mlp
 
 
 @dataclass
 class Case:
     name: str
     data_type: int
-    build: Callable[[np.random.Generator], Module]
+    sizes: list[int]  # widths of the Linear layers, input first (``mlp``)
+    activations: list[type[Module] | None]  # after each Linear; None: no activation
     out: str  # "sigmoid": targets {0, 1}; "tanh"/"linear": targets {-1, +1}
     epochs: int
     quick_epochs: int
@@ -33,80 +31,37 @@ class Case:
     eps: float
     nbex: int = 1000
     sigma: float = 0.1
-    title: str = ""
     adam: bool = False  # Adam with a 10x smaller step for the last quarter, else plain SGD
 
 
+# the figures' titles, by case
+_TITLES = {
+    "gauss_2hidden": "Linear(2,2)-TanH-Linear(2,1)-Sigmoid",
+    "gauss": "Linear(2,4)-TanH-Linear(4,1)-Sigmoid, 100 it.",
+    "xor": "XOR: Linear(2,4)-TanH-Linear(4,1)-Sigmoid, 500 it.",
+    "xor_deep": "XOR: 2-4-4-1 (TanH, Sigmoid, TanH), 200 it.",
+    "checkerboard": "checkerboard: 2-128-64-1 (TanH, Sigmoid), Adam",
+}
+
+
 def _cases() -> list[Case]:
+    ts: list[type[Module] | None] = [TanH, Sigmoid]  # the one-hidden-layer nets
     return [
-        Case(
-            "gauss_2hidden",
-            0,
-            lambda g: Sequential(Linear(2, 2, rng=g), TanH(), Linear(2, 1, rng=g), Sigmoid()),
-            "sigmoid",
-            100,
-            10,
-            10,
-            0.05,
-            title="Linear(2,2)-TanH-Linear(2,1)-Sigmoid",
-        ),
-        Case(
-            "gauss",
-            0,
-            lambda g: Sequential(Linear(2, 4, rng=g), TanH(), Linear(4, 1, rng=g), Sigmoid()),
-            "sigmoid",
-            100,
-            10,
-            10,
-            0.05,
-            title="Linear(2,4)-TanH-Linear(4,1)-Sigmoid, 100 it.",
-        ),
-        Case(
-            "xor",
-            1,
-            lambda g: Sequential(Linear(2, 4, rng=g), TanH(), Linear(4, 1, rng=g), Sigmoid()),
-            "sigmoid",
-            500,
-            20,
-            10,
-            0.05,
-            title="XOR: Linear(2,4)-TanH-Linear(4,1)-Sigmoid, 500 it.",
-        ),
-        Case(
-            "xor_deep",
-            1,
-            lambda g: Sequential(
-                Linear(2, 4, rng=g),
-                TanH(),
-                Linear(4, 4, rng=g),
-                Sigmoid(),
-                Linear(4, 1, rng=g),
-                TanH(),
-            ),
-            "tanh",
-            200,
-            20,
-            10,
-            0.02,
-            title="XOR: 2-4-4-1 (TanH, Sigmoid, TanH), 200 it.",
-        ),
+        Case("gauss_2hidden", 0, [2, 2, 1], ts, "sigmoid", 100, 10, 10, 0.05),
+        Case("gauss", 0, [2, 4, 1], ts, "sigmoid", 100, 10, 10, 0.05),
+        Case("xor", 1, [2, 4, 1], ts, "sigmoid", 500, 20, 10, 0.05),
+        Case("xor_deep", 1, [2, 4, 4, 1], [TanH, Sigmoid, TanH], "tanh", 200, 20, 10, 0.02),
         Case(
             "checkerboard",
             2,
-            lambda g: Sequential(
-                Linear(2, 128, rng=g),
-                TanH(),
-                Linear(128, 64, rng=g),
-                Sigmoid(),
-                Linear(64, 1, rng=g),
-            ),
+            [2, 128, 64, 1],
+            [TanH, Sigmoid, None],
             "linear",
             300,
             15,
             32,
             3e-3,
             nbex=4000,
-            title="checkerboard: 2-128-64-1 (TanH, Sigmoid), Adam",
             adam=True,
         ),
     ]
@@ -127,7 +82,7 @@ def run(ctx: Context) -> Result:
     for i, case in enumerate(_cases()):
         Xtr, ytr = gen_arti(1, case.sigma, case.nbex, case.data_type, rng=ctx.rng(10 + i))
         Xte, yte = gen_arti(1, case.sigma, case.nbex, case.data_type, rng=ctx.rng(50 + i))
-        net = case.build(ctx.rng(100 + i))
+        net = mlp(case.sizes, case.activations, ctx.rng(100 + i))
         opt = (Adam if case.adam else SGD)(net, MSELoss(), eps=case.eps)
         epochs = ctx.budget(case.epochs, case.quick_epochs)
         fit(
@@ -148,7 +103,7 @@ def run(ctx: Context) -> Result:
                 Xte,
                 yte,
                 ctx.figure(f"{case.name}.png"),
-                title=f"{case.title}\nheld-out accuracy {acc:.3f} (train {acc_tr:.3f})",
+                title=f"{_TITLES[case.name]}\nheld-out accuracy {acc:.3f} (train {acc_tr:.3f})",
             )
         )
         result.metrics.append(

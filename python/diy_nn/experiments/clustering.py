@@ -12,7 +12,7 @@ from ..optim import Adam
 from ..schedule import StepLR
 from ..training import fit
 from . import Context, Metric, Result, register
-from ._common import fit_options, mlp, subsample, usps
+from ._common import fit_options, mlp, subsample, usps_splits
 
 MASK = 0.5  # fraction of the input pixels zeroed while training (clean targets)
 N_AUTOENCODERS = 4  # candidates trained from different initialisations
@@ -57,11 +57,7 @@ def run(ctx: Context) -> Result:
     from sklearn.manifold import TSNE
     from sklearn.metrics import adjusted_rand_score
 
-    Xtr, ytr = usps(ctx, "train")
-    Xte, yte = usps(ctx, "test")
-    if ctx.quick:
-        keep = subsample(ctx, len(Xtr), 1000)
-        Xtr, ytr = Xtr[keep], ytr[keep]
+    Xtr, ytr, Xte, yte = usps_splits(ctx)
     n_init = ctx.budget(10, 2)
     seed = int(ctx.rng(701).integers(1 << 30))
 

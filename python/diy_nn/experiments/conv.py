@@ -109,18 +109,22 @@ def _iris(ctx: Context) -> tuple[list[Metric], list, str]:
     return metrics, figs, unseen
 
 
+def _course_cnn(
+    conv: Module, pool: Module, flat: int, g: np.random.Generator, *head: Module
+) -> Sequential:
+    """The course's CNN for USPS: ``conv``-``pool``-Flatten-Linear(flat, 100)-ReLU-
+    Linear(100, 10), then ``head``; ``flat`` is the pooled output's size. The Linear
+    layers draw from ``g`` after ``conv`` did."""
+    return Sequential(
+        conv, pool, Flatten(), Linear(flat, 100, rng=g), ReLU(), Linear(100, 10, rng=g), *head
+    )
+
+
 @register("conv1d", 8, "Conv1D: course CNN on USPS as 256-long signals; iris", needs=("usps",))
 def run_conv1d(ctx: Context) -> Result:
     iris_metrics, iris_figs, unseen = _iris(ctx)  # needs no data files
     g = ctx.rng(801)
-    net = Sequential(
-        Conv1D(3, 1, 32, rng=g),
-        MaxPool1D(2, 2),
-        Flatten(),
-        Linear(4064, 100, rng=g),
-        ReLU(),
-        Linear(100, 10, rng=g),
-    )
+    net = _course_cnn(Conv1D(3, 1, 32, rng=g), MaxPool1D(2, 2), 4064, g)
     iris_notes = (
         "iris: stratified 70/30 split, features standardised "
         f"with the training split's mean and std and sorted by their training ANOVA F (the "
@@ -156,15 +160,7 @@ def run_conv1d(ctx: Context) -> Result:
 )
 def run_conv2d(ctx: Context) -> Result:
     g = ctx.rng(900)
-    net = Sequential(
-        Conv2D(3, 1, 32, rng=g),
-        MaxPool2D(2, 2),
-        Flatten(),
-        Linear(1568, 100, rng=g),
-        ReLU(),
-        Linear(100, 10, rng=g),
-        SoftMax(),
-    )
+    net = _course_cnn(Conv2D(3, 1, 32, rng=g), MaxPool2D(2, 2), 1568, g, SoftMax())
     res = classify_usps(
         ctx,
         net,

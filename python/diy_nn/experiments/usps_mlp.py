@@ -9,14 +9,12 @@ from sklearn.metrics import confusion_matrix
 
 from .. import plotting
 from ..activation import SoftMax, TanH
-from ..container import Sequential
-from ..linear import Linear
 from ..loss import CrossEntropyLoss, Loss
 from ..module import Module
 from ..optim import Adam
 from ..training import fit, predict, score
 from . import Context, Metric, Result, register
-from ._common import decay_for_last_quarter, fit_options, shift_images, subsample, usps
+from ._common import decay_for_last_quarter, fit_options, mlp, shift_images, subsample, usps
 
 
 def accuracy(net: Module, X: np.ndarray, y: np.ndarray) -> float:
@@ -85,14 +83,7 @@ def classify_usps(
 @register("usps_mlp", 3, "USPS MLP 256-128-64-10 TanH + SoftMax, cross-entropy", needs=("usps",))
 def run(ctx: Context) -> Result:
     g = ctx.rng(300)
-    net = Sequential(
-        Linear(256, 128, rng=g),
-        TanH(),
-        Linear(128, 64, rng=g),
-        TanH(),
-        Linear(64, 10, rng=g),
-        SoftMax(),
-    )
+    net = mlp([256, 128, 64, 10], [TanH, TanH, SoftMax], g)
     res = classify_usps(ctx, net, CrossEntropyLoss(), lambda a: a, "MLP")
     res.metrics[0].report, res.metrics[0].target, res.metrics[0].goal = 0.82, 0.92, ">="
     res.metrics[0].note = "report: on training data"

@@ -49,6 +49,21 @@ def small_cnn() -> nn.Sequential:
     )
 
 
+def small_mlp(seed: int = 0) -> nn.Sequential:
+    """Linear(5, 4) -> TanH -> Linear(4, 3), seeded: the optimizer tests' net."""
+    return nn.Sequential(nn.Linear(5, 4, rng=seed), nn.TanH(), nn.Linear(4, 3, rng=seed + 1))
+
+
+def torch_copy_of_small_mlp(torch: Any, net: nn.Sequential) -> Any:
+    """The same net in torch (float64), with ``net``'s parameters."""
+    t = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
+    with torch.no_grad():
+        for i in (0, 2):
+            t[i].weight.copy_(torch.from_numpy(net[i]._parameters.T.copy()))
+            t[i].bias.copy_(torch.from_numpy(net[i]._bias.copy()))
+    return t
+
+
 def require_torch() -> Any:
     """Returns the torch module; skips (outside CI) or fails (CI=true) without it."""
     try:

@@ -6,21 +6,7 @@ from __future__ import annotations
 import diy_nn as nn
 import numpy as np
 import pytest
-from parity import require_torch
-
-
-def _mlp(seed: int = 0) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(5, 4, rng=seed), nn.TanH(), nn.Linear(4, 3, rng=seed + 1))
-
-
-def _torch_copy(torch, net: nn.Sequential):
-    t = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
-    with torch.no_grad():
-        for i in (0, 2):
-            t[i].weight.copy_(torch.from_numpy(net[i]._parameters.T.copy()))
-            t[i].bias.copy_(torch.from_numpy(net[i]._bias.copy()))
-    return t
-
+from parity import require_torch, small_mlp, torch_copy_of_small_mlp
 
 OPTIMIZERS = {
     "sgd": (lambda net, loss: nn.SGD(net, loss, eps=0.05), lambda T, p: T.optim.SGD(p, lr=0.05)),
@@ -46,8 +32,8 @@ def test_optimizer_matches_torch(name):
     ours_factory, theirs_factory = OPTIMIZERS[name]
     rng = np.random.default_rng(0)
     X, Y = rng.standard_normal((8, 5)), rng.standard_normal((8, 3))
-    net = _mlp()
-    tnet = _torch_copy(torch, net)
+    net = small_mlp()
+    tnet = torch_copy_of_small_mlp(torch, net)
     opt, topt = ours_factory(net, nn.MSELoss()), theirs_factory(torch, tnet.parameters())
     for step in range(6):
         batch = slice(step % 2 * 4, step % 2 * 4 + 4)
@@ -75,7 +61,7 @@ def test_optimizer_matches_torch(name):
 )
 def test_optimizer_arguments_are_checked(make, match):
     with pytest.raises(ValueError, match=match):
-        make(_mlp(), nn.MSELoss())
+        make(small_mlp(), nn.MSELoss())
 
 
 def _blobs(n: int, seed: int):
@@ -90,7 +76,7 @@ def test_fit_history_and_seeded_shuffling():
     Xv, yv = _blobs(60, 1)
     hists = []
     for _ in range(2):
-        net = _mlp(3)
+        net = small_mlp(3)
         hists.append(
             nn.fit(
                 nn.Adam(net, nn.CrossEntropyCriterion(), eps=0.01),
@@ -114,14 +100,14 @@ def test_fit_regression_has_no_accuracy():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((50, 5))
     Y = X @ rng.standard_normal((5, 3))
-    hist = nn.fit(nn.SGD(_mlp(), nn.MSELoss(), eps=1e-3), X, Y, epochs=3, verbose=False)
+    hist = nn.fit(nn.SGD(small_mlp(), nn.MSELoss(), eps=1e-3), X, Y, epochs=3, verbose=False)
     assert len(hist["loss"]) == 3 and hist["accuracy"] == [] and hist["val_loss"] == []
 
 
 def test_fit_early_stopping_restores_the_best_parameters():
     X, y = _blobs(60, 0)
     Xv, yv = _blobs(30, 1)
-    net = _mlp(1)
+    net = small_mlp(1)
     # a huge step size: the validation loss soon stops improving
     opt = nn.SGD(net, nn.CrossEntropyCriterion(), eps=5.0)
     hist = nn.fit(
@@ -136,15 +122,15 @@ def test_fit_early_stopping_restores_the_best_parameters():
 
 def test_fit_progress_bar(capsys):
     X, y = _blobs(20, 0)
-    nn.fit(nn.Adam(_mlp(), nn.CrossEntropyCriterion()), X, y, epochs=2, verbose=True)
+    nn.fit(nn.Adam(small_mlp(), nn.CrossEntropyCriterion()), X, y, epochs=2, verbose=True)
     assert "fit" in capsys.readouterr().err
-    nn.fit(nn.Adam(_mlp(), nn.CrossEntropyCriterion()), X, y, epochs=2, verbose=False)
+    nn.fit(nn.Adam(small_mlp(), nn.CrossEntropyCriterion()), X, y, epochs=2, verbose=False)
     assert capsys.readouterr().err == ""
 
 
 def test_fit_checks_its_arguments():
     X, y = _blobs(20, 0)
-    opt = nn.Adam(_mlp(), nn.CrossEntropyCriterion())
+    opt = nn.Adam(small_mlp(), nn.CrossEntropyCriterion())
     with pytest.raises(ValueError, match="same length"):
         nn.fit(opt, X, y[:-1], verbose=False)
     with pytest.raises(ValueError, match="epochs"):

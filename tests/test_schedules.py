@@ -9,21 +9,7 @@ import diy_nn as nn
 import numpy as np
 import pytest
 from diy_nn import schedule
-from parity import require_torch
-
-
-def _mlp(seed: int = 0) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(5, 4, rng=seed), nn.TanH(), nn.Linear(4, 3, rng=seed + 1))
-
-
-def _torch_copy(torch, net: nn.Sequential):
-    t = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3)).double()
-    with torch.no_grad():
-        for i in (0, 2):
-            t[i].weight.copy_(torch.from_numpy(net[i]._parameters.T.copy()))
-            t[i].bias.copy_(torch.from_numpy(net[i]._bias.copy()))
-    return t
-
+from parity import require_torch, small_mlp, torch_copy_of_small_mlp
 
 OPTIMIZERS = {
     "adamw-default": (
@@ -59,8 +45,8 @@ def test_optimizer_matches_torch_over_20_steps(name):
     ours_factory, theirs_factory = OPTIMIZERS[name]
     rng = np.random.default_rng(0)
     X, Y = rng.standard_normal((40, 5)), rng.standard_normal((40, 3))
-    net = _mlp()
-    tnet = _torch_copy(torch, net)
+    net = small_mlp()
+    tnet = torch_copy_of_small_mlp(torch, net)
     opt, topt = ours_factory(net, nn.MSELoss()), theirs_factory(torch, tnet.parameters())
     for step in range(20):
         batch = slice(step % 5 * 8, step % 5 * 8 + 8)
@@ -75,7 +61,7 @@ def test_optimizer_matches_torch_over_20_steps(name):
             net[i]._parameters, tnet[i].weight.detach().numpy().T, rtol=0, atol=1e-8
         )
         np.testing.assert_allclose(net[i]._bias, tnet[i].bias.detach().numpy(), rtol=0, atol=1e-8)
-    moved = np.abs(net[0]._parameters - _mlp()[0]._parameters).max()
+    moved = np.abs(net[0]._parameters - small_mlp()[0]._parameters).max()
     assert moved > 1e-3  # the 20 steps did move the parameters
 
 
@@ -95,7 +81,7 @@ def test_optimizer_matches_torch_over_20_steps(name):
 )
 def test_optimizer_arguments_are_checked(make, error, match):
     with pytest.raises(error, match=match):
-        make(_mlp(), nn.MSELoss())
+        make(small_mlp(), nn.MSELoss())
 
 
 # --- schedules ------------------------------------------------------------------------------
@@ -131,7 +117,7 @@ def _torch_opt(torch, lr: float):
 def test_schedule_matches_torch_over_50_steps(name):
     torch = require_torch()
     ours_f, theirs_f = SCHEDULES[name]
-    opt = nn.SGD(_mlp(), nn.MSELoss(), eps=0.1)
+    opt = nn.SGD(small_mlp(), nn.MSELoss(), eps=0.1)
     topt = _torch_opt(torch, 0.1)
     ours, theirs = ours_f(opt), theirs_f(torch, topt)
     lrs, tlrs = [opt.eps], [topt.param_groups[0]["lr"]]
@@ -171,7 +157,7 @@ def test_reduce_on_plateau_matches_torch_on_a_scripted_metric(kwargs):
             [np.nan, 0.3],
         ]
     )
-    opt = nn.SGD(_mlp(), nn.MSELoss(), eps=0.1)
+    opt = nn.SGD(small_mlp(), nn.MSELoss(), eps=0.1)
     topt = _torch_opt(torch, 0.1)
     ours = schedule.ReduceLROnPlateau(opt, **kwargs)
     theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kwargs)
@@ -188,7 +174,7 @@ def test_schedules_are_fit_callbacks():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((32, 5))
     Y = X @ rng.standard_normal((5, 3))
-    opt = nn.SGD(_mlp(), nn.MSELoss(), eps=0.01)
+    opt = nn.SGD(small_mlp(), nn.MSELoss(), eps=0.01)
     seen = []
     sched = schedule.StepLR(opt, step_size=2, gamma=0.5)
     record = nn.LambdaCallback(on_epoch_begin=lambda e, logs: seen.append(opt.eps))
@@ -196,7 +182,7 @@ def test_schedules_are_fit_callbacks():
     assert seen == [0.01, 0.01, 0.005, 0.005, 0.0025]
     assert sched.last_epoch == 5
     # ReduceLROnPlateau watches the epoch's loss: a tiny step leaves it on a plateau
-    frozen = nn.SGD(_mlp(), nn.MSELoss(), eps=1e-7)
+    frozen = nn.SGD(small_mlp(), nn.MSELoss(), eps=1e-7)
     plateau = schedule.ReduceLROnPlateau(frozen, factor=0.5, patience=1)
     nn.fit(frozen, X, Y, epochs=6, seed=0, verbose=False, callbacks=[plateau])
     assert frozen.eps < 1e-7
@@ -218,4 +204,4 @@ def test_schedules_are_fit_callbacks():
 )
 def test_schedule_arguments_are_checked(make, error):
     with pytest.raises(error):
-        make(nn.SGD(_mlp(), nn.MSELoss(), eps=0.1))
+        make(nn.SGD(small_mlp(), nn.MSELoss(), eps=0.1))

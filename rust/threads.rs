@@ -17,9 +17,6 @@
 //! than cores a spinning thread holds the core that the thread it waits for
 //! needs, so then nobody spins (libgomp throttles its spinning likewise).
 //!
-//! Measured on the 2-core dev machine (a VM): the USPS CNN's epoch at 2
-//! threads went from slower than at 1 thread to faster (see the commit).
-//!
 //! The pool is the kernels' own, never rayon's global one: it is built at the
 //! first parallel region (not by [`set_num_threads`], which only records the
 //! count, at most [`MAX_THREADS`]), for `RAYON_NUM_THREADS` or the number of

@@ -230,14 +230,14 @@ fn bench_conv(c: &mut Criterion<FlopTime>) {
             &mut group,
             name,
             &mut || {
-                black_box(conv::conv1d(black_box(x), w, Some(b.view()), s, 0).unwrap());
+                black_box(conv::conv(black_box(x), w, Some(b.view()), s, 0).unwrap());
             },
             &mut || {
-                black_box(conv::conv1d_backward_input(black_box(d), w, l, s, 0).unwrap());
+                black_box(conv::conv_backward_input(black_box(d), w, &[l], s, 0).unwrap());
             },
             &mut || {
                 let grad_b = Some(gb.view_mut());
-                conv::conv1d_backward_weight(x, d, gw.view_mut(), grad_b, s, 0).unwrap()
+                conv::conv_backward_weight(x, d, gw.view_mut(), grad_b, s, 0).unwrap()
             },
         );
     }
@@ -264,14 +264,14 @@ fn bench_conv(c: &mut Criterion<FlopTime>) {
             &mut group,
             name,
             &mut || {
-                black_box(conv::conv2d(black_box(x), w, Some(b.view()), 1, 0).unwrap());
+                black_box(conv::conv(black_box(x), w, Some(b.view()), 1, 0).unwrap());
             },
             &mut || {
-                black_box(conv::conv2d_backward_input(black_box(d), w, (hw, hw), 1, 0).unwrap());
+                black_box(conv::conv_backward_input(black_box(d), w, &[hw, hw], 1, 0).unwrap());
             },
             &mut || {
                 let grad_b = Some(gb.view_mut());
-                conv::conv2d_backward_weight(x, d, gw.view_mut(), grad_b, 1, 0).unwrap()
+                conv::conv_backward_weight(x, d, gw.view_mut(), grad_b, 1, 0).unwrap()
             },
         );
     }
@@ -374,7 +374,7 @@ fn bench_threads(c: &mut Criterion) {
         for t in [1usize, 2] {
             threads::set_num_threads(t).unwrap();
             group.bench_function(BenchmarkId::new(format!("conv1d_{t}t"), work), |bench| {
-                bench.iter(|| conv::conv1d(black_box(x.view()), w.view(), None, 2, 0).unwrap())
+                bench.iter(|| conv::conv(black_box(x.view()), w.view(), None, 2, 0).unwrap())
             });
         }
     }

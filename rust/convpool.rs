@@ -403,8 +403,7 @@ pub fn conv2d_maxpool_backward<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conv::{conv1d, conv1d_backward_input, conv1d_backward_weight};
-    use crate::conv::{conv2d, conv2d_backward_input, conv2d_backward_weight};
+    use crate::conv::{conv, conv_backward_input, conv_backward_weight};
     use crate::pool::{max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward};
     use ndarray::{Array, Array1, Dimension};
 
@@ -438,7 +437,7 @@ mod tests {
             let x = filled((n, h, w, cin), 0.1);
             let wt = filled((k, k, cin, cout), 0.2);
             let b = filled(cout, 0.3);
-            let conv = conv2d(x.view(), wt.view(), Some(b.view()), s, pad).unwrap();
+            let conv = conv(x.view(), wt.view(), Some(b.view()), s, pad).unwrap();
             let (y0, a0) = max_pool2d(conv.view(), pk, ps).unwrap();
             let (y, a) =
                 conv2d_maxpool(x.view(), wt.view(), Some(b.view()), (s, pad), (pk, ps)).unwrap();
@@ -454,7 +453,7 @@ mod tests {
             .unwrap();
             let mut gw0 = filled(wt.raw_dim(), 0.5);
             let mut gb0 = filled(cout, 0.6);
-            conv2d_backward_weight(
+            conv_backward_weight(
                 x.view(),
                 dconv.view(),
                 gw0.view_mut(),
@@ -463,7 +462,7 @@ mod tests {
                 pad,
             )
             .unwrap();
-            let dx0 = conv2d_backward_input(dconv.view(), wt.view(), (h, w), s, pad).unwrap();
+            let dx0 = conv_backward_input(dconv.view(), wt.view(), &[h, w], s, pad).unwrap();
             let mut gw = filled(wt.raw_dim(), 0.5);
             let mut gb = filled(cout, 0.6);
             let dx = conv2d_maxpool_backward(
@@ -508,7 +507,7 @@ mod tests {
             let x = filled((n, l, cin), 0.7);
             let wt = filled((k, cin, cout), 0.8);
             let b = filled(cout, 0.9);
-            let conv = conv1d(x.view(), wt.view(), Some(b.view()), s, pad).unwrap();
+            let conv = conv(x.view(), wt.view(), Some(b.view()), s, pad).unwrap();
             let (y0, a0) = max_pool1d(conv.view(), pk, ps).unwrap();
             let (y, a) =
                 conv1d_maxpool(x.view(), wt.view(), Some(b.view()), (s, pad), (pk, ps)).unwrap();
@@ -518,7 +517,7 @@ mod tests {
             let dconv = max_pool1d_backward(d.view(), a0.view(), conv.shape()[1], None).unwrap();
             let mut gw0 = Array::zeros(wt.raw_dim());
             let mut gb0 = Array1::zeros(cout);
-            conv1d_backward_weight(
+            conv_backward_weight(
                 x.view(),
                 dconv.view(),
                 gw0.view_mut(),
@@ -527,7 +526,7 @@ mod tests {
                 pad,
             )
             .unwrap();
-            let dx0 = conv1d_backward_input(dconv.view(), wt.view(), l, s, pad).unwrap();
+            let dx0 = conv_backward_input(dconv.view(), wt.view(), &[l], s, pad).unwrap();
             let mut gw = Array::zeros(wt.raw_dim());
             let mut gb = Array1::zeros(cout);
             let dx = conv1d_maxpool_backward(

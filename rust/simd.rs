@@ -7,44 +7,61 @@
 //! into an FMA on its own, so every version gives the same bits.
 
 /// Defines `fn name<T: Bound>(args) -> ret { body }` compiled three times
-/// (AVX-512F, AVX2+FMA, baseline), the version chosen at each call.
+/// (AVX-512F, AVX2+FMA, baseline), the version chosen at each call by
+/// [`vector_bytes`]. Written `fn name<T: Bound, const W: usize>`, the body
+/// also gets its version's vector width in bytes as `W` (64, 32 or 16), for
+/// kernels whose register blocks depend on it.
 macro_rules! multiversion {
     (
         $(#[$attr:meta])*
-        $vis:vis fn $name:ident<$t:ident: $bound:path>($($arg:ident: $ty:ty),* $(,)?)
-            $(-> $ret:ty)? $body:block
+        $vis:vis fn $name:ident<$t:ident: $bound:path $(, const $w:ident: usize)?>(
+            $($arg:ident: $ty:ty),* $(,)?
+        ) $(-> $ret:ty)? $body:block
     ) => {
         $(#[$attr])*
         $vis fn $name<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body<$t: $bound>($($arg: $ty),*) $(-> $ret)? $body
+            fn body<$t: $bound $(, const $w: usize)?>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 fn v4<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
-                    body::<$t>($($arg),*)
+                    body::<$t $(, { const $w: usize = 64; $w })?>($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
                 fn v3<$t: $bound>($($arg: $ty),*) $(-> $ret)? {
-                    body::<$t>($($arg),*)
+                    body::<$t $(, { const $w: usize = 32; $w })?>($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
+                match $crate::simd::vector_bytes() {
                     // SAFETY: the CPU has the features `v4` is compiled for.
-                    return unsafe { v4::<$t>($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
+                    64 => return unsafe { v4::<$t>($($arg),*) },
                     // SAFETY: the CPU has the features `v3` is compiled for.
-                    return unsafe { v3::<$t>($($arg),*) };
+                    32 => return unsafe { v3::<$t>($($arg),*) },
+                    _ => {}
                 }
             }
-            body::<$t>($($arg),*)
+            body::<$t $(, { const $w: usize = 16; $w })?>($($arg),*)
         }
     };
 }
 
 pub(crate) use multiversion;
+
+/// The vector width in bytes of the [`multiversion!`] version the CPU runs:
+/// 64 with AVX-512F, 32 with AVX2 and FMA, else 16.
+#[inline]
+pub(crate) fn vector_bytes() -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return 64;
+        }
+        if avx2_fma() {
+            return 32;
+        }
+    }
+    16
+}
 
 /// Whether the CPU has AVX-512 with the subsets the explicit kernels use
 /// (F, VL, DQ and BW: every AVX-512 CPU since Skylake-SP has them all).

@@ -14,10 +14,11 @@ use ndarray::ArrayView2;
 use super::im2col::with_scratch;
 use super::Conv2dParams;
 use crate::float::Float;
-use crate::simd::{avx2_fma, avx512};
+use crate::simd::{multiversion, vector_bytes};
 
-/// The longest patch (`Kh·Kw·Cin`) the direct kernels take.
-pub(super) const DIRECT_MAX_PATCH: usize = 64;
+/// The longest patch (`Kh·Kw·Cin`) the direct kernels take (see
+/// [`super::use_direct`]).
+pub(super) const DIRECT_MAX_PATCH: usize = 49;
 
 /// Where the direct kernels read: samples of the input, zero padded, as
 /// `(n, hp, wp, cin)`, and the offset of each patch entry from the corner of
@@ -41,16 +42,9 @@ impl Direct {
         let wp = p.w + 2 * p.pw;
         let hp = p.h + 2 * p.ph;
         let line = wp * p.cin;
-        let mut offs = [0; DIRECT_MAX_PATCH];
-        let mut t = 0;
-        for ki in 0..p.kh {
-            for kj in 0..p.kw {
-                for ci in 0..p.cin {
-                    offs[t] = ki * line + kj * p.cin + ci;
-                    t += 1;
-                }
-            }
-        }
+        // entry `t = (ki·Kw + kj)·Cin + c` lies `ki` lines and `kj·Cin + c` further
+        let run = p.kw * p.cin;
+        let offs = std::array::from_fn(|t| t / run.max(1) * line + t % run.max(1));
         Direct {
             sample: hp * line,
             offs,
@@ -61,9 +55,7 @@ impl Direct {
             step_w: p.sw * p.cin,
         }
     }
-}
 
-impl Direct {
     /// Checks that `xp` is whole padded samples and that the last patch entry
     /// of the last receptive field lies inside a sample: every read of the
     /// forward kernels (`bases[i] + offs[t]`) is then in bounds.
@@ -347,87 +339,64 @@ fn weight_group(kc: usize, gmax: usize) -> usize {
         .unwrap_or(gmax)
 }
 
-/// Lanes (output channels) per register block: two vectors of the widest
-/// instruction set found.
-fn direct_lanes<T: Float>() -> usize {
-    let bytes = if avx512() {
-        128
-    } else if avx2_fma() {
-        64
-    } else {
-        32
-    };
-    bytes / std::mem::size_of::<T>()
-}
-
-/// Defines `$name`, which runs `$body` for the widest instruction set found
-/// at run time ([`direct_lanes`] lanes), with `$k4` (AVX-512) or `$k` as
-/// its last size parameter (pixels or patch entries per pass).
-macro_rules! per_isa {
-    ($name:ident, $body:ident, $k4:literal, $k:literal, ($($arg:ident: $ty:ty),*)) => {
-        fn $name<T: Float>($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                fn v4<T: Float>($($arg: $ty),*) {
-                    if std::mem::size_of::<T>() == 4 {
-                        $body::<T, 32, $k4, true>($($arg),*)
-                    } else {
-                        $body::<T, 16, $k4, true>($($arg),*)
-                    }
-                }
-                #[target_feature(enable = "avx2,fma")]
-                fn v3<T: Float>($($arg: $ty),*) {
-                    if std::mem::size_of::<T>() == 4 {
-                        $body::<T, 16, $k, true>($($arg),*)
-                    } else {
-                        $body::<T, 8, $k, true>($($arg),*)
-                    }
-                }
-                if avx512() {
-                    // SAFETY: the CPU has the features v4 is compiled for.
-                    return unsafe { v4::<T>($($arg),*) };
-                }
-                if avx2_fma() {
-                    // SAFETY: the CPU has the features v3 is compiled for.
-                    return unsafe { v3::<T>($($arg),*) };
-                }
-            }
-            if std::mem::size_of::<T>() == 4 {
-                $body::<T, 8, $k, false>($($arg),*)
+/// `$f::<T, L, K, FMA>(args)` for a [`multiversion!`] version of vector
+/// width `W` bytes: `L` lanes (two vectors of `T`), `K = $k4` with AVX-512's
+/// 32 registers, `$k` with 16 (AVX2, SSE), FMA with AVX2 and AVX-512. The
+/// conditions are constants, so each version keeps only the call it takes.
+macro_rules! by_width {
+    ($w:ident, $t:ident, $f:ident::<$k4:literal, $k:literal>($($arg:expr),*)) => {
+        if const { $w == 64 } {
+            if const { std::mem::size_of::<$t>() == 4 } {
+                $f::<$t, 32, $k4, true>($($arg),*)
             } else {
-                $body::<T, 4, $k, false>($($arg),*)
+                $f::<$t, 16, $k4, true>($($arg),*)
             }
+        } else if const { $w == 32 } {
+            if const { std::mem::size_of::<$t>() == 4 } {
+                $f::<$t, 16, $k, true>($($arg),*)
+            } else {
+                $f::<$t, 8, $k, true>($($arg),*)
+            }
+        } else if const { std::mem::size_of::<$t>() == 4 } {
+            $f::<$t, 8, $k, false>($($arg),*)
+        } else {
+            $f::<$t, 4, $k, false>($($arg),*)
         }
     };
 }
 
-per_isa!(direct_forward_generic, direct_forward_body, 6, 4, (xp: &[T], d: &Direct, wpad: &[T], bpad: &[T], cpad: usize, out: &mut [T], cout: usize));
-
-/// The direct forward kernel: for `f32` with up to 32 output channels on
-/// AVX-512, [`forward_f32_c32`]; else the generic body.
-fn direct_forward<T: Float>(
-    xp: &[T],
-    d: &Direct,
-    wpad: &[T],
-    bpad: &[T],
-    cpad: usize,
-    out: &mut [T],
-    cout: usize,
-) {
+/// The direct forward kernel: for `f32` with at most 32 output channels on
+/// AVX-512, [`forward_f32_c32`]; else [`direct_forward_generic`].
+fn direct_forward<T: Float>(f: &DirectForward<T>, xp: &[T], out: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
-    if cpad == 32 && avx512() {
-        if let (Some(xp), Some(wpad), Some(bpad), Some(out)) = (
-            crate::simd::as_f32(xp),
-            crate::simd::as_f32(wpad),
-            crate::simd::as_f32(bpad),
-            crate::simd::as_f32_mut(out),
-        ) {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { forward_f32_c32::<6>(xp, d, wpad, bpad, out, cout) };
+    if vector_bytes() == 64 && f.cpad == 32 {
+        use crate::simd::{as_f32, as_f32_mut};
+        let (w, b) = (as_f32(&f.wpad), as_f32(&f.bpad));
+        if let (Some(xp), Some(w), Some(b), Some(out)) = (as_f32(xp), w, b, as_f32_mut(out)) {
+            // SAFETY: `vector_bytes` is 64 only where the CPU has AVX-512F.
+            return unsafe { forward_f32_c32::<6>(xp, &f.d, w, b, out, f.cout) };
         }
     }
-    direct_forward_generic(xp, d, wpad, bpad, cpad, out, cout)
+    direct_forward_generic(xp, &f.d, &f.wpad, &f.bpad, f.cpad, out, f.cout)
+}
+
+multiversion! {
+    /// [`direct_forward_body`] for the vector width `W`: two vectors of
+    /// output channels by 6 output pixels with AVX-512's 32 registers, by 4
+    /// with 16 (AVX2, SSE). The arrays come as slice arguments, which the
+    /// compiler knows do not alias `out` (read through a `&DirectForward`,
+    /// the sums were not vectorized).
+    fn direct_forward_generic<T: Float, const W: usize>(
+        xp: &[T],
+        d: &Direct,
+        w: &[T],
+        b: &[T],
+        cpad: usize,
+        out: &mut [T],
+        cout: usize,
+    ) {
+        by_width!(W, T, direct_forward_body::<6, 4>(xp, d, w, b, cpad, out, cout))
+    }
 }
 
 /// [`direct_forward_body`] for `f32`, at most 32 output channels (two
@@ -492,8 +461,7 @@ fn forward_f32_c32<const R: usize>(
 
 /// [`direct_weight_body`] with as many patch entries per pass (`G`) as
 /// `GMAX` allows: two registers per patch entry (`L` lanes) besides the
-/// bias sums and the δ row. AVX-512 has 32 registers: up to 9 entries, a 3×3
-/// patch in one pass over δ (more spill); AVX2 and SSE have 16: up to 5.
+/// bias sums and the δ row.
 #[inline(always)]
 fn direct_weight_groups<T: Float, const L: usize, const GMAX: usize, const FMA: bool>(
     xp: &[T],
@@ -513,11 +481,28 @@ fn direct_weight_groups<T: Float, const L: usize, const GMAX: usize, const FMA: 
     }
 }
 
-per_isa!(direct_weight, direct_weight_groups, 9, 5, (xp: &[T], d: &Direct, delta: &[T], cout: usize, gw: &mut [T], gb: &mut [T], cpad: usize));
+multiversion! {
+    /// The direct weight-gradient kernel for the vector width `W`. AVX-512
+    /// has 32 registers: up to 9 patch entries per pass, a 3×3 patch in one
+    /// pass over δ (more spill); AVX2 and SSE have 16: up to 5.
+    fn direct_weight<T: Float, const W: usize>(
+        xp: &[T],
+        d: &Direct,
+        delta: &[T],
+        cout: usize,
+        gw: &mut [T],
+        gb: &mut [T],
+        cpad: usize,
+    ) {
+        by_width!(W, T, direct_weight_groups::<9, 5>(xp, d, delta, cout, gw, gb, cpad))
+    }
+}
 
-/// `cout` rounded up to a whole number of register blocks.
+/// `cout` rounded up to a whole number of register blocks: two vectors of
+/// the version [`multiversion!`] runs.
 fn padded_cout<T: Float>(cout: usize) -> usize {
-    cout.div_ceil(direct_lanes::<T>()) * direct_lanes::<T>()
+    let lanes = 2 * vector_bytes() / std::mem::size_of::<T>();
+    cout.div_ceil(lanes) * lanes
 }
 
 /// The direct forward pass of a convolution: the weight and bias zero
@@ -527,6 +512,7 @@ pub(super) struct DirectForward<T> {
     wpad: Vec<T>,
     bpad: Vec<T>,
     cpad: usize,
+    cout: usize,
 }
 
 impl<T: Float> DirectForward<T> {
@@ -543,20 +529,19 @@ impl<T: Float> DirectForward<T> {
         if let Some(b) = b {
             bpad[..p.cout].copy_from_slice(b);
         }
+        let (d, cout) = (Direct::new(p), p.cout);
         DirectForward {
-            d: Direct::new(p),
+            d,
             wpad,
             bpad,
             cpad,
+            cout,
         }
     }
 
     /// The output `oc (n1 - n0, Ho, Wo, Cout)` of samples `n0..n1` of `xs`.
     pub(super) fn run(&self, xs: &[T], p: &Conv2dParams, (n0, n1): (usize, usize), oc: &mut [T]) {
-        let (wpad, bpad, cpad) = (&self.wpad, &self.bpad, self.cpad);
-        with_padded(xs, p, n0, n1, |xp| {
-            direct_forward(xp, &self.d, wpad, bpad, cpad, oc, p.cout)
-        });
+        with_padded(xs, p, n0, n1, |xp| direct_forward(self, xp, oc));
     }
 }
 
@@ -564,6 +549,7 @@ impl<T: Float> DirectForward<T> {
 pub(super) struct DirectWeight {
     d: Direct,
     cpad: usize,
+    cout: usize,
 }
 
 impl DirectWeight {
@@ -571,6 +557,7 @@ impl DirectWeight {
         DirectWeight {
             d: Direct::new(p),
             cpad: padded_cout::<T>(p.cout),
+            cout: p.cout,
         }
     }
 
@@ -584,7 +571,7 @@ impl DirectWeight {
         gw: &mut [T],
         gb: &mut [T],
     ) {
-        let (cpad, cout) = (self.cpad, p.cout);
+        let (cpad, cout) = (self.cpad, self.cout);
         let mut gwpad = vec![T::zero(); p.patch() * cpad];
         let mut gbpad = vec![T::zero(); cpad];
         with_padded(xs, p, n0, n1, |xp| {

@@ -99,12 +99,13 @@ pub(super) fn forward<T: Float>(
 
 /// Adds d loss / d input of samples `n0..n1` into `dxc`, their `(n1 - n0,
 /// H, W, Cin)` gradient (zeroed by the caller), from `ds`, their δ:
-/// `col2im(δ·wmᵀ)`, `wt` being `wmᵀ`.
-pub(super) fn input_grad<T: Float>(
+/// `col2im(δ·wmᵀ)`, `wt` being `wmᵀ` ([`super::transposed_weight`]).
+pub(crate) fn input_grad<T: Float>(
     ds: &[T],
     wt: ArrayView2<'_, T>,
     p: &Conv2dParams,
-    (n0, n1): (usize, usize),
+    n0: usize,
+    n1: usize,
     dxc: &mut [T],
 ) {
     let rows = (n1 - n0) * p.out_pixels();

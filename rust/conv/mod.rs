@@ -29,14 +29,14 @@ mod im2col;
 #[cfg(test)]
 mod tests;
 
-use ndarray::{Array3, Array4, ArrayView1, ArrayView2, ArrayView3, ArrayView4};
-use ndarray::{ArrayViewMut1, ArrayViewMut3, ArrayViewMut4, Axis, Zip};
+use ndarray::{Array, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, ArrayView4};
+use ndarray::{ArrayViewMut, ArrayViewMut1, ArrayViewMut4, Axis, Dimension, Ix4, RawData, Zip};
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
 use crate::threads;
 use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
-pub(crate) use im2col::with_scratch_in;
+pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
 
 /// Multiply-adds (per pass) below which a convolution stays on the calling
 /// thread: waking a pool thread costs about 10 µs, the time of ~1.5M
@@ -70,6 +70,13 @@ impl Conv2dParams {
             (self.h + 2 * self.ph - self.kh) / self.sh + 1,
             (self.w + 2 * self.pw - self.kw) / self.sw + 1,
         )
+    }
+
+    /// The output's shape: `(N, Wo, Cout)` in 1-D, `(N, Ho, Wo, Cout)` in 2-D.
+    pub(crate) fn out_shape(&self, one_d: bool) -> Vec<usize> {
+        let (ho, wo) = self.out_dims();
+        let spatial: &[usize] = if one_d { &[wo] } else { &[ho, wo] };
+        [&[self.n], spatial, &[self.cout]].concat()
     }
 
     /// Length of one patch, a row of the im2col matrix.
@@ -113,13 +120,8 @@ impl Conv2dParams {
     }
 }
 
-fn check_stride(op: &'static str, stride: usize) -> Result<(), KernelError> {
-    if stride == 0 {
-        return Err(KernelError::invalid(op, "stride must be >= 1, got 0"));
-    }
-    Ok(())
-}
-
+/// Checks that a kernel of size `k` fits the input's `what` of `len` padded
+/// by `padding` on both sides.
 fn check_kernel_fits(
     op: &'static str,
     what: &str,
@@ -160,7 +162,10 @@ pub fn conv_params(
     let (x, w, (sh, ph)) = match (x_shape, w_shape) {
         (&[n, l, c], &[k, wc, co]) => ([n, 1, l, c], [1, k, wc, co], (1, 0)),
         (&[n, h, w, c], &[kh, kw, wc, co]) => ([n, h, w, c], [kh, kw, wc, co], (stride, padding)),
-        _ => unreachable!("the callers pass 3-D or 4-D shapes"),
+        _ => {
+            let why = "x and w must be both 3-D (1-D) or both 4-D (2-D)";
+            return Err(KernelError::invalid(op, why));
+        }
     };
     let ([n, h, w, cin], [kh, kw, wcin, cout]) = (x, w);
     if wcin != cin || (!one_d && kh != kw) {
@@ -172,7 +177,9 @@ pub fn conv_params(
             fmt_shape(w_shape),
         ));
     }
-    check_stride(op, stride)?;
+    if stride == 0 {
+        return Err(KernelError::invalid(op, "stride must be >= 1, got 0"));
+    }
     if one_d {
         check_kernel_fits(op, "input length", kw, w, padding)?;
     } else {
@@ -193,14 +200,13 @@ pub fn conv_params(
         ph,
         pw,
     };
-    let (ho, wo) = p.out_dims();
-    let (size, out) = if one_d {
-        (format!("length {w}"), vec![n, wo, cout])
+    let size = if one_d {
+        format!("length {w}")
     } else {
-        (format!("size ({h}, {w})"), vec![n, ho, wo, cout])
+        format!("size ({h}, {w})")
     };
     let why = format!("for input {size}, stride {stride} and padding {padding}");
-    check_alloc(op, &format!("the output {why}"), &out)?;
+    check_alloc(op, &format!("the output {why}"), &p.out_shape(one_d))?;
     check_alloc(op, &format!("the input {why}"), x_shape)?;
     Ok(p)
 }
@@ -223,20 +229,20 @@ pub(crate) fn check_shape(
     Ok(())
 }
 
-/// Runs `f(chunk_index, out_chunk)` over `out` cut in chunks of `len`, in
-/// parallel (one chunk per thread) when asked.
-fn for_chunks<T: Float>(
+/// Runs `f(n0, n1, chunk)` for the runs of samples `n0..n1` of
+/// [`Conv2dParams::chunk`] samples, `chunk` being their part of `out` (a
+/// per-sample array), in parallel (one run per thread) when asked.
+fn for_samples<T: Float>(
+    p: &Conv2dParams,
     out: &mut [T],
-    len: usize,
-    parallel: bool,
-    f: impl Fn(usize, &mut [T]) + Sync,
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
-    let parts = if parallel {
-        out.len().div_ceil(len.max(1))
-    } else {
-        1
-    };
-    threads::par_chunks_mut(out, len, parts, f);
+    let chunk = p.chunk();
+    let parts = if p.parallel() { p.n.div_ceil(chunk) } else { 1 };
+    let len = chunk * (out.len() / p.n.max(1));
+    threads::par_chunks_mut(out, len, parts, |i, c| {
+        f(i * chunk, ((i + 1) * chunk).min(p.n), c)
+    });
 }
 
 /// The weight as the `(Kh·Kw·Cin, Cout)` matrix of the products.
@@ -249,17 +255,6 @@ fn weight_matrix<'a, T: Float>(
         .expect("standard layout weight reshapes")
 }
 
-/// Patch lengths (`Kh·Kw·Cin`) up to which the forward pass takes the
-/// direct kernel: it was faster than im2col + GEMM at every length measured
-/// up to 49 (1 to 5 input channels, 3×3 to 7×7 kernels; see the commits).
-const DIRECT_FORWARD_MAX: usize = 49;
-
-/// Patch lengths up to which the weight gradient takes the direct kernel,
-/// measured as [`DIRECT_FORWARD_MAX`]. With several input channels it also
-/// needs `Cout` a multiple of 32 (its register block in f32 with AVX-512):
-/// padded to a whole block, the wasted lanes cost more than GEMM.
-const DIRECT_WEIGHT_MAX: usize = 49;
-
 /// Which pass asks [`use_direct`].
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pass {
@@ -267,28 +262,21 @@ enum Pass {
     Weight,
 }
 
-thread_local! {
-    /// Tests only: `Some(true)` takes the direct kernels for every patch up
-    /// to [`DIRECT_MAX_PATCH`], `Some(false)` never.
-    static DIRECT_OVERRIDE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
-}
-
 /// The one choice between the two implementations: whether a pass goes
-/// through the direct kernels (small patches, see the two thresholds above)
-/// or im2col + GEMM (everything else, and the input gradient always).
-/// Decided on the calling thread, before any hand-off to the pool.
+/// through the direct kernels or im2col + GEMM (longer patches, and the
+/// input gradient always). Decided on the calling thread, before any
+/// hand-off to the pool.
+///
+/// The direct kernels were faster than im2col + GEMM at every patch length
+/// measured up to [`DIRECT_MAX_PATCH`] (1 to 5 input channels, 3×3 to 7×7
+/// kernels; see the commits). With several input channels the weight
+/// gradient also needs `Cout` a multiple of 32 (its register block in f32
+/// with AVX-512): padded to a whole block, the wasted lanes cost more than
+/// GEMM.
 fn use_direct(p: &Conv2dParams, pass: Pass) -> bool {
     let kc = p.patch();
-    if kc == 0 || kc > DIRECT_MAX_PATCH || p.cout == 0 {
-        return false;
-    }
-    if let Some(forced) = DIRECT_OVERRIDE.with(|c| c.get()) {
-        return forced;
-    }
-    match pass {
-        Pass::Forward => kc <= DIRECT_FORWARD_MAX,
-        Pass::Weight => kc <= DIRECT_WEIGHT_MAX && (p.cin == 1 || p.cout.is_multiple_of(32)),
-    }
+    let fits = kc > 0 && kc <= DIRECT_MAX_PATCH && p.cout > 0;
+    fits && (pass == Pass::Forward || p.cin == 1 || p.cout.is_multiple_of(32))
 }
 
 /// What the forward pass of a convolution needs for any run of samples: the
@@ -337,37 +325,14 @@ fn forward_impl<T: Float>(
 ) -> Array4<T> {
     let (ho, wo) = p.out_dims();
     let mut out = Array4::<T>::zeros((p.n, ho, wo, p.cout));
-    if out.is_empty() {
-        return out;
-    }
-    {
-        let x = x.as_standard_layout();
+    if !out.is_empty() {
+        let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
         let xs = x.as_slice().expect("standard layout");
-        let w = w.as_standard_layout();
         let plan = ForwardPlan::new(&w, b, p);
-        let chunk = p.chunk();
         let os = out.as_slice_mut().expect("fresh array");
-        let len = chunk * p.out_pixels() * p.cout;
-        for_chunks(os, len, p.parallel(), |i, oc| {
-            let n0 = i * chunk;
-            plan.run(xs, n0, (n0 + chunk).min(p.n), oc);
-        });
-    };
+        for_samples(p, os, |n0, n1, oc| plan.run(xs, n0, n1, oc));
+    }
     out
-}
-
-/// Adds d loss / d input of samples `n0..n1` into `dxc`, their
-/// `(n1 - n0, H, W, Cin)` gradient (zeroed by the caller), from `ds`, the δ
-/// of those samples; `wt` is [`transposed_weight`].
-pub(crate) fn input_grad_chunk<T: Float>(
-    ds: &[T],
-    wt: ArrayView2<'_, T>,
-    p: &Conv2dParams,
-    n0: usize,
-    n1: usize,
-    dxc: &mut [T],
-) {
-    im2col::input_grad(ds, wt, p, (n0, n1), dxc);
 }
 
 /// The weight as the transposed `(Cout, Kh·Kw·Cin)` matrix, for [`input_grad_chunk`].
@@ -384,23 +349,16 @@ fn backward_input_impl<T: Float>(
     p: &Conv2dParams,
 ) -> Array4<T> {
     let mut dx = Array4::<T>::zeros((p.n, p.h, p.w, p.cin));
-    if dx.is_empty() {
-        return dx;
-    }
-    {
-        let delta = delta.as_standard_layout();
+    if !dx.is_empty() {
+        let (delta, w) = (delta.as_standard_layout(), w.as_standard_layout());
         let ds = delta.as_slice().expect("standard layout");
-        let w = w.as_standard_layout();
         let wt = transposed_weight(&w, p);
-        let chunk = p.chunk();
         let per = p.out_pixels() * p.cout;
         let dxs = dx.as_slice_mut().expect("fresh array");
-        for_chunks(dxs, chunk * p.h * p.w * p.cin, p.parallel(), |i, dxc| {
-            let n0 = i * chunk;
-            let n1 = (n0 + chunk).min(p.n);
-            input_grad_chunk(&ds[n0 * per..n1 * per], wt, p, n0, n1, dxc);
+        for_samples(p, dxs, |n0, n1, dxc| {
+            input_grad_chunk(&ds[n0 * per..n1 * per], wt, p, n0, n1, dxc)
         });
-    };
+    }
     dx
 }
 
@@ -501,143 +459,103 @@ pub(crate) fn add_grads<T: Float>(
     }
 }
 
-/// `(N, (L + 2·padding - K) / stride + 1, Cout)`.
-pub fn conv1d<T: Float>(
-    x: ArrayView3<'_, T>,
-    w: ArrayView3<'_, T>,
+/// The names of the three passes, in 1-D (3-D arrays) and in 2-D.
+fn ops(ndim: usize) -> [&'static str; 3] {
+    match ndim {
+        3 => ["conv1d", "conv1d_backward_input", "conv1d_backward_weight"],
+        _ => ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"],
+    }
+}
+
+/// A 1-D convolution's array `(N, L, C)` (a weight `(K, Cin, Cout)` with
+/// `axis = 0`) as the 2-D one with a new axis of length 1 at `axis`; a 2-D
+/// one as it is.
+fn as_2d<S: RawData, D: Dimension>(a: ArrayBase<S, D>, axis: usize) -> ArrayBase<S, Ix4> {
+    let a = a.into_dyn();
+    let a = if a.ndim() == 3 {
+        a.insert_axis(Axis(axis))
+    } else {
+        a
+    };
+    a.into_dimensionality().expect("3-D or 4-D")
+}
+
+/// A 2-D convolution's result back in the dimensions `D` of the call.
+fn from_2d<T, D: Dimension>(y: Array4<T>, one_d: bool) -> Array<T, D> {
+    let y = y.into_dyn();
+    let y = if one_d { y.remove_axis(Axis(1)) } else { y };
+    y.into_dimensionality().expect("the call's dimensions")
+}
+
+/// The convolution, 1-D or 2-D as the arrays are 3-D or 4-D:
+/// `x (N, L, Cin)`, `w (K, Cin, Cout)` → `(N, (L + 2·padding - K) / stride
+/// + 1, Cout)`; `x (N, H, W, Cin)`, a square `w (K, K, Cin, Cout)` →
+/// `(N, H', W', Cout)`; `b (Cout,)`.
+pub fn conv<T: Float, D: Dimension>(
+    x: ArrayView<'_, T, D>,
+    w: ArrayView<'_, T, D>,
     b: Option<ArrayView1<'_, T>>,
     stride: usize,
     padding: usize,
-) -> Result<Array3<T>, KernelError> {
-    const OP: &str = "conv1d";
-    let p = conv_params(OP, x.shape(), w.shape(), stride, padding)?;
+) -> Result<Array<T, D>, KernelError> {
+    let (op, one_d) = (ops(x.ndim())[0], x.ndim() == 3);
+    let p = conv_params(op, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
-        check_shape(OP, "b", &[p.cout], &[b.len()])?;
+        check_shape(op, "b", &[p.cout], &[b.len()])?;
     }
-    let out = forward_impl(x.insert_axis(Axis(1)), w.insert_axis(Axis(0)), b, &p);
-    Ok(out.remove_axis(Axis(1)))
+    Ok(from_2d(
+        forward_impl(as_2d(x, 1), as_2d(w, 0), b, &p),
+        one_d,
+    ))
 }
 
-/// Gradient of the 1-D convolution with respect to its input:
-/// `delta (N, Lout, Cout)`, `w (K, Cin, Cout)` → `(N, input_len, Cin)`.
-pub fn conv1d_backward_input<T: Float>(
-    delta: ArrayView3<'_, T>,
-    w: ArrayView3<'_, T>,
-    input_len: usize,
+/// Gradient of the convolution with respect to its input, `(N, L, Cin)` or
+/// `(N, H, W, Cin)` (`input_size` is `[L]` or `[H, W]`), from `delta`
+/// `(N, Lout, Cout)` or `(N, H', W', Cout)` and `w`.
+pub fn conv_backward_input<T: Float, D: Dimension>(
+    delta: ArrayView<'_, T, D>,
+    w: ArrayView<'_, T, D>,
+    input_size: &[usize],
     stride: usize,
     padding: usize,
-) -> Result<Array3<T>, KernelError> {
-    const OP: &str = "conv1d_backward_input";
-    let (n, cin) = (delta.shape()[0], w.shape()[1]);
-    let p = conv_params(OP, &[n, input_len, cin], w.shape(), stride, padding)?;
-    check_shape(OP, "delta", &[n, p.out_dims().1, p.cout], delta.shape())?;
-    let dx = backward_input_impl(delta.insert_axis(Axis(1)), w.insert_axis(Axis(0)), &p);
-    Ok(dx.remove_axis(Axis(1)))
+) -> Result<Array<T, D>, KernelError> {
+    let (op, one_d) = (ops(delta.ndim())[1], delta.ndim() == 3);
+    let n = delta.shape().first().copied().unwrap_or(0);
+    let cin = w.shape().iter().rev().nth(1).copied().unwrap_or(0);
+    let x_shape = [&[n], input_size, &[cin]].concat();
+    let p = conv_params(op, &x_shape, w.shape(), stride, padding)?;
+    check_shape(op, "delta", &p.out_shape(one_d), delta.shape())?;
+    let dx = backward_input_impl(as_2d(delta, 1), as_2d(w, 0), &p);
+    Ok(from_2d(dx, one_d))
 }
 
-/// Accumulates the gradient of the 1-D convolution's weight (and bias):
-/// `grad_w (K, Cin, Cout) += Σ xᵀ·δ`, `grad_b (Cout,) += Σ δ`.
-pub fn conv1d_backward_weight<T: Float>(
-    x: ArrayView3<'_, T>,
-    delta: ArrayView3<'_, T>,
-    grad_w: ArrayViewMut3<'_, T>,
+/// Accumulates the gradient of the convolution's weight (and bias):
+/// `grad_w (K, Cin, Cout)` or `(K, K, Cin, Cout)` `+= Σ xᵀ·δ`,
+/// `grad_b (Cout,) += Σ δ`.
+pub fn conv_backward_weight<T: Float, D: Dimension>(
+    x: ArrayView<'_, T, D>,
+    delta: ArrayView<'_, T, D>,
+    grad_w: ArrayViewMut<'_, T, D>,
     grad_b: Option<ArrayViewMut1<'_, T>>,
     stride: usize,
     padding: usize,
 ) -> Result<(), KernelError> {
-    const OP: &str = "conv1d_backward_weight";
-    let p = conv_params(OP, x.shape(), grad_w.shape(), stride, padding)
+    let (op, one_d) = (ops(x.ndim())[2], x.ndim() == 3);
+    let p = conv_params(op, x.shape(), grad_w.shape(), stride, padding)
         .map_err(|e| rename_w(e, "grad_w"))?;
-    check_shape(OP, "delta", &[p.n, p.out_dims().1, p.cout], delta.shape())?;
+    check_shape(op, "delta", &p.out_shape(one_d), delta.shape())?;
     if let Some(gb) = &grad_b {
-        check_shape(OP, "grad_b", &[p.cout], &[gb.len()])?;
+        check_shape(op, "grad_b", &[p.cout], &[gb.len()])?;
     }
-    backward_weight_impl(
-        x.insert_axis(Axis(1)),
-        delta.insert_axis(Axis(1)),
-        grad_w.insert_axis(Axis(0)),
-        grad_b,
-        &p,
-    );
-    Ok(())
-}
-
-/// 2-D convolution with a square `K×K` kernel: `x (N, H, W, Cin)`,
-/// `w (K, K, Cin, Cout)`, `b (Cout,)` → `(N, H', W', Cout)`.
-pub fn conv2d<T: Float>(
-    x: ArrayView4<'_, T>,
-    w: ArrayView4<'_, T>,
-    b: Option<ArrayView1<'_, T>>,
-    stride: usize,
-    padding: usize,
-) -> Result<Array4<T>, KernelError> {
-    const OP: &str = "conv2d";
-    let p = conv_params(OP, x.shape(), w.shape(), stride, padding)?;
-    if let Some(b) = &b {
-        check_shape(OP, "b", &[p.cout], &[b.len()])?;
-    }
-    Ok(forward_impl(x, w, b, &p))
-}
-
-/// Gradient of the 2-D convolution with respect to its input:
-/// `delta (N, H', W', Cout)`, `w (K, K, Cin, Cout)` → `(N, H, W, Cin)`.
-pub fn conv2d_backward_input<T: Float>(
-    delta: ArrayView4<'_, T>,
-    w: ArrayView4<'_, T>,
-    input_hw: (usize, usize),
-    stride: usize,
-    padding: usize,
-) -> Result<Array4<T>, KernelError> {
-    const OP: &str = "conv2d_backward_input";
-    let (n, cin) = (delta.shape()[0], w.shape()[2]);
-    let p = conv_params(
-        OP,
-        &[n, input_hw.0, input_hw.1, cin],
-        w.shape(),
-        stride,
-        padding,
-    )?;
-    let (ho, wo) = p.out_dims();
-    check_shape(OP, "delta", &[n, ho, wo, p.cout], delta.shape())?;
-    Ok(backward_input_impl(delta, w, &p))
-}
-
-/// Accumulates the gradient of the 2-D convolution's weight (and bias):
-/// `grad_w (K, K, Cin, Cout)`, `grad_b (Cout,)`.
-pub fn conv2d_backward_weight<T: Float>(
-    x: ArrayView4<'_, T>,
-    delta: ArrayView4<'_, T>,
-    grad_w: ArrayViewMut4<'_, T>,
-    grad_b: Option<ArrayViewMut1<'_, T>>,
-    stride: usize,
-    padding: usize,
-) -> Result<(), KernelError> {
-    const OP: &str = "conv2d_backward_weight";
-    let p = conv_params(OP, x.shape(), grad_w.shape(), stride, padding)
-        .map_err(|e| rename_w(e, "grad_w"))?;
-    let (ho, wo) = p.out_dims();
-    check_shape(OP, "delta", &[p.n, ho, wo, p.cout], delta.shape())?;
-    if let Some(gb) = &grad_b {
-        check_shape(OP, "grad_b", &[p.cout], &[gb.len()])?;
-    }
-    backward_weight_impl(x, delta, grad_w, grad_b, &p);
+    let (x, delta, gw) = (as_2d(x, 1), as_2d(delta, 1), as_2d(grad_w, 0));
+    backward_weight_impl(x, delta, gw, grad_b, &p);
     Ok(())
 }
 
 /// Names the gradient array in a weight-shape error instead of `w`.
-pub(crate) fn rename_w(e: KernelError, name: &'static str) -> KernelError {
-    match e {
-        KernelError::Shape {
-            op,
-            arg: "w",
-            expected,
-            actual,
-        } => KernelError::Shape {
-            op,
-            arg: name,
-            expected,
-            actual,
-        },
-        other => other,
+pub(crate) fn rename_w(mut e: KernelError, name: &'static str) -> KernelError {
+    if let KernelError::Shape { arg: arg @ "w", .. } = &mut e {
+        *arg = name;
     }
+    e
 }

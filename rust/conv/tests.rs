@@ -1,7 +1,7 @@
 //! The convolutions against a plain reference, and the direct kernels against im2col + GEMM.
 
 use super::*;
-use ndarray::{s, Array, Array1, Dimension, ShapeBuilder};
+use ndarray::{s, Array, Array1, Array3, ArrayView2, ArrayViewD, Dimension, ShapeBuilder};
 
 fn filled<Sh: ndarray::ShapeBuilder>(shape: Sh, seed: f64) -> Array<f64, Sh::Dim> {
     let mut i = 0.0;
@@ -71,100 +71,73 @@ fn reference(
     (y, dx, dw, db)
 }
 
-/// (n, l, cin, cout, k, stride, padding)
-const CASES_1D: &[(usize, usize, usize, usize, usize, usize, usize)] = &[
-    (2, 7, 3, 4, 3, 1, 0),
-    (1, 9, 1, 1, 1, 1, 0),
-    (3, 5, 2, 3, 5, 1, 0),
-    (2, 11, 3, 2, 3, 2, 1),
-    (1, 6, 1, 5, 2, 3, 2),
-    (4, 50, 16, 33, 3, 2, 0),
-    (64, 50, 16, 33, 3, 2, 0),
-    (5, 4, 2, 3, 6, 1, 1),
-];
-
-#[test]
-fn conv1d_matches_reference() {
-    for &(n, l, cin, cout, k, s, pad) in CASES_1D {
-        let x = filled((n, l, cin), 0.1);
-        let w = filled((k, cin, cout), 0.2);
-        let b = filled(cout, 0.3);
-        let p = conv_params("t", x.shape(), w.shape(), s, pad).unwrap();
-        let d = filled((n, p.out_dims().1, cout), 0.4);
-        let (y, dx, dw, db) = reference(
-            &x.clone().insert_axis(Axis(1)),
-            &w.clone().insert_axis(Axis(0)),
-            &b,
-            &d.clone().insert_axis(Axis(1)),
-            &p,
-        );
-        let got = conv1d(x.view(), w.view(), Some(b.view()), s, pad).unwrap();
-        assert_close(&got, &y.remove_axis(Axis(1)));
-        let got_dx = conv1d_backward_input(d.view(), w.view(), l, s, pad).unwrap();
-        assert_close(&got_dx, &dx.remove_axis(Axis(1)));
-        let mut gw = filled((k, cin, cout), 0.5);
-        let mut gb = filled(cout, 0.6);
-        let (gw0, gb0) = (gw.clone(), gb.clone());
-        conv1d_backward_weight(
-            x.view(),
-            d.view(),
-            gw.view_mut(),
-            Some(gb.view_mut()),
-            s,
-            pad,
-        )
-        .unwrap();
-        assert_close(&gw, &(gw0 + dw.remove_axis(Axis(0))));
-        assert_close(&gb, &(gb0 + db));
-    }
-}
-
-/// (n, h, w, cin, cout, k, stride, padding)
-type Case2d = (usize, usize, usize, usize, usize, usize, usize, usize);
-const CASES_2D: &[Case2d] = &[
+/// (n, h, w, cin, cout, k, stride, padding); `h = 0` is a 1-D case of length `w`.
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+const CASES: &[Case] = &[
+    (2, 0, 7, 3, 4, 3, 1, 0),
+    (1, 0, 9, 1, 1, 1, 1, 0),
+    (3, 0, 5, 2, 3, 5, 1, 0),
+    (2, 0, 11, 3, 2, 3, 2, 1),
+    (1, 0, 6, 1, 5, 2, 3, 2),
+    (4, 0, 50, 16, 33, 3, 2, 0),
+    (64, 0, 50, 16, 33, 3, 2, 0),
+    (5, 0, 4, 2, 3, 6, 1, 1),
     (2, 5, 10, 2, 2, 3, 1, 0),
     (1, 4, 4, 1, 1, 1, 1, 0),
     (2, 3, 3, 2, 3, 3, 1, 0),
     (3, 7, 6, 3, 4, 3, 2, 1),
     (1, 5, 5, 1, 2, 2, 3, 2),
     (40, 16, 16, 1, 32, 3, 1, 0),
+    (0, 0, 8, 2, 4, 3, 1, 0),
+    (0, 4, 4, 2, 3, 3, 1, 1),
 ];
 
+/// A case's array: as it is in 2-D, without its axis `axis` of length 1 in
+/// 1-D (`(N, 1, L, C)` as `(N, L, C)`, `(1, K, Cin, Cout)` as `(K, Cin, Cout)`).
+fn view(a: &Array4<f64>, axis: usize, one_d: bool) -> ArrayViewD<'_, f64> {
+    match one_d {
+        true => a.index_axis(Axis(axis), 0).into_dyn(),
+        false => a.view().into_dyn(),
+    }
+}
+
+/// The three passes, 1-D and 2-D, against the reference: the forward pass
+/// with and without bias, the input gradient, and the weight and bias
+/// gradients added twice onto what the arrays held.
 #[test]
-fn conv2d_matches_reference() {
-    for &(n, h, wd, cin, cout, k, s, pad) in CASES_2D {
+fn conv_matches_reference() {
+    for &(n, h, wd, cin, cout, k, s, pad) in CASES {
+        let one_d = h == 0;
+        let (h, kh) = if one_d { (1, 1) } else { (h, k) };
         let x = filled((n, h, wd, cin), 0.1);
-        let w = filled((k, k, cin, cout), 0.2);
+        let w = filled((kh, k, cin, cout), 0.2);
         let b = filled(cout, 0.3);
-        let p = conv_params("t", x.shape(), w.shape(), s, pad).unwrap();
+        let (xv, wv) = (view(&x, 1, one_d), view(&w, 0, one_d));
+        let p = conv_params("t", xv.shape(), wv.shape(), s, pad).unwrap();
         let (ho, wo) = p.out_dims();
         let d = filled((n, ho, wo, cout), 0.4);
+        let dv = view(&d, 1, one_d);
         let (y, dx, dw, db) = reference(&x, &w, &b, &d, &p);
-        assert_close(
-            &conv2d(x.view(), w.view(), Some(b.view()), s, pad).unwrap(),
-            &y,
-        );
-        assert_close(
-            &conv2d(x.view(), w.view(), None, s, pad).unwrap(),
-            &(y - &b),
-        );
-        let got_dx = conv2d_backward_input(d.view(), w.view(), (h, wd), s, pad).unwrap();
-        assert_close(&got_dx, &dx);
-        let mut gw = Array4::zeros(w.raw_dim());
-        let mut gb = Array1::zeros(cout);
-        for _ in 0..2 {
-            conv2d_backward_weight(
-                x.view(),
-                d.view(),
-                gw.view_mut(),
-                Some(gb.view_mut()),
-                s,
-                pad,
-            )
-            .unwrap();
+        let y_nb = &y - &b;
+        for (bias, want) in [(Some(b.view()), &y), (None, &y_nb)] {
+            let got = conv(xv.view(), wv.view(), bias, s, pad).unwrap();
+            assert_close(&got, &view(want, 1, one_d).to_owned());
         }
-        assert_close(&gw, &(&dw * 2.0));
-        assert_close(&gb, &(&db * 2.0));
+        let size: &[usize] = if one_d { &[wd] } else { &[h, wd] };
+        let got_dx = conv_backward_input(dv.view(), wv.view(), size, s, pad).unwrap();
+        assert_close(&got_dx, &view(&dx, 1, one_d).to_owned());
+        let mut gw = filled(w.raw_dim(), 0.5);
+        let mut gb = filled(cout, 0.6);
+        let (gw0, gb0) = (gw.clone(), gb.clone());
+        for _ in 0..2 {
+            let gwv = match one_d {
+                true => gw.index_axis_mut(Axis(0), 0).into_dyn(),
+                false => gw.view_mut().into_dyn(),
+            };
+            conv_backward_weight(xv.view(), dv.view(), gwv, Some(gb.view_mut()), s, pad).unwrap();
+        }
+        assert_close(&gw, &(gw0 + &dw * 2.0));
+        assert_close(&gb, &(gb0 + &db * 2.0));
     }
 }
 
@@ -176,58 +149,33 @@ fn conv2d_matches_reference() {
 fn direct_matches_im2col() {
     fn check<T: Float>(p: &Conv2dParams, tol: f64) {
         let (ho, wo) = p.out_dims();
-        let cast = |a: Array4<f64>| a.mapv(|v| T::from_f64(v).unwrap());
-        let x = cast(filled((p.n, p.h, p.w, p.cin), 0.1));
-        let w = cast(filled((p.kh, p.kw, p.cin, p.cout), 0.2));
-        let b = filled(p.cout, 0.3).mapv(|v| T::from_f64(v).unwrap());
-        let d = cast(filled((p.n, ho, wo, p.cout), 0.4));
-        let close = |a: T, b: T| {
-            let (a, b) = (a.to_f64().unwrap(), b.to_f64().unwrap());
-            (a - b).abs() <= tol * (1.0 + b.abs())
-        };
-        DIRECT_OVERRIDE.with(|c| c.set(Some(true)));
-        let y = forward_impl(x.view(), w.view(), Some(b.view()), p);
-        let mut gw = Array4::<T>::zeros(w.raw_dim());
-        let mut gb = Array1::<T>::zeros(p.cout);
-        backward_weight_impl(x.view(), d.view(), gw.view_mut(), Some(gb.view_mut()), p);
-        DIRECT_OVERRIDE.with(|c| c.set(Some(false)));
-        // the same through im2col: a patch one longer than the threshold
-        // is not what we want, so call the GEMM path on a wider copy of
-        // the problem instead: zero-padded input channels keep the sums.
-        let extra = DIRECT_MAX_PATCH / (p.kh * p.kw) + 1;
-        let q = Conv2dParams {
-            cin: p.cin + extra,
-            ..*p
-        };
-        let mut xq = Array4::<T>::zeros((p.n, p.h, p.w, q.cin));
-        xq.slice_mut(s![.., .., .., ..p.cin]).assign(&x);
-        let mut wq = Array4::<T>::zeros((p.kh, p.kw, q.cin, p.cout));
-        wq.slice_mut(s![.., .., ..p.cin, ..]).assign(&w);
-        let yq = forward_impl(xq.view(), wq.view(), Some(b.view()), &q);
-        let mut gwq = Array4::<T>::zeros(wq.raw_dim());
-        let mut gbq = Array1::<T>::zeros(p.cout);
-        backward_weight_impl(
-            xq.view(),
-            d.view(),
-            gwq.view_mut(),
-            Some(gbq.view_mut()),
-            &q,
-        );
-        // and the plain GEMM path on the problem itself
-        let yg = forward_impl(x.view(), w.view(), Some(b.view()), p);
-        DIRECT_OVERRIDE.with(|c| c.set(None));
-        for (a, b) in y.iter().zip(&yg) {
-            assert!(close(*a, *b), "forward {p:?}: {a:?} vs {b:?}");
-        }
-        for (a, b) in gb.iter().zip(&gbq) {
-            assert!(close(*a, *b), "bias {p:?}: {a:?} vs {b:?}");
-        }
-        for (a, b) in y.iter().zip(&yq) {
-            assert!(close(*a, *b), "forward {p:?}: {a:?} vs {b:?}");
-        }
-        let gwq = gwq.slice(s![.., .., ..p.cin, ..]);
-        for (a, b) in gw.iter().zip(gwq.iter()) {
-            assert!(close(*a, *b), "weight {p:?}: {a:?} vs {b:?}");
+        let cast = |a: &[f64]| -> Vec<T> { a.iter().map(|&v| T::from_f64(v).unwrap()).collect() };
+        let x = cast(filled(p.n * p.h * p.w * p.cin, 0.1).as_slice().unwrap());
+        let w = cast(filled(p.patch() * p.cout, 0.2).as_slice().unwrap());
+        let b = cast(filled(p.cout, 0.3).as_slice().unwrap());
+        let d = cast(filled(p.n * ho * wo * p.cout, 0.4).as_slice().unwrap());
+        let wm = ArrayView2::from_shape((p.patch(), p.cout), &w).unwrap();
+        // [output, weight gradient, bias gradient] of each implementation
+        let mut direct = [d.len(), w.len(), b.len()].map(|len| vec![T::zero(); len]);
+        let mut gemm = direct.clone();
+        let all = (0, p.n);
+        DirectForward::new(p, wm, Some(&b)).run(&x, p, all, &mut direct[0]);
+        let [_, gw, gb] = &mut direct;
+        DirectWeight::new::<T>(p).run((&x, &d), p, all, gw, gb);
+        im2col::forward(&x, p, (wm, Some(&b)), all, &mut gemm[0]);
+        let [_, gw, gb] = &mut gemm;
+        im2col::weight_grad((&x, &d), p, all, gw, gb);
+        for (what, (a, b)) in ["forward", "weight", "bias"]
+            .iter()
+            .zip(direct.iter().zip(&gemm))
+        {
+            for (a, b) in a.iter().zip(b) {
+                let (a, b) = (a.to_f64().unwrap(), b.to_f64().unwrap());
+                assert!(
+                    (a - b).abs() <= tol * (1.0 + b.abs()),
+                    "{what} {p:?}: {a} vs {b}"
+                );
+            }
         }
     }
     for cout in [1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40] {
@@ -269,36 +217,16 @@ fn strided_inputs_and_outputs() {
     let xr = x.slice(s![..;-1, ..;1, ..]).to_owned();
     let xs = x.slice(s![..;-1, .., ..]);
     assert_close(
-        &conv1d(xs, w.view(), None, 2, 1).unwrap(),
-        &conv1d(xr.view(), w.view(), None, 2, 1).unwrap(),
+        &conv(xs, w.view(), None, 2, 1).unwrap(),
+        &conv(xr.view(), w.view(), None, 2, 1).unwrap(),
     );
     // A Fortran-ordered gradient buffer is accumulated element by element.
     let d = filled((3, 6, 5), 0.3);
     let mut gw_f = Array::zeros((3, 4, 5).f());
     let mut gw_c = Array3::zeros((3, 4, 5));
-    conv1d_backward_weight(x.view(), d.view(), gw_f.view_mut(), None, 2, 1).unwrap();
-    conv1d_backward_weight(x.view(), d.view(), gw_c.view_mut(), None, 2, 1).unwrap();
+    conv_backward_weight(x.view(), d.view(), gw_f.view_mut(), None, 2, 1).unwrap();
+    conv_backward_weight(x.view(), d.view(), gw_c.view_mut(), None, 2, 1).unwrap();
     assert_close(&gw_f, &gw_c);
-}
-
-#[test]
-fn empty_batch() {
-    let x = Array3::<f32>::zeros((0, 8, 2));
-    let w = Array3::<f32>::zeros((3, 2, 4));
-    assert_eq!(
-        conv1d(x.view(), w.view(), None, 1, 0).unwrap().dim(),
-        (0, 6, 4)
-    );
-    let d = Array3::<f32>::zeros((0, 6, 4));
-    assert_eq!(
-        conv1d_backward_input(d.view(), w.view(), 8, 1, 0)
-            .unwrap()
-            .dim(),
-        (0, 8, 2)
-    );
-    let mut gw = Array3::<f32>::ones((3, 2, 4));
-    conv1d_backward_weight(x.view(), d.view(), gw.view_mut(), None, 1, 0).unwrap();
-    assert!(gw.iter().all(|&v| v == 1.0));
 }
 
 #[test]
@@ -306,18 +234,18 @@ fn bad_arguments_are_errors() {
     let x = filled((2, 8, 3), 0.0);
     let w = filled((3, 3, 4), 0.0);
     let msg = |e: KernelError| e.to_string();
-    let e = conv1d(x.view(), filled((3, 2, 4), 0.0).view(), None, 1, 0).unwrap_err();
+    let e = conv(x.view(), filled((3, 2, 4), 0.0).view(), None, 1, 0).unwrap_err();
     assert!(msg(e).contains("conv1d: w must have shape (K, 3, Cout)"));
-    let e = conv1d(x.view(), w.view(), None, 0, 0).unwrap_err();
+    let e = conv(x.view(), w.view(), None, 0, 0).unwrap_err();
     assert!(msg(e).contains("stride must be >= 1"));
-    let e = conv1d(x.view(), filled((9, 3, 4), 0.0).view(), None, 1, 0).unwrap_err();
+    let e = conv(x.view(), filled((9, 3, 4), 0.0).view(), None, 1, 0).unwrap_err();
     assert!(msg(e).contains("kernel size 9 is larger"));
-    let e = conv1d(x.view(), w.view(), Some(filled(5, 0.0).view()), 1, 0).unwrap_err();
+    let e = conv(x.view(), w.view(), Some(filled(5, 0.0).view()), 1, 0).unwrap_err();
     assert!(msg(e).contains("b must have shape (4,), got (5,)"));
-    let e = conv1d_backward_input(filled((2, 5, 4), 0.0).view(), w.view(), 8, 1, 0).unwrap_err();
+    let e = conv_backward_input(filled((2, 5, 4), 0.0).view(), w.view(), &[8], 1, 0).unwrap_err();
     assert!(msg(e).contains("delta must have shape (2, 6, 4), got (2, 5, 4)"));
     let mut gw = filled((3, 2, 4), 0.0);
-    let e = conv1d_backward_weight(
+    let e = conv_backward_weight(
         x.view(),
         filled((2, 6, 4), 0.0).view(),
         gw.view_mut(),
@@ -328,6 +256,8 @@ fn bad_arguments_are_errors() {
     .unwrap_err();
     assert!(msg(e.clone()).contains("grad_w must have shape"), "{e:?}");
     let x2 = filled((1, 4, 4, 2), 0.0);
-    let e = conv2d(x2.view(), filled((3, 2, 2, 1), 0.0).view(), None, 1, 0).unwrap_err();
+    let e = conv(x2.view(), filled((3, 2, 2, 1), 0.0).view(), None, 1, 0).unwrap_err();
     assert!(msg(e).contains("conv2d: w must have shape (K, K, 2, Cout)"));
+    let e = conv(x2.view().into_dyn(), w.view().into_dyn(), None, 1, 0).unwrap_err();
+    assert!(msg(e).contains("conv2d: x and w must be both 3-D (1-D) or both 4-D (2-D)"));
 }

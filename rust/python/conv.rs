@@ -1,17 +1,20 @@
 //! Bindings of `conv`: `conv1d`, `conv2d` and their backward passes; also
-//! the argument helpers the pooling, convpool and softmax bindings share.
+//! the argument helpers the pooling, convpool, softmax and fused bindings
+//! share.
 //!
-//! Each op is a macro row for 1-D and one for 2-D: the rows differ only in
-//! the kernel, the dimensions and the shapes named in the error messages.
+//! One function per pass calls the kernel, which takes 1-D (3-D arrays) and
+//! 2-D (4-D) alike; a macro row per dimension names the Python functions,
+//! their arguments and the shapes in their error messages.
 
-use ndarray::{Dimension, Ix1, Ix3, Ix4};
+use ndarray::{Dimension, Ix1, IxDyn};
 use numpy::{
-    IntoPyArray, PyArray, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray, PyUntypedArray,
+    PyArray, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray, PyUntypedArray,
     PyUntypedArrayMethods,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use super::pool::one;
 use super::{common_dtype, dispatch, FloatArg, Int, ShapeError};
 use crate::conv;
 use crate::error::fmt_shape;
@@ -42,11 +45,17 @@ pub(super) fn stride_padding(op: &'static str, s: Int, p: Int) -> PyResult<(usiz
 /// 1-D; `input_hw`, a tuple or list of two ints, in 2-D.
 pub(super) trait InputSize: Sized + Copy + Send {
     fn parse(op: &'static str, name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self>;
+    /// The sizes as `[L]` or `[H, W]`.
+    fn dims(self) -> Vec<usize>;
 }
 
 impl InputSize for usize {
     fn parse(op: &'static str, name: &str, obj: &Bound<'_, PyAny>) -> PyResult<Self> {
         int(op, name, obj.extract::<Int>()?, 0)
+    }
+
+    fn dims(self) -> Vec<usize> {
+        vec![self]
     }
 }
 
@@ -62,29 +71,33 @@ impl InputSize for (usize, usize) {
             ))),
         }
     }
+
+    fn dims(self) -> Vec<usize> {
+        vec![self.0, self.1]
+    }
 }
 
-/// Checks that `obj` is an ndarray of integers `E` (numpy's `dtype_name`) of
-/// `D`'s dimensions and borrows it.
-pub(super) fn int_arg<'py, E: numpy::Element, D: Dimension>(
+/// Checks that `obj` is an ndarray of the integers `E` with `D`'s dimensions
+/// and borrows it.
+fn int_arg<'py, E: numpy::Element, D: Dimension>(
     op: &'static str,
-    dtype_name: &str,
     name: &str,
     obj: &Bound<'py, PyAny>,
     expected: &str,
 ) -> PyResult<PyReadonlyArray<'py, E, D>> {
+    let want = numpy::dtype::<E>(obj.py());
     let array = obj.cast::<PyUntypedArray>().map_err(|_| {
         let ty = obj
             .get_type()
             .name()
             .map_or_else(|_| "?".into(), |n| n.to_string());
         PyTypeError::new_err(format!(
-            "{op}: {name} must be a numpy.ndarray of {dtype_name}, got {ty}"
+            "{op}: {name} must be a numpy.ndarray of {want}, got {ty}"
         ))
     })?;
     let dtype = array.dtype();
-    if !dtype.is_equiv_to(&numpy::dtype::<E>(obj.py())) {
-        let msg = format!("{op}: {name} must have dtype {dtype_name}, got {dtype}");
+    if !dtype.is_equiv_to(&want) {
+        let msg = format!("{op}: {name} must have dtype {want}, got {dtype}");
         return Err(PyTypeError::new_err(msg));
     }
     let ndim = D::NDIM.unwrap_or(array.ndim());
@@ -99,24 +112,26 @@ pub(super) fn int_arg<'py, E: numpy::Element, D: Dimension>(
     typed.try_readonly().map_err(err)
 }
 
-/// [`int_arg`] for `int64` (class indices).
-pub(super) fn int64_arg<'py, D: Dimension>(
-    op: &'static str,
-    name: &str,
-    obj: &Bound<'py, PyAny>,
-    expected: &str,
-) -> PyResult<PyReadonlyArray<'py, i64, D>> {
-    int_arg::<i64, D>(op, "int64", name, obj, expected)
+/// [`int_arg`] for one integer type, as `int64_arg::<D>(op, name, obj, expected)`.
+macro_rules! int_args {
+    ($($(#[$doc:meta])* $f:ident: $e:ty;)*) => {$(
+        $(#[$doc])*
+        pub(super) fn $f<'py, D: Dimension>(
+            op: &'static str,
+            name: &str,
+            obj: &Bound<'py, PyAny>,
+            expected: &str,
+        ) -> PyResult<PyReadonlyArray<'py, $e, D>> {
+            int_arg(op, name, obj, expected)
+        }
+    )*};
 }
 
-/// [`int_arg`] for `int32` (max pooling's argmax positions).
-pub(super) fn int32_arg<'py, D: Dimension>(
-    op: &'static str,
-    name: &str,
-    obj: &Bound<'py, PyAny>,
-    expected: &str,
-) -> PyResult<PyReadonlyArray<'py, i32, D>> {
-    int_arg::<i32, D>(op, "int32", name, obj, expected)
+int_args! {
+    /// `int64` arrays: class indices.
+    int64_arg: i64;
+    /// `int32` arrays: max pooling's argmax positions.
+    int32_arg: i32;
 }
 
 /// An optional `(Cout,)` float argument: None (or Python's None) is absent.
@@ -139,26 +154,76 @@ macro_rules! add_functions {
 }
 pub(super) use add_functions;
 
-macro_rules! conv_forward {
-    ($($t:ident, $py:ident, $name:literal, $kernel:path, $ix:ty, $nd:literal, $xs:literal, $ws:literal);* $(;)?) => {$(
-        fn $t<'py, T: Float + numpy::Element>(
-            py: Python<'py>,
-            (x, w, b): (&FloatArg<'py>, &FloatArg<'py>, Option<&FloatArg<'py>>),
-            (stride, padding): (usize, usize),
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let (x, w) = (x.readonly::<T, $ix>()?, w.readonly::<T, $ix>()?);
-            let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
-            let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
-            let out = py.detach(|| $kernel(x, w, b, stride, padding))?;
-            Ok(out.into_pyarray(py).into_any())
-        }
+/// The `x` and `w` (`nd`-D, of the shapes `(xs, ws)` named in errors) and
+/// the optional `b` of a convolution's forward pass, checked in this order.
+pub(super) fn conv_inputs<'py>(
+    op: &'static str,
+    (x, w, b): (
+        &Bound<'py, PyAny>,
+        &Bound<'py, PyAny>,
+        Option<&Bound<'py, PyAny>>,
+    ),
+    nd: usize,
+    (xs, ws): (&str, &str),
+) -> PyResult<(FloatArg<'py>, FloatArg<'py>, Option<FloatArg<'py>>)> {
+    let x = FloatArg::new(op, "x", x, nd, xs)?;
+    let w = FloatArg::new(op, "w", w, nd, ws)?;
+    Ok((x, w, optional(op, "b", b)?))
+}
 
-        #[pyfunction(name = $name)]
+/// [`conv::conv`] on checked arguments, 1-D and 2-D alike.
+fn forward_t<'py, T: Float + numpy::Element>(
+    py: Python<'py>,
+    (x, w, b): (&FloatArg<'py>, &FloatArg<'py>, Option<&FloatArg<'py>>),
+    (stride, padding): (usize, usize),
+) -> PyResult<Bound<'py, PyAny>> {
+    let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
+    let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
+    let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
+    Ok(one(py.detach(|| conv::conv(x, w, b, stride, padding))?, py))
+}
+
+/// [`conv::conv_backward_input`] on checked arguments.
+fn backward_input_t<'py, T: Float + numpy::Element>(
+    py: Python<'py>,
+    (delta, w): (&FloatArg<'py>, &FloatArg<'py>),
+    size: &[usize],
+    (stride, padding): (usize, usize),
+) -> PyResult<Bound<'py, PyAny>> {
+    let (d, w) = (delta.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
+    let (d, w) = (d.as_array(), w.as_array());
+    let dx = py.detach(|| conv::conv_backward_input(d, w, size, stride, padding))?;
+    Ok(one(dx, py))
+}
+
+/// [`conv::conv_backward_weight`] on checked arguments.
+fn backward_weight_t<T: Float + numpy::Element>(
+    py: Python<'_>,
+    (x, delta): (&FloatArg<'_>, &FloatArg<'_>),
+    (grad_w, grad_b): (&FloatArg<'_>, Option<&FloatArg<'_>>),
+    (stride, padding): (usize, usize),
+) -> PyResult<()> {
+    let mut gw = grad_w.readwrite::<T, IxDyn>(grad_w.op)?;
+    let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>(b.op)).transpose()?;
+    let (x, d) = (x.readonly::<T, IxDyn>()?, delta.readonly::<T, IxDyn>()?);
+    let (x, d) = (x.as_array(), d.as_array());
+    let (gw, gb) = (gw.as_array_mut(), gb.as_mut().map(|b| b.as_array_mut()));
+    py.detach(|| conv::conv_backward_weight(x, d, gw, gb, stride, padding))?;
+    Ok(())
+}
+
+/// The Python functions of one dimension: the forward pass, the input
+/// gradient and the weight gradient, named `$names`, their arrays `$nd`-D of
+/// the shapes `$xs` (input), `$ws` (weight) and `$ds` (δ).
+macro_rules! conv_bindings {
+    ($($fwd:ident, $bin:ident, $bw:ident, [$f:literal, $bi:literal, $bwn:literal], $nd:literal, $size:ident: $st:ty,
+       $sig:literal, $xs:literal, $ws:literal, $ds:literal);* $(;)?) => {$(
+        #[pyfunction(name = $f)]
         #[pyo3(
             signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)),
             text_signature = "(x, w, b=None, stride=1, padding=0)"
         )]
-        fn $py<'py>(
+        fn $fwd<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
             w: &Bound<'py, PyAny>,
@@ -166,44 +231,20 @@ macro_rules! conv_forward {
             stride: Int,
             padding: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            const OP: &str = $name;
-            let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
-            let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
-            let b = optional(OP, "b", b)?;
+            const OP: &str = $f;
+            let (x, w, b) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
             let sizes = stride_padding(OP, stride, padding)?;
             let mut args = vec![&x, &w];
             args.extend(b.as_ref());
-            dispatch!(common_dtype(OP, &args)?, $t(py, (&x, &w, b.as_ref()), sizes))
-        }
-    )*};
-}
-
-conv_forward! {
-    conv1d_t, conv1d_py, "conv1d", conv::conv1d, Ix3, 3, "(N, L, Cin)", "(K, Cin, Cout)";
-    conv2d_t, conv2d_py, "conv2d", conv::conv2d, Ix4, 4, "(N, H, W, Cin)", "(K, K, Cin, Cout)";
-}
-
-macro_rules! conv_backward_input {
-    ($($t:ident, $py:ident, $name:literal, $kernel:path, $ix:ty, $nd:literal, $size:ident: $st:ty,
-       $sig:literal, $ds:literal, $ws:literal);* $(;)?) => {$(
-        fn $t<'py, T: Float + numpy::Element>(
-            py: Python<'py>,
-            (delta, w): (&FloatArg<'py>, &FloatArg<'py>),
-            $size: $st,
-            (stride, padding): (usize, usize),
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let (d, w) = (delta.readonly::<T, $ix>()?, w.readonly::<T, $ix>()?);
-            let (d, w) = (d.as_array(), w.as_array());
-            let out = py.detach(|| $kernel(d, w, $size, stride, padding))?;
-            Ok(out.into_pyarray(py).into_any())
+            dispatch!(common_dtype(OP, &args)?, forward_t(py, (&x, &w, b.as_ref()), sizes))
         }
 
-        #[pyfunction(name = $name)]
+        #[pyfunction(name = $bi)]
         #[pyo3(
             signature = (delta, w, $size, stride = Int::of(1), padding = Int::of(0)),
             text_signature = $sig
         )]
-        fn $py<'py>(
+        fn $bin<'py>(
             py: Python<'py>,
             delta: &Bound<'py, PyAny>,
             w: &Bound<'py, PyAny>,
@@ -211,49 +252,21 @@ macro_rules! conv_backward_input {
             stride: Int,
             padding: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            const OP: &str = $name;
+            const OP: &str = $bi;
             let delta = FloatArg::new(OP, "delta", delta, $nd, $ds)?;
             let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
-            let $size = <$st>::parse(OP, stringify!($size), $size)?;
+            let size = <$st>::parse(OP, stringify!($size), $size)?.dims();
             let sizes = stride_padding(OP, stride, padding)?;
-            dispatch!(common_dtype(OP, &[&delta, &w])?, $t(py, (&delta, &w), $size, sizes))
-        }
-    )*};
-}
-
-conv_backward_input! {
-    conv1d_backward_input_t, conv1d_backward_input_py, "conv1d_backward_input",
-    conv::conv1d_backward_input, Ix3, 3, input_len: usize,
-    "(delta, w, input_len, stride=1, padding=0)", "(N, Lout, Cout)", "(K, Cin, Cout)";
-    conv2d_backward_input_t, conv2d_backward_input_py, "conv2d_backward_input",
-    conv::conv2d_backward_input, Ix4, 4, input_hw: (usize, usize),
-    "(delta, w, input_hw, stride=1, padding=0)", "(N, H', W', Cout)", "(K, K, Cin, Cout)";
-}
-
-macro_rules! conv_backward_weight {
-    ($($t:ident, $py:ident, $name:literal, $kernel:path, $ix:ty, $nd:literal, $xs:literal, $ds:literal,
-       $ws:literal);* $(;)?) => {$(
-        fn $t<T: Float + numpy::Element>(
-            py: Python<'_>,
-            (x, delta): (&FloatArg<'_>, &FloatArg<'_>),
-            (grad_w, grad_b): (&FloatArg<'_>, Option<&FloatArg<'_>>),
-            (stride, padding): (usize, usize),
-        ) -> PyResult<()> {
-            let mut gw = grad_w.readwrite::<T, $ix>($name)?;
-            let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>($name)).transpose()?;
-            let (x, d) = (x.readonly::<T, $ix>()?, delta.readonly::<T, $ix>()?);
-            let (x, d) = (x.as_array(), d.as_array());
-            let (gw, gb) = (gw.as_array_mut(), gb.as_mut().map(|b| b.as_array_mut()));
-            py.detach(|| $kernel(x, d, gw, gb, stride, padding))?;
-            Ok(())
+            let dtype = common_dtype(OP, &[&delta, &w])?;
+            dispatch!(dtype, backward_input_t(py, (&delta, &w), &size, sizes))
         }
 
-        #[pyfunction(name = $name)]
+        #[pyfunction(name = $bwn)]
         #[pyo3(
             signature = (x, delta, grad_w, grad_b = None, stride = Int::of(1), padding = Int::of(0)),
             text_signature = "(x, delta, grad_w, grad_b=None, stride=1, padding=0)"
         )]
-        fn $py(
+        fn $bw(
             py: Python<'_>,
             x: &Bound<'_, PyAny>,
             delta: &Bound<'_, PyAny>,
@@ -262,7 +275,7 @@ macro_rules! conv_backward_weight {
             stride: Int,
             padding: Int,
         ) -> PyResult<()> {
-            const OP: &str = $name;
+            const OP: &str = $bwn;
             let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
             let delta = FloatArg::new(OP, "delta", delta, $nd, $ds)?;
             let grad_w = FloatArg::new(OP, "grad_w", grad_w, $nd, $ws)?;
@@ -271,16 +284,19 @@ macro_rules! conv_backward_weight {
             let mut args = vec![&x, &delta, &grad_w];
             args.extend(grad_b.as_ref());
             let dtype = common_dtype(OP, &args)?;
-            dispatch!(dtype, $t(py, (&x, &delta), (&grad_w, grad_b.as_ref()), sizes))
+            dispatch!(dtype, backward_weight_t(py, (&x, &delta), (&grad_w, grad_b.as_ref()), sizes))
         }
     )*};
 }
 
-conv_backward_weight! {
-    conv1d_backward_weight_t, conv1d_backward_weight_py, "conv1d_backward_weight",
-    conv::conv1d_backward_weight, Ix3, 3, "(N, L, Cin)", "(N, Lout, Cout)", "(K, Cin, Cout)";
-    conv2d_backward_weight_t, conv2d_backward_weight_py, "conv2d_backward_weight",
-    conv::conv2d_backward_weight, Ix4, 4, "(N, H, W, Cin)", "(N, H', W', Cout)", "(K, K, Cin, Cout)";
+conv_bindings! {
+    conv1d_py, conv1d_backward_input_py, conv1d_backward_weight_py,
+    ["conv1d", "conv1d_backward_input", "conv1d_backward_weight"], 3, input_len: usize,
+    "(delta, w, input_len, stride=1, padding=0)", "(N, L, Cin)", "(K, Cin, Cout)", "(N, Lout, Cout)";
+    conv2d_py, conv2d_backward_input_py, conv2d_backward_weight_py,
+    ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"], 4, input_hw: (usize, usize),
+    "(delta, w, input_hw, stride=1, padding=0)", "(N, H, W, Cin)", "(K, K, Cin, Cout)",
+    "(N, H', W', Cout)";
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -450,11 +450,13 @@ mod tests {
         for ((w, b), act) in ws.iter().zip(bs).zip(acts) {
             let z = h.dot(w) + b;
             pre.push(z.clone());
-            h = z.mapv(|v| match act {
+            h = z.mapv(|v| match *act {
                 Activation::Identity => v,
                 Activation::TanH => v.tanh(),
                 Activation::Sigmoid => 1.0 / (1.0 + (-v).exp()),
                 Activation::ReLU => v.max(0.0),
+                Activation::LeakyReLU { slope } => v.max(0.0) + slope * v.min(0.0),
+                Activation::Softplus { beta, .. } => (beta * v).exp().ln_1p() / beta,
             });
             ys.push(h.clone());
         }
@@ -462,11 +464,16 @@ mod tests {
         let (mut gws, mut gbs) = (vec![], vec![]);
         for i in (0..ws.len()).rev() {
             let y = &ys[i];
+            let step = |z: f64, below: f64| if z > 0.0 { 1.0 } else { below };
             d = match acts[i] {
                 Activation::Identity => d,
                 Activation::TanH => &d * &y.mapv(|y| 1.0 - y * y),
                 Activation::Sigmoid => &d * &y.mapv(|y| y * (1.0 - y)),
-                Activation::ReLU => &d * &pre[i].mapv(|z| if z > 0.0 { 1.0 } else { 0.0 }),
+                Activation::ReLU => &d * &pre[i].mapv(|z| step(z, 0.0)),
+                Activation::LeakyReLU { slope } => &d * &pre[i].mapv(|z| step(z, slope)),
+                Activation::Softplus { beta, .. } => {
+                    &d * &pre[i].mapv(|z| 1.0 / (1.0 + (-beta * z).exp()))
+                }
             };
             let input = if i == 0 { x } else { &ys[i - 1] };
             gws.push(input.t().dot(&d));
@@ -488,18 +495,23 @@ mod tests {
             Activation::TanH,
             Activation::ReLU,
             Activation::Sigmoid,
+            Activation::LeakyReLU { slope: 0.2 },
+            Activation::Softplus {
+                beta: 1.5,
+                threshold: 20.0,
+            },
             Activation::Identity,
         ];
-        let sizes = [5, 7, 6, 4, 3];
-        let ws: Vec<_> = (0..4)
+        let sizes = [5, 7, 6, 4, 6, 5, 3];
+        let ws: Vec<_> = (0..6)
             .map(|i| seq(sizes[i], sizes[i + 1], i as f64))
             .collect();
-        let bs: Vec<_> = (0..4)
+        let bs: Vec<_> = (0..6)
             .map(|i| Array1::from_shape_fn(sizes[i + 1], |j| (j as f64 + i as f64).cos() * 0.3))
             .collect();
         let x = seq(9, 5, 0.7);
         let delta = seq(9, 3, 1.3);
-        let layers: Vec<_> = (0..4)
+        let layers: Vec<_> = (0..6)
             .map(|i| Dense {
                 w: ws[i].view(),
                 b: Some(bs[i].view()),
@@ -532,7 +544,7 @@ mod tests {
             .unwrap();
         assert!(close(&d, &ref_d));
         drop(grads);
-        for i in 0..4 {
+        for i in 0..6 {
             assert!(close(&gws[i], &(&ref_gws[i] + 1.0)));
             assert!(close(&gbs[i], &(&ref_gbs[i] + 1.0)));
         }

@@ -13,7 +13,7 @@ use pyo3::types::PyList;
 
 use super::conv::int64_arg;
 use super::{common_dtype, dispatch, readonly, readwrite, DType, FloatArg};
-use crate::activation::Activation;
+use crate::activation::{backward_at_input, forward_array, Activation};
 use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
 use crate::loss::LossKind;
 use crate::loss::Target;
@@ -260,27 +260,22 @@ fn sgd_update_t<T: crate::float::Float + numpy::Element>(
 /// One plain SGD step over every pair, in place: ``p -= lr * g``. All arrays
 /// share one dtype; each gradient has the shape of its parameter.
 #[pyfunction(name = "sgd_update")]
-fn sgd_update_py(
-    py: Python<'_>,
-    params: Vec<Bound<'_, PyAny>>,
-    grads: Vec<Bound<'_, PyAny>>,
+fn sgd_update_py<'py>(
+    py: Python<'py>,
+    params: Vec<Bound<'py, PyAny>>,
+    grads: Vec<Bound<'py, PyAny>>,
     lr: f64,
 ) -> PyResult<()> {
     const OP: &str = "sgd_update";
     if params.is_empty() {
         return Ok(());
     }
-    let ndim = |p: &Bound<'_, PyAny>| {
-        (p.cast::<numpy::PyUntypedArray>()
-            .map(numpy::PyUntypedArrayMethods::ndim))
-        .unwrap_or(0)
+    let checked = |list: &[Bound<'py, PyAny>], name| -> PyResult<Vec<_>> {
+        (list.iter())
+            .map(|a| any_dims(OP, name, a).map(Some))
+            .collect()
     };
-    let ps: Vec<Option<FloatArg<'_>>> = (params.iter())
-        .map(|p| FloatArg::new(OP, "param", p, ndim(p), "").map(Some))
-        .collect::<PyResult<_>>()?;
-    let gs: Vec<Option<FloatArg<'_>>> = (grads.iter().zip(&params))
-        .map(|(g, p)| FloatArg::new(OP, "grad", g, ndim(p), "(the parameter's shape)").map(Some))
-        .collect::<PyResult<_>>()?;
+    let (ps, gs) = (checked(&params, "param")?, checked(&grads, "grad")?);
     let all: Vec<&FloatArg<'_>> = ps.iter().chain(&gs).flatten().collect();
     dispatch!(common_dtype(OP, &all)?, sgd_update_t(py, &ps, &gs, lr))
 }
@@ -540,6 +535,134 @@ impl DenseTrainer {
     }
 }
 
+/// The activations by name: `_core.Activation`. One with parameters crosses
+/// as a tuple, `(Activation.LeakyReLU, negative_slope)` or
+/// `(Activation.Softplus, beta, threshold)`; alone it takes torch's defaults.
+#[pyclass(
+    name = "Activation",
+    eq,
+    eq_int,
+    frozen,
+    hash,
+    from_py_object,
+    module = "diy_nn._core"
+)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Identity,
+    TanH,
+    Sigmoid,
+    ReLU,
+    LeakyReLU,
+    Softplus,
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Activation {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let (kind, p): (Kind, Vec<f64>) = match obj.extract::<Kind>() {
+            Ok(kind) => (kind, vec![]),
+            Err(_) => obj
+                .extract::<(Kind, f64)>()
+                .map(|(k, a)| (k, vec![a]))
+                .or_else(|_| {
+                    let bad = || {
+                        PyTypeError::new_err(format!(
+                            "expected an Activation or a tuple (Activation, parameters...), got {}",
+                            obj.repr().map(|r| r.to_string()).unwrap_or_default()
+                        ))
+                    };
+                    obj.extract::<(Kind, f64, f64)>()
+                        .map(|(k, a, b)| (k, vec![a, b]))
+                        .map_err(|_| bad())
+                })?,
+        };
+        let bad = |what: &str| PyValueError::new_err(format!("{what}, got {p:?}"));
+        if p.iter().any(|v| !v.is_finite()) {
+            return Err(bad("an activation's parameters must be finite"));
+        }
+        Ok(match (kind, &p[..]) {
+            (Kind::Identity, []) => Activation::Identity,
+            (Kind::TanH, []) => Activation::TanH,
+            (Kind::Sigmoid, []) => Activation::Sigmoid,
+            (Kind::ReLU, []) => Activation::ReLU,
+            (Kind::LeakyReLU, []) => Activation::LeakyReLU { slope: 0.01 },
+            (Kind::LeakyReLU, &[slope]) => Activation::LeakyReLU { slope },
+            (Kind::Softplus, []) => Activation::Softplus {
+                beta: 1.0,
+                threshold: 20.0,
+            },
+            (Kind::Softplus, &[beta, threshold]) if beta != 0.0 => {
+                Activation::Softplus { beta, threshold }
+            }
+            (Kind::Softplus, _) => return Err(bad("Softplus takes (beta != 0, threshold)")),
+            _ => {
+                return Err(bad(
+                    "LeakyReLU takes (negative_slope,); the others no parameter",
+                ))
+            }
+        })
+    }
+}
+
+/// An array of any number of dimensions, checked.
+fn any_dims<'py>(
+    op: &'static str,
+    name: &'static str,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<FloatArg<'py>> {
+    let ndim = obj
+        .cast::<numpy::PyUntypedArray>()
+        .map(numpy::PyUntypedArrayMethods::ndim);
+    FloatArg::new(op, name, obj, ndim.unwrap_or(0), "(the parameter's shape)")
+}
+
+fn activation_t<'py, T: Exp + numpy::Element>(
+    py: Python<'py>,
+    act: Activation,
+    x: &FloatArg<'py>,
+    delta: Option<&FloatArg<'py>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = x.readonly::<T, IxDyn>()?;
+    let delta = delta.map(|d| d.readonly::<T, IxDyn>()).transpose()?;
+    let (x, delta) = (x.as_array(), delta.as_ref().map(|d| d.as_array()));
+    let y = py.detach(|| match delta {
+        None => Ok(forward_array(act, x)),
+        Some(d) => backward_at_input(act, x, d),
+    })?;
+    Ok(y.into_pyarray(py).into_any())
+}
+
+/// activation(x, act) -> ndarray
+///
+/// ``act`` (an ``Activation``, or a tuple with its parameters) of ``x``,
+/// elementwise, any shape; a new array.
+#[pyfunction(name = "activation")]
+fn activation_py(py: Python<'_>, x: &Bound<'_, PyAny>, act: Activation) -> PyResult<Py<PyAny>> {
+    let x = any_dims("activation", "x", x)?;
+    Ok(dispatch!(x.dtype, activation_t(py, act, &x, None))?.unbind())
+}
+
+/// activation_backward(x, delta, act) -> ndarray
+///
+/// ``delta ⊙ act'(x)``, from the input ``x`` (exact for every activation);
+/// ``delta`` has the shape and dtype of ``x``.
+#[pyfunction(name = "activation_backward")]
+fn activation_backward_py<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    delta: &Bound<'py, PyAny>,
+    act: Activation,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "activation_backward";
+    let (x, delta) = (any_dims(OP, "x", x)?, any_dims(OP, "delta", delta)?);
+    dispatch!(
+        common_dtype(OP, &[&x, &delta])?,
+        activation_t(py, act, &x, Some(&delta))
+    )
+}
+
 /// `__reduce__` of the enums: the name of the member (`"Activation.TanH"`),
 /// which pickle and `copy` look up in `diy_nn._core`.
 macro_rules! reduce_to_name {
@@ -552,14 +675,16 @@ macro_rules! reduce_to_name {
         }
     )*};
 }
-reduce_to_name!(Activation, LossKind);
+reduce_to_name!(Kind, LossKind);
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dense_forward_py, m)?)?;
     m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;
     m.add_function(wrap_pyfunction!(sgd_update_py, m)?)?;
     m.add_class::<DenseTrainer>()?;
-    m.add_class::<Activation>()?;
+    m.add_class::<Kind>()?;
+    m.add_function(wrap_pyfunction!(activation_py, m)?)?;
+    m.add_function(wrap_pyfunction!(activation_backward_py, m)?)?;
     m.add_class::<LossKind>()?;
     Ok(())
 }

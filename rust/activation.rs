@@ -256,60 +256,34 @@ mod tests {
 
     /// Softplus and LeakyReLU against their formulas in `f64`, on both sides
     /// of the threshold and of 0, with the derivatives from the output and
-    /// from the input; every length through the SIMD tails.
+    /// from the input (the torch parity tests cover `f32` and special values).
     #[test]
     fn softplus_and_leaky_relu_match_their_formulas() {
         let xs: Vec<f64> = (0..301).map(|i| -40.0 + i as f64 * 0.27).collect();
-        let (beta, t) = (2.0, 20.0);
-        for n in [1, 7, 17, 301] {
-            let x = ndarray::ArrayView1::from(&xs[..n]).into_dyn();
-            let ones = ndarray::ArrayD::from_elem(x.raw_dim(), 1.0);
-            let y = forward_array(SOFTPLUS, x.view());
-            let at_input = backward_at_input(SOFTPLUS, x.view(), ones.view()).unwrap();
-            let mut from_output = vec![1.0; n];
-            SOFTPLUS.backward(y.as_slice().unwrap(), &mut from_output);
-            for i in 0..n {
-                let bx = beta * xs[i];
-                let (want, dwant) = match bx > t {
-                    true => (xs[i], 1.0),
-                    false => (bx.exp().ln_1p() / beta, 1.0 / (1.0 + (-bx).exp())),
-                };
-                assert!(
-                    (y[i] - want).abs() <= 1e-15 * want.abs().max(1e-300),
-                    "{bx}"
-                );
-                assert!((at_input[i] - dwant).abs() <= 1e-15 * dwant, "{bx}");
-                assert!((from_output[i] - dwant).abs() <= 4e-15 * dwant, "{bx}");
-            }
-            let leaky = forward_array(LEAKY, x.view());
-            let dl = backward_at_input(LEAKY, x.view(), ones.view()).unwrap();
-            for i in 0..n {
-                let positive = xs[i] > 0.0;
-                assert_eq!(leaky[i], if positive { xs[i] } else { 0.1 * xs[i] });
-                assert_eq!(dl[i], if positive { 1.0 } else { 0.1 });
-            }
-        }
-        // f32 against f64, including large inputs and NaN.
-        let x32: Vec<f32> = [
-            -1e4_f32, -100.0, -50.0, -3.0, 0.0, 0.5, 9.9, 10.1, 1e4, 3e38,
-        ]
-        .into_iter()
-        .chain([f32::NAN])
-        .collect();
-        let mut y32 = x32.clone();
-        SOFTPLUS.forward(&mut y32);
-        for (&x, &y) in x32.iter().zip(&y32) {
-            let bx = 2.0 * x as f64;
-            let want = if bx > t {
-                x as f64
-            } else {
-                bx.exp().ln_1p() / 2.0
+        let x = ndarray::ArrayView1::from(&xs).into_dyn();
+        let ones = ndarray::ArrayD::from_elem(x.raw_dim(), 1.0);
+        let y = forward_array(SOFTPLUS, x.view());
+        let at_input = backward_at_input(SOFTPLUS, x.view(), ones.view()).unwrap();
+        let mut from_output = vec![1.0; xs.len()];
+        SOFTPLUS.backward(y.as_slice().unwrap(), &mut from_output);
+        let leaky = forward_array(LEAKY, x.view());
+        let dleaky = backward_at_input(LEAKY, x.view(), ones.view()).unwrap();
+        for (i, &x) in xs.iter().enumerate() {
+            let (want, dwant) = match 2.0 * x > 20.0 {
+                true => (x, 1.0),
+                false => (
+                    (2.0 * x).exp().ln_1p() / 2.0,
+                    1.0 / (1.0 + (-2.0 * x).exp()),
+                ),
             };
-            let close = (y as f64 - want).abs() <= 2e-7 * want.abs() + 3e-45; // two subnormal steps
-            assert!(close || (want.is_nan() && y.is_nan()), "{x}: {y} vs {want}");
+            assert!((y[i] - want).abs() <= 1e-15 * want.abs(), "{x}");
+            assert!((at_input[i] - dwant).abs() <= 1e-15 * dwant, "{x}");
+            assert!((from_output[i] - dwant).abs() <= 4e-15 * dwant, "{x}");
+            assert_eq!(
+                [leaky[i], dleaky[i]],
+                if x > 0.0 { [x, 1.0] } else { [0.1 * x, 0.1] }
+            );
         }
-        let x = ndarray::ArrayView1::from(&x32[..]).into_dyn();
-        let short = ndarray::ArrayD::<f32>::zeros(vec![3]);
-        assert!(backward_at_input(SOFTPLUS, x, short.view()).is_err());
+        assert!(backward_at_input(SOFTPLUS, x, ones.slice(ndarray::s![..3]).into_dyn()).is_err());
     }
 }

@@ -21,7 +21,7 @@
 //! (torch's convention, also for ReLU's derivative: NaN is not `<= 0`). The
 //! elementary functions come from [`crate::math`].
 
-use ndarray::{ArrayD, ArrayViewD};
+use ndarray::{ArrayD, ArrayViewD, Zip};
 
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
@@ -147,22 +147,14 @@ multiversion! {
             Activation::Sigmoid => {
                 pairs.for_each(|(d, &y)| *d *= Activation::Sigmoid.derivative(y))
             }
-            Activation::ReLU => pairs.for_each(|(d, &y)| *d *= Activation::ReLU.derivative(y)),
+            // A select, not a product: 0 where y <= 0 even for an infinite or NaN δ (torch).
+            Activation::ReLU => pairs.for_each(|(d, &y)| {
+                if y <= T::zero() {
+                    *d = T::zero();
+                }
+            }),
             act => pairs.for_each(|(d, &y)| *d *= act.derivative(y)),
         }
-    }
-}
-
-multiversion! {
-    /// `d *= σ(beta·x)`, or `d` where `beta·x > threshold`: softplus's
-    /// derivative from its input.
-    fn softplus_backward_slice<T: Math>(x: &[T], d: &mut [T], beta: T, threshold: T) {
-        d.iter_mut().zip(x).for_each(|(d, &x)| {
-            let bx = x * beta;
-            if bx <= threshold || bx.is_nan() {
-                *d *= bx.sigmoid();
-            }
-        });
     }
 }
 
@@ -189,26 +181,25 @@ pub fn backward_at_input<T: Math>(
             got,
         ));
     }
-    let mut d = delta.as_standard_layout().into_owned();
-    let ds = d.as_slice_mut().expect("standard layout");
-    let x = x.as_standard_layout();
-    let xs = x.as_slice().expect("standard layout");
-    match act {
-        // Their rules read the same on the input as on the output.
-        Activation::Identity | Activation::ReLU | Activation::LeakyReLU { .. } => {
-            act.backward(xs, ds)
-        }
+    let zip = Zip::from(&x).and(&delta);
+    // One pass that writes the result: memory-bound, plain loops suffice.
+    Ok(match act {
+        // A select, not a product: 0 where x <= 0 even for an infinite or NaN δ (torch).
+        Activation::ReLU => zip.map_collect(|&x, &d| if x <= T::zero() { T::zero() } else { d }),
         Activation::Softplus { beta, threshold } => {
-            softplus_backward_slice(xs, ds, cast(beta), cast(threshold))
+            let (beta, threshold) = (cast::<T>(beta), cast::<T>(threshold));
+            zip.map_collect(|&x, &d| match x * beta {
+                bx if bx > threshold => d,
+                bx => d * bx.sigmoid(),
+            })
         }
-        Activation::TanH | Activation::Sigmoid => act.backward(
-            forward_array(act, x.view().into_dyn())
-                .as_slice()
-                .expect("fresh"),
-            ds,
-        ),
-    }
-    Ok(d)
+        Activation::TanH => zip.map_collect(|&x, &d| d * act.derivative(x.tanh_())),
+        Activation::Sigmoid => zip.map_collect(|&x, &d| d * act.derivative(x.sigmoid())),
+        // LeakyReLU's rule reads the same on the input as on the output.
+        Activation::Identity | Activation::LeakyReLU { .. } => {
+            zip.map_collect(|&x, &d| d * act.derivative(x))
+        }
+    })
 }
 
 #[cfg(test)]

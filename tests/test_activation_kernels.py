@@ -195,3 +195,29 @@ def test_binding_checks():
         _core.activation_backward(x, x.astype(np.float32), leaky)
     with pytest.raises(TypeError, match="activations"):
         _core.dense_forward(x, [np.ones((3, 2))], [None], [(leaky, "a")])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_backward_is_torchs_select(dtype):
+    """Issue 16: ReLU's backward runs in Rust; as torch's threshold_backward it
+    selects (0 where x <= 0, even for an infinite or NaN delta; delta where x is
+    NaN), alone and fused, on any layout."""
+    torch = require_torch()
+    x = np.array([[-1.0, 0.0, -0.0, 2.0, np.nan, -3.0, 4.0, 1e-30]], dtype)
+    delta = np.array([[np.inf, np.nan, 5.0, np.inf, 2.0, -np.inf, np.nan, 7.0]], dtype)
+    want = torch.ops.aten.threshold_backward(torch.from_numpy(delta), torch.from_numpy(x), 0.0)
+    np.testing.assert_array_equal(dn.ReLU().backward_delta(x, delta), want.numpy())
+    xf = np.asfortranarray(np.tile(x, (3, 1)))[:, ::-1]
+    df = np.tile(delta, (3, 1))[:, ::-1]
+    want = torch.ops.aten.threshold_backward(
+        torch.from_numpy(df.copy()), torch.from_numpy(xf.copy()), 0.0
+    )
+    np.testing.assert_array_equal(dn.ReLU().backward_delta(xf, df), want.numpy())
+    lin = dn.Linear(1, 1, dtype=dtype)
+    lin._parameters[...], lin._bias[...] = 1, 0
+    net = dn.Sequential(lin, dn.ReLU())
+    assert isinstance(net.steps()[0], DenseRun)
+    finite = np.isfinite(x[0])
+    xs, ds = x[0, finite][:, None], delta[0, finite][:, None]
+    fused = net.backward_delta(xs, ds)
+    np.testing.assert_array_equal(fused, dn.ReLU().backward_delta(xs, ds))

@@ -126,6 +126,9 @@ class ReLU(Threshold):
     def _f(self, x: np.ndarray) -> np.ndarray:
         return F.relu(x)
 
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return F.relu_backward(x, delta)
+
     def extra_repr(self) -> str:
         return ""
 

@@ -91,14 +91,13 @@ impl<'a, 'py> Lists<'a, 'py> {
         };
         (0..self.w.len())
             .map(|i| {
-                let gw = match self.gw.get(i) {
-                    Some(gw) => Some(gw.cast::<PyArray2<T>>().ok()?),
-                    None => None,
-                };
                 Some(Layer {
                     w: self.w[i].cast().ok()?,
                     b: vector(self.b.get(i))?,
-                    gw,
+                    gw: match self.gw.get(i) {
+                        Some(gw) => Some(gw.cast().ok()?),
+                        None => None,
+                    },
                     gb: vector(self.gb.get(i))?,
                 })
             })

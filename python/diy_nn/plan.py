@@ -176,9 +176,8 @@ class DenseRun(_Fused):
         self.codes = codes
         self._trainer: Any = None
         # The smallest threshold of its Softplus layers (their exactness depends on the dtype).
-        self._softplus = min(
-            (c[2] for c in codes if isinstance(c, tuple) and len(c) == 3), default=np.inf
-        )
+        softplus = [c for c in codes if isinstance(c, tuple) and c[0] == _core.Activation.Softplus]
+        self._softplus = min((c[2] for c in softplus), default=np.inf)
         # The arrays given to the trainer in the last step: per layer, then as
         # the trainer's four lists; reused while every layer still holds those
         # same arrays (compared by identity, so a reassigned one is seen).

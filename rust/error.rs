@@ -5,12 +5,11 @@
 //! (`diy_nn.ShapeError`) whose message names the op, the argument, what was
 //! expected and what was given.
 
-use std::fmt;
-
 /// Why a kernel refused its arguments.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KernelError {
     /// An argument has the wrong shape.
+    #[error("{op}: {arg} must have shape {expected}, got {actual}")]
     Shape {
         op: &'static str,
         arg: &'static str,
@@ -18,6 +17,7 @@ pub enum KernelError {
         actual: String,
     },
     /// An argument has an invalid value (stride 0, kernel larger than input, ...).
+    #[error("{op}: {msg}")]
     Invalid { op: &'static str, msg: String },
 }
 
@@ -45,22 +45,6 @@ impl KernelError {
         }
     }
 }
-
-impl fmt::Display for KernelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KernelError::Shape {
-                op,
-                arg,
-                expected,
-                actual,
-            } => write!(f, "{op}: {arg} must have shape {expected}, got {actual}"),
-            KernelError::Invalid { op, msg } => write!(f, "{op}: {msg}"),
-        }
-    }
-}
-
-impl std::error::Error for KernelError {}
 
 /// Refuses an array of shape `dims` (elements of at most 8 bytes) that could not
 /// be allocated: its size overflows, or the allocator says no. Called before

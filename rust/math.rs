@@ -5,7 +5,8 @@
 //! - `exp(x) = e^x`, derivative `exp(x)`;
 //! - `ln_clamped(x) = max(ln x, -100)` (torch's `BCELoss` clamp), derivative `1/x`;
 //! - `tanh(x) = (e^x - e^-x) / (e^x + e^-x)`, derivative `1 - tanh(x)²`;
-//! - `sigmoid(x) = 1 / (1 + e^-x)`, derivative `s (1 - s)`.
+//! - `sigmoid(x) = 1 / (1 + e^-x)`, derivative `s (1 - s)`;
+//! - `softplus(x) = ln(1 + e^x)`, derivative `sigmoid(x)`.
 //!
 //! NaN in gives NaN out, everywhere. `f64` uses the standard library. `f32`
 //! uses branch-free polynomials (within a few ulp of the correctly rounded
@@ -27,6 +28,8 @@ pub trait Math: Float {
     fn tanh_(self) -> Self;
     /// `1 / (1 + e^-self)`, without overflow.
     fn sigmoid(self) -> Self;
+    /// `ln(1 + e^self)`, without overflow: `max(self, 0) + ln(1 + e^-|self|)`.
+    fn softplus(self) -> Self;
 
     /// `v = e^v` for every `v`.
     fn exp_slice(v: &mut [Self]) {
@@ -72,6 +75,16 @@ fn sigmoid_from<T: Float>(x: T, e: T) -> T {
     }
 }
 
+/// `x` where `x > 0`, else 0 (NaN too: the other term of softplus carries it).
+#[inline(always)]
+fn positive_part<T: Float>(x: T) -> T {
+    if x > T::zero() {
+        x
+    } else {
+        T::zero()
+    }
+}
+
 impl Math for f64 {
     #[inline(always)]
     fn exp_(self) -> f64 {
@@ -96,6 +109,11 @@ impl Math for f64 {
     #[inline(always)]
     fn sigmoid(self) -> f64 {
         sigmoid_from(self, (-self.abs()).exp())
+    }
+
+    #[inline(always)]
+    fn softplus(self) -> f64 {
+        positive_part(self) + (-self.abs()).exp().ln_1p()
     }
 }
 
@@ -198,6 +216,20 @@ impl Math for f32 {
     #[inline(always)]
     fn sigmoid(self) -> f32 {
         sigmoid_from(self, exp_f32(-self.abs()))
+    }
+
+    /// `ln(1 + e)` with `e = e^-|x|` as `ln(u)·e / (u - 1)`, `u = 1 + e`
+    /// rounded: the ratio makes up for the rounding of `u` (Goldberg).
+    #[inline(always)]
+    fn softplus(self) -> f32 {
+        let e = exp_f32(-self.abs());
+        let u = 1.0 + e;
+        let ln1p = if u == 1.0 {
+            e
+        } else {
+            ln_clamped_f32(u) * (e / (u - 1.0))
+        };
+        positive_part(self) + ln1p
     }
 
     fn exp_slice(v: &mut [f32]) {
@@ -314,6 +346,8 @@ mod tests {
         assert!(worst(&xs, f32::tanh_, f64::tanh, 1e-30) < 4e-7);
         let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
         assert!(worst(&xs, f32::sigmoid, sig, 1e-30) < 4e-7);
+        let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
+        assert!(worst(&grid(-87.0, 100.0, 80_000), f32::softplus, softplus, 1e-30) < 4e-7);
         assert!(worst(&grid(-87.0, 88.0, 200_000), exp_f32, f64::exp, 1e-30) < 3e-7);
         // Subnormal results: within one step of the subnormal grid.
         assert!(worst(&grid(-103.0, -87.5, 10_000), exp_f32, f64::exp, 0.0) < 1.0);
@@ -360,10 +394,22 @@ mod tests {
     #[test]
     fn special_values_and_nan() {
         assert_eq!(exp_f32(-1e4), 0.0);
-        for f in [f32::exp_, f32::tanh_, f32::sigmoid, f32::ln_clamped] {
+        for f in [
+            f32::exp_,
+            f32::tanh_,
+            f32::sigmoid,
+            f32::ln_clamped,
+            f32::softplus,
+        ] {
             assert!(f(f32::NAN).is_nan());
         }
-        for f in [f64::exp_, f64::tanh_, f64::sigmoid, f64::ln_clamped] {
+        for f in [
+            f64::exp_,
+            f64::tanh_,
+            f64::sigmoid,
+            f64::ln_clamped,
+            f64::softplus,
+        ] {
             assert!(f(f64::NAN).is_nan());
         }
         assert_eq!(exp_f32(100.0), f32::INFINITY);

@@ -493,6 +493,8 @@ OTHER_BINDINGS = (
     "sgd_update",
     "DenseTrainer",
     "Activation",  # the enums those take
+    "activation",  # any number of dimensions: tests/test_activation_kernels.py
+    "activation_backward",
     "LossKind",
 )
 

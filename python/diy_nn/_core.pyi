@@ -13,6 +13,8 @@ __all__ = [
     "LossKind",
     "ShapeError",
     "__version__",
+    "activation",
+    "activation_backward",
     "addmm",
     "avg_pool1d",
     "avg_pool1d_backward",
@@ -184,12 +186,15 @@ def cross_entropy_backward(
 # Fused training paths (see rust/fused.rs).
 @final
 class Activation:
-    """The activation after a linear layer in a fused chain."""
+    """The activations by name; one with parameters crosses as a tuple:
+    ``(LeakyReLU, negative_slope)``, ``(Softplus, beta, threshold)``."""
 
     Identity: ClassVar[Activation]
     TanH: ClassVar[Activation]
     Sigmoid: ClassVar[Activation]
     ReLU: ClassVar[Activation]
+    LeakyReLU: ClassVar[Activation]
+    Softplus: ClassVar[Activation]
     def __int__(self) -> int: ...
     def __reduce__(self) -> str: ...
 
@@ -205,18 +210,22 @@ class LossKind:
     def __int__(self) -> int: ...
     def __reduce__(self) -> str: ...
 
+_Act = Activation | tuple[Activation, float] | tuple[Activation, float, float]
+
+def activation(x: NDArray[_F], act: _Act) -> NDArray[_F]: ...
+def activation_backward(x: NDArray[_F], delta: NDArray[_F], act: _Act) -> NDArray[_F]: ...
 def dense_forward(
     x: NDArray[_F],
     weights: list[NDArray[_F]],
     biases: list[NDArray[_F] | None],
-    activations: list[Activation],
+    activations: list[_Act],
 ) -> list[NDArray[_F]]: ...
 def dense_backward(
     x: NDArray[_F],
     outputs: list[NDArray[_F]],
     weights: list[NDArray[_F]],
     biases: list[NDArray[_F] | None],
-    activations: list[Activation],
+    activations: list[_Act],
     grad_weights: list[NDArray[_F]],
     grad_biases: list[NDArray[_F] | None],
     delta: NDArray[_F],
@@ -235,7 +244,7 @@ class DenseTrainer:
         target: NDArray[_F] | NDArray[np.int64],
         weights: list[NDArray[_F]],
         biases: list[NDArray[_F] | None],
-        activations: list[Activation],
+        activations: list[_Act],
         grad_weights: list[NDArray[_F]],
         grad_biases: list[NDArray[_F] | None],
         loss: LossKind,

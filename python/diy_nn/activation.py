@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -126,6 +126,9 @@ class ReLU(Threshold):
     def _f(self, x: np.ndarray) -> np.ndarray:
         return F.relu(x)
 
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return F.relu_backward(x, delta)
+
     def extra_repr(self) -> str:
         return ""
 
@@ -202,11 +205,28 @@ def _real(value: object, name: str) -> float:
     return float(value)
 
 
-class LeakyReLU(_Elementwise):
+class _Kernel(_Elementwise):
+    """An activation computed by ``_core.activation`` (forward) and
+    ``_core.activation_backward`` (from the input, exact) for its ``kernel``."""
+
+    @property
+    def kernel(self) -> Any:
+        raise NotImplementedError
+
+    def _f(self, x: np.ndarray) -> np.ndarray:
+        return _core.activation(x, self.kernel)
+
+    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        return _core.activation_backward(x, delta, self.kernel)
+
+
+class LeakyReLU(_Kernel):
     """``x`` where ``x > 0``, else ``negative_slope * x`` (torch's ``nn.LeakyReLU``).
 
     Derivative: ``1`` where ``x > 0``, else ``negative_slope`` (at 0 too, as torch).
-    NaN stays NaN.
+    NaN stays NaN, forward and backward (torch's backward gives ``negative_slope``
+    there). Fused into a dense run when ``negative_slope >= 0`` (its derivative
+    then reads the same on the output).
 
     Args:
         negative_slope: the slope for negative inputs (default 0.01).
@@ -222,23 +242,23 @@ class LeakyReLU(_Elementwise):
         super().__init__()
         self.negative_slope = _real(negative_slope, "LeakyReLU: negative_slope")
 
-    def _f(self, x: np.ndarray) -> np.ndarray:
-        return np.where(x > 0, x, x * x.dtype.type(self.negative_slope))
-
-    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        slope = np.where(x > 0, x.dtype.type(1), x.dtype.type(self.negative_slope))
-        # NaN in, NaN out (the comparison alone would give a slope for NaN)
-        return delta * np.where(np.isnan(x), x, slope)
+    @property
+    def kernel(self) -> tuple[_core.Activation, float]:
+        """The Rust activation this layer runs (also in fused dense runs)."""
+        return (_core.Activation.LeakyReLU, self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
 
 
-class Softplus(_Elementwise):
+class Softplus(_Kernel):
     """``log(1 + exp(beta * x)) / beta``, and ``x`` itself where ``beta * x > threshold``
     (torch's ``nn.Softplus``: there the two agree to rounding and exp would overflow).
 
-    Derivative: ``sigmoid(beta * x)`` (``1`` where ``beta * x > threshold``).
+    Derivative: ``sigmoid(beta * x)`` (``1`` where ``beta * x > threshold``). From the
+    output ``y`` it is ``1 - exp(-beta * y)``, exact to within ``exp(-threshold)``
+    (just above ``threshold / beta`` an output can come from either branch): a dense
+    run fuses the layer only where that is below the dtype's rounding.
 
     Args:
         beta: the sharpness (default 1; finite and non-zero).
@@ -258,16 +278,10 @@ class Softplus(_Elementwise):
             raise ValueError("Softplus: beta must be non-zero (it divides the output), got 0")
         self.threshold = _real(threshold, "Softplus: threshold")
 
-    def _f(self, x: np.ndarray) -> np.ndarray:
-        beta = x.dtype.type(self.beta)
-        bx = x * beta
-        with np.errstate(over="ignore"):  # exp overflows only where the identity is kept
-            soft = np.log1p(np.exp(np.minimum(bx, self.threshold))) / beta
-        return np.where(bx > self.threshold, x, soft)
-
-    def _df(self, x: np.ndarray, delta: np.ndarray) -> np.ndarray:
-        bx = x * x.dtype.type(self.beta)
-        return delta * np.where(bx > self.threshold, x.dtype.type(1), F.sigmoid(bx))
+    @property
+    def kernel(self) -> tuple[_core.Activation, float, float]:
+        """The Rust activation this layer runs (also in fused dense runs)."""
+        return (_core.Activation.Softplus, self.beta, self.threshold)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, threshold={self.threshold}"

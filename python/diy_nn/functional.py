@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _core
+
 __all__ = [
     "tanh",
     "tanh_backward",
@@ -16,6 +18,7 @@ __all__ = [
     "threshold",
     "threshold_backward",
     "relu",
+    "relu_backward",
 ]
 
 
@@ -58,3 +61,8 @@ def threshold_backward(x: np.ndarray, delta: np.ndarray, threshold: float) -> np
 def relu(x: np.ndarray) -> np.ndarray:
     """``max(x, 0)``, NaN kept (``threshold(x, 0, 0)`` in one pass)."""
     return np.maximum(x, np.zeros((), x.dtype))
+
+
+def relu_backward(x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """d loss / d x of ``relu``: 0 where ``x <= 0``, else ``delta`` (NaN passes), in Rust."""
+    return _core.activation_backward(x, delta, _core.Activation.ReLU)

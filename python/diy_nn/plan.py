@@ -2,7 +2,7 @@
 
 A step is one layer run as itself (``LayerStep``), or a run of layers that one
 Rust call per direction computes (``DenseRun``: ``Linear`` layers each followed
-by at most one ``TanH``/``Sigmoid``/``ReLU``; ``ConvPool``: a ``Conv1D``/``Conv2D``
+by at most one elementwise activation the kernels take; ``ConvPool``: a ``Conv1D``/``Conv2D``
 followed by the max pooling of its output). Every step has the same interface:
 
 - ``forward(x, private, exposed) -> (y, kept)``: ``kept`` is what its backward
@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _core
 from ._validation import _CASTABLE_KINDS, as_float_array
-from .activation import ReLU, Sigmoid, TanH
+from .activation import LeakyReLU, ReLU, Sigmoid, Softplus, TanH
 from .conv import Conv1D, Conv2D
 from .linear import Linear
 from .loss import BCELoss, CELogSoftMax, CrossEntropyCriterion, Loss, MAELoss, MSELoss
@@ -45,6 +45,22 @@ _CODES: dict[type, _core.Activation] = {
     Sigmoid: _core.Activation.Sigmoid,
     ReLU: _core.Activation.ReLU,
 }
+# The smallest Softplus threshold whose derivative the kernels read exactly, to
+# rounding, from the output: the error is at most exp(-threshold) (activation.rs).
+_SOFTPLUS_EXACT = {np.dtype(np.float32): 17.0, np.dtype(np.float64): 37.0}
+
+
+def _code(layer: Module) -> Any:
+    """The dense kernels' activation for ``layer``, or None if they cannot run it."""
+    if not unpatched(layer):
+        return None
+    if type(layer) is LeakyReLU and layer.negative_slope >= 0:  # its rule then reads y too
+        return layer.kernel
+    if type(layer) is Softplus and layer.threshold >= min(_SOFTPLUS_EXACT.values()):
+        return layer.kernel
+    return _CODES.get(type(layer))
+
+
 # The losses of ``_core.DenseTrainer.step``; the cross-entropies take class indices too.
 _LOSS_CODES: dict[type, _core.LossKind] = {
     MSELoss: _core.LossKind.MSE,
@@ -144,7 +160,8 @@ class _Fused:
 
 
 class DenseRun(_Fused):
-    """``Linear`` layers each followed by at most one ``TanH``/``Sigmoid``/``ReLU``.
+    """``Linear`` layers each followed by at most one ``TanH``/``Sigmoid``/``ReLU``,
+    ``LeakyReLU`` (``negative_slope >= 0``) or ``Softplus`` (a large enough ``threshold``).
 
     Forward ``y_i = act_i(y_{i-1} W_i + b_i)`` in one ``_core.dense_forward``
     call; backward (``_core.dense_backward``), from ``δ`` = d loss / d y_i:
@@ -153,13 +170,14 @@ class DenseRun(_Fused):
     runs a whole plain-SGD step in one call (``_core.DenseTrainer``).
     """
 
-    def __init__(
-        self, layers: Sequence[Module], linears: list[Linear], codes: list[_core.Activation]
-    ) -> None:
+    def __init__(self, layers: Sequence[Module], linears: list[Linear], codes: list[Any]) -> None:
         self.layers = list(layers)
         self.linears = linears
         self.codes = codes
         self._trainer: Any = None
+        # The smallest threshold of its Softplus layers (their exactness depends on the dtype).
+        softplus = [c for c in codes if isinstance(c, tuple) and c[0] == _core.Activation.Softplus]
+        self._softplus = min((c[2] for c in softplus), default=np.inf)
         # The arrays given to the trainer in the last step: per layer, then as
         # the trainer's four lists; reused while every layer still holds those
         # same arrays (compared by identity, so a reassigned one is seen).
@@ -170,13 +188,13 @@ class DenseRun(_Fused):
     def of(cls, layers: Sequence[Module]) -> DenseRun | None:
         """The run of ``layers``, or None when they are not such a run."""
         linears: list[Linear] = []
-        codes: list[_core.Activation] = []
+        codes: list[Any] = []  # an Activation, or a tuple with its parameters
         for layer in layers:
             if _is(layer, Linear):
                 linears.append(layer)  # type: ignore[arg-type]
                 codes.append(_IDENTITY)
-            elif type(layer) in _CODES and unpatched(layer) and codes and codes[-1] == _IDENTITY:
-                codes[-1] = _CODES[type(layer)]
+            elif codes and codes[-1] == _IDENTITY and _code(layer) is not None:
+                codes[-1] = _code(layer)
             else:
                 return None
         return cls(layers, linears, codes) if linears else None
@@ -184,6 +202,8 @@ class DenseRun(_Fused):
     def _input(self, X: Any) -> np.ndarray | None:
         """``X`` in the parameters' dtype if the run can take it, else None."""
         dtype = self.linears[0]._parameters.dtype
+        if self._softplus < _SOFTPLUS_EXACT.get(dtype, np.inf):
+            return None
         for layer in self.linears:
             if layer._parameters.dtype != dtype or (
                 layer._bias is not None and layer._bias.dtype != dtype
@@ -234,7 +254,7 @@ class DenseRun(_Fused):
         if code is None or not COURSE_LOSS.isdisjoint(loss.__dict__):
             return None
         arrays = self._step_arrays()
-        x = _cast(X, arrays[0][0]) if arrays is not None else None
+        x = self._input(X) if arrays is not None else None
         if arrays is None or x is None:
             return None
         k = arrays[0][-1].shape[1]

@@ -1,23 +1,142 @@
-//! Bindings of `fused.rs`: `dense_forward`, `dense_backward`, `sgd_update`
-//! and the `DenseTrainer` class (a whole SGD step in one call).
+//! Bindings of `fused.rs` and `activation.rs`: `dense_forward`,
+//! `dense_backward`, `sgd_update`, the `DenseTrainer` class (a whole SGD step
+//! in one call), `activation` and `activation_backward`.
 //!
 //! The layers arrive as parallel lists (weights, biases or `None`,
 //! `Activation`s); every array is borrowed, none is copied, and the gradients
-//! are written in place.
+//! are written in place. Each call casts its arrays to `T` ndarrays, trying
+//! `f32` then `f64` (one cast an array: the binding's own cost stays small
+//! beside the small models' kernels); when neither fits, the `FloatArg`
+//! checks run only to name the failing argument.
 
-use ndarray::{Ix1, Ix2, IxDyn};
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray, PyReadwriteArray};
+use std::any::Any;
+
+use ndarray::{Ix1, IxDyn};
+use numpy::{
+    Element, IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyList;
+use pyo3::types::{PyList, PyTuple};
 
 use super::conv::int64_arg;
-use super::{common_dtype, dispatch, readonly, readwrite, DType, FloatArg};
-use crate::activation::Activation;
+use super::{common_dtype, dispatch, readonly, readwrite, FloatArg};
+use crate::activation::{backward_at_input, forward_array, Activation};
 use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
-use crate::loss::LossKind;
-use crate::loss::Target;
+use crate::loss::{LossKind, Target};
 use crate::softmax::Exp;
+
+/// Runs `$f::<f32>`, else `$f::<f64>` (each `None` when an array is not of
+/// its type); `$explain` is the error when neither fits.
+macro_rules! typed {
+    ($f:ident($($arg:expr),* $(,)?), $explain:expr) => {
+        match $f::<f32>($($arg),*) {
+            Some(result) => result,
+            None => $f::<f64>($($arg),*).unwrap_or_else(|| Err($explain)),
+        }
+    };
+}
+
+/// The per-layer lists of a fused call, their lengths checked: weights,
+/// biases (or None), activations and, for the backward pass and the training
+/// step, the weight and bias gradients.
+struct Lists<'a, 'py> {
+    op: &'static str,
+    w: &'a [Bound<'py, PyAny>],
+    b: &'a [Bound<'py, PyAny>],
+    gw: &'a [Bound<'py, PyAny>],
+    gb: &'a [Bound<'py, PyAny>],
+    acts: Vec<Activation>,
+}
+
+/// Two per-layer lists: weights and biases, or their gradients.
+type Pair<'a, 'py> = (&'a [Bound<'py, PyAny>], &'a [Bound<'py, PyAny>]);
+
+/// One layer's arrays as `T` ndarrays (the gradients absent in a forward pass).
+struct Layer<'a, 'py, T: Element> {
+    w: &'a Bound<'py, PyArray2<T>>,
+    b: Option<&'a Bound<'py, PyArray1<T>>>,
+    gw: Option<&'a Bound<'py, PyArray2<T>>>,
+    gb: Option<&'a Bound<'py, PyArray1<T>>>,
+}
+
+impl<'a, 'py> Lists<'a, 'py> {
+    fn new(
+        op: &'static str,
+        (w, b): Pair<'a, 'py>,
+        acts: Vec<Activation>,
+        grads: Option<Pair<'a, 'py>>,
+    ) -> PyResult<Self> {
+        let (gw, gb) = grads.unwrap_or_default();
+        let mut counts = vec![("activations", acts.len()), ("biases", b.len())];
+        if grads.is_some() {
+            counts.extend([("grad_weights", gw.len()), ("grad_biases", gb.len())]);
+        }
+        check_counts(op, w.len(), &counts)?;
+        Ok(Lists {
+            op,
+            w,
+            b,
+            gw,
+            gb,
+            acts,
+        })
+    }
+
+    /// The layers as `T` ndarrays; None if some array is not one.
+    fn layers<T: Element>(&self) -> Option<Vec<Layer<'a, 'py, T>>> {
+        let vector = |b: Option<&'a Bound<'py, PyAny>>| match b.filter(|b| !b.is_none()) {
+            None => Some(None),
+            Some(b) => b.cast::<PyArray1<T>>().ok().map(Some),
+        };
+        (0..self.w.len())
+            .map(|i| {
+                Some(Layer {
+                    w: self.w[i].cast().ok()?,
+                    b: vector(self.b.get(i))?,
+                    gw: match self.gw.get(i) {
+                        Some(gw) => Some(gw.cast().ok()?),
+                        None => None,
+                    },
+                    gb: vector(self.gb.get(i))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Why the arrays (`others`: name, array, dimensions, expected shape, then
+    /// the lists) are not all `T` ndarrays of one dtype: the checks name the
+    /// first that fails.
+    fn explain(&self, others: &[(&'static str, &Bound<'py, PyAny>, usize, &str)]) -> PyErr {
+        let op = self.op;
+        let lists = [
+            ("weight", self.w, 2, false),
+            ("bias", self.b, 1, true),
+            ("grad_weight", self.gw, 2, false),
+            ("grad_bias", self.gb, 1, true),
+        ];
+        let check = || -> PyResult<()> {
+            let mut all = (others.iter())
+                .map(|&(name, obj, ndim, shape)| FloatArg::new(op, name, obj, ndim, shape))
+                .collect::<PyResult<Vec<_>>>()?;
+            for (name, items, ndim, optional) in lists {
+                let shape = if ndim == 1 { "(out,)" } else { "(in, out)" };
+                for item in items.iter().filter(|item| !(optional && item.is_none())) {
+                    if item.is_none() {
+                        let msg = format!("{op}: a {name} is None");
+                        return Err(PyValueError::new_err(msg));
+                    }
+                    all.push(FloatArg::new(op, name, item, ndim, shape)?);
+                }
+            }
+            common_dtype(op, &all.iter().collect::<Vec<_>>()).map(|_| ())
+        };
+        check().err().unwrap_or_else(|| {
+            let msg = "every array must be a float32 or float64 ndarray of one dtype";
+            PyTypeError::new_err(format!("{op}: {msg}"))
+        })
+    }
+}
 
 /// Checks that every per-layer list has one entry per layer.
 fn check_counts(op: &str, n: usize, lists: &[(&str, usize)]) -> PyResult<()> {
@@ -29,108 +148,46 @@ fn check_counts(op: &str, n: usize, lists: &[(&str, usize)]) -> PyResult<()> {
     }
 }
 
-/// A list of arrays (`optional`: `None` entries allowed), each checked.
-fn arrays<'py>(
-    op: &'static str,
-    name: &'static str,
-    items: &[Bound<'py, PyAny>],
-    ndim: usize,
-    optional: bool,
-) -> PyResult<Vec<Option<FloatArg<'py>>>> {
-    let expected = if ndim == 1 { "(out,)" } else { "(in, out)" };
-    (items.iter())
-        .map(|item| match item.is_none() {
-            true if optional => Ok(None),
-            true => Err(PyValueError::new_err(format!("{op}: a {name} is None"))),
-            false => FloatArg::new(op, name, item, ndim, expected).map(Some),
-        })
-        .collect()
+/// `obj` as a `T` ndarray of dimension 2.
+fn matrix<'a, 'py, T: Element>(obj: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyArray2<T>>> {
+    obj.cast().ok()
 }
 
-/// The checked layer lists of a fused call: weights, biases and, for the
-/// backward pass and the training step, the gradients; all of one dtype
-/// with `others`.
-struct Lists<'py> {
-    w: Vec<Option<FloatArg<'py>>>,
-    b: Vec<Option<FloatArg<'py>>>,
-    gw: Vec<Option<FloatArg<'py>>>,
-    gb: Vec<Option<FloatArg<'py>>>,
-    dtype: DType,
-}
+/// Read-only borrows of the layers' weights and biases.
+type Params<'py, T> = (
+    Vec<PyReadonlyArray2<'py, T>>,
+    Vec<Option<PyReadonlyArray1<'py, T>>>,
+);
 
-impl<'py> Lists<'py> {
-    fn new(
-        op: &'static str,
-        params: [&[Bound<'py, PyAny>]; 4],
-        others: &[&FloatArg<'py>],
-    ) -> PyResult<Self> {
-        let [w, b, gw, gb] = params;
-        let lists = Lists {
-            w: arrays(op, "weight", w, 2, false)?,
-            b: arrays(op, "bias", b, 1, true)?,
-            gw: arrays(op, "grad_weight", gw, 2, false)?,
-            gb: arrays(op, "grad_bias", gb, 1, true)?,
-            dtype: DType::F32,
-        };
-        let all: Vec<&FloatArg<'py>> = (others.iter().copied())
-            .chain(
-                [&lists.w, &lists.b, &lists.gw, &lists.gb]
-                    .into_iter()
-                    .flatten()
-                    .flatten(),
-            )
-            .collect();
-        let dtype = common_dtype(op, &all)?;
-        Ok(Lists { dtype, ..lists })
-    }
-}
-
-/// Read-only borrows of `args` (None stays None).
-fn ro<'py, T: numpy::Element, D: ndarray::Dimension>(
-    args: &[Option<FloatArg<'py>>],
-) -> PyResult<Vec<Option<PyReadonlyArray<'py, T, D>>>> {
-    (args.iter())
-        .map(|a| a.as_ref().map(|a| a.readonly::<T, D>()).transpose())
-        .collect()
-}
-
-/// Writeable borrows of `args` (None stays None).
-fn rw<'py, T: numpy::Element, D: ndarray::Dimension>(
-    op: &'static str,
-    args: &[Option<FloatArg<'py>>],
-) -> PyResult<Vec<Option<PyReadwriteArray<'py, T, D>>>> {
-    (args.iter())
-        .map(|a| a.as_ref().map(|a| a.readwrite::<T, D>(op)).transpose())
-        .collect()
+fn params<'py, T: Element>(op: &str, layers: &[Layer<'_, 'py, T>]) -> PyResult<Params<'py, T>> {
+    let ws = (layers.iter()).map(|l| readonly(op, "weight", l.w));
+    let bs = (layers.iter()).map(|l| l.b.map(|b| readonly(op, "bias", b)).transpose());
+    Ok((ws.collect::<PyResult<_>>()?, bs.collect::<PyResult<_>>()?))
 }
 
 /// The `Dense` views of borrowed weights and biases.
-fn dense<'a, T: numpy::Element>(
-    ws: &'a [Option<PyReadonlyArray<'_, T, Ix2>>],
-    bs: &'a [Option<PyReadonlyArray<'_, T, Ix1>>],
-    acts: &[Activation],
-) -> Vec<Dense<'a, T>> {
+fn dense<'a, T: Element>((ws, bs): &'a Params<'_, T>, acts: &[Activation]) -> Vec<Dense<'a, T>> {
     (ws.iter().zip(bs).zip(acts))
         .map(|((w, b), &act)| Dense {
-            w: w.as_ref().expect("weights are not None").as_array(),
+            w: w.as_array(),
             b: b.as_ref().map(|b| b.as_array()),
             act,
         })
         .collect()
 }
 
-fn dense_forward_t<'py, T: Exp + numpy::Element>(
+fn dense_forward_t<'py, T: Exp + Element>(
     py: Python<'py>,
-    x: &FloatArg<'py>,
-    lists: &Lists<'py>,
-    acts: &[Activation],
-) -> PyResult<Bound<'py, PyList>> {
-    let x = x.readonly::<T, Ix2>()?;
-    let (ws, bs) = (ro::<T, Ix2>(&lists.w)?, ro::<T, Ix1>(&lists.b)?);
-    let layers = dense(&ws, &bs, acts);
-    let x = x.as_array();
-    let outputs = py.detach(|| fused::dense_forward(x, &layers))?;
-    PyList::new(py, outputs.into_iter().map(|y| y.into_pyarray(py)))
+    x: &Bound<'py, PyAny>,
+    lists: &Lists<'_, 'py>,
+) -> Option<PyResult<Bound<'py, PyList>>> {
+    let (x, layers) = (matrix::<T>(x)?, lists.layers::<T>()?);
+    Some((|| {
+        let (x, params) = (readonly(lists.op, "x", x)?, params(lists.op, &layers)?);
+        let (x, layers) = (x.as_array(), dense(&params, &lists.acts));
+        let outputs = py.detach(|| fused::dense_forward(x, &layers))?;
+        PyList::new(py, outputs.into_iter().map(|y| y.into_pyarray(py)))
+    })())
 }
 
 /// dense_forward(x, weights, biases, activations) -> list[ndarray]
@@ -147,46 +204,45 @@ fn dense_forward_py<'py>(
     biases: Vec<Bound<'py, PyAny>>,
     activations: Vec<Activation>,
 ) -> PyResult<Bound<'py, PyList>> {
-    const OP: &str = "dense_forward";
-    let n = weights.len();
-    check_counts(
-        OP,
-        n,
-        &[("activations", activations.len()), ("biases", biases.len())],
-    )?;
-    let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
-    let lists = Lists::new(OP, [&weights, &biases, &[], &[]], &[&x])?;
-    dispatch!(lists.dtype, dense_forward_t(py, &x, &lists, &activations))
+    let lists = Lists::new("dense_forward", (&weights, &biases), activations, None)?;
+    let explain = || lists.explain(&[("x", x, 2, "(N, in)")]);
+    typed!(dense_forward_t(py, x, &lists), explain())
 }
 
-fn dense_backward_t<'py, T: Exp + numpy::Element>(
+fn dense_backward_t<'py, T: Exp + Element>(
     py: Python<'py>,
-    x: &FloatArg<'py>,
-    outputs: &[Option<FloatArg<'py>>],
-    lists: &Lists<'py>,
-    acts: &[Activation],
-    delta: &FloatArg<'py>,
+    [x, delta]: [&Bound<'py, PyAny>; 2],
+    outputs: &[Bound<'py, PyAny>],
+    lists: &Lists<'_, 'py>,
     input_delta: bool,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    const OP: &str = "dense_backward";
-    let (x, delta) = (x.readonly::<T, Ix2>()?, delta.readonly::<T, Ix2>()?);
-    let ys = ro::<T, Ix2>(outputs)?;
-    let (ws, bs) = (ro::<T, Ix2>(&lists.w)?, ro::<T, Ix1>(&lists.b)?);
-    let (mut gws, mut gbs) = (rw::<T, Ix2>(OP, &lists.gw)?, rw::<T, Ix1>(OP, &lists.gb)?);
-    let layers = dense(&ws, &bs, acts);
-    let mut grads: Vec<DenseGrad<'_, T>> = (gws.iter_mut().zip(gbs.iter_mut()))
-        .map(|(w, b)| DenseGrad {
-            w: w.as_mut().expect("not None").as_array_mut(),
-            b: b.as_mut().map(|b| b.as_array_mut()),
-        })
-        .collect();
-    let ys: Vec<_> = (ys.iter())
-        .map(|y| y.as_ref().expect("not None").as_array())
-        .collect();
-    let (x, delta) = (x.as_array(), delta.as_array());
-    let dx =
-        py.detach(|| fused::dense_backward(x, &ys, &layers, &mut grads, delta, input_delta))?;
-    Ok(dx.map(|dx| dx.into_pyarray(py).into_any()))
+) -> Option<PyResult<Option<Bound<'py, PyAny>>>> {
+    let (x, delta, layers) = (matrix::<T>(x)?, matrix::<T>(delta)?, lists.layers::<T>()?);
+    let ys = (outputs.iter()).map(matrix).collect::<Option<Vec<_>>>()?;
+    let op = lists.op;
+    Some((|| {
+        let (x, delta) = (readonly(op, "x", x)?, readonly(op, "delta", delta)?);
+        let ys =
+            (ys.into_iter().map(|y| readonly(op, "output", y))).collect::<PyResult<Vec<_>>>()?;
+        let params = params(op, &layers)?;
+        let mut grads = (layers.iter())
+            .map(|l| {
+                let gw = readwrite(op, "grad_weight", l.gw.expect("a gradient list"))?;
+                let gb = l.gb.map(|b| readwrite(op, "grad_bias", b)).transpose();
+                Ok((gw, gb?))
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut grads: Vec<_> = (grads.iter_mut())
+            .map(|(w, b)| DenseGrad {
+                w: w.as_array_mut(),
+                b: b.as_mut().map(|b| b.as_array_mut()),
+            })
+            .collect();
+        let ys: Vec<_> = ys.iter().map(|y| y.as_array()).collect();
+        let (x, delta, layers) = (x.as_array(), delta.as_array(), dense(&params, &lists.acts));
+        let dx =
+            py.detach(|| fused::dense_backward(x, &ys, &layers, &mut grads, delta, input_delta))?;
+        Ok(dx.map(|dx| dx.into_pyarray(py).into_any()))
+    })())
 }
 
 /// dense_backward(x, outputs, weights, biases, activations, grad_weights,
@@ -213,46 +269,36 @@ fn dense_backward_py<'py>(
     input_delta: bool,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
     const OP: &str = "dense_backward";
-    let counts = [
-        ("activations", activations.len()),
-        ("outputs", outputs.len()),
-        ("biases", biases.len()),
-        ("grad_weights", grad_weights.len()),
-        ("grad_biases", grad_biases.len()),
-    ];
-    check_counts(OP, weights.len(), &counts)?;
-    let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
-    let delta = FloatArg::new(OP, "delta", delta, 2, "(N, out)")?;
-    let ys = arrays(OP, "output", &outputs, 2, false)?;
-    let mut others = vec![&x, &delta];
-    others.extend(ys.iter().flatten());
-    let params = [&weights[..], &biases, &grad_weights, &grad_biases];
-    let lists = Lists::new(OP, params, &others)?;
-    let acts = &activations;
-    dispatch!(
-        lists.dtype,
-        dense_backward_t(py, &x, &ys, &lists, acts, &delta, input_delta)
+    check_counts(OP, weights.len(), &[("outputs", outputs.len())])?;
+    let grads = Some((&grad_weights[..], &grad_biases[..]));
+    let lists = Lists::new(OP, (&weights, &biases), activations, grads)?;
+    let mut others = vec![("x", x, 2, "(N, in)"), ("delta", delta, 2, "(N, out)")];
+    others.extend(outputs.iter().map(|y| ("output", y, 2, "(N, out)")));
+    let arrays = [x, delta];
+    typed!(
+        dense_backward_t(py, arrays, &outputs, &lists, input_delta),
+        lists.explain(&others)
     )
 }
 
-fn sgd_update_t<T: crate::float::Float + numpy::Element>(
+fn sgd_update_t<T: Exp + Element>(
     py: Python<'_>,
-    params: &[Option<FloatArg<'_>>],
-    grads: &[Option<FloatArg<'_>>],
+    params: &[Bound<'_, PyAny>],
+    grads: &[Bound<'_, PyAny>],
     lr: f64,
-) -> PyResult<()> {
-    let (mut ps, gs) = (
-        rw::<T, IxDyn>("sgd_update", params)?,
-        ro::<T, IxDyn>(grads)?,
-    );
-    let mut pv: Vec<_> = (ps.iter_mut())
-        .flatten()
-        .map(|p| p.as_array_mut())
-        .collect();
-    let gv: Vec<_> = gs.iter().flatten().map(|g| g.as_array()).collect();
-    let lr = T::from_f64(lr).expect("a float converts");
-    py.detach(|| fused::sgd_update(&mut pv, &gv, lr))?;
-    Ok(())
+) -> Option<PyResult<()>> {
+    let ps = (params.iter().map(|p| p.cast::<PyArrayDyn<T>>().ok())).collect::<Option<Vec<_>>>()?;
+    let gs = (grads.iter().map(|g| g.cast::<PyArrayDyn<T>>().ok())).collect::<Option<Vec<_>>>()?;
+    Some((|| {
+        let ps = ps.into_iter().map(|p| readwrite("sgd_update", "param", p));
+        let mut ps = ps.collect::<PyResult<Vec<_>>>()?;
+        let gs = (gs.into_iter().map(|g| readonly("sgd_update", "grad", g)))
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut pv: Vec<_> = ps.iter_mut().map(|p| p.as_array_mut()).collect();
+        let gv: Vec<_> = gs.iter().map(|g| g.as_array()).collect();
+        let lr = T::from_f64(lr).expect("a float converts");
+        Ok(py.detach(|| fused::sgd_update(&mut pv, &gv, lr))?)
+    })())
 }
 
 /// sgd_update(params, grads, lr) -> None
@@ -260,51 +306,26 @@ fn sgd_update_t<T: crate::float::Float + numpy::Element>(
 /// One plain SGD step over every pair, in place: ``p -= lr * g``. All arrays
 /// share one dtype; each gradient has the shape of its parameter.
 #[pyfunction(name = "sgd_update")]
-fn sgd_update_py(
-    py: Python<'_>,
-    params: Vec<Bound<'_, PyAny>>,
-    grads: Vec<Bound<'_, PyAny>>,
+fn sgd_update_py<'py>(
+    py: Python<'py>,
+    params: Vec<Bound<'py, PyAny>>,
+    grads: Vec<Bound<'py, PyAny>>,
     lr: f64,
 ) -> PyResult<()> {
     const OP: &str = "sgd_update";
-    if params.is_empty() {
-        return Ok(());
-    }
-    let ndim = |p: &Bound<'_, PyAny>| {
-        (p.cast::<numpy::PyUntypedArray>()
-            .map(numpy::PyUntypedArrayMethods::ndim))
-        .unwrap_or(0)
+    let explain = || -> PyResult<()> {
+        let all = (params.iter().map(|p| any_dims(OP, "param", p)))
+            .chain(grads.iter().map(|g| any_dims(OP, "grad", g)))
+            .collect::<PyResult<Vec<_>>>()?;
+        common_dtype(OP, &all.iter().collect::<Vec<_>>())?;
+        Err(PyTypeError::new_err(format!("{OP}: arrays of one dtype")))
     };
-    let ps: Vec<Option<FloatArg<'_>>> = (params.iter())
-        .map(|p| FloatArg::new(OP, "param", p, ndim(p), "").map(Some))
-        .collect::<PyResult<_>>()?;
-    let gs: Vec<Option<FloatArg<'_>>> = (grads.iter().zip(&params))
-        .map(|(g, p)| FloatArg::new(OP, "grad", g, ndim(p), "(the parameter's shape)").map(Some))
-        .collect::<PyResult<_>>()?;
-    let all: Vec<&FloatArg<'_>> = ps.iter().chain(&gs).flatten().collect();
-    dispatch!(common_dtype(OP, &all)?, sgd_update_t(py, &ps, &gs, lr))
-}
-
-/// The buffers of the fused training step, one set per dtype.
-#[derive(Default)]
-struct Scratches {
-    f32: TrainScratch<f32>,
-    f64: TrainScratch<f64>,
-}
-
-trait Pick: Sized {
-    fn pick(s: &mut Scratches) -> &mut TrainScratch<Self>;
-}
-
-impl Pick for f32 {
-    fn pick(s: &mut Scratches) -> &mut TrainScratch<f32> {
-        &mut s.f32
-    }
-}
-
-impl Pick for f64 {
-    fn pick(s: &mut Scratches) -> &mut TrainScratch<f64> {
-        &mut s.f64
+    match params.is_empty() {
+        true => Ok(()),
+        false => typed!(
+            sgd_update_t(py, &params, &grads, lr),
+            explain().unwrap_err()
+        ),
     }
 }
 
@@ -321,137 +342,86 @@ impl Pick for f64 {
 #[pyclass(name = "DenseTrainer", module = "diy_nn._core")]
 #[derive(Default)]
 struct DenseTrainer {
-    scratch: Scratches,
-    dtype: Option<super::DType>,
+    /// The buffers of the last step (a `TrainScratch` of its dtype).
+    scratch: Option<Box<dyn Any + Send + Sync>>,
+    /// Whether the last step succeeded (its output is then in `scratch`).
+    done: bool,
 }
 
-/// The layer lists of `DenseTrainer.step`: weights, biases, weight and bias gradients.
-type RawLists<'a, 'py> = [&'a [Bound<'py, PyAny>]; 4];
-
-/// One layer's arrays as `T` ndarrays of their dimensions.
-struct TypedLayer<'a, 'py, T: numpy::Element> {
-    w: &'a Bound<'py, PyArray2<T>>,
-    b: Option<&'a Bound<'py, PyArray1<T>>>,
-    gw: &'a Bound<'py, PyArray2<T>>,
-    gb: Option<&'a Bound<'py, PyArray1<T>>>,
-}
-
-/// The arrays of one step as `T` ndarrays of their dimensions: what the
-/// `FloatArg` checks (float dtype, dimensions, one dtype for all) establish,
-/// in one typed cast each. The checks then run only to name a failing
-/// argument. One cast per array, kept in per-layer vectors, keeps the binding's
-/// own cost per step small beside the small models' kernels; what remains is
-/// mostly numpy's borrow bookkeeping, about 0.1 µs an array.
-struct Typed<'a, 'py, T: numpy::Element> {
-    x: &'a Bound<'py, PyArray2<T>>,
-    layers: Vec<TypedLayer<'a, 'py, T>>,
-}
-
-impl<'a, 'py, T: numpy::Element> Typed<'a, 'py, T> {
-    /// None if some array is not a `T` ndarray of its dimensions. `lists`:
-    /// weights, biases, weight and bias gradients, one entry per layer
-    /// (checked by the caller).
-    fn cast(x: &'a Bound<'py, PyAny>, lists: RawLists<'a, 'py>) -> Option<Self> {
-        let [weights, biases, grad_w, grad_b] = lists;
-        let vector = |b: &'a Bound<'py, PyAny>| {
-            if b.is_none() {
-                Some(None)
-            } else {
-                b.cast::<PyArray1<T>>().ok().map(Some)
-            }
-        };
-        let layers = (weights.iter().zip(biases))
-            .zip(grad_w.iter().zip(grad_b))
-            .map(|((w, b), (gw, gb))| {
-                Some(TypedLayer {
-                    w: w.cast::<PyArray2<T>>().ok()?,
-                    b: vector(b)?,
-                    gw: gw.cast::<PyArray2<T>>().ok()?,
-                    gb: vector(gb)?,
-                })
-            })
-            .collect::<Option<Vec<_>>>()?;
-        Some(Typed {
-            x: x.cast::<PyArray2<T>>().ok()?,
-            layers,
-        })
+impl DenseTrainer {
+    /// The buffers for `T`, new if the last step had another dtype.
+    fn scratch<T: Exp>(&mut self) -> &mut TrainScratch<T> {
+        if !(self.scratch.as_ref()).is_some_and(|s| s.is::<TrainScratch<T>>()) {
+            self.scratch = Some(Box::<TrainScratch<T>>::default());
+        }
+        (self.scratch.as_mut().and_then(|s| s.downcast_mut())).expect("set above")
     }
 }
 
-/// One layer's borrows: parameters and gradients, all written.
-struct LayerBorrow<'py, T: numpy::Element> {
-    w: PyReadwriteArray<'py, T, Ix2>,
-    b: Option<PyReadwriteArray<'py, T, Ix1>>,
-    gw: PyReadwriteArray<'py, T, Ix2>,
-    gb: Option<PyReadwriteArray<'py, T, Ix1>>,
-}
-
-fn train_step_t<'py, T: Exp + Pick + numpy::Element>(
+fn train_step_t<'py, T: Exp + Element>(
     py: Python<'py>,
-    scratch: &mut Scratches,
-    arrays: &Typed<'_, 'py, T>,
-    target: &Bound<'py, PyAny>,
-    acts: &[Activation],
+    trainer: &mut DenseTrainer,
+    [x, target]: [&Bound<'py, PyAny>; 2],
+    lists: &Lists<'_, 'py>,
     loss: LossKind,
     lr: f64,
-) -> PyResult<f64> {
+) -> Option<PyResult<f64>> {
     const OP: &str = "DenseTrainer.step";
-    let index = target
-        .cast::<numpy::PyUntypedArray>()
-        .map(|a| numpy::PyUntypedArrayMethods::ndim(a) == 1)
-        .unwrap_or(false);
-    let (t_idx, t_prob) = if index {
-        let t = int64_arg::<Ix1>(OP, "target", target, "(N,) of class indices")?;
-        (Some(t), None)
-    } else {
-        let p = match target.cast::<PyArray2<T>>() {
-            Ok(p) => p,
-            Err(_) => {
+    let (x, layers) = (matrix::<T>(x)?, lists.layers::<T>()?);
+    Some((|| {
+        let index = (target.cast::<numpy::PyUntypedArray>())
+            .is_ok_and(|a| numpy::PyUntypedArrayMethods::ndim(a) == 1);
+        let (t_idx, t_prob) = match (index, matrix::<T>(target)) {
+            (true, _) => (
+                Some(int64_arg::<Ix1>(
+                    OP,
+                    "target",
+                    target,
+                    "(N,) of class indices",
+                )?),
+                None,
+            ),
+            (false, Some(p)) => (None, Some(readonly(OP, "target", p)?)),
+            (false, None) => {
                 // Not x's dtype, or not a 2-D float array: the checks say which.
                 let p = FloatArg::new(OP, "target", target, 2, "(N, out)")?;
-                let x = FloatArg::new(OP, "x", arrays.x.as_any(), 2, "(N, in)")?;
+                let x = FloatArg::new(OP, "x", x.as_any(), 2, "(N, in)")?;
                 common_dtype(OP, &[&x, &p])?;
-                return Err(PyTypeError::new_err(format!(
-                    "{OP}: target must be a 2-D array of x's dtype"
-                )));
+                let msg = format!("{OP}: target must be a 2-D array of x's dtype");
+                return Err(PyTypeError::new_err(msg));
             }
         };
-        (None, Some(readonly(OP, "target", p)?))
-    };
-    let x = readonly(OP, "x", arrays.x)?;
-    let optional =
-        |b: Option<&Bound<'py, PyArray1<T>>>, name| b.map(|b| readwrite(OP, name, b)).transpose();
-    let mut borrows = (arrays.layers.iter())
-        .map(|l| {
-            Ok(LayerBorrow {
-                w: readwrite(OP, "weight", l.w)?,
-                b: optional(l.b, "bias")?,
-                gw: readwrite(OP, "grad_weight", l.gw)?,
-                gb: optional(l.gb, "grad_bias")?,
+        let x = readonly(OP, "x", x)?;
+        let optional = |b: Option<&Bound<'py, PyArray1<T>>>, name| {
+            b.map(|b| readwrite(OP, name, b)).transpose()
+        };
+        let mut borrows = (layers.iter())
+            .map(|l| {
+                let w = readwrite(OP, "weight", l.w)?;
+                let b = optional(l.b, "bias")?;
+                let gw = readwrite(OP, "grad_weight", l.gw.expect("a gradient list"))?;
+                Ok((w, b, gw, optional(l.gb, "grad_bias")?))
             })
-        })
-        .collect::<PyResult<Vec<_>>>()?;
-    let mut layers: Vec<TrainLayer<'_, T>> = borrows
-        .iter_mut()
-        .zip(acts)
-        .map(|(l, &act)| TrainLayer {
-            w: l.w.as_array_mut(),
-            b: l.b.as_mut().map(|b| b.as_array_mut()),
-            gw: l.gw.as_array_mut(),
-            gb: l.gb.as_mut().map(|b| b.as_array_mut()),
-            act,
-        })
-        .collect();
-    let target = match (&t_idx, &t_prob) {
-        (Some(t), _) => Target::Index(t.as_array()),
-        (_, Some(p)) => Target::Prob(p.as_array()),
-        _ => unreachable!("one of the two"),
-    };
-    let x = x.as_array();
-    let lr = T::from_f64(lr).expect("a float converts");
-    let scratch = T::pick(scratch);
-    let mean = py.detach(|| fused::dense_train_step(x, target, loss, &mut layers, lr, scratch))?;
-    Ok(mean)
+            .collect::<PyResult<Vec<_>>>()?;
+        let mut layers: Vec<TrainLayer<'_, T>> = (borrows.iter_mut().zip(&lists.acts))
+            .map(|((w, b, gw, gb), &act)| TrainLayer {
+                w: w.as_array_mut(),
+                b: b.as_mut().map(|b| b.as_array_mut()),
+                gw: gw.as_array_mut(),
+                gb: gb.as_mut().map(|b| b.as_array_mut()),
+                act,
+            })
+            .collect();
+        let target = match (&t_idx, &t_prob) {
+            (Some(t), _) => Target::Index(t.as_array()),
+            (_, Some(p)) => Target::Prob(p.as_array()),
+            _ => unreachable!("one of the two"),
+        };
+        let (x, lr) = (x.as_array(), T::from_f64(lr).expect("a float converts"));
+        let scratch = trainer.scratch::<T>();
+        let step = || fused::dense_train_step(x, target, loss, &mut layers, lr, scratch);
+        Ok(py.detach(step)?)
+    })())
 }
 
 #[pymethods]
@@ -477,47 +447,19 @@ impl DenseTrainer {
         lr: f64,
     ) -> PyResult<f64> {
         const OP: &str = "DenseTrainer.step";
-        let counts = [
-            ("activations", activations.len()),
-            ("biases", biases.len()),
-            ("grad_weights", grad_weights.len()),
-            ("grad_biases", grad_biases.len()),
-        ];
-        check_counts(OP, weights.len(), &counts)?;
-        let acts = activations;
+        let grads = Some((&grad_weights[..], &grad_biases[..]));
+        let lists = Lists::new(OP, (&weights, &biases), activations, grads)?;
         if !lr.is_finite() {
-            return Err(PyValueError::new_err(format!(
-                "{OP}: lr must be a finite number, got {lr}"
-            )));
+            let msg = format!("{OP}: lr must be a finite number, got {lr}");
+            return Err(PyValueError::new_err(msg));
         }
-        let lists = [&weights[..], &biases, &grad_weights, &grad_biases];
-        let f32s = Typed::<f32>::cast(x, lists);
-        let f64s = f32s
-            .is_none()
-            .then(|| Typed::<f64>::cast(x, lists))
-            .flatten();
-        if f32s.is_none() && f64s.is_none() {
-            // Some array does not fit: the checks name it.
-            let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
-            Lists::new(OP, lists, &[&x])?;
-            return Err(PyTypeError::new_err(format!(
-                "{OP}: every array must be a float32 or float64 ndarray of one dtype"
-            )));
-        }
-        self.dtype = None;
-        let scratch = &mut self.scratch;
-        let (dtype, mean) = match (f32s, f64s) {
-            (Some(arrays), _) => (
-                DType::F32,
-                train_step_t(py, scratch, &arrays, target, &acts, loss, lr)?,
-            ),
-            (_, Some(arrays)) => (
-                DType::F64,
-                train_step_t(py, scratch, &arrays, target, &acts, loss, lr)?,
-            ),
-            (None, None) => unreachable!("handled above"),
-        };
-        self.dtype = Some(dtype);
+        self.done = false;
+        let explain = || lists.explain(&[("x", x, 2, "(N, in)")]);
+        let mean = typed!(
+            train_step_t(py, self, [x, target], &lists, loss, lr),
+            explain()
+        )?;
+        self.done = true;
         Ok(mean)
     }
 
@@ -525,19 +467,131 @@ impl DenseTrainer {
     ///
     /// A copy of the network's output in the last successful step.
     fn output<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        match self.dtype? {
-            super::DType::F32 => self
-                .scratch
-                .f32
-                .output()
-                .map(|y| y.to_owned().into_pyarray(py).into_any()),
-            super::DType::F64 => self
-                .scratch
-                .f64
-                .output()
-                .map(|y| y.to_owned().into_pyarray(py).into_any()),
+        fn copy<'py, T: Exp + Element>(py: Python<'py>, s: &dyn Any) -> Option<Bound<'py, PyAny>> {
+            let y = s.downcast_ref::<TrainScratch<T>>()?.output()?;
+            Some(y.to_owned().into_pyarray(py).into_any())
         }
+        let s: &dyn Any = self.scratch.as_deref().filter(|_| self.done)?;
+        copy::<f32>(py, s).or_else(|| copy::<f64>(py, s))
     }
+}
+
+/// The activations by name: `_core.Activation`. One with parameters crosses
+/// as a tuple, `(Activation.LeakyReLU, negative_slope)` or
+/// `(Activation.Softplus, beta, threshold)`; alone it takes torch's defaults.
+#[pyclass(
+    name = "Activation",
+    eq,
+    eq_int,
+    frozen,
+    hash,
+    from_py_object,
+    module = "diy_nn._core"
+)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Kind {
+    Identity,
+    TanH,
+    Sigmoid,
+    ReLU,
+    LeakyReLU,
+    Softplus,
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Activation {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let (kind, p): (Kind, Vec<f64>) = match obj.cast::<PyTuple>() {
+            Ok(t) if !t.is_empty() => {
+                let p = t.iter().skip(1).map(|v| v.extract::<f64>());
+                (t.get_item(0)?.extract()?, p.collect::<PyResult<_>>()?)
+            }
+            _ => (obj.extract()?, vec![]),
+        };
+        let bad = |what: &str| PyValueError::new_err(format!("{what}, got {p:?}"));
+        if p.iter().any(|v| !v.is_finite()) {
+            return Err(bad("an activation's parameters must be finite"));
+        }
+        Ok(match (kind, &p[..]) {
+            (Kind::Identity, []) => Activation::Identity,
+            (Kind::TanH, []) => Activation::TanH,
+            (Kind::Sigmoid, []) => Activation::Sigmoid,
+            (Kind::ReLU, []) => Activation::ReLU,
+            (Kind::LeakyReLU, []) => Activation::LeakyReLU { slope: 0.01 },
+            (Kind::LeakyReLU, &[slope]) => Activation::LeakyReLU { slope },
+            (Kind::Softplus, []) => Activation::Softplus {
+                beta: 1.0,
+                threshold: 20.0,
+            },
+            (Kind::Softplus, &[beta, threshold]) if beta != 0.0 => {
+                Activation::Softplus { beta, threshold }
+            }
+            (Kind::Softplus, _) => return Err(bad("Softplus takes (beta != 0, threshold)")),
+            _ => {
+                return Err(bad(
+                    "LeakyReLU takes (negative_slope,); the others no parameter",
+                ))
+            }
+        })
+    }
+}
+
+/// An array of any number of dimensions, checked.
+fn any_dims<'py>(
+    op: &'static str,
+    name: &'static str,
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<FloatArg<'py>> {
+    let ndim = (obj.cast::<numpy::PyUntypedArray>()).map(numpy::PyUntypedArrayMethods::ndim);
+    FloatArg::new(op, name, obj, ndim.unwrap_or(0), "")
+}
+
+fn activation_t<'py, T: Exp + Element>(
+    py: Python<'py>,
+    act: Activation,
+    x: &FloatArg<'py>,
+    delta: Option<&FloatArg<'py>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = x.readonly::<T, IxDyn>()?;
+    let delta = delta.map(|d| d.readonly::<T, IxDyn>()).transpose()?;
+    let (x, delta) = (x.as_array(), delta.as_ref().map(|d| d.as_array()));
+    let y = py.detach(|| match delta {
+        None => Ok(forward_array(act, x)),
+        Some(d) => backward_at_input(act, x, d),
+    })?;
+    Ok(y.into_pyarray(py).into_any())
+}
+
+/// activation(x, act) -> ndarray
+///
+/// ``act`` (an ``Activation``, or a tuple with its parameters) of ``x``,
+/// elementwise, any shape; a new array.
+#[pyfunction(name = "activation")]
+fn activation_py<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    act: Activation,
+) -> PyResult<Bound<'py, PyAny>> {
+    let x = any_dims("activation", "x", x)?;
+    dispatch!(x.dtype, activation_t(py, act, &x, None))
+}
+
+/// activation_backward(x, delta, act) -> ndarray
+///
+/// ``delta ⊙ act'(x)``, from the input ``x`` (exact for every activation);
+/// ``delta`` has the shape and dtype of ``x``.
+#[pyfunction(name = "activation_backward")]
+fn activation_backward_py<'py>(
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    delta: &Bound<'py, PyAny>,
+    act: Activation,
+) -> PyResult<Bound<'py, PyAny>> {
+    const OP: &str = "activation_backward";
+    let (x, delta) = (any_dims(OP, "x", x)?, any_dims(OP, "delta", delta)?);
+    let dtype = common_dtype(OP, &[&x, &delta])?;
+    dispatch!(dtype, activation_t(py, act, &x, Some(&delta)))
 }
 
 /// `__reduce__` of the enums: the name of the member (`"Activation.TanH"`),
@@ -552,14 +606,16 @@ macro_rules! reduce_to_name {
         }
     )*};
 }
-reduce_to_name!(Activation, LossKind);
+reduce_to_name!(Kind, LossKind);
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dense_forward_py, m)?)?;
     m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;
     m.add_function(wrap_pyfunction!(sgd_update_py, m)?)?;
+    m.add_function(wrap_pyfunction!(activation_py, m)?)?;
+    m.add_function(wrap_pyfunction!(activation_backward_py, m)?)?;
     m.add_class::<DenseTrainer>()?;
-    m.add_class::<Activation>()?;
+    m.add_class::<Kind>()?;
     m.add_class::<LossKind>()?;
     Ok(())
 }

@@ -85,11 +85,7 @@ impl<'py> FloatArg<'py> {
         expected: &str,
     ) -> PyResult<Self> {
         let array = obj.cast::<PyUntypedArray>().map_err(|_| {
-            let ty = obj
-                .get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_else(|_| "?".into());
+            let ty = type_name(obj);
             PyTypeError::new_err(format!(
                 "{op}: {name} must be a numpy.ndarray of float32 or float64, got {ty}"
             ))
@@ -161,6 +157,11 @@ pub(crate) fn readwrite<'py, T: Element, D: ndarray::Dimension>(
     })
 }
 
+/// The name of `obj`'s type, for error messages.
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    (obj.get_type().name()).map_or_else(|_| "?".into(), |n| n.to_string())
+}
+
 /// An integer argument as Python passed it: its value, or a description of
 /// what came instead. Extraction never fails, so that the binding can raise
 /// an error naming the argument (PyO3's own says only "'float' object cannot
@@ -200,11 +201,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
             .map(|r| r.to_string())
             .unwrap_or_else(|_| "?".into());
         let is_int = obj.is_instance_of::<PyInt>();
-        let ty = obj
-            .get_type()
-            .name()
-            .map(|n| n.to_string())
-            .unwrap_or_else(|_| "?".into());
+        let ty = type_name(&obj);
         Ok(Int(Err((
             is_int,
             if is_int { repr } else { format!("{ty} {repr}") },

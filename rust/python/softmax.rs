@@ -7,83 +7,35 @@ use pyo3::prelude::*;
 use super::conv::int64_arg;
 use super::{common_dtype, dispatch, FloatArg};
 use crate::loss::{self, Target};
-use crate::softmax::{self, Exp};
+use crate::softmax::{self as kernels, Exp};
 
+/// `#[pyfunction] $name($($arg),+)`: the row-wise kernel of that name, GIL released.
 macro_rules! rowwise {
-    ($t:ident, $py:ident, $name:literal, $kernel:path) => {
-        fn $t<'py, T: Exp + numpy::Element>(
+    ($name:ident, $($arg:ident),+) => {
+        #[pyfunction]
+        fn $name<'py>(
             py: Python<'py>,
-            x: &FloatArg<'py>,
+            $($arg: &Bound<'py, PyAny>),+
         ) -> PyResult<Bound<'py, PyAny>> {
-            let x = x.readonly::<T, Ix2>()?;
-            let x = x.as_array();
-            let y = py.detach(|| $kernel(x))?;
-            Ok(y.into_pyarray(py).into_any())
-        }
-
-        #[pyfunction(name = $name)]
-        fn $py<'py>(py: Python<'py>, x: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-            let x = FloatArg::new($name, "x", x, 2, "(N, k)")?;
-            dispatch!(x.dtype, $t(py, &x))
+            fn run<'py, T: Exp + numpy::Element>(
+                py: Python<'py>,
+                $($arg: &FloatArg<'py>),+
+            ) -> PyResult<Bound<'py, PyAny>> {
+                $(let $arg = $arg.readonly::<T, Ix2>()?;)+
+                $(let $arg = $arg.as_array();)+
+                Ok(py.detach(|| kernels::$name($($arg),+))?.into_pyarray(py).into_any())
+            }
+            const OP: &str = stringify!($name);
+            $(let $arg = FloatArg::new(OP, stringify!($arg), $arg, 2, "(N, k)")?;)+
+            dispatch!(common_dtype(OP, &[$(&$arg),+])?, run(py, $(&$arg),+))
         }
     };
 }
 
-rowwise!(softmax_t, softmax_py, "softmax", softmax::softmax);
-rowwise!(
-    log_softmax_t,
-    log_softmax_py,
-    "log_softmax",
-    softmax::log_softmax
-);
-
-macro_rules! rowwise_backward {
-    ($t:ident, $py:ident, $name:literal, $kernel:path) => {
-        fn $t<'py, T: Exp + numpy::Element>(
-            py: Python<'py>,
-            y: &FloatArg<'py>,
-            delta: &FloatArg<'py>,
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let (y, d) = (y.readonly::<T, Ix2>()?, delta.readonly::<T, Ix2>()?);
-            let (y, d) = (y.as_array(), d.as_array());
-            let dx = py.detach(|| $kernel(y, d))?;
-            Ok(dx.into_pyarray(py).into_any())
-        }
-
-        #[pyfunction(name = $name)]
-        fn $py<'py>(
-            py: Python<'py>,
-            y: &Bound<'py, PyAny>,
-            delta: &Bound<'py, PyAny>,
-        ) -> PyResult<Bound<'py, PyAny>> {
-            const OP: &str = $name;
-            let y = FloatArg::new(OP, "y", y, 2, "(N, k)")?;
-            let delta = FloatArg::new(OP, "delta", delta, 2, "(N, k)")?;
-            dispatch!(common_dtype(OP, &[&y, &delta])?, $t(py, &y, &delta))
-        }
-    };
-}
-
-rowwise_backward!(
-    softmax_backward_t,
-    softmax_backward_py,
-    "softmax_backward",
-    softmax::softmax_backward
-);
-rowwise_backward!(
-    log_softmax_backward_t,
-    log_softmax_backward_py,
-    "log_softmax_backward",
-    softmax::log_softmax_backward
-);
-
-/// Whether `target` holds integers (class indices) rather than probabilities.
-fn is_index_target(target: &Bound<'_, PyAny>) -> bool {
-    target
-        .cast::<PyUntypedArray>()
-        .map(|a| a.dtype().is_equiv_to(&numpy::dtype::<i64>(target.py())) || a.ndim() == 1)
-        .unwrap_or(false)
-}
+rowwise!(softmax, x);
+rowwise!(log_softmax, x);
+rowwise!(softmax_backward, y, delta);
+rowwise!(log_softmax_backward, y, delta);
 
 fn ce_t<'py, T: Exp + numpy::Element>(
     py: Python<'py>,
@@ -103,7 +55,11 @@ fn ce_t<'py, T: Exp + numpy::Element>(
             l.into_pyarray(py).into_any()
         })
     };
-    if is_index_target(target) {
+    // Class indices: int64, or any 1-D array (its dtype then gets an error).
+    let index = target
+        .cast::<PyUntypedArray>()
+        .is_ok_and(|a| a.dtype().is_equiv_to(&numpy::dtype::<i64>(py)) || a.ndim() == 1);
+    if index {
         let t = int64_arg::<Ix1>(op, "target", target, "(N,) of class indices")?;
         run(Target::Index(t.as_array()))
     } else {
@@ -113,41 +69,45 @@ fn ce_t<'py, T: Exp + numpy::Element>(
     }
 }
 
-/// cross_entropy(logits, target) -> ndarray
-///
-/// Per-sample loss `(N,)`; `target` is `(N,)` int64 class indices or `(N, k)`
-/// float probabilities of the dtype of `logits`.
-#[pyfunction(name = "cross_entropy")]
-fn cross_entropy_py<'py>(
-    py: Python<'py>,
-    logits: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    const OP: &str = "cross_entropy";
-    let x = FloatArg::new(OP, "logits", logits, 2, "(N, k)")?;
-    dispatch!(x.dtype, ce_t(py, OP, &x, target, false))
+/// `#[pyfunction] $name(logits, target)`: [`ce_t`], the loss or its gradient.
+macro_rules! cross_entropy {
+    ($(#[$doc:meta])* $name:ident, $backward:literal) => {
+        $(#[$doc])*
+        #[pyfunction]
+        fn $name<'py>(
+            py: Python<'py>,
+            logits: &Bound<'py, PyAny>,
+            target: &Bound<'py, PyAny>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            const OP: &str = stringify!($name);
+            let x = FloatArg::new(OP, "logits", logits, 2, "(N, k)")?;
+            dispatch!(x.dtype, ce_t(py, OP, &x, target, $backward))
+        }
+    };
 }
 
-/// cross_entropy_backward(logits, target) -> ndarray
-///
-/// Gradient of the sum of the per-sample losses with respect to `logits`.
-#[pyfunction(name = "cross_entropy_backward")]
-fn cross_entropy_backward_py<'py>(
-    py: Python<'py>,
-    logits: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    const OP: &str = "cross_entropy_backward";
-    let x = FloatArg::new(OP, "logits", logits, 2, "(N, k)")?;
-    dispatch!(x.dtype, ce_t(py, OP, &x, target, true))
-}
+cross_entropy!(
+    /// cross_entropy(logits, target) -> ndarray
+    ///
+    /// Per-sample loss `(N,)`; `target` is `(N,)` int64 class indices or `(N, k)`
+    /// float probabilities of the dtype of `logits`.
+    cross_entropy,
+    false
+);
+cross_entropy!(
+    /// cross_entropy_backward(logits, target) -> ndarray
+    ///
+    /// Gradient of the sum of the per-sample losses with respect to `logits`.
+    cross_entropy_backward,
+    true
+);
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(softmax_py, m)?)?;
-    m.add_function(wrap_pyfunction!(softmax_backward_py, m)?)?;
-    m.add_function(wrap_pyfunction!(log_softmax_py, m)?)?;
-    m.add_function(wrap_pyfunction!(log_softmax_backward_py, m)?)?;
-    m.add_function(wrap_pyfunction!(cross_entropy_py, m)?)?;
-    m.add_function(wrap_pyfunction!(cross_entropy_backward_py, m)?)?;
+    m.add_function(wrap_pyfunction!(softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(softmax_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(log_softmax, m)?)?;
+    m.add_function(wrap_pyfunction!(log_softmax_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(cross_entropy, m)?)?;
+    m.add_function(wrap_pyfunction!(cross_entropy_backward, m)?)?;
     Ok(())
 }

@@ -224,11 +224,17 @@ multiversion! {
                             *v = (xv - m) - ls;
                         }
                     }
-                    _ => {
-                        // δ - exp(y)·sum(δ), exp(y) already in `yr` for short rows.
+                    _ if long => {
                         let s = sum(dr);
                         for ((g, &y), &d) in yr.iter_mut().zip(xr).zip(dr) {
-                            *g = d - if long { y.exp_() } else { *g } * s;
+                            *g = d - y.exp_() * s;
+                        }
+                    }
+                    _ => {
+                        // exp(y) is in `yr` already.
+                        let s = sum(dr);
+                        for (g, &d) in yr.iter_mut().zip(dr) {
+                            *g = d - *g * s;
                         }
                     }
                 }

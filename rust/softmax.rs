@@ -179,63 +179,81 @@ fn rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
         return unsafe { avx512::rows(op, a, b, out, k) };
     }
     match op {
+        RowOp::Softmax => softmax_rows(a, b, out, k),
+        RowOp::LogSoftmax => log_softmax_rows(a, b, out, k),
         RowOp::SoftmaxBackward => softmax_backward_rows(a, b, out, k),
-        _ => exp_rows(op, a, b, out, k),
+        RowOp::LogSoftmaxBackward => log_softmax_backward_rows(a, b, out, k),
     }
 }
 
-multiversion! {
-    /// The ops that take `exp` (all but the softmax backward) in plain
-    /// loops: long rows ([`WIDE`] and up) one by one in fused passes (`exp`
-    /// and its sum in one loop), short rows block by block ([`block_rows`])
-    /// with the `exp` of a whole block at once (per row it would spend most
-    /// of its time in the scalar tail).
-    fn exp_rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
-        let rows = if k >= WIDE { 1 } else { block_rows(k) };
-        let mut maxes = vec![T::zero(); rows];
-        for (i, ob) in out.chunks_mut(rows * k).enumerate() {
-            let span = i * rows * k..i * rows * k + ob.len();
-            let (ab, bb) = (&a[span.clone()], &b[span]);
-            if k < WIDE && op == RowOp::LogSoftmaxBackward {
-                ob.copy_from_slice(ab);
-                exp_inplace(ob);
-            } else if k < WIDE {
-                shift_rows(ab, ob, k, &mut maxes);
-                exp_inplace(ob);
+/// Compiles [`exp_rows`] once per op (the op a constant, each copy keeps
+/// its own loops only: one copy for all three spilled registers in them)
+/// and per instruction set.
+macro_rules! exp_rows_of {
+    ($($name:ident: $op:ident),+) => {$(
+        multiversion! {
+            fn $name<T: Math>(a: &[T], b: &[T], out: &mut [T], k: usize) {
+                exp_rows(RowOp::$op, a, b, out, k)
             }
-            let rows = ab.chunks_exact(k).zip(bb.chunks_exact(k));
-            for (((xr, dr), yr), &m) in rows.zip(ob.chunks_exact_mut(k)).zip(&maxes) {
-                let long = k >= WIDE;
-                match op {
-                    RowOp::Softmax => {
-                        let inv = T::one() / match long {
+        }
+    )+};
+}
+
+exp_rows_of!(softmax_rows: Softmax, log_softmax_rows: LogSoftmax);
+exp_rows_of!(log_softmax_backward_rows: LogSoftmaxBackward);
+
+/// The ops that take `exp` (all but the softmax backward) in plain
+/// loops: long rows ([`WIDE`] and up) one by one in fused passes (`exp`
+/// and its sum in one loop), short rows block by block ([`block_rows`])
+/// with the `exp` of a whole block at once (per row it would spend most
+/// of its time in the scalar tail).
+#[inline(always)]
+fn exp_rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
+    let rows = if k >= WIDE { 1 } else { block_rows(k) };
+    let mut maxes = vec![T::zero(); rows];
+    for (i, ob) in out.chunks_mut(rows * k).enumerate() {
+        let span = i * rows * k..i * rows * k + ob.len();
+        let (ab, bb) = (&a[span.clone()], &b[span]);
+        if k < WIDE && op == RowOp::LogSoftmaxBackward {
+            ob.copy_from_slice(ab);
+            exp_inplace(ob);
+        } else if k < WIDE {
+            shift_rows(ab, ob, k, &mut maxes);
+            exp_inplace(ob);
+        }
+        let rows = ab.chunks_exact(k).zip(bb.chunks_exact(k));
+        for (((xr, dr), yr), &m) in rows.zip(ob.chunks_exact_mut(k)).zip(&maxes) {
+            let long = k >= WIDE;
+            match op {
+                RowOp::Softmax => {
+                    let inv = T::one()
+                        / match long {
                             true => exp_loop(xr, row_max(xr), Some(&mut *yr)),
                             false => sum(yr),
                         };
-                        yr.iter_mut().for_each(|v| *v *= inv);
+                    yr.iter_mut().for_each(|v| *v *= inv);
+                }
+                RowOp::LogSoftmax => {
+                    let m = if long { row_max(xr) } else { m };
+                    let s = if long { exp_loop(xr, m, None) } else { sum(yr) };
+                    // (x - m) - log(s), in that order: x - (m + log(s))
+                    // would lose the digits of log(s) when |m| is large.
+                    let ls = s.ln();
+                    for (v, &xv) in yr.iter_mut().zip(xr) {
+                        *v = (xv - m) - ls;
                     }
-                    RowOp::LogSoftmax => {
-                        let m = if long { row_max(xr) } else { m };
-                        let s = if long { exp_loop(xr, m, None) } else { sum(yr) };
-                        // (x - m) - log(s), in that order: x - (m + log(s))
-                        // would lose the digits of log(s) when |m| is large.
-                        let ls = s.ln();
-                        for (v, &xv) in yr.iter_mut().zip(xr) {
-                            *v = (xv - m) - ls;
-                        }
+                }
+                _ if long => {
+                    let s = sum(dr);
+                    for ((g, &y), &d) in yr.iter_mut().zip(xr).zip(dr) {
+                        *g = d - y.exp_() * s;
                     }
-                    _ if long => {
-                        let s = sum(dr);
-                        for ((g, &y), &d) in yr.iter_mut().zip(xr).zip(dr) {
-                            *g = d - y.exp_() * s;
-                        }
-                    }
-                    _ => {
-                        // exp(y) is in `yr` already.
-                        let s = sum(dr);
-                        for (g, &d) in yr.iter_mut().zip(dr) {
-                            *g = d - *g * s;
-                        }
+                }
+                _ => {
+                    // exp(y) is in `yr` already.
+                    let s = sum(dr);
+                    for (g, &d) in yr.iter_mut().zip(dr) {
+                        *g = d - *g * s;
                     }
                 }
             }

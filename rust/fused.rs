@@ -290,7 +290,8 @@ fn sgd_step<T: Float>(mut p: ArrayViewMutD<'_, T>, g: ArrayViewD<'_, T>, lr: T) 
 }
 
 /// One whole training step of a dense chain with plain SGD: forward, the
-/// loss, its gradient, the backward pass and `p -= lr·∇p` for every parameter.
+/// loss, its gradient, the backward pass and `p -= lr·∇p` for every parameter
+/// (with `lr` None, the gradients only: an optimizer's rule updates after).
 ///
 /// The results are those of the layers run one by one (the same functions):
 /// after the step every gradient array holds d (summed loss) / d parameter
@@ -302,7 +303,7 @@ pub fn dense_train_step<T: Exp>(
     target: Target<'_, T>,
     loss: LossKind,
     layers: &mut [TrainLayer<'_, T>],
-    lr: T,
+    lr: Option<T>,
     scratch: &mut TrainScratch<T>,
 ) -> Result<f64, KernelError> {
     const OP: &str = "dense_train_step";
@@ -372,9 +373,11 @@ pub fn dense_train_step<T: Exp>(
             accumulate: false,
         };
         linear_backward_into(input, w.view(), cur, &mut grads, dx, tile)?;
-        sgd_step(w.view_mut().into_dyn(), gw.view().into_dyn(), lr);
-        if let (Some(b), Some(gb)) = (b.as_mut(), gb.as_ref()) {
-            sgd_step(b.view_mut().into_dyn(), gb.view().into_dyn(), lr);
+        if let Some(lr) = lr {
+            sgd_step(w.view_mut().into_dyn(), gw.view().into_dyn(), lr);
+            if let (Some(b), Some(gb)) = (b.as_mut(), gb.as_ref()) {
+                sgd_step(b.view_mut().into_dyn(), gb.view().into_dyn(), lr);
+            }
         }
         if i > 0 {
             std::mem::swap(delta, next);

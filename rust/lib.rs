@@ -17,6 +17,7 @@ pub mod fused;
 pub mod loss;
 pub mod math;
 pub mod matmul;
+pub mod optim;
 pub mod pool;
 mod simd;
 pub mod small_gemm;

@@ -64,6 +64,31 @@ def torch_copy_of_small_mlp(torch: Any, net: nn.Sequential) -> Any:
     return t
 
 
+def train_beside_torch(
+    make_ours: Callable[..., Any],
+    make_theirs: Callable[..., Any],
+    steps: int,
+    batches: int,
+    size: int,
+) -> tuple[nn.Sequential, Any]:
+    """``small_mlp`` and its torch copy, each stepped ``steps`` times by its optimizer
+    (``make_ours(net, loss)``, ``make_theirs(torch, parameters)``) on the summed squared
+    error of seeded data cut in ``batches`` batches of ``size`` rows, taken in turn."""
+    torch = require_torch()
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((batches * size, 5)), rng.standard_normal((batches * size, 3))
+    net = small_mlp()
+    tnet = torch_copy_of_small_mlp(torch, net)
+    opt, topt = make_ours(net, nn.MSELoss()), make_theirs(torch, tnet.parameters())
+    for step in range(steps):
+        batch = slice(step % batches * size, step % batches * size + size)
+        opt.step(X[batch], Y[batch])
+        topt.zero_grad()
+        ((tnet(torch.from_numpy(X[batch])) - torch.from_numpy(Y[batch])) ** 2).sum().backward()
+        topt.step()
+    return net, tnet
+
+
 def require_torch() -> Any:
     """Returns the torch module; skips (outside CI) or fails (CI=true) without it."""
     try:

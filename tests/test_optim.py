@@ -6,7 +6,7 @@ from __future__ import annotations
 import diy_nn as nn
 import numpy as np
 import pytest
-from parity import require_torch, small_mlp, torch_copy_of_small_mlp
+from parity import small_mlp, train_beside_torch
 
 OPTIMIZERS = {
     "sgd": (lambda net, loss: nn.SGD(net, loss, eps=0.05), lambda T, p: T.optim.SGD(p, lr=0.05)),
@@ -28,19 +28,7 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_optimizer_matches_torch(name):
-    torch = require_torch()
-    ours_factory, theirs_factory = OPTIMIZERS[name]
-    rng = np.random.default_rng(0)
-    X, Y = rng.standard_normal((8, 5)), rng.standard_normal((8, 3))
-    net = small_mlp()
-    tnet = torch_copy_of_small_mlp(torch, net)
-    opt, topt = ours_factory(net, nn.MSELoss()), theirs_factory(torch, tnet.parameters())
-    for step in range(6):
-        batch = slice(step % 2 * 4, step % 2 * 4 + 4)
-        opt.step(X[batch], Y[batch])
-        topt.zero_grad()
-        ((tnet(torch.from_numpy(X[batch])) - torch.from_numpy(Y[batch])) ** 2).sum().backward()
-        topt.step()
+    net, tnet = train_beside_torch(*OPTIMIZERS[name], steps=6, batches=2, size=4)
     for i in (0, 2):
         np.testing.assert_allclose(
             net[i]._parameters, tnet[i].weight.detach().numpy().T, rtol=1e-10
@@ -221,3 +209,122 @@ def test_adam_beats_sgd_on_the_usps_shaped_mlp():
         losses[name] = hist["loss"][-1]
     print(f"final training loss: {losses}")
     assert losses["adam"] < losses["sgd"]
+
+
+# --- the Rust update rules (rust/optim.rs): one call per step, on the fused step too ----
+
+RULES = {
+    "momentum": lambda net, loss: nn.SGD(net, loss, eps=0.05, momentum=0.9, weight_decay=0.01),
+    "nesterov": lambda net, loss: nn.SGD(net, loss, eps=0.05, momentum=0.8, nesterov=True),
+    "decay-only": lambda net, loss: nn.SGD(net, loss, eps=0.05, weight_decay=0.1),
+    "adam": lambda net, loss: nn.Adam(net, loss, eps=0.01, weight_decay=0.1),
+    "adamw": lambda net, loss: nn.AdamW(net, loss, eps=0.01),
+    "rmsprop": lambda net, loss: nn.RMSprop(net, loss, eps=0.01, momentum=0.5, centered=True),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_fused_step_with_any_rule_is_the_layer_by_layer_step(name, dtype):
+    """With momentum, Adam or RMSprop the dense net still trains through its one-call
+    step (the gradients), then the rule: exactly the parameters of the general path."""
+    make = RULES[name]
+    fused = small_mlp().to(dtype)
+    plain = small_mlp().to(dtype)
+    opt1, opt2 = make(fused, nn.MSELoss()), make(plain, nn.MSELoss())
+    opt2._fused_step = lambda bx, by: None  # the general path
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        x, y = rng.standard_normal((6, 5)).astype(dtype), rng.standard_normal((6, 3)).astype(dtype)
+        assert opt1.step(x, y) == pytest.approx(opt2.step(x, y), rel=1e-5)
+        assert fused.train_step_output() is not None, "the one-call step ran"
+        np.testing.assert_array_equal(opt1.last_output, opt2.last_output)
+        for (n1, p1, _), (_, p2, _) in zip(
+            fused.named_parameters(), plain.named_parameters(), strict=True
+        ):
+            assert p1.dtype == dtype
+            np.testing.assert_array_equal(p1, p2, err_msg=n1)
+
+
+def test_odd_layouts_and_dtypes_update_through_copies():
+    """A Fortran-order parameter and a gradient of another dtype (a course-style layer
+    assigning its own arrays) update as the plain ones do."""
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((6, 5)), rng.standard_normal((6, 3))
+    nets = [small_mlp(), small_mlp()]
+    nets[1][0]._parameters = np.asfortranarray(nets[1][0]._parameters)
+    assert nets[1][0]._parameters.flags.f_contiguous
+    opts = [nn.Adam(net, nn.MSELoss(), eps=0.01) for net in nets]
+    for opt in opts:
+        opt._fused_step = lambda bx, by: None
+        opt.step(x, y)
+    opts[1].net[2]._grad_bias = opts[1].net[2]._grad_bias.astype(np.float32)
+    opts[0].net[2]._grad_bias = opts[0].net[2]._grad_bias.astype(np.float32).astype(np.float64)
+    for opt in opts:
+        opt._step(opt.parameters())
+    for (n1, p1, _), (_, p2, _) in zip(
+        nets[0].named_parameters(), nets[1].named_parameters(), strict=True
+    ):
+        # (the F-order weight's products may round their last bit differently)
+        np.testing.assert_allclose(p1, p2, rtol=1e-13, atol=1e-15, err_msg=n1)
+    assert nets[1][0]._parameters.flags.f_contiguous  # updated in place
+
+
+def _hyper(rule, **values):
+    return {"rule": rule, "lr": 0.1, "mu": 0.9, "wd": 0.0, "b1": 0.9, "b2": 0.99, "eps": 1e-8,
+            "t": 1.0, **values}  # fmt: skip
+
+
+def test_optim_update_refuses_bad_arrays():
+    from diy_nn import _core
+
+    p, g, v = np.ones((3, 2)), np.ones((3, 2)), np.zeros((3, 2))
+    sgd = _hyper(_core.Rule.Sgd)
+    cases = [
+        ([[p, g]], ValueError, "needs 3 arrays a parameter"),
+        ([[p, np.ones((2, 3)), v]], ValueError, r"grad must be contiguous, with its parameter's "
+         r"shape \(3, 2\)"),
+        ([[p, np.ones((3, 2), np.float32), v]], TypeError, "grad must have the first parameter's"),
+        ([[p, np.asfortranarray(g), v]], ValueError, "memory order"),
+        ([[np.ones((3, 4))[:, ::2], g, v]], ValueError, "param must be contiguous"),
+        ([[p, g, p]], ValueError, "state buffer must be a writeable array that overlaps"),
+        ([[p, "g", v]], TypeError, "grad must be a numpy.ndarray"),
+        ([[p, g, v], [np.ones(2, np.float32), np.ones(2, np.float32), np.zeros(2, np.float32)]],
+         TypeError, "first parameter's dtype"),
+    ]  # fmt: skip
+    for slots, error, match in cases:
+        before = [a.copy() for slot in slots for a in slot if isinstance(a, np.ndarray)]
+        with pytest.raises(error, match=match):
+            _core.optim_update(sgd, slots)
+        after = [a for slot in slots for a in slot if isinstance(a, np.ndarray)]
+        for a, b in zip(before, after, strict=True):
+            np.testing.assert_array_equal(a, b)  # nothing written
+    readonly = np.ones((3, 2))
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="param must be a writeable array"):
+        _core.optim_update(sgd, [[readonly, g, v]])
+    _core.optim_update(sgd, [])  # nothing to do
+
+
+def test_optim_update_splits_large_steps_across_threads():
+    """A step large enough for the threads gives the numbers of one thread."""
+    from diy_nn import _core
+
+    rng = np.random.default_rng(3)
+    shapes = [(700, 300), (300,), (5, 3), (90_001,)]
+    hyper = _hyper(_core.Rule.Adam, wd=0.01)
+    results = []
+    for threads in (1, 2):
+        nn.set_num_threads(threads)
+        try:
+            slots = [[rng.standard_normal(s) for _ in range(4)] for s in shapes]
+            rng = np.random.default_rng(3)
+            for slot in slots:
+                slot[3] = np.abs(slot[3])  # v >= 0
+            _core.optim_update(hyper, slots)
+            results.append(slots)
+        finally:
+            nn.set_num_threads(0)
+    for a, b in zip(results[0], results[1], strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)

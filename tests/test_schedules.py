@@ -9,7 +9,7 @@ import diy_nn as nn
 import numpy as np
 import pytest
 from diy_nn import schedule
-from parity import require_torch, small_mlp, torch_copy_of_small_mlp
+from parity import require_torch, small_mlp, train_beside_torch
 
 OPTIMIZERS = {
     "adamw-default": (
@@ -41,21 +41,7 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_optimizer_matches_torch_over_20_steps(name):
-    torch = require_torch()
-    ours_factory, theirs_factory = OPTIMIZERS[name]
-    rng = np.random.default_rng(0)
-    X, Y = rng.standard_normal((40, 5)), rng.standard_normal((40, 3))
-    net = small_mlp()
-    tnet = torch_copy_of_small_mlp(torch, net)
-    opt, topt = ours_factory(net, nn.MSELoss()), theirs_factory(torch, tnet.parameters())
-    for step in range(20):
-        batch = slice(step % 5 * 8, step % 5 * 8 + 8)
-        opt.step(X[batch], Y[batch])
-        topt.zero_grad()
-        # MSELoss: the squared error summed over the outputs and the batch
-        out = tnet(torch.from_numpy(X[batch]))
-        ((out - torch.from_numpy(Y[batch])) ** 2).sum().backward()
-        topt.step()
+    net, tnet = train_beside_torch(*OPTIMIZERS[name], steps=20, batches=5, size=8)
     for i in (0, 2):
         np.testing.assert_allclose(
             net[i]._parameters, tnet[i].weight.detach().numpy().T, rtol=0, atol=1e-8

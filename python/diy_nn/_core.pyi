@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension ``diy_nn._core``."""
 
-from typing import ClassVar, final
+from typing import Any, ClassVar, final
 
 import numpy as np
 from numpy.typing import NDArray
@@ -11,6 +11,7 @@ __all__ = [
     "Activation",
     "DenseTrainer",
     "LossKind",
+    "Rule",
     "ShapeError",
     "__version__",
     "activation",
@@ -44,6 +45,7 @@ __all__ = [
     "max_pool1d_backward",
     "max_pool2d",
     "max_pool2d_backward",
+    "optim_update",
     "set_num_threads",
     "sgd_update",
     "softmax",
@@ -233,6 +235,21 @@ def dense_backward(
 ) -> NDArray[_F] | None: ...
 def sgd_update(params: list[NDArray[_F]], grads: list[NDArray[_F]], lr: float) -> None: ...
 
+# Optimizer rules (see rust/optim.rs).
+@final
+class Rule:
+    """An optimizer's update rule (torch.optim's)."""
+
+    Sgd: ClassVar[Rule]
+    Nesterov: ClassVar[Rule]
+    Adam: ClassVar[Rule]
+    AdamW: ClassVar[Rule]
+    RmsProp: ClassVar[Rule]
+    Centered: ClassVar[Rule]
+    def __int__(self) -> int: ...
+
+def optim_update(hyper: dict[str, Any], slots: list[list[NDArray[_F]]]) -> None: ...
+
 @final
 class DenseTrainer:
     """Whole plain-SGD training steps of a dense chain, one call each."""
@@ -248,6 +265,6 @@ class DenseTrainer:
         grad_weights: list[NDArray[_F]],
         grad_biases: list[NDArray[_F] | None],
         loss: LossKind,
-        lr: float,
+        lr: float | None,
     ) -> float: ...
     def output(self) -> NDArray[_F] | None: ...

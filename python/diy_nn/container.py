@@ -119,7 +119,7 @@ class Sequential(Module):
         """Returns d loss / d input; the gradients are left as they are."""
         return self._backward(input, delta, grads=False, input_delta=True)
 
-    def train_step(self, X: np.ndarray, Y: np.ndarray, loss: Any, lr: float) -> float | None:
+    def train_step(self, X: np.ndarray, Y: np.ndarray, loss: Any, lr: float | None) -> float | None:
         """The whole plain-SGD step in one Rust call when the layers are one
         dense run and ``loss`` is one the kernel has (``plan.DenseRun.train_step``)."""
         with self._guard():

@@ -122,11 +122,12 @@ class Module:
         return self.forward(X)
 
     # The optimizers' hook. ---------------------------------------------------
-    def train_step(self, X: np.ndarray, Y: np.ndarray, loss: Any, lr: float) -> float | None:
+    def train_step(self, X: np.ndarray, Y: np.ndarray, loss: Any, lr: float | None) -> float | None:
         """One plain-SGD step on the batch ``(X, Y)`` for ``loss`` in one call.
 
         Forward, loss, backward (the gradients are *written*, not added) and
-        ``parameter -= lr * gradient``, returning the batch's mean cost; or
+        ``parameter -= lr * gradient`` (with ``lr`` None, no update: an
+        optimizer's own rule follows), returning the batch's mean cost; or
         None, with nothing changed, when this module has no such fast path for
         these arguments (the optimizer then runs forward, ``backward_update_gradient``
         and its own update). The base class never has one.

@@ -80,6 +80,9 @@ class Optimizer(ABC):
         # The net's parameter slots with the (name, parameter, gradient) list
         # read from them, valid while each slot holds those same arrays.
         self._params: tuple[list[tuple[Module, str, str]], list[Any], list[Any]] | None = None
+        # ``_update``'s slot lists: for one parameter list and buffer keys, per dtype
+        # ``[param, grad, *buffers]`` lists, and the parameters it updates on copies.
+        self._slots: tuple[Any, tuple[str, ...], list[Any], list[Any]] | None = None
 
     @property
     def last_output(self) -> np.ndarray | None:
@@ -100,11 +103,11 @@ class Optimizer(ABC):
                 f"{type(self).__name__}.step: batch_x and batch_y must have the same number of "
                 f"samples, got {fmt_shape(bx.shape)} and {fmt_shape(by.shape)}"
             )
-        cost = self._fused_step(bx, by)  # the net's train_step holds its lock
-        if cost is not None:
-            return cost
         # The net's lock: a forward from another thread waits for the whole step.
         with self.net._guard():
+            cost = self._fused_step(bx, by)
+            if cost is not None:
+                return cost
             yhat = self.last_output = self.net.forward(bx)
             costs = self.loss.forward(by, yhat)
             self.net.zero_grad()
@@ -114,9 +117,21 @@ class Optimizer(ABC):
         return float(np.mean(costs))
 
     def _fused_step(self, bx: np.ndarray, by: np.ndarray) -> float | None:
-        """The whole step through the net's ``train_step`` hook where the
-        optimizer's rule is plain SGD, else None (the base: never)."""
-        return None
+        """The step through the net's one-call ``train_step`` hook when it has one
+        for this batch and loss (else None): plain SGD updates inside it, any other
+        rule by ``_step`` on the gradients it wrote."""
+        plain = self._plain_sgd()
+        cost = self.net.train_step(bx, by, self.loss, self.eps if plain else None)
+        if cost is None:
+            return None
+        self._output_of = self.net.train_step_output
+        if not plain:
+            self._step(self.parameters())
+        return cost
+
+    def _plain_sgd(self) -> bool:
+        """Whether the rule is ``p -= eps * grad`` with ``_step`` not replaced."""
+        return False
 
     def parameters(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """The net's ``(name, parameter, gradient)`` list, each parameter once;
@@ -145,16 +160,56 @@ class Optimizer(ABC):
         slot = self.state.setdefault(name, {})
         buf = slot.get(key)
         if buf is None or buf.shape != param.shape or buf.dtype != param.dtype:
-            buf = slot[key] = np.zeros_like(param)
+            buf = slot[key] = np.zeros(param.shape, param.dtype)
         return buf
 
+    def _update(self, hyper: dict[str, Any], keys: tuple[str, ...], params: Params) -> None:
+        """Every parameter updated by the Rust rule of ``hyper`` (``_core.optim_update``:
+        one call per dtype) with its state buffers ``keys``. A parameter the kernel
+        cannot take as it is (not C-contiguous, a gradient of another layout or
+        dtype) is updated through contiguous copies."""
+        cached = self._slots
+        if cached is None or cached[0] is not params or cached[1] != keys:
+            groups: dict[np.dtype, list[list[Any]]] = {}
+            staged = []
+            for name, param, grad in params:
+                slot = [param, grad, *(self._buffer(name, key, param) for key in keys)]
+                groups.setdefault(param.dtype, []).append(slot)
+                if grad is not None and not _fits(param, grad):
+                    staged.append((slot, param, grad))
+            cached = self._slots = (params, keys, list(groups.values()), staged)
+        for slot, param, grad in cached[3]:
+            slot[0], slot[1] = np.ascontiguousarray(param), np.ascontiguousarray(grad, param.dtype)
+        for slots in cached[2]:
+            _core.optim_update(hyper, slots)
+        for slot, param, _ in cached[3]:
+            if slot[0] is not param:
+                param[...] = slot[0]
 
-def _one_dtype(params: Params) -> bool:
-    """Whether every parameter and gradient exists and has one float dtype."""
-    if not params:
-        return False
-    dtype = params[0][1].dtype
-    return all(p.dtype == dtype and g is not None and g.dtype == dtype for _, p, g in params)
+
+def _fits(param: np.ndarray, grad: np.ndarray) -> bool:
+    """Whether ``_core.optim_update`` takes the pair as it is (with C-order buffers)."""
+    return (
+        grad.dtype == param.dtype
+        and param.flags.c_contiguous
+        and param.flags.writeable
+        and grad.flags.c_contiguous
+    )
+
+
+def _hyper(rule: _core.Rule, lr: float, **values: float) -> dict[str, Any]:
+    """``_core.optim_update``'s hyper-parameters: ``rule``, ``lr``, ``values``, 0 elsewhere."""
+    return {
+        "rule": rule,
+        "lr": lr,
+        "mu": 0.0,
+        "wd": 0.0,
+        "b1": 0.0,
+        "b2": 0.0,
+        "eps": 0.0,
+        "t": 1.0,
+        **values,
+    }
 
 
 def _check_number(value: object, name: str, low: float, strict: bool = False) -> float:
@@ -249,17 +304,11 @@ class SGD(Optimizer):
         self.batch_size, self.n_iter = batch_size, n_iter
         self.shuffle, self.rng = shuffle, rng
 
-    def _fused_step(self, bx: np.ndarray, by: np.ndarray) -> float | None:
-        # Plain SGD (no momentum, no decay, ``_step`` not replaced): the net's
-        # one-call step if it has one for this batch and loss.
+    def _plain_sgd(self) -> bool:
+        # no momentum, no decay, ``_step`` not replaced (on the class or the instance)
         if self.weight_decay or self.momentum or type(self)._step is not SGD._step:
-            return None
-        if "_step" in self.__dict__:
-            return None
-        cost = self.net.train_step(bx, by, self.loss, self.eps)
-        if cost is not None:
-            self._output_of = self.net.train_step_output
-        return cost
+            return False
+        return "_step" not in self.__dict__
 
     def __repr__(self) -> str:
         return (
@@ -268,18 +317,9 @@ class SGD(Optimizer):
         )
 
     def _step(self, params: Params) -> None:
-        if not (self.weight_decay or self.momentum) and _one_dtype(params):
-            # Plain SGD: every ``param -= eps * grad`` in one kernel call.
-            _core.sgd_update([p for _, p, _ in params], [g for _, _, g in params], self.eps)
-            return
-        for name, param, grad in params:
-            g = grad + self.weight_decay * param if self.weight_decay else grad
-            if self.momentum:
-                v = self._buffer(name, "momentum", param)
-                v *= self.momentum
-                v += g
-                g = g + self.momentum * v if self.nesterov else v
-            param -= self.eps * g
+        rule = _core.Rule.Nesterov if self.nesterov else _core.Rule.Sgd
+        hyper = _hyper(rule, self.eps, mu=self.momentum, wd=self.weight_decay)
+        self._update(hyper, ("momentum",) if self.momentum else (), params)
 
     def update(self) -> list[float]:
         """Runs the epochs on the data given to the constructor; returns each epoch's mean loss."""
@@ -323,21 +363,9 @@ class Adam(Optimizer):
 
     def _step(self, params: Params) -> None:
         self.t += 1
-        b1, b2 = self.betas
-        c1, c2 = 1 - b1**self.t, 1 - b2**self.t
-        for name, param, grad in params:
-            if self.weight_decay and self._decoupled:  # AdamW: shrink the parameter itself
-                param *= 1 - self.eps * self.weight_decay
-                g = grad
-            else:  # Adam: an L2 penalty added to the gradient
-                g = grad + self.weight_decay * param if self.weight_decay else grad
-            m = self._buffer(name, "m", param)
-            v = self._buffer(name, "v", param)
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            param -= self.eps * (m / c1) / (np.sqrt(v / c2) + self.epsilon)
+        (b1, b2), rule = self.betas, _core.Rule.AdamW if self._decoupled else _core.Rule.Adam
+        hyper = _hyper(rule, self.eps, wd=self.weight_decay, b1=b1, b2=b2, eps=self.epsilon)
+        self._update({**hyper, "t": float(self.t)}, ("m", "v"), params)
 
     _decoupled = False  # AdamW's weight decay (True) or an L2 term in the gradient
 
@@ -428,27 +456,10 @@ class RMSprop(Optimizer):
         self.centered = bool(centered)
 
     def _step(self, params: Params) -> None:
-        a = self.alpha
-        for name, param, grad in params:
-            g = grad + self.weight_decay * param if self.weight_decay else grad
-            sq = self._buffer(name, "square_avg", param)
-            sq *= a
-            sq += (1 - a) * g * g
-            if self.centered:
-                # the same rounding as torch's lerp: s - a² cancels when the gradient
-                # hardly varies, which magnifies any difference in a
-                avg = self._buffer(name, "grad_avg", param)
-                avg += (1 - a) * (g - avg)
-                denom = np.sqrt(sq - avg * avg) + self.epsilon
-            else:
-                denom = np.sqrt(sq) + self.epsilon
-            if self.momentum:
-                buf = self._buffer(name, "momentum", param)
-                buf *= self.momentum
-                buf += g / denom
-                param -= self.eps * buf
-            else:
-                param -= self.eps * (g / denom)
+        rule = _core.Rule.Centered if self.centered else _core.Rule.RmsProp
+        hyper = _hyper(rule, self.eps, mu=self.momentum, wd=self.weight_decay, b2=self.alpha)
+        keys = ("square_avg", "grad_avg")[: 1 + self.centered] + ("momentum",) * (self.momentum > 0)
+        self._update({**hyper, "eps": self.epsilon}, keys, params)
 
     def __repr__(self) -> str:
         return f"RMSprop(eps={self.eps}, alpha={self.alpha}, momentum={self.momentum})"

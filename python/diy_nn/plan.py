@@ -246,10 +246,10 @@ class DenseRun(_Fused):
             input_delta,
         )
 
-    def train_step(self, X: Any, Y: Any, loss: Loss, lr: float) -> float | None:
-        """One plain SGD step (``p -= lr * grad``) on ``(X, Y)`` for ``loss`` in
-        one call; the mean cost, or None when the step does not fit the kernel
-        (the general path then runs, and raises its usual errors)."""
+    def train_step(self, X: Any, Y: Any, loss: Loss, lr: float | None) -> float | None:
+        """One plain SGD step (``p -= lr * grad``; ``lr`` None: the gradients only)
+        on ``(X, Y)`` for ``loss`` in one call; the mean cost, or None when the step
+        does not fit the kernel (the general path then runs, and raises its usual errors)."""
         code = _LOSS_CODES.get(type(loss))
         if code is None or not COURSE_LOSS.isdisjoint(loss.__dict__):
             return None

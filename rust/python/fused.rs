@@ -334,8 +334,8 @@ fn sgd_update_py<'py>(
 /// Whole training steps of a dense chain with plain SGD, each in one call:
 /// ``step(x, target, weights, biases, activations, grad_weights, grad_biases,
 /// loss, lr)`` runs forward, the loss (a ``LossKind``), its gradient, the
-/// backward pass (the gradients are *written*) and ``p -= lr * grad``, and
-/// returns the mean per-sample cost. The layers' outputs live in buffers the
+/// backward pass (the gradients are *written*) and ``p -= lr * grad`` (not
+/// with ``lr`` None), and returns the mean per-sample cost. The layers' outputs live in buffers the
 /// object keeps between steps; ``output()`` copies the network's output of
 /// the last step. ``target``: ``(N, out)`` in the parameters' dtype, or
 /// ``(N,)`` int64 class indices for the cross-entropies.
@@ -364,7 +364,7 @@ fn train_step_t<'py, T: Exp + Element>(
     [x, target]: [&Bound<'py, PyAny>; 2],
     lists: &Lists<'_, 'py>,
     loss: LossKind,
-    lr: f64,
+    lr: Option<f64>,
 ) -> Option<PyResult<f64>> {
     const OP: &str = "DenseTrainer.step";
     let (x, layers) = (matrix::<T>(x)?, lists.layers::<T>()?);
@@ -417,7 +417,8 @@ fn train_step_t<'py, T: Exp + Element>(
             (_, Some(p)) => Target::Prob(p.as_array()),
             _ => unreachable!("one of the two"),
         };
-        let (x, lr) = (x.as_array(), T::from_f64(lr).expect("a float converts"));
+        let x = x.as_array();
+        let lr = lr.map(|lr| T::from_f64(lr).expect("a float converts"));
         let scratch = trainer.scratch::<T>();
         let step = || fused::dense_train_step(x, target, loss, &mut layers, lr, scratch);
         Ok(py.detach(step)?)
@@ -444,12 +445,12 @@ impl DenseTrainer {
         grad_weights: Vec<Bound<'py, PyAny>>,
         grad_biases: Vec<Bound<'py, PyAny>>,
         loss: LossKind,
-        lr: f64,
+        lr: Option<f64>,
     ) -> PyResult<f64> {
         const OP: &str = "DenseTrainer.step";
         let grads = Some((&grad_weights[..], &grad_biases[..]));
         let lists = Lists::new(OP, (&weights, &biases), activations, grads)?;
-        if !lr.is_finite() {
+        if let Some(lr) = lr.filter(|lr| !lr.is_finite()) {
             let msg = format!("{OP}: lr must be a finite number, got {lr}");
             return Err(PyValueError::new_err(msg));
         }

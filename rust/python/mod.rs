@@ -22,6 +22,7 @@ mod conv;
 mod convpool;
 mod fused;
 mod linalg;
+mod optim;
 mod pool;
 mod softmax;
 
@@ -266,5 +267,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     pool::register(m)?;
     softmax::register(m)?;
     fused::register(m)?;
+    optim::register(m)?;
     Ok(())
 }

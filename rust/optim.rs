@@ -1,0 +1,169 @@
+//! The optimizers' update rules, every parameter of a step in one call.
+//!
+//! Each rule runs element by element in torch.optim's order of operations (its
+//! single-tensor path; scalars such as `lr / (1 - b1ᵗ)` in f64, then cast; no
+//! fused multiply-add), so that a step gives torch's numbers up to rounding.
+
+use std::sync::Mutex;
+
+use crate::error::KernelError;
+use crate::float::Float;
+use crate::simd::multiversion;
+use crate::threads::{par_parts, parts, worth_parallel};
+
+/// The rules (`_core.Rule`). Each first adds the L2 decay, `g += wd p`
+/// (AdamW instead shrinks the parameter, `p *= 1 - lr wd`).
+#[cfg_attr(
+    feature = "python",
+    pyo3::pyclass(eq, eq_int, frozen, hash, from_py_object, module = "diy_nn._core")
+)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// SGD, state `[v]` if `mu > 0`: `v = mu v + g`, `p -= lr v` (no momentum: `p -= lr g`).
+    Sgd,
+    /// SGD with Nesterov momentum, state `[v]`: `v = mu v + g`, `p -= lr (g + mu v)`.
+    Nesterov,
+    /// Adam at step `t`, state `[m, v]`: `m = lerp(m, g, 1 - b1)`, `v = b2 v + (1 - b2) g g`,
+    /// `p -= lr / (1 - b1ᵗ) m / (sqrt(v) / sqrt(1 - b2ᵗ) + eps)`; AdamW: decoupled decay.
+    Adam,
+    AdamW,
+    /// RMSprop, state `[s]`, `[s, a]` if centered, then `b` if `mu > 0`: `s = b2 s + (1 - b2) g g`,
+    /// `den = sqrt(s) + eps` (centered: `a = lerp(a, g, 1 - b2)`, `den = sqrt(s - a a) + eps`);
+    /// `b = mu b + g / den`, `p -= lr b` (no momentum: `p -= lr g / den`).
+    RmsProp,
+    Centered,
+}
+
+/// A rule with its hyper-parameters (RMSprop's `alpha` is `b2`; from Python,
+/// a dict of these names).
+#[cfg_attr(feature = "python", derive(pyo3::FromPyObject), pyo3(from_item_all))]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hyper {
+    pub rule: Rule,
+    pub lr: f64,
+    pub mu: f64,
+    pub wd: f64,
+    pub b1: f64,
+    pub b2: f64,
+    pub eps: f64,
+    pub t: f64,
+}
+
+impl Hyper {
+    /// The number of state buffers each parameter has.
+    pub fn buffers(&self) -> usize {
+        let momentum = usize::from(self.mu > 0.0);
+        match self.rule {
+            Rule::Sgd | Rule::Nesterov => momentum,
+            Rule::RmsProp => 1 + momentum,
+            Rule::Centered => 2 + momentum,
+            Rule::Adam | Rule::AdamW => 2,
+        }
+    }
+}
+
+/// One parameter's gradient, then the parameter and its state buffers, all of one length.
+pub struct Slot<'a, T>(pub &'a [T], pub Vec<&'a mut [T]>);
+
+/// torch's `lerp`: `a + w (b - a)` for `w < 0.5`, else `b - (b - a)(1 - w)`.
+#[inline]
+fn lerp<T: Float>(a: T, b: T, w: T) -> T {
+    if w < T::from_f64(0.5).expect("0.5") {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (T::one() - w)
+    }
+}
+
+multiversion! {
+    /// `r` on one run of elements (`s`: its state buffers, as many as [`Hyper::buffers`]).
+    fn run<T: Float>(r: Hyper, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
+        let c = |v: f64| T::from_f64(v).expect("a float converts");
+        let g = &g[..p.len()];
+        let (lr, mu, wd, eps, b2) = (c(r.lr), c(r.mu), c(r.wd), c(r.eps), c(r.b2));
+        let (w1, w2, shrink) = (c(1.0 - r.b1), c(1.0 - r.b2), c(1.0 - r.lr * r.wd));
+        let step = c(-(r.lr / (1.0 - r.b1.powf(r.t))));
+        let root = c((1.0 - r.b2.powf(r.t)).powf(0.5));
+        let (decay, adamw) = (r.wd != 0.0, r.rule == Rule::AdamW);
+        let grad = |i: usize, p: T| if decay && !adamw { g[i] + wd * p } else { g[i] };
+        match (r.rule, s) {
+            (Rule::Adam | Rule::AdamW, [m, v]) => {
+                let (m, v) = (m.iter_mut(), v.iter_mut());
+                for (i, ((p, m), v)) in p.iter_mut().zip(m).zip(v).enumerate() {
+                    if decay && adamw {
+                        *p *= shrink;
+                    }
+                    let g = grad(i, *p);
+                    *m = lerp(*m, g, w1);
+                    *v = *v * b2 + w2 * g * g;
+                    *p += step * *m / (v.sqrt() / root + eps);
+                }
+            }
+            (Rule::RmsProp | Rule::Centered, [sq, rest @ ..]) => {
+                let (avg, buf) = rest.split_at_mut(usize::from(r.rule == Rule::Centered));
+                let (mut avg, mut buf) = (avg.first_mut(), buf.first_mut());
+                for (i, (p, sq)) in p.iter_mut().zip(sq.iter_mut()).enumerate() {
+                    let g = grad(i, *p);
+                    *sq = *sq * b2 + w2 * g * g;
+                    let mut den = sq.sqrt() + eps;
+                    if let Some(a) = avg.as_deref_mut() {
+                        a[i] = lerp(a[i], g, w2);
+                        den = (*sq - a[i] * a[i]).sqrt() + eps;
+                    }
+                    if let Some(b) = buf.as_deref_mut() {
+                        b[i] = b[i] * mu + g / den;
+                        *p -= lr * b[i];
+                    } else {
+                        *p += -lr * g / den;
+                    }
+                }
+            }
+            (_, s) => {
+                let mut buf = s.first_mut();
+                for (i, p) in p.iter_mut().enumerate() {
+                    let mut d = grad(i, *p);
+                    if let Some(v) = buf.as_deref_mut() {
+                        v[i] = v[i] * mu + d;
+                        d = if r.rule == Rule::Nesterov { d + mu * v[i] } else { v[i] };
+                    }
+                    *p -= lr * d;
+                }
+            }
+        }
+    }
+}
+
+/// One step of `rule` over every slot, in place; when they are large, in
+/// parts of about equal numbers of elements, on the kernels' threads.
+pub fn update<T: Float>(rule: Hyper, slots: Vec<Slot<'_, T>>) -> Result<(), KernelError> {
+    let total: usize = slots.iter().map(|s| s.0.len()).sum();
+    let parts = parts(worth_parallel(8 * total));
+    let per = total.div_ceil(parts).max(1);
+    let mut groups: Vec<Vec<Slot<'_, T>>> = (0..parts).map(|_| Vec::new()).collect();
+    let (mut part, mut room) = (0, per);
+    for (i, mut s) in slots.into_iter().enumerate() {
+        let (n, k) = (s.0.len(), rule.buffers());
+        if s.1.len() != k + 1 || s.1.iter().any(|b| b.len() != n) {
+            let msg = format!("parameter {i} needs a gradient and {k} state buffer(s) of its size");
+            return Err(KernelError::invalid("optim_update", msg));
+        }
+        while s.0.len() > room && part + 1 < parts {
+            let (g, rest) = s.0.split_at(room);
+            let (head, tail) = s.1.into_iter().map(|b| b.split_at_mut(room)).unzip();
+            groups[part].push(Slot(g, head));
+            (s, part, room) = (Slot(rest, tail), part + 1, per);
+        }
+        room = room.saturating_sub(s.0.len());
+        groups[part].push(s);
+    }
+    let groups: Vec<Mutex<Vec<Slot<'_, T>>>> = groups.into_iter().map(Mutex::new).collect();
+    par_parts(parts, |i| {
+        let mut group = groups[i].lock().unwrap_or_else(|e| e.into_inner());
+        for Slot(g, arrays) in group.iter_mut() {
+            if let [p, state @ ..] = &mut arrays[..] {
+                run(rule, p, g, state);
+            }
+        }
+    });
+    Ok(())
+}

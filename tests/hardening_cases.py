@@ -496,6 +496,8 @@ OTHER_BINDINGS = (
     "activation",  # any number of dimensions: tests/test_activation_kernels.py
     "activation_backward",
     "LossKind",
+    "optim_update",  # the optimizers' rules: bad inputs in tests/test_optim.py
+    "Rule",
 )
 
 

@@ -20,6 +20,7 @@ __all__ = [
     "check_n_elements",
     "check_positive_int",
     "fmt_shape",
+    "ready",
 ]
 
 # numpy kinds that can be cast to a float without losing meaning: bool, signed,
@@ -77,6 +78,13 @@ def as_float_array(
     if arr.dtype != dtype:
         arr = arr.astype(dtype)
     return arr
+
+
+def ready(x: object, dtype: np.dtype, ndim: int, last: int) -> bool:
+    """Whether ``as_float_array`` would take ``x`` as it is, for a shape of ``ndim``
+    axes, the last one ``last`` long and the others free: an ndarray of ``dtype``
+    (the layers' cheap first check; anything else goes through the full one)."""
+    return type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim and x.shape[-1] == last
 
 
 # The largest size argument (and number of elements of one parameter) a module

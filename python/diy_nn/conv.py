@@ -6,12 +6,12 @@ Forward and both backward passes run on the Rust kernels (``_core.conv1d``,
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from . import _core
-from ._validation import as_float_array, check_positive_int
+from ._validation import as_float_array, check_positive_int, ready
 from .init import Initialiser, weight_and_bias
 from .module import Module
 
@@ -21,13 +21,18 @@ __all__ = ["Conv1D", "Conv2D"]
 class _ConvNd(Module):
     """Shared code of ``Conv1D``/``Conv2D``: parameters, checks, kernel calls.
 
-    Subclasses set ``_nd`` (1 or 2) and ``_op`` (the kernel's name).
+    Subclasses set ``_nd`` (1 or 2) and ``_kernels`` (the forward, input-gradient
+    and weight-gradient kernels).
     """
 
     _param_names: ClassVar[tuple[str, ...]] = ("_parameters", "_bias")
     _grad_names: ClassVar[tuple[str, ...]] = ("_gradient", "_grad_bias")
     _nd: ClassVar[int] = 1
-    _op: ClassVar[str] = "conv1d"
+    _kernels: ClassVar[tuple[Any, ...]] = (
+        _core.conv1d,
+        _core.conv1d_backward_input,
+        _core.conv1d_backward_weight,
+    )
 
     def __init__(
         self,
@@ -57,44 +62,40 @@ class _ConvNd(Module):
         self.zero_grad()
 
     def _check(self, X: object, op: str) -> np.ndarray:
+        dtype = self._parameters.dtype
+        if ready(X, dtype, self._nd + 2, self.chan_in):
+            return X  # type: ignore[return-value]
         spatial: tuple[str, ...] = ("L",) if self._nd == 1 else ("H", "W")
-        return as_float_array(
-            X,
-            f"{type(self).__name__}.{op}: input",
-            self._parameters.dtype,
-            ("N", *spatial, self.chan_in),
-        )
+        name = f"{type(self).__name__}.{op}: input"
+        return as_float_array(X, name, dtype, ("N", *spatial, self.chan_in))
 
     def _check_delta(self, X: np.ndarray, delta: object, op: str) -> np.ndarray:
-        expected = self._out_shape(X.shape)
-        return as_float_array(
-            delta, f"{type(self).__name__}.{op}: delta", self._parameters.dtype, expected
-        )
+        expected, dtype = self._out_shape(X.shape), self._parameters.dtype
+        if type(delta) is np.ndarray and delta.dtype == dtype and delta.shape == expected:
+            return delta
+        name = f"{type(self).__name__}.{op}: delta"
+        return as_float_array(delta, name, dtype, expected)
 
     def _out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-        spatial = tuple(
-            (n + 2 * self.padding - self.k_size) // self.stride + 1 for n in in_shape[1:-1]
-        )
-        return (in_shape[0], *spatial, self.chan_out)
+        cut, s = 2 * self.padding - self.k_size, self.stride
+        return (in_shape[0], *[(n + cut) // s + 1 for n in in_shape[1:-1]], self.chan_out)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         x = self._check(X, "forward")
-        return getattr(_core, self._op)(x, self._parameters, self._bias, self.stride, self.padding)
+        return self._kernels[0](x, self._parameters, self._bias, self.stride, self.padding)
 
     def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
         x = self._check(input, "backward_update_gradient")
         d = self._check_delta(x, delta, "backward_update_gradient")
         if self._gradient is None or self._gradient.shape != self._parameters.shape:
             self.zero_grad()
-        kernel = getattr(_core, self._op + "_backward_weight")
-        kernel(x, d, self._gradient, self._grad_bias, self.stride, self.padding)
+        self._kernels[2](x, d, self._gradient, self._grad_bias, self.stride, self.padding)
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         x = self._check(input, "backward_delta")
         d = self._check_delta(x, delta, "backward_delta")
         size = x.shape[1] if self._nd == 1 else x.shape[1:3]
-        kernel = getattr(_core, self._op + "_backward_input")
-        return kernel(d, self._parameters, size, self.stride, self.padding)
+        return self._kernels[1](d, self._parameters, size, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         s = f"{self.k_size}, {self.chan_in}, {self.chan_out}, stride={self.stride}"
@@ -182,4 +183,4 @@ class Conv2D(_ConvNd):
     """
 
     _nd = 2
-    _op = "conv2d"
+    _kernels = (_core.conv2d, _core.conv2d_backward_input, _core.conv2d_backward_weight)

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _core
-from ._validation import as_float_array, check_positive_int
+from ._validation import as_float_array, check_positive_int, ready
 from .init import Initialiser, weight_and_bias
 from .module import Module
 
@@ -62,23 +62,22 @@ class Linear(Module):
         )
         self.zero_grad()
 
-    def _check_input(self, X: np.ndarray, what: str = "input") -> np.ndarray:
-        return as_float_array(
-            X, f"Linear.forward: {what}", self._parameters.dtype, ("N", self.input)
-        )
-
     def _check_delta(
         self, X: np.ndarray, delta: np.ndarray, op: str
     ) -> tuple[np.ndarray, np.ndarray]:
-        X = as_float_array(X, f"Linear.{op}: input", self._parameters.dtype, ("N", self.input))
-        delta = as_float_array(
-            delta, f"Linear.{op}: delta", self._parameters.dtype, (X.shape[0], self.output)
-        )
+        dtype = self._parameters.dtype
+        if ready(X, dtype, 2, self.input) and ready(delta, dtype, 2, self.output):
+            if len(delta) == len(X):
+                return X, delta
+        X = as_float_array(X, f"Linear.{op}: input", dtype, ("N", self.input))
+        delta = as_float_array(delta, f"Linear.{op}: delta", dtype, (X.shape[0], self.output))
         return X, delta
 
     def forward(self, X: np.ndarray) -> np.ndarray:
-        X = self._check_input(X)
-        return _core.linear(X, self._parameters, self._bias)
+        W = self._parameters
+        if not ready(X, W.dtype, 2, self.input):
+            X = as_float_array(X, "Linear.forward: input", W.dtype, ("N", self.input))
+        return _core.linear(X, W, self._bias)
 
     def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
         X, delta = self._check_delta(input, delta, "backward_update_gradient")
@@ -86,7 +85,8 @@ class Linear(Module):
             self.zero_grad()
         _core.addmm(self._gradient, X.T, delta)
         if self._bias is not None:
-            self._grad_bias += delta.sum(axis=0)
+            grad_bias = self._grad_bias  # added in place, without a setattr
+            grad_bias += delta.sum(axis=0)
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         _, delta = self._check_delta(input, delta, "backward_delta")

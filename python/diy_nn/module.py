@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from . import _core
 from .dtype import resolve_dtype
 
 if TYPE_CHECKING:
@@ -103,7 +104,7 @@ class Module:
 
     def zero_grad(self) -> None:
         """Resets every gradient to zero (in place when the buffer fits)."""
-        for module, pname, gname in self.parameter_slots():
+        for module, pname, gname in self._slots():
             param = getattr(module, pname)
             if param is None:
                 continue
@@ -114,9 +115,21 @@ class Module:
                 object.__setattr__(module, gname, np.zeros_like(param))
 
     def update_parameters(self, gradient_step: float = 1e-3) -> None:
-        """Plain gradient step: ``parameter -= gradient_step * gradient``."""
-        for _, param, grad in self.named_parameters():
+        """Plain gradient step: ``parameter -= gradient_step * gradient`` (one
+        kernel call where every gradient is an array of its parameter's dtype)."""
+        pairs = [(getattr(m, p), getattr(m, g)) for m, p, g in self._slots()]
+        pairs = [(p, g) for p, g in pairs if p is not None]
+        if all(type(g) is np.ndarray and g.dtype == p.dtype for p, g in pairs):
+            _core.sgd_update([p for p, _ in pairs], [g for _, g in pairs], gradient_step)
+            return
+        for param, grad in pairs:
             param -= gradient_step * grad
+
+    def _slots(self) -> list[tuple[Module, str, str]]:
+        """``parameter_slots()``, without the walk for a module without children."""
+        if type(self).children is Module.children:
+            return [(self, p, g) for p, g in zip(self._param_names, self._grad_names)]  # noqa: B905
+        return self.parameter_slots()
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         return self.forward(X)

@@ -13,11 +13,9 @@ use crate::threads::{par_parts, parts, worth_parallel};
 
 /// The rules (`_core.Rule`). Each first adds the L2 decay, `g += wd p`
 /// (AdamW instead shrinks the parameter, `p *= 1 - lr wd`).
-#[cfg_attr(
-    feature = "python",
-    pyo3::pyclass(eq, eq_int, frozen, hash, from_py_object, module = "diy_nn._core")
-)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "python", pyo3::pyclass(eq, eq_int, from_py_object))]
+#[cfg_attr(feature = "python", pyo3(module = "diy_nn._core"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rule {
     /// SGD, state `[v]` if `mu > 0`: `v = mu v + g`, `p -= lr v` (no momentum: `p -= lr g`).
     Sgd,
@@ -27,9 +25,9 @@ pub enum Rule {
     /// `p -= lr / (1 - b1ᵗ) m / (sqrt(v) / sqrt(1 - b2ᵗ) + eps)`; AdamW: decoupled decay.
     Adam,
     AdamW,
-    /// RMSprop, state `[s]`, `[s, a]` if centered, then `b` if `mu > 0`: `s = b2 s + (1 - b2) g g`,
-    /// `den = sqrt(s) + eps` (centered: `a = lerp(a, g, 1 - b2)`, `den = sqrt(s - a a) + eps`);
-    /// `b = mu b + g / den`, `p -= lr b` (no momentum: `p -= lr g / den`).
+    /// RMSprop, state `[s]` (centered: `[s, a]`), then `b` if `mu > 0`:
+    /// `s = b2 s + (1 - b2) g g`, `den = sqrt(s) + eps` (centered: `a = lerp(a, g, 1 - b2)`,
+    /// `den = sqrt(s - a a) + eps`); `b = mu b + g / den`, `p -= lr b` (else `p -= lr g / den`).
     RmsProp,
     Centered,
 }

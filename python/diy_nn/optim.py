@@ -7,6 +7,11 @@ The base ``step(batch_x, batch_y)`` runs forward, loss, backward and calls the
 subclass's ``_step(params)`` with every ``(name, parameter, gradient)`` of the
 network; parameters are updated in place. Gradients are those of the *summed*
 per-sample loss (the course's convention), so learning rates are per sample.
+
+Example:
+    >>> opt = SGD(net, MSELoss(), eps=1e-2, momentum=0.9)  # or Adam(net, loss, eps=1e-3),
+    >>> # AdamW(net, loss, weight_decay=1e-2), RMSprop(net, loss, eps=1e-2, momentum=0.9)
+    >>> opt.step(batch_x, batch_y)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -31,13 +36,6 @@ __all__ = [
     "RMSprop",
     "Optim",
     "iterate_minibatches",
-    "DivergenceError",
-    "train",
-    "fit",
-    "evaluate",
-    "predict",
-    "predict_proba",
-    "score",
 ]
 
 Params = Sequence[tuple[str, np.ndarray, np.ndarray]]
@@ -258,10 +256,6 @@ class SGD(Optimizer):
         momentum: in [0, 1) (default 0).
         weight_decay: L2 penalty coefficient >= 0 (default 0).
         nesterov: Nesterov momentum (needs ``momentum > 0``).
-
-    Example:
-        >>> opt = SGD(net, MSELoss(), eps=1e-2, momentum=0.9)
-        >>> opt.step(batch_x, batch_y)  # doctest: +SKIP
     """
 
     def __init__(
@@ -338,11 +332,8 @@ class Adam(Optimizer):
         eps: the learning rate (the course's name; torch's ``lr``), default 1e-3.
         betas: decay rates of the first and second moment estimates.
         epsilon: added to the denominator (torch's ``eps``), default 1e-8.
-        weight_decay: L2 penalty coefficient added to the gradient (default 0).
-
-    Example:
-        >>> opt = Adam(net, CELogSoftMax(), eps=1e-3)
-        >>> opt.step(batch_x, batch_y)  # doctest: +SKIP
+        weight_decay: L2 penalty coefficient added to the gradient (None: the class's
+            default, 0).
     """
 
     def __init__(
@@ -352,13 +343,14 @@ class Adam(Optimizer):
         eps: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         epsilon: float = 1e-8,
-        weight_decay: float = 0.0,
+        weight_decay: float | None = None,
     ) -> None:
         super().__init__(net, loss, eps)
         name = type(self).__name__
         self.betas = _check_betas(betas, f"{name}: betas")
         self.epsilon = _check_number(epsilon, f"{name}: epsilon", low=0.0, strict=True)
-        self.weight_decay = _check_number(weight_decay, f"{name}: weight_decay", low=0.0)
+        wd = self._default_weight_decay if weight_decay is None else weight_decay
+        self.weight_decay = _check_number(wd, f"{name}: weight_decay", low=0.0)
         self.t = 0
 
     def _step(self, params: Params) -> None:
@@ -368,6 +360,7 @@ class Adam(Optimizer):
         self._update({**hyper, "t": float(self.t)}, ("m", "v"), params)
 
     _decoupled = False  # AdamW's weight decay (True) or an L2 term in the gradient
+    _default_weight_decay = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -388,25 +381,11 @@ class AdamW(Adam):
         eps: the learning rate (torch's ``lr``), default 1e-3.
         betas: decay rates of the first and second moment estimates, in [0, 1).
         epsilon: added to the denominator (torch's ``eps``), default 1e-8.
-        weight_decay: the decoupled decay coefficient >= 0 (default 1e-2, as torch).
-
-    Example:
-        >>> opt = AdamW(net, CELogSoftMax(), eps=1e-3, weight_decay=1e-2)
-        >>> opt.step(batch_x, batch_y)  # doctest: +SKIP
+        weight_decay: the decoupled decay coefficient >= 0 (None: the default, 1e-2 as torch).
     """
 
     _decoupled = True
-
-    def __init__(
-        self,
-        net: Module,
-        loss: Loss,
-        eps: float = 1e-3,
-        betas: tuple[float, float] = (0.9, 0.999),
-        epsilon: float = 1e-8,
-        weight_decay: float = 1e-2,
-    ) -> None:
-        super().__init__(net, loss, eps, betas, epsilon, weight_decay)
+    _default_weight_decay = 1e-2  # torch's
 
 
 class RMSprop(Optimizer):
@@ -426,10 +405,6 @@ class RMSprop(Optimizer):
         momentum: in [0, 1) (default 0).
         weight_decay: L2 penalty coefficient >= 0 added to the gradient (default 0).
         centered: divide by an estimate of the gradient's variance instead.
-
-    Example:
-        >>> opt = RMSprop(net, MSELoss(), eps=1e-2, momentum=0.9)
-        >>> opt.step(batch_x, batch_y)  # doctest: +SKIP
     """
 
     def __init__(
@@ -476,13 +451,10 @@ class Optim(SGD):
         super().__init__(net, loss, eps=eps)
 
 
-# The training helpers, importable from here as before (``from diy_nn.optim import fit``).
-from .training import (  # noqa: E402
-    DivergenceError,
-    evaluate,
-    fit,
-    predict,
-    predict_proba,
-    score,
-    train,
-)
+def __getattr__(name: str) -> Any:
+    """The training helpers, importable from here as before (``from diy_nn.optim import fit``)."""
+    from . import training
+
+    if name in training.__all__:
+        return getattr(training, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -77,21 +77,19 @@ multiversion! {
     /// `r` on one run of elements (`s`: its state buffers, as many as [`Hyper::buffers`]).
     fn run<T: Float>(r: Hyper, p: &mut [T], g: &[T], s: &mut [&mut [T]]) {
         let c = |v: f64| T::from_f64(v).expect("a float converts");
-        let g = &g[..p.len()];
         let (lr, mu, wd, eps, b2) = (c(r.lr), c(r.mu), c(r.wd), c(r.eps), c(r.b2));
-        let (w1, w2, shrink) = (c(1.0 - r.b1), c(1.0 - r.b2), c(1.0 - r.lr * r.wd));
+        let (w1, w2, nesterov) = (c(1.0 - r.b1), c(1.0 - r.b2), r.rule == Rule::Nesterov);
         let step = c(-(r.lr / (1.0 - r.b1.powf(r.t))));
         let root = c((1.0 - r.b2.powf(r.t)).powf(0.5));
+        // branch-free loops (they vectorize): AdamW's shrink is 1 for the other rules
         let (decay, adamw) = (r.wd != 0.0, r.rule == Rule::AdamW);
-        let grad = |i: usize, p: T| if decay && !adamw { g[i] + wd * p } else { g[i] };
+        let shrink = if decay && adamw { c(1.0 - r.lr * r.wd) } else { T::one() };
+        let decayed = |g: T, p: T| if decay && !adamw { g + wd * p } else { g };
         match (r.rule, s) {
             (Rule::Adam | Rule::AdamW, [m, v]) => {
-                let (m, v) = (m.iter_mut(), v.iter_mut());
-                for (i, ((p, m), v)) in p.iter_mut().zip(m).zip(v).enumerate() {
-                    if decay && adamw {
-                        *p *= shrink;
-                    }
-                    let g = grad(i, *p);
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                    *p *= shrink;
+                    let g = decayed(g, *p);
                     *m = lerp(*m, g, w1);
                     *v = *v * b2 + w2 * g * g;
                     *p += step * *m / (v.sqrt() / root + eps);
@@ -100,8 +98,8 @@ multiversion! {
             (Rule::RmsProp | Rule::Centered, [sq, rest @ ..]) => {
                 let (avg, buf) = rest.split_at_mut(usize::from(r.rule == Rule::Centered));
                 let (mut avg, mut buf) = (avg.first_mut(), buf.first_mut());
-                for (i, (p, sq)) in p.iter_mut().zip(sq.iter_mut()).enumerate() {
-                    let g = grad(i, *p);
+                for (i, ((p, &g), sq)) in p.iter_mut().zip(g).zip(sq.iter_mut()).enumerate() {
+                    let g = decayed(g, *p);
                     *sq = *sq * b2 + w2 * g * g;
                     let mut den = sq.sqrt() + eps;
                     if let Some(a) = avg.as_deref_mut() {
@@ -116,17 +114,14 @@ multiversion! {
                     }
                 }
             }
-            (_, s) => {
-                let mut buf = s.first_mut();
-                for (i, p) in p.iter_mut().enumerate() {
-                    let mut d = grad(i, *p);
-                    if let Some(v) = buf.as_deref_mut() {
-                        v[i] = v[i] * mu + d;
-                        d = if r.rule == Rule::Nesterov { d + mu * v[i] } else { v[i] };
-                    }
-                    *p -= lr * d;
+            (_, [v]) => {
+                for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
+                    let d = decayed(g, *p);
+                    *v = *v * mu + d;
+                    *p -= lr * if nesterov { d + mu * *v } else { *v };
                 }
             }
+            _ => p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * decayed(g, *p)),
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::error::fmt_shape;
 use crate::optim::{self, Hyper, Rule, Slot};
 
 const OP: &str = "optim_update";
+
 /// Array `j` of a slot (the parameter, its gradient, then its state) as a C-contiguous
 /// `T` ndarray of the parameter `p`'s shape (`p` None: the parameter itself).
 fn typed<'py, T: Element>(

@@ -130,7 +130,8 @@ multiversion! {
 /// parts of about equal numbers of elements, on the kernels' threads.
 pub fn update<T: Float>(rule: Hyper, slots: Vec<Slot<'_, T>>) -> Result<(), KernelError> {
     let total: usize = slots.iter().map(|s| s.0.len()).sum();
-    let parts = parts(worth_parallel(8 * total));
+    // memory-bound: the threads pay from a few hundred thousand elements on
+    let parts = parts(worth_parallel(total / 8));
     let per = total.div_ceil(parts).max(1);
     let mut groups: Vec<Vec<Slot<'_, T>>> = (0..parts).map(|_| Vec::new()).collect();
     let (mut part, mut room) = (0, per);

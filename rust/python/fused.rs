@@ -335,10 +335,11 @@ fn sgd_update_py<'py>(
 /// ``step(x, target, weights, biases, activations, grad_weights, grad_biases,
 /// loss, lr)`` runs forward, the loss (a ``LossKind``), its gradient, the
 /// backward pass (the gradients are *written*) and ``p -= lr * grad`` (not
-/// with ``lr`` None), and returns the mean per-sample cost. The layers' outputs live in buffers the
-/// object keeps between steps; ``output()`` copies the network's output of
-/// the last step. ``target``: ``(N, out)`` in the parameters' dtype, or
-/// ``(N,)`` int64 class indices for the cross-entropies.
+/// with ``lr`` None), and returns the mean per-sample cost. The layers'
+/// outputs live in buffers the object keeps between steps; ``output()``
+/// copies the network's output of the last step. ``target``: ``(N, out)``
+/// in the parameters' dtype, or ``(N,)`` int64 class indices for the
+/// cross-entropies.
 #[pyclass(name = "DenseTrainer", module = "diy_nn._core")]
 #[derive(Default)]
 struct DenseTrainer {

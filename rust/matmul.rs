@@ -212,22 +212,31 @@ fn gemv<T: Float>(mut out: ArrayViewMut2<'_, T>, x: ArrayView1<'_, T>, w: &[T], 
 
 multiversion! {
     /// `acc[..n] += Σₚ x[p]·w[p·n..(p + 1)·n]`, `acc.len()` being `n` rounded
-    /// up to [`GEMV_LANES`]: `w` read in bands of 1, 2 or 4 lane groups, all
-    /// its rows for one band before the next band, each band's sums held in
-    /// registers (64 bytes of `f32`, 128 of `f64`: 16 registers of sums).
+    /// up to [`GEMV_LANES`]: `w` read in blocks of rows of about
+    /// [`GEMV_BLOCK_BYTES`], each block in bands of 1, 2 or 4 lane groups, all
+    /// the block's rows for one band before the next band (the block stays in
+    /// the cache meanwhile), each band's sums held in registers (64 bytes of
+    /// `f32`, 128 of `f64`: 16 registers of sums).
     fn gemv_acc<T: Float>(acc: &mut [T], x: &[T], w: &[T], n: usize) {
         let widest = 64 / std::mem::size_of::<T>() / 4;
-        let mut col = 0;
-        while col < acc.len() {
-            let groups = (acc.len() - col) / GEMV_LANES;
-            col += match groups.min(widest) {
-                4.. => gemv_band::<T, 4>(acc, x, w, n, col),
-                2 | 3 => gemv_band::<T, 2>(acc, x, w, n, col),
-                _ => gemv_band::<T, 1>(acc, x, w, n, col),
-            };
+        let rows = (GEMV_BLOCK_BYTES / std::mem::size_of::<T>() / n).max(4) / 4 * 4;
+        for (i, x) in x.chunks(rows).enumerate() {
+            let w = &w[i * rows * n..];
+            let mut col = 0;
+            while col < acc.len() {
+                col += match ((acc.len() - col) / GEMV_LANES).min(widest) {
+                    4.. => gemv_band::<T, 4>(acc, x, w, n, col),
+                    2 | 3 => gemv_band::<T, 2>(acc, x, w, n, col),
+                    _ => gemv_band::<T, 1>(acc, x, w, n, col),
+                };
+            }
         }
     }
 }
+
+/// The rows of `b` that [`gemv_acc`] reads band by band: a block that fits
+/// the fastest cache, so that `b` is fetched from memory once.
+const GEMV_BLOCK_BYTES: usize = 32 * 1024;
 
 /// One band of [`gemv_acc`]: the `G` lane groups from column `col` on; returns
 /// the band's width. Four interleaved sums per lane (rows `p mod 4`) keep even

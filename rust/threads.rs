@@ -340,21 +340,7 @@ pub fn par_chunks_mut<T: Send>(
     parts: usize,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
-    if parts <= 1 {
-        data.chunks_mut(len.max(1))
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-        return;
-    }
-    let chunks: Vec<Mutex<&mut [T]>> = data.chunks_mut(len.max(1)).map(Mutex::new).collect();
-    let parts = parts.clamp(1, chunks.len().max(1));
-    let runs = split_even(chunks.len(), parts);
-    par_parts(parts, |p| {
-        for i in runs[p].clone() {
-            let mut chunk = chunks[i].lock().unwrap_or_else(|e| e.into_inner());
-            f(i, &mut chunk);
-        }
-    });
+    par_items(data.chunks_mut(len.max(1)), parts, f);
 }
 
 /// [`par_chunks_mut`] over two arrays cut in the same number of chunks (of
@@ -367,23 +353,23 @@ pub fn par_chunks_mut2<A: Send, B: Send>(
     parts: usize,
     f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
 ) {
+    let pairs = a.chunks_mut(la.max(1)).zip(b.chunks_mut(lb.max(1)));
+    par_items(pairs, parts, |i, (ca, cb)| f(i, ca, cb));
+}
+
+/// The body of [`par_chunks_mut`] and [`par_chunks_mut2`]: `f(i, item)` for
+/// the items, dealt in `parts` contiguous runs.
+fn par_items<I: Send>(items: impl Iterator<Item = I>, parts: usize, f: impl Fn(usize, I) + Sync) {
     if parts <= 1 {
-        let pairs = a.chunks_mut(la.max(1)).zip(b.chunks_mut(lb.max(1)));
-        pairs.enumerate().for_each(|(i, (ca, cb))| f(i, ca, cb));
+        items.enumerate().for_each(|(i, item)| f(i, item));
         return;
     }
-    let chunks: Vec<Mutex<(&mut [A], &mut [B])>> = a
-        .chunks_mut(la.max(1))
-        .zip(b.chunks_mut(lb.max(1)))
-        .map(Mutex::new)
-        .collect();
-    let parts = parts.clamp(1, chunks.len().max(1));
-    let runs = split_even(chunks.len(), parts);
-    par_parts(parts, |p| {
+    let items: Vec<Mutex<Option<I>>> = items.map(|item| Mutex::new(Some(item))).collect();
+    let runs = split_even(items.len(), parts.clamp(1, items.len().max(1)));
+    par_parts(runs.len(), |p| {
         for i in runs[p].clone() {
-            let mut pair = chunks[i].lock().unwrap_or_else(|e| e.into_inner());
-            let (ca, cb) = &mut *pair;
-            f(i, ca, cb);
+            let item = items[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+            f(i, item.expect("each item is taken once"));
         }
     });
 }
@@ -398,18 +384,11 @@ pub fn split_even(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 
 /// Runs `f(p)` for the `parts` parts and returns their results in order.
 pub fn par_map<R: Send, F: Fn(usize) -> R + Sync>(parts: usize, f: F) -> Vec<R> {
-    let slots: Vec<Mutex<Option<R>>> = (0..parts).map(|_| Mutex::new(None)).collect();
-    par_parts(parts, |p| {
-        let r = f(p);
-        *slots[p].lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
-    });
+    let mut slots: Vec<Option<R>> = (0..parts).map(|_| None).collect();
+    par_items(slots.iter_mut(), parts, |p, slot| *slot = Some(f(p)));
     slots
         .into_iter()
-        .map(|s| {
-            s.into_inner()
-                .unwrap_or_else(|e| e.into_inner())
-                .expect("every part ran")
-        })
+        .map(|s| s.expect("every part ran"))
         .collect()
 }
 
@@ -421,20 +400,6 @@ pub fn parts(parallel: bool) -> usize {
         1
     }
 }
-
-/// Whether work of `cost` (roughly, multiply-adds) should be split across threads.
-///
-/// Below [`PAR_MIN_WORK`] the hand-off to other threads costs more than it saves.
-#[inline]
-pub fn worth_parallel(cost: usize) -> bool {
-    cfg!(feature = "multi-threads") && cost >= PAR_MIN_WORK && num_threads() > 1
-}
-
-/// The work (in multiply-adds) below which kernels stay on the calling thread.
-///
-/// Measured with `cargo bench` (see benches/kernels.rs): a hand-off costs a
-/// few microseconds, about the time of 30k multiply-adds on one core.
-pub const PAR_MIN_WORK: usize = 32 * 1024;
 
 #[cfg(test)]
 mod tests {

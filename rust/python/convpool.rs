@@ -4,7 +4,7 @@
 use ndarray::{Ix1, Ix3, Ix4};
 use pyo3::prelude::*;
 
-use super::conv::{int, int32_arg, optional, stride_padding};
+use super::conv::{conv_inputs, int, int32_arg, optional, stride_padding};
 use super::pool::{one, two};
 use super::{common_dtype, dispatch, FloatArg, Int};
 use crate::convpool::{conv_maxpool, conv_maxpool_backward};
@@ -45,9 +45,7 @@ macro_rules! conv_pool {
             pool_stride: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
             const OP: &str = $name;
-            let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
-            let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
-            let b = optional(OP, "b", b)?;
+            let (x, w, b) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
             let sizes = sizes(OP, (stride, padding), (k, pool_stride))?;
             let args: Vec<_> = [&x, &w].into_iter().chain(b.as_ref()).collect();
             dispatch!(common_dtype(OP, &args)?, $fwd_t(py, (&x, &w, b.as_ref()), sizes))

@@ -79,7 +79,7 @@ fn window(
 }
 
 macro_rules! max_backward {
-    ($($t:ident, $py:ident, $name:literal, $ix:ty, $nd:literal, $size:ident: $st:ty => $dims:expr,
+    ($($t:ident, $py:ident, $name:literal, $ix:ty, $nd:literal, $size:ident: $st:ty,
        $ds:literal);* $(;)?) => {$(
         fn $t<'py, T: Float + numpy::Element>(
             py: Python<'py>,
@@ -90,7 +90,7 @@ macro_rules! max_backward {
             let a = int32_arg::<$ix>($name, "argmax", argmax, $ds)?;
             let d = delta.readonly::<T, $ix>()?;
             let (d, a) = (d.as_array(), a.as_array());
-            Ok(one(py.detach(|| pool::max_pool_backward(d, a, &$dims, win))?, py))
+            Ok(one(py.detach(|| pool::max_pool_backward(d, a, &$size.dims(), win))?, py))
         }
 
         #[pyfunction(name = $name)]
@@ -114,13 +114,13 @@ macro_rules! max_backward {
 
 max_backward! {
     max_pool1d_backward_t, max_pool1d_backward_py, "max_pool1d_backward", Ix3, 3,
-    input_len: usize => [input_len], "(N, Lout, C)";
+    input_len: usize, "(N, Lout, C)";
     max_pool2d_backward_t, max_pool2d_backward_py, "max_pool2d_backward", Ix4, 4,
-    input_hw: (usize, usize) => [input_hw.0, input_hw.1], "(N, H', W', C)";
+    input_hw: (usize, usize), "(N, H', W', C)";
 }
 
 macro_rules! avg_backward {
-    ($($t:ident, $py:ident, $name:literal, $ix:ty, $nd:literal, $size:ident: $st:ty => $dims:expr,
+    ($($t:ident, $py:ident, $name:literal, $ix:ty, $nd:literal, $size:ident: $st:ty,
        $ds:literal);* $(;)?) => {$(
         fn $t<'py, T: Float + numpy::Element>(
             py: Python<'py>,
@@ -130,7 +130,7 @@ macro_rules! avg_backward {
         ) -> PyResult<Bound<'py, PyAny>> {
             let d = delta.readonly::<T, $ix>()?;
             let d = d.as_array();
-            Ok(one(py.detach(|| pool::avg_pool_backward(d, &$dims, k, stride))?, py))
+            Ok(one(py.detach(|| pool::avg_pool_backward(d, &$size.dims(), k, stride))?, py))
         }
 
         #[pyfunction(name = $name)]
@@ -152,9 +152,9 @@ macro_rules! avg_backward {
 
 avg_backward! {
     avg_pool1d_backward_t, avg_pool1d_backward_py, "avg_pool1d_backward", Ix3, 3,
-    input_len: usize => [input_len], "(N, Lout, C)";
+    input_len: usize, "(N, Lout, C)";
     avg_pool2d_backward_t, avg_pool2d_backward_py, "avg_pool2d_backward", Ix4, 4,
-    input_hw: (usize, usize) => [input_hw.0, input_hw.1], "(N, H', W', C)";
+    input_hw: (usize, usize), "(N, H', W', C)";
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

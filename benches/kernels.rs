@@ -295,29 +295,29 @@ fn bench_pool(c: &mut Criterion) {
         if h == 1 {
             let x3 = x.index_axis(ndarray::Axis(1), 0).to_owned();
             let d3 = d.index_axis(ndarray::Axis(1), 0).to_owned();
-            let (_, arg) = pool::max_pool1d(x3.view(), k, s).unwrap();
+            let (_, arg) = pool::max_pool(x3.view(), k, s).unwrap();
             group.bench_function(BenchmarkId::new("max_forward", name), |bench| {
-                bench.iter(|| pool::max_pool1d(black_box(x3.view()), k, s).unwrap())
+                bench.iter(|| pool::max_pool(black_box(x3.view()), k, s).unwrap())
             });
             group.bench_function(BenchmarkId::new("max_backward", name), |bench| {
                 bench.iter(|| {
-                    pool::max_pool1d_backward(black_box(d3.view()), arg.view(), w, Some((k, s)))
+                    pool::max_pool_backward(black_box(d3.view()), arg.view(), &[w], Some((k, s)))
                         .unwrap()
                 })
             });
         } else {
-            let (_, arg) = pool::max_pool2d(x.view(), k, s).unwrap();
+            let (_, arg) = pool::max_pool(x.view(), k, s).unwrap();
             group.bench_function(BenchmarkId::new("max_forward", name), |bench| {
-                bench.iter(|| pool::max_pool2d(black_box(x.view()), k, s).unwrap())
+                bench.iter(|| pool::max_pool(black_box(x.view()), k, s).unwrap())
             });
             group.bench_function(BenchmarkId::new("max_backward", name), |bench| {
                 bench.iter(|| {
-                    pool::max_pool2d_backward(black_box(d.view()), arg.view(), (h, w), Some((k, s)))
+                    pool::max_pool_backward(black_box(d.view()), arg.view(), &[h, w], Some((k, s)))
                         .unwrap()
                 })
             });
             group.bench_function(BenchmarkId::new("avg_forward", name), |bench| {
-                bench.iter(|| pool::avg_pool2d(black_box(x.view()), k, s).unwrap())
+                bench.iter(|| pool::avg_pool(black_box(x.view()), k, s).unwrap())
             });
         }
     }
@@ -394,7 +394,7 @@ fn bench_threads(c: &mut Criterion) {
             threads::set_num_threads(t).unwrap();
             group.bench_function(
                 BenchmarkId::new(format!("max_pool2d_{t}t"), n * 196 * 32),
-                |bench| bench.iter(|| pool::max_pool2d(black_box(x.view()), 2, 2).unwrap()),
+                |bench| bench.iter(|| pool::max_pool(black_box(x.view()), 2, 2).unwrap()),
             );
         }
     }

@@ -1,7 +1,7 @@
 //! Max and average pooling against plain loops, the SIMD paths against the generic ones.
 
 use super::*;
-use ndarray::{s, Array, ShapeBuilder};
+use ndarray::{s, Array, Array3, ShapeBuilder};
 
 fn filled<Sh: ndarray::ShapeBuilder>(shape: Sh, seed: f64) -> Array<f64, Sh::Dim> {
     let mut i = 0.0;
@@ -65,78 +65,51 @@ fn assert_close(a: &Array4<f64>, b: &Array4<f64>) {
 }
 
 #[test]
-fn pool2d_matches_reference() {
-    // (n, h, w, c, k, stride): overlapping, gapped, k = input, batch 1, channel 1.
-    for &(n, h, w, c, k, s) in &[
-        (2, 6, 7, 3, 2, 2),
-        (1, 5, 5, 1, 3, 1),
-        (3, 4, 4, 2, 4, 1),
-        (2, 9, 8, 2, 2, 3),
-        (1, 3, 3, 5, 1, 1),
-        (100, 14, 14, 32, 2, 2),
-    ] {
-        let x = filled((n, h, w, c), 0.3);
-        let p = pool_params("t", x.shape(), k, s).unwrap();
-        let (ho, wo) = p.out_dims();
-        let d = filled((n, ho, wo, c), 0.9);
-        let (mx, am, av, dmax, davg) = reference(&x, &d, &p);
-        let (y, a) = max_pool2d(x.view(), k, s).unwrap();
-        assert_close(&y, &mx);
-        assert_eq!(a, am);
+fn pool_matches_reference() {
+    // (shape, k, stride): overlapping, gapped, k = input, batch 1, channel
+    // 1, 1-D and 2-D.
+    let cases: [(&[usize], _, _); 10] = [
+        (&[2, 6, 7, 3], 2, 2),
+        (&[1, 5, 5, 1], 3, 1),
+        (&[3, 4, 4, 2], 4, 1),
+        (&[2, 9, 8, 2], 2, 3),
+        (&[1, 3, 3, 5], 1, 1),
+        (&[100, 14, 14, 32], 2, 2),
+        (&[2, 9, 3], 2, 2),
+        (&[1, 7, 1], 7, 1),
+        (&[3, 10, 2], 3, 4),
+        (&[1, 4, 1], 1, 1),
+    ];
+    for (shape, k, s) in cases {
+        let x = filled(ndarray::IxDyn(shape), 0.3);
+        let p = pool_params("t", shape, k, s).unwrap();
+        let d = filled(ndarray::IxDyn(&p.out_shape(shape.len())), 0.9);
+        let (mx, am, av, dmax, davg) = reference(&to_4d(x.clone(), 1), &to_4d(d.clone(), 1), &p);
+        let input = &shape[1..shape.len() - 1];
+        let (y, a) = max_pool(x.view(), k, s).unwrap();
+        assert_close(&to_4d(y, 1), &mx);
+        assert_eq!(to_4d(a.clone(), 1), am);
         for win in [None, Some((k, s))] {
-            assert_close(
-                &max_pool2d_backward(d.view(), a.view(), (h, w), win).unwrap(),
-                &dmax,
-            );
+            let dx = max_pool_backward(d.view(), a.view(), input, win).unwrap();
+            assert_close(&to_4d(dx, 1), &dmax);
         }
-        assert_close(&avg_pool2d(x.view(), k, s).unwrap(), &av);
-        assert_close(&avg_pool2d_backward(d.view(), (h, w), k, s).unwrap(), &davg);
-    }
-}
-
-#[test]
-fn pool1d_matches_reference() {
-    for &(n, l, c, k, s) in &[
-        (2, 9, 3, 2, 2),
-        (1, 7, 1, 7, 1),
-        (3, 10, 2, 3, 4),
-        (1, 4, 1, 1, 1),
-    ] {
-        let x = filled((n, l, c), 0.1);
-        let p = pool_params("t", x.shape(), k, s).unwrap();
-        let lo = p.out_dims().1;
-        let d = filled((n, lo, c), 0.2);
-        let (mx, am, av, dmax, davg) = reference(
-            &x.clone().insert_axis(Axis(1)),
-            &d.clone().insert_axis(Axis(1)),
-            &p,
-        );
-        let (y, a) = max_pool1d(x.view(), k, s).unwrap();
-        assert_close(&y.insert_axis(Axis(1)), &mx);
-        assert_eq!(a.clone().insert_axis(Axis(1)), am);
-        for win in [None, Some((k, s))] {
-            let dx = max_pool1d_backward(d.view(), a.view(), l, win).unwrap();
-            assert_close(&dx.insert_axis(Axis(1)), &dmax);
-        }
-        assert_close(
-            &avg_pool1d(x.view(), k, s).unwrap().insert_axis(Axis(1)),
-            &av,
-        );
-        let dx = avg_pool1d_backward(d.view(), l, k, s).unwrap();
-        assert_close(&dx.insert_axis(Axis(1)), &davg);
+        assert_close(&to_4d(avg_pool(x.view(), k, s).unwrap(), 1), &av);
+        let dx = avg_pool_backward(d.view(), input, k, s).unwrap();
+        assert_close(&to_4d(dx, 1), &davg);
     }
 }
 
 #[test]
 fn f32_simd_paths_match_the_reference() {
-    // Channels in multiples of 16 take the explicit AVX-512 code for f32
-    // (where the CPU has it); ties, NaN and -inf included. The generic
-    // code (f64) is checked against the reference and torch elsewhere.
+    // f32 takes twice the lanes of f64 per vector register (16 and 8 per
+    // AVX-512 register); ties, NaN and -inf included. The f64 code is
+    // checked against the reference and torch elsewhere.
     for &(n, h, w, c, k, s) in &[
         (3, 6, 7, 16, 2, 2),
         (2, 5, 5, 32, 3, 1),
         (2, 9, 8, 48, 2, 3),
         (1, 3, 9, 16, 3, 3),
+        (2, 6, 6, 29, 2, 2),
     ] {
         let mut x = filled((n, h, w, c), 0.5);
         for (i, v) in x.iter_mut().enumerate() {
@@ -148,18 +121,18 @@ fn f32_simd_paths_match_the_reference() {
             }
         }
         // the oracle: the generic code, on the same values in f64
-        let (mx, am) = max_pool2d(x.view(), k, s).unwrap();
+        let (mx, am) = max_pool(x.view(), k, s).unwrap();
         let d = filled(mx.raw_dim(), 0.9).mapv(|v| (v * 64.0).round() / 64.0);
-        let dmax = max_pool2d_backward(d.view(), am.view(), (h, w), None).unwrap();
+        let dmax = max_pool_backward(d.view(), am.view(), &[h, w], None).unwrap();
         let xf = x.mapv(|v| v as f32);
-        let (y, a) = max_pool2d(xf.view(), k, s).unwrap();
+        let (y, a) = max_pool(xf.view(), k, s).unwrap();
         assert_eq!(a, am);
         for (got, want) in y.iter().zip(&mx) {
             assert!(got.to_bits() == (*want as f32).to_bits() || (got.is_nan() && want.is_nan()));
         }
         let df = d.mapv(|v| v as f32);
         for win in [None, Some((k, s))] {
-            let dx = max_pool2d_backward(df.view(), a.view(), (h, w), win).unwrap();
+            let dx = max_pool_backward(df.view(), a.view(), &[h, w], win).unwrap();
             assert_close(&dx.mapv(|v| v as f64), &dmax);
         }
     }
@@ -174,31 +147,36 @@ fn window_path_matches_scatter_for_any_argmax() {
     for (i, v) in a.iter_mut().enumerate() {
         *v = [0, 5, 10, 15, 3, 12, 1, 6][i % 8] + (i / 24) as i32;
     }
-    let scatter = max_pool2d_backward(d.view(), a.view(), (4, 4), None).unwrap();
-    let windowed = max_pool2d_backward(d.view(), a.view(), (4, 4), Some((2, 2))).unwrap();
+    let scatter = max_pool_backward(d.view(), a.view(), &[4, 4], None).unwrap();
+    let windowed = max_pool_backward(d.view(), a.view(), &[4, 4], Some((2, 2))).unwrap();
     assert_close(&windowed, &scatter);
     // the first sample's indices all lie in their windows: no fallback there
     a.index_axis_mut(Axis(0), 0)
         .assign(&Array3::from_shape_vec((2, 2, 2), vec![0, 5, 2, 7, 8, 13, 10, 15]).unwrap());
-    let scatter = max_pool2d_backward(d.view(), a.view(), (4, 4), None).unwrap();
-    let windowed = max_pool2d_backward(d.view(), a.view(), (4, 4), Some((2, 2))).unwrap();
+    let scatter = max_pool_backward(d.view(), a.view(), &[4, 4], None).unwrap();
+    let windowed = max_pool_backward(d.view(), a.view(), &[4, 4], Some((2, 2))).unwrap();
     assert_close(&windowed, &scatter);
     // a bad index is an error on both paths
     a[[2, 1, 1, 1]] = 16;
-    assert!(max_pool2d_backward(d.view(), a.view(), (4, 4), Some((2, 2))).is_err());
+    assert!(max_pool_backward(d.view(), a.view(), &[4, 4], Some((2, 2))).is_err());
     // delta that the window does not make
-    let e = max_pool2d_backward(d.view(), a.view(), (4, 4), Some((3, 2))).unwrap_err();
+    let e = max_pool_backward(d.view(), a.view(), &[4, 4], Some((3, 2))).unwrap_err();
     assert!(e.to_string().contains("delta"), "{e}");
     let d1 = filled((1, 3, 2), 0.1);
-    let e = max_pool1d_backward(d1.view(), Array3::zeros((1, 3, 2)).view(), 8, Some((2, 2)))
-        .unwrap_err();
+    let e = max_pool_backward(
+        d1.view(),
+        Array3::zeros((1, 3, 2)).view(),
+        &[8],
+        Some((2, 2)),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("(1, 4, 2)"), "{e}");
 }
 
 #[test]
 fn ties_keep_the_first_and_nan_wins() {
     let x = Array3::from_shape_vec((1, 4, 1), vec![1.0, 1.0, 2.0, f64::NAN]).unwrap();
-    let (y, a) = max_pool1d(x.view(), 2, 2).unwrap();
+    let (y, a) = max_pool(x.view(), 2, 2).unwrap();
     assert_eq!(a.as_slice().unwrap(), &[0, 3]);
     assert_eq!(y[[0, 0, 0]], 1.0);
     assert!(y[[0, 1, 0]].is_nan());
@@ -209,14 +187,14 @@ fn strided_input_gives_the_same_result() {
     let x = filled((3, 8, 8, 2).f(), 0.4);
     let xc = x.as_standard_layout().to_owned();
     assert_eq!(
-        max_pool2d(x.view(), 2, 2).unwrap(),
-        max_pool2d(xc.view(), 2, 2).unwrap()
+        max_pool(x.view(), 2, 2).unwrap(),
+        max_pool(xc.view(), 2, 2).unwrap()
     );
     let xr = x.slice(s![..;-1, .., .., ..]);
     let xrc = xr.to_owned();
     assert_eq!(
-        avg_pool2d(xr, 3, 2).unwrap(),
-        avg_pool2d(xrc.view(), 3, 2).unwrap()
+        avg_pool(xr, 3, 2).unwrap(),
+        avg_pool(xrc.view(), 3, 2).unwrap()
     );
 }
 
@@ -224,27 +202,27 @@ fn strided_input_gives_the_same_result() {
 fn bad_arguments_are_errors() {
     let x = filled((2, 5, 3), 0.0);
     let msg = |r: Result<(Array3<f64>, Array3<i32>), KernelError>| r.unwrap_err().to_string();
-    assert!(msg(max_pool1d(x.view(), 0, 1)).contains("kernel size k must be >= 1"));
-    assert!(msg(max_pool1d(x.view(), 2, 0)).contains("stride must be >= 1"));
+    assert!(msg(max_pool(x.view(), 0, 1)).contains("kernel size k must be >= 1"));
+    assert!(msg(max_pool(x.view(), 2, 0)).contains("stride must be >= 1"));
     assert!(
-        msg(max_pool1d(x.view(), 6, 1)).contains("kernel size 6 is larger than the input length 5")
+        msg(max_pool(x.view(), 6, 1)).contains("kernel size 6 is larger than the input length 5")
     );
     let d = filled((2, 2, 3), 0.0);
     let bad = Array3::<i32>::from_elem((2, 2, 3), 5);
-    let e = max_pool1d_backward(d.view(), bad.view(), 5, None).unwrap_err();
+    let e = max_pool_backward(d.view(), bad.view(), &[5], None).unwrap_err();
     assert!(e.to_string().contains("argmax holds the index 5"), "{e}");
-    let e = max_pool1d_backward(d.view(), Array3::zeros((2, 1, 3)).view(), 5, None).unwrap_err();
+    let e = max_pool_backward(d.view(), Array3::zeros((2, 1, 3)).view(), &[5], None).unwrap_err();
     assert!(
         e.to_string().contains("argmax must have shape (2, 2, 3)"),
         "{e}"
     );
-    let e = avg_pool1d_backward(d.view(), 5, 2, 1).unwrap_err();
+    let e = avg_pool_backward(d.view(), &[5], 2, 1).unwrap_err();
     assert!(
         e.to_string()
             .contains("delta must have shape (2, 4, 3), got (2, 2, 3)"),
         "{e}"
     );
-    let e = max_pool2d(filled((1, 4, 3, 1), 0.0).view(), 4, 1).unwrap_err();
+    let e = max_pool(filled((1, 4, 3, 1), 0.0).view(), 4, 1).unwrap_err();
     assert!(
         e.to_string().contains("larger than the input width 3"),
         "{e}"
@@ -254,10 +232,10 @@ fn bad_arguments_are_errors() {
 #[test]
 fn empty_batch() {
     let x = Array4::<f32>::zeros((0, 4, 4, 2));
-    let (y, a) = max_pool2d(x.view(), 2, 2).unwrap();
+    let (y, a) = max_pool(x.view(), 2, 2).unwrap();
     assert_eq!((y.dim(), a.dim()), ((0, 2, 2, 2), (0, 2, 2, 2)));
     assert_eq!(
-        max_pool2d_backward(y.view(), a.view(), (4, 4), None)
+        max_pool_backward(y.view(), a.view(), &[4, 4], None)
             .unwrap()
             .dim(),
         (0, 4, 4, 2)
@@ -269,17 +247,17 @@ fn positions_beyond_int32_are_errors() {
     // An empty batch allocates nothing, whatever the length.
     let big = 1usize << 31;
     let x = Array3::<f32>::zeros((0, big, 1));
-    let e = max_pool1d(x.view(), 2, 2).unwrap_err();
+    let e = max_pool(x.view(), 2, 2).unwrap_err();
     assert!(e.to_string().contains("int32 argmax"), "{e}");
     let a = Array3::<i32>::zeros((0, big / 2, 1));
-    let e = max_pool1d_backward(a.mapv(|v| v as f32).view(), a.view(), big, None).unwrap_err();
+    let e = max_pool_backward(a.mapv(|v| v as f32).view(), a.view(), &[big], None).unwrap_err();
     assert!(e.to_string().contains("int32 argmax"), "{e}");
     let x = Array4::<f32>::zeros((0, 1 << 16, 1 << 15, 1));
-    assert!(max_pool2d(x.view(), 2, 2).is_err());
+    assert!(max_pool(x.view(), 2, 2).is_err());
     // the largest that fits
     let x = Array3::<f32>::zeros((0, big - 1, 1));
     assert_eq!(
-        max_pool1d(x.view(), 2, 2).unwrap().1.dim(),
+        max_pool(x.view(), 2, 2).unwrap().1.dim(),
         (0, big / 2 - 1, 1)
     );
 }

@@ -4,10 +4,10 @@
 use ndarray::{Ix1, Ix3, Ix4};
 use pyo3::prelude::*;
 
-use super::conv::{int, int32_arg, optional, stride_padding};
+use super::conv::{conv_inputs, int, int32_arg, optional, stride_padding};
 use super::pool::{one, two};
 use super::{common_dtype, dispatch, FloatArg, Int};
-use crate::convpool;
+use crate::convpool::{conv_maxpool, conv_maxpool_backward};
 use crate::float::Float;
 
 /// `(stride, padding)` of the convolution and `(k, pool_stride)` of the pooling.
@@ -20,7 +20,7 @@ fn sizes(op: &'static str, conv: (Int, Int), (k, pool_stride): (Int, Int)) -> Py
 
 macro_rules! conv_pool {
     ($($fwd_t:ident, $fwd_py:ident, $bwd_t:ident, $bwd_py:ident, $name:literal, $bname:literal,
-       $fwd:path, $bwd:path, $ix:ty, $nd:literal, $xs:literal, $ws:literal, $ys:literal);* $(;)?) => {$(
+       $ix:ty, $nd:literal, $xs:literal, $ws:literal, $ys:literal);* $(;)?) => {$(
         fn $fwd_t<'py, T: Float + numpy::Element>(
             py: Python<'py>,
             (x, w, b): (&FloatArg<'py>, &FloatArg<'py>, Option<&FloatArg<'py>>),
@@ -29,11 +29,10 @@ macro_rules! conv_pool {
             let (x, w) = (x.readonly::<T, $ix>()?, w.readonly::<T, $ix>()?);
             let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
             let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
-            Ok(two(py.detach(|| $fwd(x, w, b, conv, pool))?, py))
+            Ok(two(py.detach(|| conv_maxpool(x, w, b, conv, pool))?, py))
         }
 
         #[pyfunction(name = $name)]
-        #[pyo3(signature = (x, w, b, stride, padding, k, pool_stride))]
         #[allow(clippy::too_many_arguments)]
         fn $fwd_py<'py>(
             py: Python<'py>,
@@ -46,12 +45,9 @@ macro_rules! conv_pool {
             pool_stride: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
             const OP: &str = $name;
-            let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
-            let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
-            let b = optional(OP, "b", b)?;
+            let (x, w, b) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
             let sizes = sizes(OP, (stride, padding), (k, pool_stride))?;
-            let mut args = vec![&x, &w];
-            args.extend(b.as_ref());
+            let args: Vec<_> = [&x, &w].into_iter().chain(b.as_ref()).collect();
             dispatch!(common_dtype(OP, &args)?, $fwd_t(py, (&x, &w, b.as_ref()), sizes))
         }
 
@@ -67,16 +63,13 @@ macro_rules! conv_pool {
             let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>($bname)).transpose()?;
             let (x, w) = (x.readonly::<T, $ix>()?, w.readonly::<T, $ix>()?);
             let d = delta.readonly::<T, $ix>()?;
-            let (x, w, d, a) = (x.as_array(), w.as_array(), d.as_array(), a.as_array());
-            let (gw, gb) = (gw.as_array_mut(), gb.as_mut().map(|b| b.as_array_mut()));
-            let dx = py.detach(|| $bwd(x, w, d, a, gw, gb, conv, pool, input_delta))?;
+            let (xw, da) = ((x.as_array(), w.as_array()), (d.as_array(), a.as_array()));
+            let grads = (gw.as_array_mut(), gb.as_mut().map(|b| b.as_array_mut()));
+            let dx = py.detach(|| conv_maxpool_backward(xw, da, grads, conv, pool, input_delta))?;
             Ok(dx.map(|dx| one(dx, py)))
         }
 
         #[pyfunction(name = $bname)]
-        #[pyo3(signature = (
-            x, w, delta, argmax, grad_w, grad_b, stride, padding, k, pool_stride, input_delta
-        ))]
         #[allow(clippy::too_many_arguments)]
         fn $bwd_py<'py>(
             py: Python<'py>,
@@ -99,10 +92,8 @@ macro_rules! conv_pool {
             let grad_w = FloatArg::new(OP, "grad_w", grad_w, $nd, $ws)?;
             let grad_b = optional(OP, "grad_b", grad_b)?;
             let sizes = sizes(OP, (stride, padding), (k, pool_stride))?;
-            let mut args = vec![&x, &w, &delta, &grad_w];
-            args.extend(grad_b.as_ref());
-            let dtype = common_dtype(OP, &args)?;
-            let grads = (&grad_w, grad_b.as_ref());
+            let args: Vec<_> = [&x, &w, &delta, &grad_w].into_iter().chain(grad_b.as_ref()).collect();
+            let (dtype, grads) = (common_dtype(OP, &args)?, (&grad_w, grad_b.as_ref()));
             dispatch!(dtype, $bwd_t(py, (&x, &w, &delta, argmax), grads, sizes, input_delta))
         }
     )*};
@@ -110,11 +101,10 @@ macro_rules! conv_pool {
 
 conv_pool! {
     conv1d_maxpool_t, conv1d_maxpool_py, conv1d_maxpool_backward_t, conv1d_maxpool_backward_py,
-    "conv1d_maxpool", "conv1d_maxpool_backward", convpool::conv1d_maxpool,
-    convpool::conv1d_maxpool_backward, Ix3, 3, "(N, L, Cin)", "(K, Cin, Cout)", "(N, L', Cout)";
+    "conv1d_maxpool", "conv1d_maxpool_backward", Ix3, 3, "(N, L, Cin)", "(K, Cin, Cout)",
+    "(N, L', Cout)";
     conv2d_maxpool_t, conv2d_maxpool_py, conv2d_maxpool_backward_t, conv2d_maxpool_backward_py,
-    "conv2d_maxpool", "conv2d_maxpool_backward", convpool::conv2d_maxpool,
-    convpool::conv2d_maxpool_backward, Ix4, 4, "(N, H, W, Cin)", "(K, K, Cin, Cout)",
+    "conv2d_maxpool", "conv2d_maxpool_backward", Ix4, 4, "(N, H, W, Cin)", "(K, K, Cin, Cout)",
     "(N, H', W', Cout)";
 }
 

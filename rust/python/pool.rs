@@ -57,10 +57,10 @@ macro_rules! pool_forward {
 }
 
 pool_forward! {
-    max_pool1d_t, max_pool1d_py, "max_pool1d", pool::max_pool1d, two, Ix3, 3, "(N, L, C)";
-    max_pool2d_t, max_pool2d_py, "max_pool2d", pool::max_pool2d, two, Ix4, 4, "(N, H, W, C)";
-    avg_pool1d_t, avg_pool1d_py, "avg_pool1d", pool::avg_pool1d, one, Ix3, 3, "(N, L, C)";
-    avg_pool2d_t, avg_pool2d_py, "avg_pool2d", pool::avg_pool2d, one, Ix4, 4, "(N, H, W, C)";
+    max_pool1d_t, max_pool1d_py, "max_pool1d", pool::max_pool, two, Ix3, 3, "(N, L, C)";
+    max_pool2d_t, max_pool2d_py, "max_pool2d", pool::max_pool, two, Ix4, 4, "(N, H, W, C)";
+    avg_pool1d_t, avg_pool1d_py, "avg_pool1d", pool::avg_pool, one, Ix3, 3, "(N, L, C)";
+    avg_pool2d_t, avg_pool2d_py, "avg_pool2d", pool::avg_pool, one, Ix4, 4, "(N, H, W, C)";
 }
 
 /// The optional `(k, stride)` of a max-pooling backward: both or neither.
@@ -79,7 +79,7 @@ fn window(
 }
 
 macro_rules! max_backward {
-    ($($t:ident, $py:ident, $name:literal, $kernel:path, $ix:ty, $nd:literal, $size:ident: $st:ty,
+    ($($t:ident, $py:ident, $name:literal, $ix:ty, $nd:literal, $size:ident: $st:ty,
        $ds:literal);* $(;)?) => {$(
         fn $t<'py, T: Float + numpy::Element>(
             py: Python<'py>,
@@ -90,7 +90,7 @@ macro_rules! max_backward {
             let a = int32_arg::<$ix>($name, "argmax", argmax, $ds)?;
             let d = delta.readonly::<T, $ix>()?;
             let (d, a) = (d.as_array(), a.as_array());
-            Ok(one(py.detach(|| $kernel(d, a, $size, win))?, py))
+            Ok(one(py.detach(|| pool::max_pool_backward(d, a, &$size.dims(), win))?, py))
         }
 
         #[pyfunction(name = $name)]
@@ -113,14 +113,14 @@ macro_rules! max_backward {
 }
 
 max_backward! {
-    max_pool1d_backward_t, max_pool1d_backward_py, "max_pool1d_backward",
-    pool::max_pool1d_backward, Ix3, 3, input_len: usize, "(N, Lout, C)";
-    max_pool2d_backward_t, max_pool2d_backward_py, "max_pool2d_backward",
-    pool::max_pool2d_backward, Ix4, 4, input_hw: (usize, usize), "(N, H', W', C)";
+    max_pool1d_backward_t, max_pool1d_backward_py, "max_pool1d_backward", Ix3, 3,
+    input_len: usize, "(N, Lout, C)";
+    max_pool2d_backward_t, max_pool2d_backward_py, "max_pool2d_backward", Ix4, 4,
+    input_hw: (usize, usize), "(N, H', W', C)";
 }
 
 macro_rules! avg_backward {
-    ($($t:ident, $py:ident, $name:literal, $kernel:path, $ix:ty, $nd:literal, $size:ident: $st:ty,
+    ($($t:ident, $py:ident, $name:literal, $ix:ty, $nd:literal, $size:ident: $st:ty,
        $ds:literal);* $(;)?) => {$(
         fn $t<'py, T: Float + numpy::Element>(
             py: Python<'py>,
@@ -130,7 +130,7 @@ macro_rules! avg_backward {
         ) -> PyResult<Bound<'py, PyAny>> {
             let d = delta.readonly::<T, $ix>()?;
             let d = d.as_array();
-            Ok(one(py.detach(|| $kernel(d, $size, k, stride))?, py))
+            Ok(one(py.detach(|| pool::avg_pool_backward(d, &$size.dims(), k, stride))?, py))
         }
 
         #[pyfunction(name = $name)]
@@ -151,10 +151,10 @@ macro_rules! avg_backward {
 }
 
 avg_backward! {
-    avg_pool1d_backward_t, avg_pool1d_backward_py, "avg_pool1d_backward",
-    pool::avg_pool1d_backward, Ix3, 3, input_len: usize, "(N, Lout, C)";
-    avg_pool2d_backward_t, avg_pool2d_backward_py, "avg_pool2d_backward",
-    pool::avg_pool2d_backward, Ix4, 4, input_hw: (usize, usize), "(N, H', W', C)";
+    avg_pool1d_backward_t, avg_pool1d_backward_py, "avg_pool1d_backward", Ix3, 3,
+    input_len: usize, "(N, Lout, C)";
+    avg_pool2d_backward_t, avg_pool2d_backward_py, "avg_pool2d_backward", Ix4, 4,
+    input_hw: (usize, usize), "(N, H', W', C)";
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use crate::error::KernelError;
 use crate::float::Float;
 use crate::simd::multiversion;
-use crate::threads::{par_parts, parts, worth_parallel};
+use crate::threads::{par_parts, parts};
 
 /// The rules (`_core.Rule`). Each first adds the L2 decay, `g += wd p`
 /// (AdamW instead shrinks the parameter, `p *= 1 - lr wd`).
@@ -126,12 +126,16 @@ multiversion! {
     }
 }
 
+/// The elements below which an update stays on the calling thread: the loops
+/// are memory-bound (a few loads and stores per element), so a hand-off to
+/// the pool pays only from a few hundred thousand elements on.
+const PAR_MIN_ELEMS: usize = 256 * 1024;
+
 /// One step of `rule` over every slot, in place; when they are large, in
 /// parts of about equal numbers of elements, on the kernels' threads.
 pub fn update<T: Float>(rule: Hyper, slots: Vec<Slot<'_, T>>) -> Result<(), KernelError> {
     let total: usize = slots.iter().map(|s| s.0.len()).sum();
-    // memory-bound: the threads pay from a few hundred thousand elements on
-    let parts = parts(worth_parallel(total / 8));
+    let parts = parts(total >= PAR_MIN_ELEMS);
     let per = total.div_ceil(parts).max(1);
     let mut groups: Vec<Vec<Slot<'_, T>>> = (0..parts).map(|_| Vec::new()).collect();
     let (mut part, mut room) = (0, per);

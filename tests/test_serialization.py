@@ -250,7 +250,9 @@ def test_a_file_without_running_statistics_is_refused_clearly(tmp_path):
     from safetensors.numpy import save_file
 
     net, _ = _trained_bn_net()
-    old = {k: v for k, v in nn.serialization.state_dict(net).items() if k.endswith(("weight", "bias"))}
+    old = {
+        k: v for k, v in nn.serialization.state_dict(net).items() if k.endswith(("weight", "bias"))
+    }
     save_file(old, str(tmp_path / "old.safetensors"))  # what save wrote before buffers
     target = _bn_net(seed=5)
     before = nn.serialization.state_dict(target)
@@ -272,7 +274,9 @@ def test_num_batches_tracked_must_be_an_int64_count():
     net, _ = _trained_bn_net()
     tensors = nn.serialization.state_dict(net)
     tensors["1.num_batches_tracked"] = tensors["1.num_batches_tracked"].astype(np.float64)
-    with pytest.raises(ValueError, match=r"'1\.num_batches_tracked'.*float64, diy_nn expects int64"):
+    with pytest.raises(
+        ValueError, match=r"'1\.num_batches_tracked'.*float64, diy_nn expects int64"
+    ):
         nn.serialization.load_state_dict(_bn_net(), tensors)
     tensors["1.num_batches_tracked"] = np.zeros(1, np.int64)
     with pytest.raises(ValueError, match=r"'1\.num_batches_tracked'.*shape \(1,\).*expects \(\)"):

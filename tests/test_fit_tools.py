@@ -25,6 +25,11 @@ def _mlp(seed: int = 0, *extra: nn.Module) -> nn.Sequential:
     )
 
 
+def _fit(opt, X, y, epochs, *callbacks, **kwargs):
+    """``nn.fit`` without a progress bar, with ``callbacks``."""
+    return nn.fit(opt, X, y, epochs=epochs, verbose=False, callbacks=list(callbacks), **kwargs)
+
+
 class Recorder(nn.Callback):
     def __init__(self):
         self.events = []
@@ -49,17 +54,8 @@ def test_callbacks_see_every_hook_in_order_with_the_epoch_logs():
     X, y = _blobs(50, 0)
     Xv, yv = _blobs(20, 1)
     rec = Recorder()
-    hist = nn.fit(
-        nn.Adam(_mlp(), nn.CrossEntropyCriterion(), eps=0.01),
-        X,
-        y,
-        epochs=3,
-        batch_size=16,
-        seed=0,
-        validation_data=(Xv, yv),
-        verbose=False,
-        callbacks=[rec],
-    )
+    opt = nn.Adam(_mlp(), nn.CrossEntropyCriterion(), eps=0.01)
+    hist = _fit(opt, X, y, 3, rec, batch_size=16, seed=0, validation_data=(Xv, yv))
     kinds = [e[0] for e in rec.events]
     per_epoch = ["epoch_begin", *["batch_end"] * 4, "epoch_end"]
     assert kinds == ["train_begin", *per_epoch * 3, "train_end"]
@@ -78,26 +74,12 @@ def test_callbacks_see_every_hook_in_order_with_the_epoch_logs():
 def test_a_callback_stops_training_and_patience_still_works():
     X, y = _blobs(40, 0)
     stopper = nn.LambdaCallback(on_epoch_end=lambda epoch, logs: epoch == 2)
-    hist = nn.fit(
-        nn.SGD(_mlp(), nn.CrossEntropyCriterion(), eps=0.01),
-        X,
-        y,
-        epochs=50,
-        verbose=False,
-        callbacks=[stopper],
-    )
+    hist = _fit(nn.SGD(_mlp(), nn.CrossEntropyCriterion(), eps=0.01), X, y, 50, stopper)
     assert len(hist["loss"]) == 3
     # stopping from a batch: the epoch still ends and is recorded
     batch_stop = nn.LambdaCallback(on_batch_end=lambda b, logs: b == 1)
-    hist = nn.fit(
-        nn.SGD(_mlp(), nn.CrossEntropyCriterion(), eps=0.01),
-        X,
-        y,
-        epochs=50,
-        batch_size=8,
-        verbose=False,
-        callbacks=[batch_stop],
-    )
+    opt = nn.SGD(_mlp(), nn.CrossEntropyCriterion(), eps=0.01)
+    hist = _fit(opt, X, y, 50, batch_stop, batch_size=8)
     assert len(hist["loss"]) == 1
     # EarlyStopping as a callback is what patience= builds
     Xv, yv = _blobs(30, 1)
@@ -314,17 +296,7 @@ def test_ctrl_c_during_validation_returns_the_history_so_far():
         )
     )
     net.eval()
-    hist = nn.fit(
-        opt,
-        X,
-        y,
-        epochs=10,
-        batch_size=16,
-        seed=0,
-        validation_data=(Xv, yv),
-        verbose=False,
-        callbacks=[keep],
-    )
+    hist = _fit(opt, X, y, 10, keep, batch_size=16, seed=0, validation_data=(Xv, yv))
     assert spy.validations == 11  # the interrupt stopped the pass where it landed
     assert all(len(v) == 3 for v in hist.values())  # the complete epochs only
     for (_, p, _), saved in zip(net.named_parameters(), snapshots[-1], strict=True):
@@ -336,12 +308,6 @@ def test_ctrl_c_during_validation_returns_the_history_so_far():
         if epoch == 1:
             os.kill(os.getpid(), signal.SIGINT)
 
-    hist = nn.fit(
-        nn.SGD(_mlp(), nn.CrossEntropyCriterion(), eps=0.01),
-        X,
-        y,
-        epochs=10,
-        verbose=False,
-        callbacks=[nn.LambdaCallback(on_epoch_end=interrupt)],
-    )
+    opt = nn.SGD(_mlp(), nn.CrossEntropyCriterion(), eps=0.01)
+    hist = _fit(opt, X, y, 10, nn.LambdaCallback(on_epoch_end=interrupt))
     assert len(hist["loss"]) == 2

@@ -133,53 +133,36 @@ def pool_case(draw, two_d):
 
 
 @CHECK
-@given(case=pool_case(False), dtype=DTYPES, seed=st.integers(0, 2**16))
-def test_pool1d_matches_torch(case, dtype, seed):
-    shape, k, stride = case
+@pytest.mark.parametrize("nd", [1, 2])
+@given(data=st.data(), dtype=DTYPES, seed=st.integers(0, 2**16))
+def test_pool_matches_torch(nd, data, dtype, seed):
+    """max_pool{1,2}d (values, argmax, backward with and without the window) and
+    avg_pool{1,2}d against torch, channels last against torch's channels first."""
+    shape, k, stride = data.draw(pool_case(nd == 2))
+    to_torch, to_ours = (0, nd + 1, *range(1, nd + 1)), (0, *range(2, nd + 2), 1)
+    spatial = shape[1] if nd == 1 else shape[1:3]
+    max_pool, avg_pool = getattr(F, f"max_pool{nd}d"), getattr(F, f"avg_pool{nd}d")
+    ours = {name: getattr(core, f"{name}{nd}d") for name in ("max_pool", "avg_pool")}
+    ours_back = {name: getattr(core, f"{name}{nd}d_backward") for name in ("max_pool", "avg_pool")}
     rng = np.random.default_rng(seed)
     x = rand(rng, shape, dtype)
-    xt = leaf(x, 0, 2, 1)
-    yt, it = F.max_pool1d(xt, k, stride, return_indices=True)
-    y, arg = core.max_pool1d(x, k, stride)
-    close(y, yt.permute(0, 2, 1), dtype)
-    np.testing.assert_array_equal(arg, it.permute(0, 2, 1).numpy())
+    xt = leaf(x, *to_torch)
+    yt, it = max_pool(xt, k, stride, return_indices=True)
+    y, arg = ours["max_pool"](x, k, stride)
+    close(y, yt.permute(*to_ours), dtype)
+    np.testing.assert_array_equal(arg, it.permute(*to_ours).numpy())
     assert arg.dtype == np.int32
     d = rand(rng, y.shape, dtype)
-    yt.backward(torch.tensor(d.transpose(0, 2, 1)))
-    close(core.max_pool1d_backward(d, arg, shape[1]), xt.grad.permute(0, 2, 1), dtype)
+    yt.backward(torch.tensor(d.transpose(*to_torch)))
+    close(ours_back["max_pool"](d, arg, spatial), xt.grad.permute(*to_ours), dtype)
     # with the window: the one-pass path where windows do not overlap
-    dxw = core.max_pool1d_backward(d, arg, shape[1], k, stride)
-    close(dxw, xt.grad.permute(0, 2, 1), dtype)
-    xt = leaf(x, 0, 2, 1)
-    yt = F.avg_pool1d(xt, k, stride)
-    close(core.avg_pool1d(x, k, stride), yt.permute(0, 2, 1), dtype)
-    yt.backward(torch.tensor(d.transpose(0, 2, 1)))
-    close(core.avg_pool1d_backward(d, shape[1], k, stride), xt.grad.permute(0, 2, 1), dtype)
-
-
-@CHECK
-@given(case=pool_case(True), dtype=DTYPES, seed=st.integers(0, 2**16))
-def test_pool2d_matches_torch(case, dtype, seed):
-    shape, k, stride = case
-    rng = np.random.default_rng(seed)
-    x = rand(rng, shape, dtype)
-    xt = leaf(x, 0, 3, 1, 2)
-    yt, it = F.max_pool2d(xt, k, stride, return_indices=True)
-    y, arg = core.max_pool2d(x, k, stride)
-    close(y, yt.permute(0, 2, 3, 1), dtype)
-    np.testing.assert_array_equal(arg, it.permute(0, 2, 3, 1).numpy())
-    d = rand(rng, y.shape, dtype)
-    yt.backward(torch.tensor(d.transpose(0, 3, 1, 2)))
-    dx = core.max_pool2d_backward(d, arg, shape[1:3])
-    close(dx, xt.grad.permute(0, 2, 3, 1), dtype)
-    dx = core.max_pool2d_backward(d, arg, shape[1:3], k, stride)
-    close(dx, xt.grad.permute(0, 2, 3, 1), dtype)
-    xt = leaf(x, 0, 3, 1, 2)
-    yt = F.avg_pool2d(xt, k, stride)
-    close(core.avg_pool2d(x, k, stride), yt.permute(0, 2, 3, 1), dtype)
-    yt.backward(torch.tensor(d.transpose(0, 3, 1, 2)))
-    dx = core.avg_pool2d_backward(d, shape[1:3], k, stride)
-    close(dx, xt.grad.permute(0, 2, 3, 1), dtype)
+    dxw = ours_back["max_pool"](d, arg, spatial, k, stride)
+    close(dxw, xt.grad.permute(*to_ours), dtype)
+    xt = leaf(x, *to_torch)
+    yt = avg_pool(xt, k, stride)
+    close(ours["avg_pool"](x, k, stride), yt.permute(*to_ours), dtype)
+    yt.backward(torch.tensor(d.transpose(*to_torch)))
+    close(ours_back["avg_pool"](d, spatial, k, stride), xt.grad.permute(*to_ours), dtype)
 
 
 # -------------------------------------------------------------------- softmax

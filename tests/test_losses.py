@@ -90,28 +90,36 @@ def test_class_loss_finite_differences(name, one_hot):
     check_loss_fd(ours(), y, to_yhat(logits / 2))  # no tiny probabilities: 1/p is steep
 
 
+# name: (the loss, its course name checked by finite differences, torch's loss per
+# sample from torch.nn.functional, y and yhat drawn from a generator, float32 rtol)
+ELEMENTWISE_LOSSES = {
+    "mae": (
+        nn.MAELoss,
+        nn.ABSLoss,
+        lambda F: lambda t, yt: F.l1_loss(t, yt, reduction="none").sum(1),
+        lambda rng, shape: rng.standard_normal((2, *shape)),
+        None,
+    ),
+    "bce": (
+        nn.BCELoss,
+        nn.BCELoss,
+        lambda F: lambda t, yt: F.binary_cross_entropy(t, yt, reduction="none").sum(1),
+        lambda rng, shape: (rng.random(shape), rng.uniform(0.02, 0.98, shape)),
+        1e-4,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE_LOSSES))
 @pytest.mark.parametrize("dtype", DTYPES)
 @EXAMPLES
 @given(shape=shapes, seed=st.integers(0, 2**16))
-def test_mae_matches_torch(dtype, shape, seed):
+def test_elementwise_loss_matches_torch(name, dtype, shape, seed):
+    ours, course, theirs, draw, rtol32 = ELEMENTWISE_LOSSES[name]
     F = require_torch().nn.functional
-    rng = np.random.default_rng(seed)
-    y, yhat = rng.standard_normal((2, *shape)).astype(dtype)
-    check_loss(nn.MAELoss(), lambda t, yt: F.l1_loss(t, yt, reduction="none").sum(1), y, yhat)
-    check_loss_fd(nn.ABSLoss(), y.astype(np.float64), yhat)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@EXAMPLES
-@given(shape=shapes, seed=st.integers(0, 2**16))
-def test_bce_matches_torch(dtype, shape, seed):
-    F = require_torch().nn.functional
-    rng = np.random.default_rng(seed)
-    y = rng.random(shape).astype(dtype)
-    yhat = rng.uniform(0.02, 0.98, shape).astype(dtype)
-    bce = lambda t, yt: F.binary_cross_entropy(t, yt, reduction="none").sum(1)  # noqa: E731
-    check_loss(nn.BCELoss(), bce, y, yhat, rtol=1e-4 if dtype == np.float32 else None)
-    check_loss_fd(nn.BCELoss(), y.astype(np.float64), yhat)
+    y, yhat = (a.astype(dtype) for a in draw(np.random.default_rng(seed), shape))
+    check_loss(ours(), theirs(F), y, yhat, rtol=rtol32 if dtype == np.float32 else None)
+    check_loss_fd(course(), y.astype(np.float64), yhat)
 
 
 def test_bce_is_clipped_like_torch():

@@ -189,3 +189,95 @@ def test_cnn_with_flatten_gives_torch_the_same_outputs_both_ways(tmp_path, nd):
     with torch.no_grad():
         expected = tnet(torch.from_numpy(x).permute(*to_torch)).numpy()
     np.testing.assert_allclose(net.forward(x), expected, rtol=1e-10)
+
+
+# --- buffers: BatchNorm1D's running statistics ------------------------------------------
+
+
+def _bn_net(dtype=np.float64, seed=0) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(4, 3, rng=seed, dtype=dtype), nn.BatchNorm1D(3, dtype=dtype), nn.TanH()
+    )
+
+
+def _trained_bn_net(dtype=np.float64) -> tuple[nn.Sequential, np.ndarray]:
+    net = _bn_net(dtype)
+    X = np.random.default_rng(0).normal(3.0, 2.0, (32, 4)).astype(dtype)
+    nn.fit(nn.Adam(net, nn.MSELoss()), X, np.zeros((32, 3), dtype), 3, 8, verbose=False)
+    return net, X
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_running_statistics_round_trip(tmp_path, dtype):
+    net, X = _trained_bn_net(dtype)
+    bn = net[1]
+    assert bn.num_batches_tracked == 12  # 3 epochs of 4 batches
+    path = tmp_path / "bn.safetensors"
+    nn.save(net, path)
+    other = nn.load(_bn_net(dtype, seed=7), path)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        np.testing.assert_array_equal(getattr(other[1], name), getattr(bn, name))
+        assert getattr(other[1], name).dtype == getattr(bn, name).dtype
+    np.testing.assert_array_equal(other.eval().forward(X), net.eval().forward(X))
+    assert not np.array_equal(_bn_net(dtype).eval().forward(X), net.forward(X))  # they matter
+
+
+def test_batchnorm_files_are_torch_state_dicts_both_ways(tmp_path):
+    torch = require_torch()
+    from safetensors.torch import load_file, save_file
+
+    net, X = _trained_bn_net()
+    nn.save(net, tmp_path / "ours.safetensors")
+    T = torch.nn
+    tnet = T.Sequential(T.Linear(4, 3), T.BatchNorm1d(3), T.Tanh()).double().eval()
+    tnet.load_state_dict(load_file(str(tmp_path / "ours.safetensors")))  # strict: every key
+    assert int(tnet[1].num_batches_tracked) == 12
+    with torch.no_grad():
+        np.testing.assert_allclose(tnet(torch.from_numpy(X)).numpy(), net.eval().forward(X))
+
+    tnet.train()
+    with torch.no_grad():
+        for _ in range(5):
+            tnet(torch.from_numpy(X * 2 + 1))
+    save_file(tnet.state_dict(), str(tmp_path / "theirs.safetensors"))
+    other = nn.load(_bn_net(seed=3), tmp_path / "theirs.safetensors")
+    assert other[1].num_batches_tracked == 12 + 5
+    with torch.no_grad():
+        np.testing.assert_allclose(other.eval().forward(X), tnet.eval()(torch.from_numpy(X)))
+
+
+def test_a_file_without_running_statistics_is_refused_clearly(tmp_path):
+    from safetensors.numpy import save_file
+
+    net, _ = _trained_bn_net()
+    old = {
+        k: v for k, v in nn.serialization.state_dict(net).items() if k.endswith(("weight", "bias"))
+    }
+    save_file(old, str(tmp_path / "old.safetensors"))  # what save wrote before buffers
+    target = _bn_net(seed=5)
+    before = nn.serialization.state_dict(target)
+    message = (
+        r"buffer\(s\) '1\.num_batches_tracked', '1\.running_mean', '1\.running_var' are "
+        r"missing in .*old\.safetensors: .* save the trained model again"
+    )
+    with pytest.raises(ValueError, match=message):
+        nn.load(target, tmp_path / "old.safetensors")
+    for k, v in nn.serialization.state_dict(target).items():
+        np.testing.assert_array_equal(v, before[k])  # nothing written
+    # a model without buffers still loads a file of weights only, as before
+    plain = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 3))
+    save_file(nn.serialization.state_dict(plain), str(tmp_path / "plain.safetensors"))
+    nn.load(plain, tmp_path / "plain.safetensors")
+
+
+def test_num_batches_tracked_must_be_an_int64_count():
+    net, _ = _trained_bn_net()
+    tensors = nn.serialization.state_dict(net)
+    tensors["1.num_batches_tracked"] = tensors["1.num_batches_tracked"].astype(np.float64)
+    with pytest.raises(
+        ValueError, match=r"'1\.num_batches_tracked'.*float64, diy_nn expects int64"
+    ):
+        nn.serialization.load_state_dict(_bn_net(), tensors)
+    tensors["1.num_batches_tracked"] = np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match=r"'1\.num_batches_tracked'.*shape \(1,\).*expects \(\)"):
+        nn.serialization.load_state_dict(_bn_net(), tensors)

@@ -43,8 +43,10 @@ class BatchNorm1D(Module):
         dtype: float32 or float64 (default: ``get_default_dtype()``).
 
     Parameters: ``_parameters`` (weight, ones) and ``_bias`` (zeros), shape ``(C,)``,
-    gradients ``_gradient``/``_grad_bias``; ``running_mean`` (zeros) and ``running_var``
-    (ones) are buffers, not trained.
+    gradients ``_gradient``/``_grad_bias``. Buffers (``_buffer_names``; saved in model
+    files as torch saves them, not trained): ``running_mean`` (zeros) and ``running_var``
+    (ones), shape ``(C,)``, and ``num_batches_tracked``, an int64 count of the training
+    batches seen (shape ``()``).
 
     Shape: input ``(N, C)`` or ``(N, L, C)`` (channels last); output the same. A
     training batch needs more than one value per feature.
@@ -58,6 +60,7 @@ class BatchNorm1D(Module):
 
     _param_names = ("_parameters", "_bias")
     _grad_names = ("_gradient", "_grad_bias")
+    _buffer_names = ("running_mean", "running_var", "num_batches_tracked")
 
     def __init__(
         self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, dtype: object = None
@@ -74,6 +77,7 @@ class BatchNorm1D(Module):
         self._bias = np.zeros(c, dt)
         self.running_mean = np.zeros(c, dt)
         self.running_var = np.ones(c, dt)
+        self.num_batches_tracked = np.zeros((), np.int64)
         self.zero_grad()
 
     def to(self, dtype: object) -> BatchNorm1D:
@@ -113,6 +117,7 @@ class BatchNorm1D(Module):
             k = self.momentum
             self.running_mean = (1 - k) * self.running_mean + k * mu
             self.running_var = (1 - k) * self.running_var + k * var * (m / (m - 1))
+            self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1, np.int64)
         else:
             mu, var = self.running_mean, self.running_var
         inv = 1 / np.sqrt(var + x.dtype.type(self.eps))

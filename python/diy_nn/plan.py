@@ -3,7 +3,8 @@
 A step is one layer run as itself (``LayerStep``), or a run of layers that one
 Rust call per direction computes (``DenseRun``: ``Linear`` layers each followed
 by at most one elementwise activation the kernels take; ``ConvPool``: a ``Conv1D``/``Conv2D``
-followed by the max pooling of its output). Every step has the same interface:
+followed by the max pooling of its output, with at most one non-decreasing
+activation between them). Every step has the same interface:
 
 - ``forward(x, private, exposed) -> (y, kept)``: ``kept`` is what its backward
   needs, owned by the caller (no state in the step). ``private``: nobody else
@@ -17,6 +18,33 @@ kernels); an input it cannot take (another shape, mixed dtypes) goes through
 its layers one by one, which raise their usual errors. Only layers of exactly
 these classes, without a patched course method, and used once in the network,
 are fused; any other layer runs as itself.
+
+Conv → activation → max pool runs as conv → max pool → activation: for a
+non-decreasing elementwise ``f``, the maximum of ``f`` over a window is ``f`` of
+the window's maximum, ``maxpool(f(c)) = f(maxpool(c))``, so ``ConvPool``
+applies ``f`` (the activation layer's own ``forward``/``backward_delta``) to the
+pooled output, a quarter of the convolution's for a 2×2 pool. The gradient is
+the same too: d loss / d pooled ``z`` is ``f'(z) δ``, which the pool's backward
+sends to the window's maximum, where ``f'`` is taken in both orders. Ties: a
+window whose values ``f`` maps to one value (ReLU's zeros) sends its gradient
+to another position than the layer-by-layer order, but there ``f'`` is 0 (ReLU,
+and saturated TanH/Sigmoid, whose derivative comes from the rounded output) or
+the same value at positions the pool cannot tell apart (the convolution's own
+ties go to the first position in both orders). NaN: the layer-by-layer order
+multiplies the zero gradient of the outputs the pool drops by ``f'(NaN)``
+(NaN for TanH, Sigmoid, LeakyReLU), which the fused order never computes; so
+an input, weight or bias holding NaN or inf (its sum is not finite: one pass)
+runs through the layers one by one, and gets torch's NaN. The activations fused so:
+``ReLU``, ``TanH``, ``Sigmoid`` and ``LeakyReLU`` with ``negative_slope >= 0``
+(a negative slope makes it decreasing below 0). ReLU and LeakyReLU are
+non-decreasing as computed too (the same result, bit for bit); TanH and Sigmoid
+are in exact arithmetic, and their float32 roundings (numpy's) step down by one
+ulp between a few neighbouring floats (tanh: 1, sigmoid: about 4,800 of the 1.1e9
+floats in (0, 20), on an AVX-512 Xeon): a window holding such a pair gives an
+output one ulp apart and its gradient at the other of the two. ``Softplus`` is not: its
+switch to ``x`` above ``threshold / beta`` steps down by
+``log1p(exp(-threshold)) / beta`` (2e-9 for the defaults), so it is not
+non-decreasing and the two orders can differ.
 """
 
 from __future__ import annotations
@@ -310,33 +338,49 @@ class DenseRun(_Fused):
 COURSE_LOSS = frozenset({"forward", "backward"})
 
 
+def _monotone(layer: Module) -> bool:
+    """``layer`` is a non-decreasing elementwise activation that commutes with max
+    pooling (see the module's docstring), with its class's methods."""
+    if type(layer) is LeakyReLU:
+        return unpatched(layer) and layer.negative_slope >= 0
+    return type(layer) in (ReLU, TanH, Sigmoid) and unpatched(layer)
+
+
 class ConvPool(_Fused):
-    """A convolution and the max pooling of its output, one Rust call per direction.
+    """A convolution and the max pooling of its output, one Rust call per direction;
+    with an activation between them, that activation on the pooled output.
 
     Forward: ``y = maxpool(conv(x))`` without writing the convolution's whole
     output (``_core.conv2d_maxpool``); it keeps the input and each maximum's
     position (``max_pool2d``'s argmax). Backward: ``δ`` goes to the maximum of each window
     (``δ_conv``), then ``∂L/∂W = Σ x-patchᵀ δ_conv``, ``∂L/∂b = Σ δ_conv`` and
     ``∂L/∂x`` is the transposed convolution of ``δ_conv`` (``conv2d_maxpool_backward``).
+    With an activation ``f`` (``[conv, f, pool]``): ``y = f(maxpool(conv(x)))``; it
+    also keeps ``z = maxpool(conv(x))``, and ``δ`` becomes ``f'(z) δ`` first.
     """
 
     _PAIRS: dict[type, type] = {Conv1D: MaxPool1D, Conv2D: MaxPool2D}
 
-    def __init__(self, conv: Conv1D | Conv2D, pool: MaxPool1D | MaxPool2D) -> None:
-        self.conv, self.pool = conv, pool
-        self.layers = [conv, pool]
+    def __init__(
+        self, conv: Conv1D | Conv2D, pool: MaxPool1D | MaxPool2D, act: Module | None = None
+    ) -> None:
+        self.conv, self.pool, self.act = conv, pool, act
+        self.layers = [conv, pool] if act is None else [conv, act, pool]
         name = "conv2d" if isinstance(conv, Conv2D) else "conv1d"
         self._kernel = getattr(_core, name + "_maxpool")
         self._kernel_backward = getattr(_core, name + "_maxpool_backward")
 
     @classmethod
     def of(cls, layers: Sequence[Module]) -> ConvPool | None:
-        """The pair ``[Conv1D, MaxPool1D]`` or ``[Conv2D, MaxPool2D]``, else None."""
-        if len(layers) != 2 or not all(unpatched(m) for m in layers):
+        """``[Conv1D, MaxPool1D]`` or ``[Conv2D, MaxPool2D]``, or either with a
+        non-decreasing activation between the two, else None."""
+        if len(layers) not in (2, 3) or not all(unpatched(m) for m in layers):
             return None
-        if cls._PAIRS.get(type(layers[0])) is not type(layers[1]):
+        conv, pool = layers[0], layers[-1]
+        act = layers[1] if len(layers) == 3 else None
+        if cls._PAIRS.get(type(conv)) is not type(pool) or not (act is None or _monotone(act)):
             return None
-        return cls(layers[0], layers[1])  # type: ignore[arg-type]
+        return cls(conv, pool, act)  # type: ignore[arg-type]
 
     def _input(self, X: Any) -> np.ndarray | None:
         """``X`` in the convolution's dtype if the pair can take it, else None."""
@@ -354,17 +398,26 @@ class ConvPool(_Fused):
             n + 2 * conv.padding < conv.k_size for n in x.shape[1:-1]
         ):
             return None
-        return x if x.dtype == dtype else x.astype(dtype)
+        x = x if x.dtype == dtype else x.astype(dtype)
+        if self.act is not None and not all(
+            a is None or np.isfinite(a.sum()) for a in (x, conv._parameters, conv._bias)
+        ):
+            return None  # NaN or inf (or a sum too large): the layers' order, see above
+        return x
 
     def _forward(self, x: np.ndarray, exposed: bool) -> tuple[np.ndarray, Any]:
         conv, pool = self.conv, self.pool
-        y, argmax = self._kernel(
+        z, argmax = self._kernel(
             x, conv._parameters, conv._bias, conv.stride, conv.padding, pool.k_size, pool.stride
         )
-        return y, (x, argmax)
+        if self.act is None:
+            return z, (x, argmax)
+        return self.act.forward(z), (x, argmax, z)
 
     def _backward(self, kept: Any, delta: np.ndarray, grads: bool, input_delta: bool) -> Any:
-        (x, argmax), conv, pool = kept, self.conv, self.pool
+        x, argmax, conv, pool = kept[0], kept[1], self.conv, self.pool
+        if self.act is not None:
+            delta = self.act.backward_delta(kept[2], delta)
         if grads:
             _fit_grads(conv)
             gw, gb = conv._gradient, conv._grad_bias if conv._bias is not None else None
@@ -404,18 +457,22 @@ class Plan:
 
 
 def plan(layers: Sequence[Module]) -> list[Step]:
-    """The steps that run ``layers`` in order: each ``[Conv, MaxPool]`` pair a
-    ``ConvPool``, each maximal dense run a ``DenseRun``, any other layer (or one
-    used more than once in ``layers``) a ``LayerStep``."""
+    """The steps that run ``layers`` in order: each ``[Conv, MaxPool]`` pair or
+    ``[Conv, non-decreasing activation, MaxPool]`` triple a ``ConvPool``, each
+    maximal dense run a ``DenseRun``, any other layer (or one used more than once
+    in ``layers``) a ``LayerStep``."""
     uses = Counter(id(layer) for layer in layers)
     steps: list[Step] = []
     i = 0
     while i < len(layers):
-        shared = uses[id(layers[i])] > 1
-        pair = None if shared or i + 1 >= len(layers) else ConvPool.of(layers[i : i + 2])
-        if pair is not None and uses[id(layers[i + 1])] == 1:
+        pair = None
+        for width in (3, 2):
+            group = layers[i : i + width]
+            if pair is None and len(group) == width and all(uses[id(m)] == 1 for m in group):
+                pair = ConvPool.of(group)
+        if pair is not None:
             steps.append(pair)
-            i += 2
+            i += len(pair.layers)
             continue
         j = i
         while j < len(layers) and uses[id(layers[j])] == 1 and DenseRun.of(layers[i : j + 1]):

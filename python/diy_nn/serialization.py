@@ -10,6 +10,11 @@ Tensor names and layouts are those of the matching torch model, so that
   ``Conv1D`` ``(k, in, out)`` → ``(out, in, k)``, ``Conv2D`` ``(kh, kw, in, out)``
   → ``(out, in, kh, kw)``.
 
+- buffers are saved beside the parameters, under their own names, as torch's
+  ``state_dict`` does: ``BatchNorm1D``'s ``running_mean``, ``running_var`` and
+  ``num_batches_tracked`` (int64, shape ``()``), so that a loaded model gives the
+  same outputs in evaluation mode.
+
 - a ``Linear`` right after a ``Flatten`` of a convolution's feature map has
   its input rows reordered: our channels-last ``Flatten`` orders features
   ``(L, C)`` (or ``(H, W, C)``), torch's channels-first one ``(C, L)``, so the
@@ -89,7 +94,7 @@ def _torch_name(name: str) -> str:
 
 def _to_torch(attr: str, a: np.ndarray) -> np.ndarray:
     axes = _TO_TORCH.get(a.ndim) if attr == "_parameters" else None
-    return np.ascontiguousarray(a.transpose(axes) if axes else a)
+    return np.array(a.transpose(axes) if axes else a, order="C")  # a copy; keeps 0-d tensors
 
 
 def _to_ours(attr: str, a: np.ndarray) -> np.ndarray:
@@ -97,11 +102,26 @@ def _to_ours(attr: str, a: np.ndarray) -> np.ndarray:
     return a.transpose(np.argsort(axes)) if axes else a
 
 
+def _buffers(model: Module) -> list[tuple[str, np.ndarray]]:
+    """``(our name, array)`` for every buffer (a module's ``_buffer_names``: state
+    that is saved but not trained), each module once."""
+    return [
+        (path + b, getattr(module, b))
+        for path, module in model.named_modules()
+        for b in getattr(module, "_buffer_names", ())
+    ]
+
+
+def _named_tensors(model: Module) -> list[tuple[str, np.ndarray]]:
+    """``(our name, array)`` for every parameter, then every buffer."""
+    return [(name, p) for name, p, _ in model.named_parameters()] + _buffers(model)
+
+
 def state_dict(model: Module) -> dict[str, np.ndarray]:
-    """The model's parameters as ``{torch name: array in torch layout}`` (copies)."""
+    """The model's parameters and buffers as ``{torch name: array in torch layout}`` (copies)."""
     flattened = _flattened_channels(model)
     out = {}
-    for name, p, _ in model.named_parameters():
+    for name, p in _named_tensors(model):
         if name in flattened and p.shape[0] % flattened[name] == 0:
             p = _rows_to_torch(p, flattened[name])
         out[_torch_name(name)] = _to_torch(name.rsplit(".", 1)[-1], p)
@@ -109,7 +129,13 @@ def state_dict(model: Module) -> dict[str, np.ndarray]:
 
 
 # safetensors dtype codes -> numpy names; float16/bfloat16 are widened on load
-_DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+_DTYPE_NAMES = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+}
 _WIDENED = ("float16", "bfloat16")
 
 
@@ -119,8 +145,12 @@ def _check_dtype(label: str, model_dtype: np.dtype, tensor: str, where: str) -> 
     float32/float64 tensor must match the model (``model.to`` casts it), and
     anything else cannot be loaded."""
     name = _DTYPE_NAMES.get(label, label)
-    if name == model_dtype.name or name in _WIDENED:
+    if name == model_dtype.name or (name in _WIDENED and model_dtype.kind == "f"):
         return
+    if model_dtype.kind != "f":  # a counter (num_batches_tracked): its own dtype only
+        raise ValueError(
+            f"load: tensor {tensor!r}{where} has dtype {label}, diy_nn expects {model_dtype.name}"
+        )
     if name in ("float32", "float64"):
         raise ValueError(
             f"load: tensor {tensor!r}{where} has dtype {name}, the model's is "
@@ -141,11 +171,18 @@ def _check(
     the tensors when a parameter has no tensor, a tensor matches no parameter,
     or a shape or dtype cannot be loaded.
     """
-    params = {_torch_name(name): (name, p) for name, p, _ in model.named_parameters()}
+    params = {_torch_name(name): (name, p) for name, p in _named_tensors(model)}
     missing = sorted(set(params) - set(declared))
     unexpected = sorted(set(declared) - set(params))
     if missing:
         names = ", ".join(repr(n) for n in missing)
+        if set(missing) <= {_torch_name(name) for name, _ in _buffers(model)}:
+            raise ValueError(
+                f"load: the model's buffer(s) {names} are missing{where}: files written by "
+                "diy_nn before it saved BatchNorm1D's running statistics hold the weights "
+                "only, and evaluation mode would use wrong statistics; save the trained "
+                "model again with diy_nn.save"
+            )
         raise ValueError(f"load: the model's tensor(s) {names} are missing{where}")
     if unexpected:
         names = ", ".join(repr(n) for n in unexpected)
@@ -163,14 +200,16 @@ def _check(
 
 
 def load_state_dict(model: Module, tensors: dict[str, np.ndarray], source: str = "") -> None:
-    """Copies ``tensors`` (torch names and layouts) into the model's parameters, in place.
+    """Copies ``tensors`` (torch names and layouts) into the model's parameters and
+    buffers, in place.
 
     float16 (and bfloat16) tensors are widened to the parameter's dtype.
 
     Raises:
-        ValueError: a parameter of the model has no tensor, a tensor matches no
-            parameter, or a tensor's shape or dtype differs from its parameter's;
-            the message names the tensors. Nothing is written then.
+        ValueError: a parameter or buffer of the model has no tensor (an old
+            file without BatchNorm1D's running statistics says so), a tensor
+            matches none, or a tensor's shape or dtype differs from its
+            parameter's; the message names the tensors. Nothing is written then.
     """
     where = f" in {source}" if source else ""
     declared = {k: (np.asarray(t).dtype.name, np.shape(t)) for k, t in tensors.items()}
@@ -327,7 +366,7 @@ def _read_tensor(
         bits = np.frombuffer(raw, "<u2").astype(np.uint32) << np.uint32(16)
         values = bits.view(np.float32)
     else:
-        values = np.frombuffer(raw, {"F64": "<f8", "F32": "<f4", "F16": "<f2"}[code])
+        values = np.frombuffer(raw, {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8"}[code])
     return values.reshape(entry["shape"]).astype(dtype)
 
 

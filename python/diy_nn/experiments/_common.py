@@ -3,6 +3,8 @@ measures. Training goes through ``diy_nn.fit`` (callbacks, schedules), never a l
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ from .. import data
 from ..module import Module
 from ..optim import Optimizer
 from ..schedule import StepLR
-from . import Context, MissingData
+from . import Context, MissingData, Result, register
 
 
 def fit_options(ctx: Context, desc: str, rng_offset: int = 0) -> dict[str, Any]:
@@ -46,6 +48,25 @@ def usps_splits(
         keep = subsample(ctx, len(Xtr), quick_rows)
         Xtr, ytr = Xtr[keep], ytr[keep]
     return Xtr, ytr, Xte, yte
+
+
+USPSExperiment = Callable[[Context, np.ndarray, np.ndarray, np.ndarray, np.ndarray], Result]
+
+
+def on_usps(
+    name: str, number: int, title: str
+) -> Callable[[USPSExperiment], Callable[[Context], Result]]:
+    """``register`` for an experiment that needs USPS and starts from its splits: the
+    function gets ``usps_splits(ctx)`` (``Xtr, ytr, Xte, yte``) after the context."""
+
+    def deco(fn: USPSExperiment) -> Callable[[Context], Result]:
+        @functools.wraps(fn)
+        def run(ctx: Context) -> Result:
+            return fn(ctx, *usps_splits(ctx))
+
+        return register(name, number, title, needs=("usps",))(run)
+
+    return deco
 
 
 def first_of_each_digit(y: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from ..loss import BCELoss
 from ..optim import Adam
 from ..training import evaluate, fit
 from . import Context, Metric, Result, register
-from ._common import first_of_each_digit, fit_options, mlp, psnr, usps_splits
+from ._common import first_of_each_digit, fit_options, mlp, on_usps, psnr, usps_splits
 
 SIZES_ENC = [256, 100, 10]
 SIZES_DEC = [10, 100, 256]
@@ -101,14 +101,10 @@ def run_autoencoder(ctx: Context) -> Result:
     )
 
 
-@register(
-    "denoising",
-    5,
-    "USPS denoising autoencoder at noise 0.2, 0.5, 1.0: PSNR before/after",
-    needs=("usps",),
-)
-def run_denoising(ctx: Context) -> Result:
-    Xtr, _, Xte, yte = usps_splits(ctx)
+@on_usps("denoising", 5, "USPS denoising autoencoder at noise 0.2, 0.5, 1.0: PSNR before/after")
+def run_denoising(
+    ctx: Context, Xtr: np.ndarray, _ytr: np.ndarray, Xte: np.ndarray, yte: np.ndarray
+) -> Result:
     show = first_of_each_digit(yte)
     result = Result()
     rows, titles = [Xte[show]], ["clean"]

@@ -11,8 +11,8 @@ from ..loss import MSELoss
 from ..optim import Adam
 from ..schedule import StepLR
 from ..training import fit
-from . import Context, Metric, Result, register
-from ._common import fit_options, mlp, subsample, usps_splits
+from . import Context, Metric, Result
+from ._common import fit_options, mlp, on_usps, subsample
 
 MASK = 0.5  # fraction of the input pixels zeroed while training (clean targets)
 N_AUTOENCODERS = 4  # candidates trained from different initialisations
@@ -46,18 +46,12 @@ def _train_autoencoder(ctx: Context, Xtr: np.ndarray, k: int, n: int) -> tuple[A
     return net, hist
 
 
-@register(
-    "clustering",
-    7,
-    "KMeans(10) on USPS pixels vs on 10-d autoencoder codes; t-SNE",
-    needs=("usps",),
-)
-def run(ctx: Context) -> Result:
+@on_usps("clustering", 7, "KMeans(10) on USPS pixels vs on 10-d autoencoder codes; t-SNE")
+def run(ctx: Context, Xtr: np.ndarray, ytr: np.ndarray, Xte: np.ndarray, yte: np.ndarray) -> Result:
     from sklearn.cluster import KMeans
     from sklearn.manifold import TSNE
     from sklearn.metrics import adjusted_rand_score
 
-    Xtr, ytr, Xte, yte = usps_splits(ctx)
     n_init = ctx.budget(10, 2)
     seed = int(ctx.rng(701).integers(1 << 30))
 

@@ -43,8 +43,8 @@ class Sequential(Module):
     ``δ ← (∂f_i/∂x_i)ᵀ δ``; ``backward`` returns d loss / d x.
 
     The steps come from ``diy_nn.plan.plan`` (``steps()`` shows them; nested
-    plain ``Sequential`` s opened): a ``Linear`` + ``TanH``/``Sigmoid``/``ReLU``
-    run or a ``Conv`` + ``MaxPool`` pair is one Rust call per direction.
+    plain ``Sequential`` s opened): a run of ``Linear`` + activation layers, or
+    a ``Conv`` + ``MaxPool`` pair, is one Rust call per direction.
 
     ``forward`` keeps what backward needs (copied where the caller could change
     it in place) until its output is deleted; ``backward(input, delta)`` with
@@ -91,9 +91,8 @@ class Sequential(Module):
 
     def _forward(self, X: Any) -> tuple[Any, _Kept]:
         steps, states, x = self.steps(), [], X
-        last = len(steps) - 1
         for i, step in enumerate(steps):
-            x, state = step.forward(x, i > 0, i == last)
+            x, state = step.forward(x, i > 0, i == len(steps) - 1)
             states.append(state)
         return x, _Kept(X, states, steps)
 
@@ -120,13 +119,13 @@ class Sequential(Module):
         return self._backward(input, delta, grads=False, input_delta=True)
 
     def train_step(self, X: np.ndarray, Y: np.ndarray, loss: Any, lr: float | None) -> float | None:
-        """The whole plain-SGD step in one Rust call when the layers are one
-        dense run and ``loss`` is one the kernel has (``plan.DenseRun.train_step``)."""
+        """One Rust call when the layers are one dense run and the kernel has ``loss``
+        (``plan.DenseRun.train_step``): the SGD step with ``lr``, only the gradients with None."""
         with self._guard():
             run = self._planned().fast
             cost = run.train_step(X, Y, loss, lr) if run is not None else None
-            if cost is not None and self._kept is not None:
-                self._kept = None  # the parameters moved
+            if cost is not None:
+                self._kept = None  # what the forward kept is stale: the parameters moved
             return cost
 
     def train_step_output(self) -> np.ndarray | None:
@@ -147,8 +146,7 @@ class Sequential(Module):
         return iter(self.layers)
 
     def __repr__(self) -> str:
-        lines = [f"  ({name}): {layer!r}".replace("\n", "\n  ") for name, layer in self._named]
-        body = "\n".join(lines)
+        body = "\n".join(f"  ({name}): {m!r}".replace("\n", "\n  ") for name, m in self._named)
         return f"{type(self).__name__}(\n{body}\n)  # {self.n_parameters():,} parameters"
 
 

@@ -4,7 +4,7 @@ For a ``Linear(256, 256)`` on a 100x256 batch, each course method
 (``forward``, ``zero_grad``, ``backward_update_gradient``, ``backward_delta``,
 ``update_parameters``) is timed against the same work done by direct kernel
 calls (``_core.linear``, ``fill``, ``_core.addmm`` and a bias sum,
-``_core.matmul``, ``_core.sgd_update``), interleaved, median of the rounds; the
+``_core.matmul``, ``_core.optim_update``), interleaved, median of the rounds; the
 difference is the method's overhead (argument checks, Python between the call
 and its kernel).
 
@@ -38,6 +38,9 @@ def cases(dtype: type[np.floating]) -> dict[str, tuple[Callable[[], object], Cal
         _core.addmm(gW, x.T, d)
         gb[...] += d.sum(axis=0)
 
+    sgd = {"rule": _core.Rule.Sgd, "lr": 1e-12, "mu": 0.0, "wd": 0.0, "b1": 0.0, "b2": 0.0,
+           "eps": 0.0, "t": 1.0}  # fmt: skip
+
     def zero() -> None:
         gW.fill(0)
         gb.fill(0)
@@ -50,7 +53,7 @@ def cases(dtype: type[np.floating]) -> dict[str, tuple[Callable[[], object], Cal
         # a tiny step keeps the parameters finite over many calls
         "update_parameters": (
             lambda: lin.update_parameters(1e-12),
-            lambda: _core.sgd_update([W, b], [gW, gb], 1e-12),
+            lambda: _core.optim_update(sgd, [[W, gW], [b, gb]]),
         ),
     }
 

@@ -387,43 +387,10 @@ pub fn dense_train_step<T: Exp>(
     Ok(total / n as f64)
 }
 
-/// One plain SGD step over many parameters: `p -= lr · g` for each pair.
-pub fn sgd_update<T: Float>(
-    params: &mut [ArrayViewMutD<'_, T>],
-    grads: &[ArrayViewD<'_, T>],
-    lr: T,
-) -> Result<(), KernelError> {
-    const OP: &str = "sgd_update";
-    if params.len() != grads.len() {
-        return Err(KernelError::invalid(
-            OP,
-            format!(
-                "got {} parameters and {} gradients",
-                params.len(),
-                grads.len()
-            ),
-        ));
-    }
-    for (p, g) in params.iter().zip(grads) {
-        if p.shape() != g.shape() {
-            return Err(KernelError::shape(
-                OP,
-                "gradient",
-                fmt_shape(p.shape()),
-                fmt_shape(g.shape()),
-            ));
-        }
-    }
-    for (p, g) in params.iter_mut().zip(grads) {
-        sgd_step(p.view_mut(), g.view(), lr);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::{Array, IxDyn};
+    use ndarray::Array;
 
     fn seq(r: usize, c: usize, seed: f64) -> Array2<f64> {
         Array::from_shape_fn((r, c), |(i, j)| {
@@ -463,19 +430,5 @@ mod tests {
         for (j, &q) in p.iter().enumerate() {
             assert_eq!(q, 1.0 - 0.5 * rows[j]);
         }
-    }
-
-    #[test]
-    fn sgd_update_steps_every_pair() {
-        let mut p1 = Array::from_elem(IxDyn(&[2, 3]), 1.0_f32);
-        let mut p2 = Array::from_elem(IxDyn(&[3]), 2.0_f32);
-        let g1 = Array::from_elem(IxDyn(&[2, 3]), 10.0_f32);
-        let g2 = Array::from_elem(IxDyn(&[3]), -10.0_f32);
-        let mut ps = [p1.view_mut(), p2.view_mut()];
-        sgd_update(&mut ps, &[g1.view(), g2.view()], 0.5).unwrap();
-        assert!(p1.iter().all(|&v| v == -4.0));
-        assert!(p2.iter().all(|&v| v == 7.0));
-        let mut ps = [p1.view_mut()];
-        assert!(sgd_update(&mut ps, &[g2.view()], 0.5).is_err());
     }
 }

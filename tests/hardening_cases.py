@@ -490,7 +490,6 @@ OTHER_BINDINGS = (
     "debug_build",
     "dense_forward",
     "dense_backward",
-    "sgd_update",
     "DenseTrainer",
     "Activation",  # the enums those take
     "activation",  # any number of dimensions: tests/test_activation_kernels.py

@@ -133,3 +133,25 @@ def test_course_scripts_can_set_weights_and_read_gradients():
     # The arrays the script assigned are not trained in place.
     np.testing.assert_array_equal(W, np.arange(6.0).reshape(3, 2))
     np.testing.assert_array_equal(layer._parameters, np.arange(6.0).reshape(3, 2) - 0.4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_update_parameters_steps_every_layout(dtype):
+    """The kernel (C-contiguous pairs) and numpy (any other layout) give ``p - lr g``."""
+    rng = np.random.default_rng(3)
+    for order in ("C", "F"):
+        layer = nn.Linear(4, 3, dtype=dtype)
+        W = np.asarray(rng.standard_normal((4, 3)), dtype=dtype, order=order)
+        layer._parameters = W.copy(order=order)
+        layer.zero_grad()
+        layer._gradient[...] = rng.standard_normal((4, 3))
+        layer._grad_bias[...] = rng.standard_normal(3)
+        grad, bias, grad_bias = layer._gradient.copy(), layer._bias.copy(), layer._grad_bias.copy()
+        layer.update_parameters(0.25)
+        np.testing.assert_array_equal(layer._parameters, W - dtype(0.25) * grad)
+        np.testing.assert_array_equal(layer._bias, bias - dtype(0.25) * grad_bias)
+    layer = nn.Linear(4, 3, dtype=dtype)
+    layer.zero_grad()
+    layer._gradient = np.zeros((3, 4), dtype)
+    with pytest.raises(ValueError, match=r"grad must be C-contiguous of shape \(4, 3\)"):
+        layer.update_parameters(0.25)

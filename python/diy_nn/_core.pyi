@@ -47,7 +47,6 @@ __all__ = [
     "max_pool2d_backward",
     "optim_update",
     "set_num_threads",
-    "sgd_update",
     "softmax",
     "softmax_backward",
 ]
@@ -233,7 +232,6 @@ def dense_backward(
     delta: NDArray[_F],
     input_delta: bool = True,
 ) -> NDArray[_F] | None: ...
-def sgd_update(params: list[NDArray[_F]], grads: list[NDArray[_F]], lr: float) -> None: ...
 
 # Optimizer rules (see rust/optim.rs).
 @final

@@ -29,6 +29,25 @@ COURSE_METHODS = frozenset(
     }
 )
 
+# ``_core.optim_update``'s hyper-parameters for plain SGD (no momentum, no decay).
+_SGD: dict[str, Any] = {"rule": _core.Rule.Sgd, "mu": 0.0, "wd": 0.0, "b1": 0.0, "b2": 0.0,
+                        "eps": 0.0, "t": 1.0}  # fmt: skip
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_SGD_BY_LR: dict[float, dict[str, Any]] = {}
+
+
+def _sgd_hyper(lr: float) -> dict[str, Any]:
+    """``_SGD`` with ``lr``, kept for the next call (a training loop repeats its rate)."""
+    if len(_SGD_BY_LR) >= 16:  # a schedule's rates: keep only the recent ones
+        _SGD_BY_LR.clear()
+    hyper = _SGD_BY_LR[lr] = {**_SGD, "lr": lr}
+    return hyper
+
+
+def _kernel_fits(slot: list[np.ndarray]) -> bool:
+    """Whether ``optim_update`` takes a (parameter, gradient) pair of one dtype as it is."""
+    return slot[0].dtype in _KERNEL_DTYPES and all(a.flags.c_contiguous for a in slot)
+
 
 class Module:
     """A layer that computes its own forward and backward pass.
@@ -115,14 +134,22 @@ class Module:
                 object.__setattr__(module, gname, np.zeros_like(param))
 
     def update_parameters(self, gradient_step: float = 1e-3) -> None:
-        """Plain gradient step: ``parameter -= gradient_step * gradient`` (one
-        kernel call where every gradient is an array of its parameter's dtype)."""
+        """Plain gradient step: ``parameter -= gradient_step * gradient`` (one call of
+        the optimizers' SGD rule, ``_core.optim_update``, where every pair is
+        C-contiguous float32 or float64 of one dtype; numpy otherwise)."""
         pairs = [(getattr(m, p), getattr(m, g)) for m, p, g in self._slots()]
-        pairs = [(p, g) for p, g in pairs if p is not None]
-        if all(type(g) is np.ndarray and g.dtype == p.dtype for p, g in pairs):
-            _core.sgd_update([p for p, _ in pairs], [g for _, g in pairs], gradient_step)
-            return
-        for param, grad in pairs:
+        slots = [[p, g] for p, g in pairs if p is not None]
+        if all(type(g) is np.ndarray and g.dtype == p.dtype for p, g in slots):
+            try:
+                hyper = _SGD_BY_LR.get(gradient_step) or _sgd_hyper(gradient_step)
+                _core.optim_update(hyper, slots)
+                return
+            except (TypeError, ValueError):
+                # the kernel checks before it writes: numpy steps the layouts and dtypes
+                # it does not take; a wrong shape or a pair it takes is a real error
+                if any(p.shape != g.shape for p, g in slots) or all(map(_kernel_fits, slots)):
+                    raise
+        for param, grad in slots:
             param -= gradient_step * grad
 
     def _slots(self) -> list[tuple[Module, str, str]]:

@@ -1,5 +1,5 @@
 //! Bindings of `fused.rs` and `activation.rs`: `dense_forward`,
-//! `dense_backward`, `sgd_update`, the `DenseTrainer` class (a whole SGD step
+//! `dense_backward`, the `DenseTrainer` class (a whole SGD step
 //! in one call), `activation` and `activation_backward`.
 //!
 //! The layers arrive as parallel lists (weights, biases or `None`,
@@ -12,9 +12,7 @@
 use std::any::Any;
 
 use ndarray::{Ix1, IxDyn};
-use numpy::{
-    Element, IntoPyArray, PyArray1, PyArray2, PyArrayDyn, PyReadonlyArray1, PyReadonlyArray2,
-};
+use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
@@ -279,54 +277,6 @@ fn dense_backward_py<'py>(
         dense_backward_t(py, arrays, &outputs, &lists, input_delta),
         lists.explain(&others)
     )
-}
-
-fn sgd_update_t<T: Exp + Element>(
-    py: Python<'_>,
-    params: &[Bound<'_, PyAny>],
-    grads: &[Bound<'_, PyAny>],
-    lr: f64,
-) -> Option<PyResult<()>> {
-    let ps = (params.iter().map(|p| p.cast::<PyArrayDyn<T>>().ok())).collect::<Option<Vec<_>>>()?;
-    let gs = (grads.iter().map(|g| g.cast::<PyArrayDyn<T>>().ok())).collect::<Option<Vec<_>>>()?;
-    Some((|| {
-        let ps = ps.into_iter().map(|p| readwrite("sgd_update", "param", p));
-        let mut ps = ps.collect::<PyResult<Vec<_>>>()?;
-        let gs = (gs.into_iter().map(|g| readonly("sgd_update", "grad", g)))
-            .collect::<PyResult<Vec<_>>>()?;
-        let mut pv: Vec<_> = ps.iter_mut().map(|p| p.as_array_mut()).collect();
-        let gv: Vec<_> = gs.iter().map(|g| g.as_array()).collect();
-        let lr = T::from_f64(lr).expect("a float converts");
-        Ok(py.detach(|| fused::sgd_update(&mut pv, &gv, lr))?)
-    })())
-}
-
-/// sgd_update(params, grads, lr) -> None
-///
-/// One plain SGD step over every pair, in place: ``p -= lr * g``. All arrays
-/// share one dtype; each gradient has the shape of its parameter.
-#[pyfunction(name = "sgd_update")]
-fn sgd_update_py<'py>(
-    py: Python<'py>,
-    params: Vec<Bound<'py, PyAny>>,
-    grads: Vec<Bound<'py, PyAny>>,
-    lr: f64,
-) -> PyResult<()> {
-    const OP: &str = "sgd_update";
-    let explain = || -> PyResult<()> {
-        let all = (params.iter().map(|p| any_dims(OP, "param", p)))
-            .chain(grads.iter().map(|g| any_dims(OP, "grad", g)))
-            .collect::<PyResult<Vec<_>>>()?;
-        common_dtype(OP, &all.iter().collect::<Vec<_>>())?;
-        Err(PyTypeError::new_err(format!("{OP}: arrays of one dtype")))
-    };
-    match params.is_empty() {
-        true => Ok(()),
-        false => typed!(
-            sgd_update_t(py, &params, &grads, lr),
-            explain().unwrap_err()
-        ),
-    }
 }
 
 /// DenseTrainer()
@@ -613,7 +563,6 @@ reduce_to_name!(Kind, LossKind);
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(dense_forward_py, m)?)?;
     m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;
-    m.add_function(wrap_pyfunction!(sgd_update_py, m)?)?;
     m.add_function(wrap_pyfunction!(activation_py, m)?)?;
     m.add_function(wrap_pyfunction!(activation_backward_py, m)?)?;
     m.add_class::<DenseTrainer>()?;

@@ -18,17 +18,20 @@ fn typed<'py, T: Element>(
     p: Option<&Bound<'py, PyUntypedArray>>,
 ) -> PyResult<Bound<'py, PyArrayDyn<T>>> {
     let name = ["param", "grad"].get(j).copied().unwrap_or("state buffer");
-    let ndim = a.cast::<PyUntypedArray>().map_or(0, |a| a.ndim());
-    let a = FloatArg::new(OP, name, a, ndim, "")?.array;
-    let p = p.unwrap_or(&a);
+    // one cast when the array fits; the `FloatArg` checks only to name a misfit
+    let Ok(a) = a.cast::<PyArrayDyn<T>>() else {
+        let ndim = a.cast::<PyUntypedArray>().map_or(0, |a| a.ndim());
+        FloatArg::new(OP, name, a, ndim, "")?;
+        let msg = format!("{OP}: {name} must have the first parameter's dtype");
+        return Err(PyTypeError::new_err(msg));
+    };
+    let p = p.unwrap_or(a.as_untyped());
     if a.shape() != p.shape() || !a.is_c_contiguous() {
         let (want, got) = (fmt_shape(p.shape()), fmt_shape(a.shape()));
         let msg = format!("{OP}: {name} must be C-contiguous of shape {want}, got {got}");
         return Err(ShapeError::new_err(msg));
     }
-    let msg = format!("{OP}: {name} must have the first parameter's dtype");
-    a.cast_into::<PyArrayDyn<T>>()
-        .map_err(|_| PyTypeError::new_err(msg))
+    Ok(a.clone())
 }
 
 fn update_t<T: crate::float::Float + Element>(

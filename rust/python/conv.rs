@@ -15,7 +15,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use super::pool::one;
-use super::{common_dtype, dispatch, FloatArg, Int, ShapeError};
+use super::{common_dtype, dispatch, DType, FloatArg, Int, ShapeError};
 use crate::conv;
 use crate::error::fmt_shape;
 use crate::float::Float;
@@ -154,6 +154,9 @@ macro_rules! add_functions {
 }
 pub(super) use add_functions;
 
+/// A convolution's checked `x`, `w`, optional `b` and their common dtype.
+type ConvInputs<'py> = (FloatArg<'py>, FloatArg<'py>, Option<FloatArg<'py>>, DType);
+
 /// The `x` and `w` (`nd`-D, of the shapes `(xs, ws)` named in errors) and
 /// the optional `b` of a convolution's forward pass, checked in this order.
 pub(super) fn conv_inputs<'py>(
@@ -165,10 +168,13 @@ pub(super) fn conv_inputs<'py>(
     ),
     nd: usize,
     (xs, ws): (&str, &str),
-) -> PyResult<(FloatArg<'py>, FloatArg<'py>, Option<FloatArg<'py>>)> {
+) -> PyResult<ConvInputs<'py>> {
     let x = FloatArg::new(op, "x", x, nd, xs)?;
     let w = FloatArg::new(op, "w", w, nd, ws)?;
-    Ok((x, w, optional(op, "b", b)?))
+    let b = optional(op, "b", b)?;
+    let args: Vec<_> = [&x, &w].into_iter().chain(b.as_ref()).collect();
+    let dtype = common_dtype(op, &args)?;
+    Ok((x, w, b, dtype))
 }
 
 /// [`conv::conv`] on checked arguments, 1-D and 2-D alike.
@@ -232,11 +238,9 @@ macro_rules! conv_bindings {
             padding: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
             const OP: &str = $f;
-            let (x, w, b) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
+            let (x, w, b, dtype) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
             let sizes = stride_padding(OP, stride, padding)?;
-            let mut args = vec![&x, &w];
-            args.extend(b.as_ref());
-            dispatch!(common_dtype(OP, &args)?, forward_t(py, (&x, &w, b.as_ref()), sizes))
+            dispatch!(dtype, forward_t(py, (&x, &w, b.as_ref()), sizes))
         }
 
         #[pyfunction(name = $bi)]

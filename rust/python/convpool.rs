@@ -45,10 +45,9 @@ macro_rules! conv_pool {
             pool_stride: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
             const OP: &str = $name;
-            let (x, w, b) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
+            let (x, w, b, dtype) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
             let sizes = sizes(OP, (stride, padding), (k, pool_stride))?;
-            let args: Vec<_> = [&x, &w].into_iter().chain(b.as_ref()).collect();
-            dispatch!(common_dtype(OP, &args)?, $fwd_t(py, (&x, &w, b.as_ref()), sizes))
+            dispatch!(dtype, $fwd_t(py, (&x, &w, b.as_ref()), sizes))
         }
 
         fn $bwd_t<'py, T: Float + numpy::Element>(

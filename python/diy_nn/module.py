@@ -137,20 +137,30 @@ class Module:
         """Plain gradient step: ``parameter -= gradient_step * gradient`` (one call of
         the optimizers' SGD rule, ``_core.optim_update``, where every pair is
         C-contiguous float32 or float64 of one dtype; numpy otherwise)."""
-        pairs = [(getattr(m, p), getattr(m, g)) for m, p, g in self._slots()]
-        slots = [[p, g] for p, g in pairs if p is not None]
-        if all(type(g) is np.ndarray and g.dtype == p.dtype for p, g in slots):
-            try:
-                hyper = _SGD_BY_LR.get(gradient_step) or _sgd_hyper(gradient_step)
-                _core.optim_update(hyper, slots)
-                return
-            except (TypeError, ValueError):
-                # the kernel checks before it writes: numpy steps the layouts and dtypes
-                # it does not take; a wrong shape or a pair it takes is a real error
-                if any(p.shape != g.shape for p, g in slots) or all(map(_kernel_fits, slots)):
-                    raise
+        slots = self._pairs()
+        try:
+            hyper = _SGD_BY_LR.get(gradient_step) or _sgd_hyper(gradient_step)
+            _core.optim_update(hyper, slots)
+            return
+        except (TypeError, ValueError):
+            # the kernel checks everything before it writes: numpy steps the gradients,
+            # layouts and dtypes it does not take; a wrong shape, or pairs it takes, is
+            # a real error
+            numpy_takes = all(type(g) is np.ndarray and g.dtype == p.dtype for p, g in slots)
+            if numpy_takes and (
+                any(p.shape != g.shape for p, g in slots) or all(map(_kernel_fits, slots))
+            ):
+                raise
         for param, grad in slots:
             param -= gradient_step * grad
+
+    def _pairs(self) -> list[list[Any]]:
+        """``[parameter, gradient]`` for each parameter that is not None (one pass)."""
+        if type(self).children is Module.children:
+            names = zip(self._param_names, self._grad_names)  # noqa: B905
+            return [[p, getattr(self, g)] for n, g in names if (p := getattr(self, n)) is not None]
+        slots = ([getattr(m, p), getattr(m, g)] for m, p, g in self.parameter_slots())
+        return [slot for slot in slots if slot[0] is not None]
 
     def _slots(self) -> list[tuple[Module, str, str]]:
         """``parameter_slots()``, without the walk for a module without children."""

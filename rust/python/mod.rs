@@ -7,9 +7,10 @@
 //! (3) runs the kernel with the GIL released; (4) hands the result to numpy
 //! without a copy. Kernel errors become `diy_nn.ShapeError` (a `ValueError`).
 
+use ndarray::Array;
 use numpy::{
-    Element, PyArray, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray, PyReadwriteArray,
-    PyUntypedArray, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray, PyArrayDescr, PyArrayDescrMethods, PyArrayMethods,
+    PyReadonlyArray, PyReadwriteArray, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -55,12 +56,18 @@ impl DType {
     }
 }
 
-/// Runs `$f::<f32>` or `$f::<f64>` according to `$dtype`.
+/// Runs `$body` with the type `$t` set to `f32` or `f64`, as `$dtype` says.
 macro_rules! dispatch {
-    ($dtype:expr, $f:ident($($arg:expr),* $(,)?)) => {
+    ($dtype:expr, $t:ident => $body:expr) => {
         match $dtype {
-            $crate::python::DType::F32 => $f::<f32>($($arg),*),
-            $crate::python::DType::F64 => $f::<f64>($($arg),*),
+            $crate::python::DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            $crate::python::DType::F64 => {
+                type $t = f64;
+                $body
+            }
         }
     };
 }
@@ -74,42 +81,54 @@ pub(crate) struct FloatArg<'py> {
     pub op: &'static str,
 }
 
+/// Checks that `obj` is an ndarray whose dtype `kind` takes (`want` names
+/// the dtypes it takes) with `ndim` dimensions (None: any); `expected`
+/// describes the shape for the error message, e.g. `"(N, in)"`.
+pub(crate) fn array_arg<'py, K>(
+    (op, name): (&str, &str),
+    obj: &Bound<'py, PyAny>,
+    (ndim, expected): (Option<usize>, &str),
+    want: &dyn std::fmt::Display,
+    kind: impl FnOnce(&Bound<'py, PyArrayDescr>) -> Option<K>,
+) -> PyResult<(Bound<'py, PyUntypedArray>, K)> {
+    let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+        let ty = type_name(obj);
+        PyTypeError::new_err(format!(
+            "{op}: {name} must be a numpy.ndarray of {want}, got {ty}"
+        ))
+    })?;
+    let dtype = array.dtype();
+    let Some(kind) = kind(&dtype) else {
+        let msg = format!("{op}: {name} must have dtype {want}, got {dtype}");
+        return Err(PyTypeError::new_err(msg));
+    };
+    match ndim {
+        Some(ndim) if array.ndim() != ndim => Err(ShapeError::new_err(format!(
+            "{op}: {name} must have {ndim} dimensions {expected}, got shape {}",
+            fmt_shape(array.shape())
+        ))),
+        _ => Ok((array.clone(), kind)),
+    }
+}
+
 impl<'py> FloatArg<'py> {
-    /// Checks that `obj` is a float32/float64 ndarray with `ndim` dimensions.
-    ///
-    /// `expected` describes the shape for the error message, e.g. `"(N, in)"`.
+    /// Checks that `obj` is a float32/float64 ndarray with `ndim` dimensions
+    /// (None: any); `expected` describes the shape for the error message.
     pub fn new(
         op: &'static str,
         name: &'static str,
         obj: &Bound<'py, PyAny>,
-        ndim: usize,
+        ndim: impl Into<Option<usize>>,
         expected: &str,
     ) -> PyResult<Self> {
-        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
-            let ty = type_name(obj);
-            PyTypeError::new_err(format!(
-                "{op}: {name} must be a numpy.ndarray of float32 or float64, got {ty}"
-            ))
-        })?;
-        let dtype = array.dtype();
         let py = obj.py();
-        let dtype = if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
-            DType::F32
-        } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
-            DType::F64
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "{op}: {name} must have dtype float32 or float64, got {dtype}"
-            )));
-        };
-        if array.ndim() != ndim {
-            return Err(ShapeError::new_err(format!(
-                "{op}: {name} must have {ndim} dimensions {expected}, got shape {}",
-                fmt_shape(array.shape())
-            )));
-        }
+        let (array, dtype) = array_arg((op, name), obj, (ndim.into(), expected), &F, |d| {
+            let is = |t: Bound<'py, PyArrayDescr>| d.is_equiv_to(&t);
+            (is(numpy::dtype::<f32>(py)).then_some(DType::F32))
+                .or_else(|| is(numpy::dtype::<f64>(py)).then_some(DType::F64))
+        })?;
         Ok(FloatArg {
-            array: array.clone(),
+            array,
             dtype,
             name,
             op,
@@ -126,10 +145,27 @@ impl<'py> FloatArg<'py> {
     /// A writeable borrow; fails if the array is read-only or overlaps another argument.
     pub fn readwrite<T: Element, D: ndarray::Dimension>(
         &self,
-        op: &'static str,
     ) -> PyResult<PyReadwriteArray<'py, T, D>> {
-        readwrite(op, self.name, self.array.cast::<PyArray<T, D>>()?)
+        readwrite(self.op, self.name, self.array.cast::<PyArray<T, D>>()?)
     }
+}
+
+/// The dtypes of a [`FloatArg`], in error messages.
+const F: &str = "float32 or float64";
+
+/// The `ndim` of a [`FloatArg`] that may have any number of dimensions.
+pub(crate) const ANY: Option<usize> = None;
+
+/// An optional float argument: None (or Python's None) is absent.
+pub(crate) fn optional<'py>(
+    op: &'static str,
+    name: &'static str,
+    obj: Option<&Bound<'py, PyAny>>,
+    expected: &str,
+) -> PyResult<Option<FloatArg<'py>>> {
+    (obj.filter(|b| !b.is_none()))
+        .map(|b| FloatArg::new(op, name, b, 1, expected))
+        .transpose()
 }
 
 /// [`FloatArg::readonly`] of an array already typed.
@@ -156,6 +192,14 @@ pub(crate) fn readwrite<'py, T: Element, D: ndarray::Dimension>(
             "{op}: {name} must be a writeable array that overlaps no other argument ({e})"
         ))
     })
+}
+
+/// An array handed to Python.
+pub(crate) fn one<'py, T: Element, D: ndarray::Dimension>(
+    a: Array<T, D>,
+    py: Python<'py>,
+) -> Bound<'py, PyAny> {
+    a.into_pyarray(py).into_any()
 }
 
 /// The name of `obj`'s type, for error messages.
@@ -211,20 +255,22 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
 }
 
 /// The one dtype shared by all `args`; a `TypeError` names the odd one out.
-pub(crate) fn common_dtype(op: &'static str, args: &[&FloatArg<'_>]) -> PyResult<DType> {
-    let first = args[0];
-    for other in &args[1..] {
-        if other.dtype != first.dtype {
-            return Err(PyTypeError::new_err(format!(
-                "{op}: all arrays must have the same dtype, but {} is {} and {} is {}",
-                first.name,
-                first.dtype.name(),
-                other.name,
-                other.dtype.name()
-            )));
-        }
+pub(crate) fn common_dtype<'a, 'py: 'a>(
+    op: &'static str,
+    args: impl IntoIterator<Item = &'a FloatArg<'py>>,
+) -> PyResult<DType> {
+    let mut args = args.into_iter();
+    let first = args.next().expect("an argument");
+    match args.find(|other| other.dtype != first.dtype) {
+        None => Ok(first.dtype),
+        Some(other) => Err(PyTypeError::new_err(format!(
+            "{op}: all arrays must have the same dtype, but {} is {} and {} is {}",
+            first.name,
+            first.dtype.name(),
+            other.name,
+            other.dtype.name()
+        ))),
     }
-    Ok(first.dtype)
 }
 
 /// Sets the number of threads the kernels use: 0 = the default

@@ -80,15 +80,6 @@ pub(super) fn int_arg<'py, E: numpy::Element, D: Dimension>(
     typed.try_readonly().map_err(err)
 }
 
-/// Adds the `#[pyfunction]`s named to the module `m`.
-macro_rules! add_functions {
-    ($m:ident, $($f:ident),* $(,)?) => {{
-        $($m.add_function(wrap_pyfunction!($f, $m)?)?;)*
-        Ok(())
-    }};
-}
-pub(super) use add_functions;
-
 /// A convolution's checked `x`, `w`, optional `b` and their common dtype.
 type ConvInputs<'py> = (FloatArg<'py>, FloatArg<'py>, Option<FloatArg<'py>>, DType);
 
@@ -122,7 +113,7 @@ macro_rules! conv_bindings {
             signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)),
             text_signature = "(x, w, b=None, stride=1, padding=0)"
         )]
-        fn $fwd<'py>(
+        pub(super) fn $fwd<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
             w: &Bound<'py, PyAny>,
@@ -133,7 +124,7 @@ macro_rules! conv_bindings {
             const OP: &str = $f;
             let (x, w, b, dtype) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
             let (stride, padding) = pair(OP, (stride, padding), false)?;
-            dispatch!(dtype, T => {
+            dispatch!(dtype, |T| {
                 let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
                 let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
                 let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
@@ -146,7 +137,7 @@ macro_rules! conv_bindings {
             signature = (delta, w, $size, stride = Int::of(1), padding = Int::of(0)),
             text_signature = $sig
         )]
-        fn $bin<'py>(
+        pub(super) fn $bin<'py>(
             py: Python<'py>,
             delta: &Bound<'py, PyAny>,
             w: &Bound<'py, PyAny>,
@@ -159,7 +150,7 @@ macro_rules! conv_bindings {
             let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
             let size = input_size(OP, stringify!($size), $size, $nd)?;
             let (stride, padding) = pair(OP, (stride, padding), false)?;
-            dispatch!(common_dtype(OP, [&delta, &w])?, T => {
+            dispatch!(common_dtype(OP, [&delta, &w])?, |T| {
                 let (d, w) = (delta.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
                 let (d, w) = (d.as_array(), w.as_array());
                 Ok(one(py.detach(|| conv::conv_backward_input(d, w, &size, stride, padding))?, py))
@@ -171,7 +162,7 @@ macro_rules! conv_bindings {
             signature = (x, delta, grad_w, grad_b = None, stride = Int::of(1), padding = Int::of(0)),
             text_signature = "(x, delta, grad_w, grad_b=None, stride=1, padding=0)"
         )]
-        fn $bw(
+        pub(super) fn $bw(
             py: Python<'_>,
             x: &Bound<'_, PyAny>,
             delta: &Bound<'_, PyAny>,
@@ -187,7 +178,7 @@ macro_rules! conv_bindings {
             let grad_b = optional(OP, "grad_b", grad_b, "(Cout,)")?;
             let (stride, padding) = pair(OP, (stride, padding), false)?;
             let dtype = common_dtype(OP, [&x, &delta, &grad_w].into_iter().chain(&grad_b))?;
-            dispatch!(dtype, T => {
+            dispatch!(dtype, |T| {
                 let mut gw = grad_w.readwrite::<T, IxDyn>()?;
                 let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>()).transpose()?;
                 let (x, d) = (x.readonly::<T, IxDyn>()?, delta.readonly::<T, IxDyn>()?);
@@ -208,11 +199,4 @@ conv_bindings! {
     ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"], 4, input_hw,
     "(delta, w, input_hw, stride=1, padding=0)", "(N, H, W, Cin)", "(K, K, Cin, Cout)",
     "(N, H', W', Cout)";
-}
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    add_functions! { m,
-        conv1d_py, conv1d_backward_input_py, conv1d_backward_weight_py, conv2d_py,
-        conv2d_backward_input_py, conv2d_backward_weight_py
-    }
 }

@@ -4,7 +4,7 @@
 use ndarray::{Ix1, IxDyn};
 use pyo3::prelude::*;
 
-use super::conv::{add_functions, conv_inputs, int, int_arg, pair};
+use super::conv::{conv_inputs, int, int_arg, pair};
 use super::pool::two;
 use super::{common_dtype, dispatch, one, optional, FloatArg, Int};
 use crate::convpool::{conv_maxpool, conv_maxpool_backward};
@@ -22,7 +22,7 @@ macro_rules! conv_pool {
        $nd:literal, $xs:literal, $ws:literal, $ys:literal);* $(;)?) => {$(
         #[pyfunction(name = $name)]
         #[allow(clippy::too_many_arguments)]
-        fn $fwd<'py>(
+        pub(super) fn $fwd<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
             w: &Bound<'py, PyAny>,
@@ -35,7 +35,7 @@ macro_rules! conv_pool {
             const OP: &str = $name;
             let (x, w, b, dtype) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
             let (conv, pool) = sizes(OP, (stride, padding), (k, pool_stride))?;
-            dispatch!(dtype, T => {
+            dispatch!(dtype, |T| {
                 let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
                 let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
                 let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
@@ -45,7 +45,7 @@ macro_rules! conv_pool {
 
         #[pyfunction(name = $bname)]
         #[allow(clippy::too_many_arguments)]
-        fn $bwd<'py>(
+        pub(super) fn $bwd<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
             w: &Bound<'py, PyAny>,
@@ -67,7 +67,7 @@ macro_rules! conv_pool {
             let grad_b = optional(OP, "grad_b", grad_b, "(Cout,)")?;
             let (conv, pool) = sizes(OP, (stride, padding), (k, pool_stride))?;
             let dtype = common_dtype(OP, [&x, &w, &delta, &grad_w].into_iter().chain(&grad_b))?;
-            dispatch!(dtype, T => {
+            dispatch!(dtype, |T| {
                 let a = int_arg::<i32, IxDyn>(OP, "argmax", argmax, ($nd, $ys))?;
                 let mut gw = grad_w.readwrite::<T, IxDyn>()?;
                 let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>()).transpose()?;
@@ -87,11 +87,4 @@ conv_pool! {
     3, "(N, L, Cin)", "(K, Cin, Cout)", "(N, L', Cout)";
     conv2d_maxpool_py, conv2d_maxpool_backward_py, "conv2d_maxpool", "conv2d_maxpool_backward",
     4, "(N, H, W, Cin)", "(K, K, Cin, Cout)", "(N, H', W', Cout)";
-}
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    add_functions! { m,
-        conv1d_maxpool_py, conv1d_maxpool_backward_py, conv2d_maxpool_py,
-        conv2d_maxpool_backward_py
-    }
 }

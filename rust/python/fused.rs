@@ -11,13 +11,13 @@
 
 use std::any::Any;
 
-use ndarray::{Ix1, Ix2, IxDyn};
-use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyUntypedArrayMethods};
+use ndarray::{Dimension, Ix1, Ix2, IxDyn};
+use numpy::{Element, IntoPyArray, PyArray, PyArray1, PyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use super::conv::{add_functions, int_arg};
+use super::conv::int_arg;
 use super::{common_dtype, dispatch, one, readonly, readwrite, FloatArg, ANY};
 use crate::activation::{backward_at_input, forward_array, Activation};
 use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
@@ -47,9 +47,6 @@ struct Layer<'a, 'py, T: Element> {
     gb: Option<&'a Bound<'py, PyArray1<T>>>,
 }
 
-/// An array argument beside the lists: name, array, dimensions, expected shape.
-type Other<'a, 'py> = (&'static str, &'a Bound<'py, PyAny>, usize, &'static str);
-
 impl<'a, 'py> Lists<'a, 'py> {
     fn new(
         op: &'static str,
@@ -73,67 +70,51 @@ impl<'a, 'py> Lists<'a, 'py> {
         })
     }
 
-    /// The layers as `T` ndarrays; else the error of [`Lists::explain`].
-    fn layers<T: Element>(&self, others: &[Other<'_, 'py>]) -> PyResult<Vec<Layer<'a, 'py, T>>> {
-        let vector = |b: Option<&'a Bound<'py, PyAny>>| match b.filter(|b| !b.is_none()) {
-            None => Some(None),
-            Some(b) => b.cast::<PyArray1<T>>().ok().map(Some),
+    /// The layers as ndarrays of `x`'s dtype `T`; else the error of [`typed`].
+    fn layers<T: Element>(&self, x: &FloatArg<'py>) -> PyResult<Vec<Layer<'a, 'py, T>>> {
+        let given = |name, a: &'a Bound<'py, PyAny>| match a.is_none() {
+            true => Err(PyValueError::new_err(format!(
+                "{}: a {name} is None",
+                self.op
+            ))),
+            false => typed(x, name, a),
         };
-        let layer = |i: usize| {
-            Some(Layer {
-                w: self.w[i].cast().ok()?,
-                b: vector(self.b.get(i))?,
-                gw: match self.gw.get(i) {
-                    Some(gw) => Some(gw.cast().ok()?),
-                    None => None,
-                },
-                gb: vector(self.gb.get(i))?,
+        let optional = |name, b: Option<&'a Bound<'py, PyAny>>| {
+            (b.filter(|b| !b.is_none()))
+                .map(|b| typed(x, name, b))
+                .transpose()
+        };
+        (0..self.w.len())
+            .map(|i| {
+                Ok(Layer {
+                    w: given("weight", &self.w[i])?,
+                    b: optional("bias", self.b.get(i))?,
+                    gw: (self.gw.get(i).map(|g| given("grad_weight", g))).transpose()?,
+                    gb: optional("grad_bias", self.gb.get(i))?,
+                })
             })
-        };
-        let layers: Option<Vec<_>> = (0..self.w.len()).map(layer).collect();
-        layers.ok_or_else(|| self.explain(others))
+            .collect()
     }
+}
 
-    /// `obj` as a `T` ndarray of dimension 2; else the error of [`Lists::explain`].
-    fn matrix<'b, T: Element>(
-        &self,
-        obj: &'b Bound<'py, PyAny>,
-        others: &[Other<'_, 'py>],
-    ) -> PyResult<&'b Bound<'py, PyArray2<T>>> {
-        obj.cast().map_err(|_| self.explain(others))
-    }
-
-    /// Why the arrays (`others`, then the lists) are not all `T` ndarrays of
-    /// one dtype: the checks name the first that fails.
-    fn explain(&self, others: &[Other<'_, 'py>]) -> PyErr {
-        let op = self.op;
-        let lists = [
-            ("weight", self.w, 2, false),
-            ("bias", self.b, 1, true),
-            ("grad_weight", self.gw, 2, false),
-            ("grad_bias", self.gb, 1, true),
-        ];
-        let check = || -> PyResult<()> {
-            let mut all = (others.iter())
-                .map(|&(name, obj, ndim, shape)| FloatArg::new(op, name, obj, ndim, shape))
-                .collect::<PyResult<Vec<_>>>()?;
-            for (name, items, ndim, optional) in lists {
-                let shape = if ndim == 1 { "(out,)" } else { "(in, out)" };
-                for item in items.iter().filter(|item| !(optional && item.is_none())) {
-                    if item.is_none() {
-                        let msg = format!("{op}: a {name} is None");
-                        return Err(PyValueError::new_err(msg));
-                    }
-                    all.push(FloatArg::new(op, name, item, ndim, shape)?);
-                }
-            }
-            common_dtype(op, &all).map(|_| ())
+/// `obj`, the argument `name`, as a `T` ndarray of dimension `D`, `T` being
+/// `x`'s dtype: one cast; when it fails, the `FloatArg` checks say why.
+fn typed<'a, 'py, T: Element, D: Dimension>(
+    x: &FloatArg<'py>,
+    name: &'static str,
+    obj: &'a Bound<'py, PyAny>,
+) -> PyResult<&'a Bound<'py, PyArray<T, D>>> {
+    obj.cast().or_else(|_| {
+        let ndim = D::NDIM.expect("a fixed dimension");
+        let shape = match (ndim, name) {
+            (1, _) => "(out,)",
+            (_, "weight" | "grad_weight") => "(in, out)",
+            _ => "(N, out)",
         };
-        check().err().unwrap_or_else(|| {
-            let msg = "every array must be a float32 or float64 ndarray of one dtype";
-            PyTypeError::new_err(format!("{op}: {msg}"))
-        })
-    }
+        common_dtype(x.op, [x, &FloatArg::new(x.op, name, obj, ndim, shape)?])?;
+        let msg = format!("{}: {name} must be an ndarray of x's dtype", x.op);
+        Err(PyTypeError::new_err(msg))
+    })
 }
 
 /// Checks that every per-layer list has one entry per layer.
@@ -176,7 +157,7 @@ fn with_dense<T: Element, R>(
 /// output). ``biases`` holds arrays or None; ``activations`` holds one
 /// ``Activation`` per layer.
 #[pyfunction(name = "dense_forward")]
-fn dense_forward_py<'py>(
+pub(super) fn dense_forward_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     weights: Vec<Bound<'py, PyAny>>,
@@ -184,10 +165,9 @@ fn dense_forward_py<'py>(
     activations: Vec<Activation>,
 ) -> PyResult<Bound<'py, PyList>> {
     let lists = Lists::new("dense_forward", (&weights, &biases), activations, None)?;
-    let others = [("x", x, 2, "(N, in)")];
     let x = FloatArg::new(lists.op, "x", x, 2, "(N, in)")?;
-    dispatch!(x.dtype, T => {
-        let layers = lists.layers::<T>(&others)?;
+    dispatch!(x.dtype, |T| {
+        let layers = lists.layers::<T>(&x)?;
         let x = x.readonly::<T, Ix2>()?;
         let x = x.as_array();
         with_dense(lists.op, &layers, &lists.acts, |layers| {
@@ -208,7 +188,7 @@ fn dense_forward_py<'py>(
 #[pyfunction(name = "dense_backward")]
 #[pyo3(signature = (x, outputs, weights, biases, activations, grad_weights, grad_biases, delta, input_delta = true))]
 #[allow(clippy::too_many_arguments)]
-fn dense_backward_py<'py>(
+pub(super) fn dense_backward_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     outputs: Vec<Bound<'py, PyAny>>,
@@ -224,16 +204,15 @@ fn dense_backward_py<'py>(
     check_counts(OP, weights.len(), &[("outputs", outputs.len())])?;
     let grads = Some((&grad_weights[..], &grad_biases[..]));
     let lists = Lists::new(OP, (&weights, &biases), activations, grads)?;
-    let mut others = vec![("x", x, 2, "(N, in)"), ("delta", delta, 2, "(N, out)")];
-    others.extend(outputs.iter().map(|y| ("output", y, 2, "(N, out)")));
     let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
-    dispatch!(x.dtype, T => {
-        let delta = lists.matrix::<T>(delta, &others)?;
-        let layers = lists.layers::<T>(&others)?;
-        let ys = (outputs.iter()).map(|y| lists.matrix::<T>(y, &others));
+    dispatch!(x.dtype, |T| {
+        let delta = typed::<T, Ix2>(&x, "delta", delta)?;
+        let ys = (outputs.iter()).map(|y| typed::<T, Ix2>(&x, "output", y));
         let ys = ys.collect::<PyResult<Vec<_>>>()?;
+        let layers = lists.layers::<T>(&x)?;
         let (x, delta) = (x.readonly::<T, Ix2>()?, readonly(OP, "delta", delta)?);
-        let ys = (ys.into_iter().map(|y| readonly(OP, "output", y))).collect::<PyResult<Vec<_>>>()?;
+        let ys =
+            (ys.into_iter().map(|y| readonly(OP, "output", y))).collect::<PyResult<Vec<_>>>()?;
         with_dense(OP, &layers, &lists.acts, |dense| {
             let mut grads = (layers.iter())
                 .map(|l| {
@@ -250,9 +229,8 @@ fn dense_backward_py<'py>(
                 .collect();
             let ys: Vec<_> = ys.iter().map(|y| y.as_array()).collect();
             let (x, delta) = (x.as_array(), delta.as_array());
-            let dx = py.detach(|| {
-                fused::dense_backward(x, &ys, &dense, &mut grads, delta, input_delta)
-            })?;
+            let dx = py
+                .detach(|| fused::dense_backward(x, &ys, &dense, &mut grads, delta, input_delta))?;
             Ok(dx.map(|dx| one(dx, py)))
         })
     })
@@ -271,7 +249,7 @@ fn dense_backward_py<'py>(
 /// cross-entropies.
 #[pyclass(name = "DenseTrainer", module = "diy_nn._core")]
 #[derive(Default)]
-struct DenseTrainer {
+pub(super) struct DenseTrainer {
     /// The buffers of the last step (a `TrainScratch` of its dtype).
     scratch: Option<Box<dyn Any + Send + Sync>>,
     /// Whether the last step succeeded (its output is then in `scratch`).
@@ -324,10 +302,9 @@ impl DenseTrainer {
             return Err(PyValueError::new_err(msg));
         }
         self.done = false;
-        let others = [("x", x, 2, "(N, in)")];
         let xa = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
-        let mean = dispatch!(xa.dtype, T => {
-            let layers = lists.layers::<T>(&others)?;
+        let mean = dispatch!(xa.dtype, |T| {
+            let layers = lists.layers::<T>(&xa)?;
             let index = (target.cast::<numpy::PyUntypedArray>()).is_ok_and(|a| a.ndim() == 1);
             let target = match (index, target.cast::<PyArray2<T>>()) {
                 (true, _) => TargetArg::Index(int_arg::<i64, Ix1>(
@@ -405,7 +382,7 @@ impl DenseTrainer {
     module = "diy_nn._core"
 )]
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
+pub(super) enum Kind {
     Identity,
     TanH,
     Sigmoid,
@@ -458,13 +435,13 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Activation {
 /// ``act`` (an ``Activation``, or a tuple with its parameters) of ``x``,
 /// elementwise, any shape; a new array.
 #[pyfunction(name = "activation")]
-fn activation_py<'py>(
+pub(super) fn activation_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     act: Activation,
 ) -> PyResult<Bound<'py, PyAny>> {
     let x = FloatArg::new("activation", "x", x, ANY, "")?;
-    dispatch!(x.dtype, T => {
+    dispatch!(x.dtype, |T| {
         let x = x.readonly::<T, IxDyn>()?;
         let x = x.as_array();
         Ok(one(py.detach(|| forward_array(act, x)), py))
@@ -476,7 +453,7 @@ fn activation_py<'py>(
 /// ``delta ⊙ act'(x)``, from the input ``x`` (exact for every activation);
 /// ``delta`` has the shape and dtype of ``x``.
 #[pyfunction(name = "activation_backward")]
-fn activation_backward_py<'py>(
+pub(super) fn activation_backward_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     delta: &Bound<'py, PyAny>,
@@ -485,7 +462,7 @@ fn activation_backward_py<'py>(
     const OP: &str = "activation_backward";
     let x = FloatArg::new(OP, "x", x, ANY, "")?;
     let delta = FloatArg::new(OP, "delta", delta, ANY, "")?;
-    dispatch!(common_dtype(OP, [&x, &delta])?, T => {
+    dispatch!(common_dtype(OP, [&x, &delta])?, |T| {
         let (x, d) = (x.readonly::<T, IxDyn>()?, delta.readonly::<T, IxDyn>()?);
         let (x, d) = (x.as_array(), d.as_array());
         Ok(one(py.detach(|| backward_at_input(act, x, d))?, py))
@@ -505,12 +482,3 @@ macro_rules! reduce_to_name {
     )*};
 }
 reduce_to_name!(Kind, LossKind);
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<DenseTrainer>()?;
-    m.add_class::<Kind>()?;
-    m.add_class::<LossKind>()?;
-    add_functions! { m,
-        dense_forward_py, dense_backward_py, activation_py, activation_backward_py
-    }
-}

@@ -12,7 +12,7 @@ use crate::matmul;
 /// Any strides work, so ``matmul(x.T, delta)`` multiplies by a transpose
 /// without copying it.
 #[pyfunction(name = "matmul")]
-fn matmul_py<'py>(
+pub(super) fn matmul_py<'py>(
     py: Python<'py>,
     a: &Bound<'py, PyAny>,
     b: &Bound<'py, PyAny>,
@@ -20,7 +20,7 @@ fn matmul_py<'py>(
     const OP: &str = "matmul";
     let a = FloatArg::new(OP, "a", a, 2, "(m, k)")?;
     let b = FloatArg::new(OP, "b", b, 2, "(k, n)")?;
-    dispatch!(common_dtype(OP, [&a, &b])?, T => {
+    dispatch!(common_dtype(OP, [&a, &b])?, |T| {
         let (a, b) = (a.readonly::<T, Ix2>()?, b.readonly::<T, Ix2>()?);
         let (a, b) = (a.as_array(), b.as_array());
         Ok(one(py.detach(|| matmul::matmul(a, b))?, py))
@@ -34,7 +34,7 @@ fn matmul_py<'py>(
 /// ``addmm(grad_w, x.T, delta)`` adds ``xᵀ·δ`` to ``grad_w`` with no temporary.
 #[pyfunction(name = "addmm")]
 #[pyo3(signature = (out, a, b, alpha = 1.0, beta = 1.0))]
-fn addmm_py(
+pub(super) fn addmm_py(
     py: Python<'_>,
     out: &Bound<'_, PyAny>,
     a: &Bound<'_, PyAny>,
@@ -46,7 +46,7 @@ fn addmm_py(
     let out = FloatArg::new(OP, "out", out, 2, "(m, n)")?;
     let a = FloatArg::new(OP, "a", a, 2, "(m, k)")?;
     let b = FloatArg::new(OP, "b", b, 2, "(k, n)")?;
-    dispatch!(common_dtype(OP, [&out, &a, &b])?, T => {
+    dispatch!(common_dtype(OP, [&out, &a, &b])?, |T| {
         let mut out = out.readwrite::<T, Ix2>()?;
         let (a, b) = (a.readonly::<T, Ix2>()?, b.readonly::<T, Ix2>()?);
         let (out, a, b) = (out.as_array_mut(), a.as_array(), b.as_array());
@@ -63,7 +63,7 @@ fn addmm_py(
 /// accumulated on it, so there is no temporary.
 #[pyfunction(name = "linear")]
 #[pyo3(signature = (x, w, b = None))]
-fn linear_py<'py>(
+pub(super) fn linear_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     w: &Bound<'py, PyAny>,
@@ -73,14 +73,10 @@ fn linear_py<'py>(
     let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
     let w = FloatArg::new(OP, "w", w, 2, "(in, out)")?;
     let b = optional(OP, "bias", b, "(out,)")?;
-    dispatch!(common_dtype(OP, [&x, &w].into_iter().chain(&b))?, T => {
+    dispatch!(common_dtype(OP, [&x, &w].into_iter().chain(&b))?, |T| {
         let (x, w) = (x.readonly::<T, Ix2>()?, w.readonly::<T, Ix2>()?);
         let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
         let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
         Ok(one(py.detach(|| matmul::linear(x, w, b))?, py))
     })
-}
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    super::conv::add_functions!(m, matmul_py, addmm_py, linear_py)
 }

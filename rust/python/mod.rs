@@ -58,7 +58,7 @@ impl DType {
 
 /// Runs `$body` with the type `$t` set to `f32` or `f64`, as `$dtype` says.
 macro_rules! dispatch {
-    ($dtype:expr, $t:ident => $body:expr) => {
+    ($dtype:expr, |$t:ident| $body:block) => {
         match $dtype {
             $crate::python::DType::F32 => {
                 type $t = f32;
@@ -300,19 +300,45 @@ fn debug_build() -> bool {
     cfg!(debug_assertions)
 }
 
+/// The extension module `diy_nn._core`.
 #[pymodule]
-fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("ShapeError", m.py().get_type::<ShapeError>())?;
-    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(debug_build, m)?)?;
-    linalg::register(m)?;
-    conv::register(m)?;
-    convpool::register(m)?;
-    pool::register(m)?;
-    softmax::register(m)?;
-    fused::register(m)?;
-    optim::register(m)?;
-    Ok(())
+mod _core {
+    #[pymodule_export]
+    use super::{
+        conv::{
+            conv1d_backward_input_py, conv1d_backward_weight_py, conv1d_py,
+            conv2d_backward_input_py, conv2d_backward_weight_py, conv2d_py,
+        },
+        convpool::{
+            conv1d_maxpool_backward_py, conv1d_maxpool_py, conv2d_maxpool_backward_py,
+            conv2d_maxpool_py,
+        },
+        debug_build,
+        fused::{
+            activation_backward_py, activation_py, dense_backward_py, dense_forward_py,
+            DenseTrainer, Kind,
+        },
+        get_num_threads,
+        linalg::{addmm_py, linear_py, matmul_py},
+        optim::optim_update_py,
+        pool::{
+            avg_pool1d_backward_py, avg_pool1d_py, avg_pool2d_backward_py, avg_pool2d_py,
+            max_pool1d_backward_py, max_pool1d_py, max_pool2d_backward_py, max_pool2d_py,
+        },
+        set_num_threads,
+        softmax::{
+            cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward, softmax,
+            softmax_backward,
+        },
+    };
+    #[pymodule_export]
+    use crate::{loss::LossKind, optim::Rule};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("ShapeError", m.py().get_type::<super::ShapeError>())
+    }
 }

@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 
 use super::{dispatch, readonly, readwrite, FloatArg, ShapeError, ANY};
 use crate::error::fmt_shape;
-use crate::optim::{self, Hyper, Rule, Slot};
+use crate::optim::{self, Hyper, Slot};
 
 const OP: &str = "optim_update";
 
@@ -40,7 +40,7 @@ fn typed<'py, T: Element>(
 /// (``optim.rs``'s ``Hyper``); ``slots``: per parameter ``[param, grad, *state]``, all
 /// C-contiguous, of its shape and the first parameter's dtype.
 #[pyfunction(name = "optim_update")]
-fn optim_update_py(
+pub(super) fn optim_update_py(
     py: Python<'_>,
     hyper: Hyper,
     slots: Vec<Vec<Bound<'_, PyAny>>>,
@@ -54,7 +54,7 @@ fn optim_update_py(
         return Ok(());
     };
     let dtype = FloatArg::new(OP, "param", &first[0], ANY, "")?.dtype;
-    dispatch!(dtype, T => {
+    dispatch!(dtype, |T| {
         let mut borrows = Vec::with_capacity(slots.len());
         for arrays in &slots {
             let p = typed::<T>(&arrays[0], 0, None)?;
@@ -77,9 +77,4 @@ fn optim_update_py(
         py.detach(|| optim::update(hyper, slots))?;
         Ok(())
     })
-}
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Rule>()?;
-    m.add_function(wrap_pyfunction!(optim_update_py, m)?)
 }

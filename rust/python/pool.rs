@@ -6,7 +6,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use super::conv::{add_functions, input_size, int_arg, pair};
+use super::conv::{input_size, int_arg, pair};
 use super::{dispatch, one, FloatArg, Int};
 use crate::pool;
 
@@ -26,7 +26,7 @@ fn forward<'py>(
     (k, stride): (usize, usize),
     max: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    dispatch!(x.dtype, T => {
+    dispatch!(x.dtype, |T| {
         let x = x.readonly::<T, IxDyn>()?;
         let x = x.as_array();
         Ok(match max {
@@ -59,7 +59,7 @@ macro_rules! pool_bindings {
        [$mn:literal, $mbn:literal, $an:literal, $abn:literal], $nd:literal, $size:ident,
        $xs:literal, $ds:literal);* $(;)?) => {$(
         #[pyfunction(name = $mn)]
-        fn $max<'py>(
+        pub(super) fn $max<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
             k: Int,
@@ -70,7 +70,7 @@ macro_rules! pool_bindings {
         }
 
         #[pyfunction(name = $an)]
-        fn $avg<'py>(
+        pub(super) fn $avg<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
             k: Int,
@@ -82,7 +82,7 @@ macro_rules! pool_bindings {
 
         #[pyfunction(name = $mbn)]
         #[pyo3(signature = (delta, argmax, $size, k=None, stride=None))]
-        fn $max_bw<'py>(
+        pub(super) fn $max_bw<'py>(
             py: Python<'py>,
             delta: &Bound<'py, PyAny>,
             argmax: &Bound<'py, PyAny>,
@@ -94,7 +94,7 @@ macro_rules! pool_bindings {
             let delta = FloatArg::new(OP, "delta", delta, $nd, $ds)?;
             let size = input_size(OP, stringify!($size), $size, $nd)?;
             let win = window(OP, k, stride)?;
-            dispatch!(delta.dtype, T => {
+            dispatch!(delta.dtype, |T| {
                 let a = int_arg::<i32, IxDyn>(OP, "argmax", argmax, ($nd, $ds))?;
                 let d = delta.readonly::<T, IxDyn>()?;
                 let (d, a) = (d.as_array(), a.as_array());
@@ -103,7 +103,7 @@ macro_rules! pool_bindings {
         }
 
         #[pyfunction(name = $abn)]
-        fn $avg_bw<'py>(
+        pub(super) fn $avg_bw<'py>(
             py: Python<'py>,
             delta: &Bound<'py, PyAny>,
             $size: &Bound<'py, PyAny>,
@@ -114,7 +114,7 @@ macro_rules! pool_bindings {
             let delta = FloatArg::new(OP, "delta", delta, $nd, $ds)?;
             let size = input_size(OP, stringify!($size), $size, $nd)?;
             let (k, stride) = pair(OP, (k, stride), true)?;
-            dispatch!(delta.dtype, T => {
+            dispatch!(delta.dtype, |T| {
                 let d = delta.readonly::<T, IxDyn>()?;
                 let d = d.as_array();
                 Ok(one(py.detach(|| pool::avg_pool_backward(d, &size, k, stride))?, py))
@@ -130,11 +130,4 @@ pool_bindings! {
     max_pool2d_py, max_pool2d_backward_py, avg_pool2d_py, avg_pool2d_backward_py,
     ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"], 4, input_hw,
     "(N, H, W, C)", "(N, H', W', C)";
-}
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    add_functions! { m,
-        max_pool1d_py, max_pool1d_backward_py, avg_pool1d_py, avg_pool1d_backward_py,
-        max_pool2d_py, max_pool2d_backward_py, avg_pool2d_py, avg_pool2d_backward_py
-    }
 }

@@ -4,7 +4,7 @@ use ndarray::{Ix1, Ix2};
 use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use super::conv::{add_functions, int_arg};
+use super::conv::int_arg;
 use super::{common_dtype, dispatch, one, FloatArg};
 use crate::loss::{self, Target};
 use crate::softmax as kernels;
@@ -13,13 +13,13 @@ use crate::softmax as kernels;
 macro_rules! rowwise {
     ($name:ident, $($arg:ident),+) => {
         #[pyfunction]
-        fn $name<'py>(
+        pub(super) fn $name<'py>(
             py: Python<'py>,
             $($arg: &Bound<'py, PyAny>),+
         ) -> PyResult<Bound<'py, PyAny>> {
             const OP: &str = stringify!($name);
             $(let $arg = FloatArg::new(OP, stringify!($arg), $arg, 2, "(N, k)")?;)+
-            dispatch!(common_dtype(OP, [$(&$arg),+])?, T => {
+            dispatch!(common_dtype(OP, [$(&$arg),+])?, |T| {
                 $(let $arg = $arg.readonly::<T, Ix2>()?;)+
                 $(let $arg = $arg.as_array();)+
                 Ok(one(py.detach(|| kernels::$name($($arg),+))?, py))
@@ -43,7 +43,7 @@ fn ce<'py>(
     backward: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let logits = FloatArg::new(op, "logits", logits, 2, "(N, k)")?;
-    dispatch!(logits.dtype, T => {
+    dispatch!(logits.dtype, |T| {
         let x = logits.readonly::<T, Ix2>()?;
         let x = x.as_array();
         let run = |t: Target<'_, T>| -> PyResult<Bound<'py, PyAny>> {
@@ -71,7 +71,7 @@ fn ce<'py>(
 /// Per-sample loss `(N,)`; `target` is `(N,)` int64 class indices or `(N, k)`
 /// float probabilities of the dtype of `logits`.
 #[pyfunction]
-fn cross_entropy<'py>(
+pub(super) fn cross_entropy<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
@@ -83,17 +83,10 @@ fn cross_entropy<'py>(
 ///
 /// Gradient of the sum of the per-sample losses with respect to `logits`.
 #[pyfunction]
-fn cross_entropy_backward<'py>(
+pub(super) fn cross_entropy_backward<'py>(
     py: Python<'py>,
     logits: &Bound<'py, PyAny>,
     target: &Bound<'py, PyAny>,
 ) -> PyResult<Bound<'py, PyAny>> {
     ce(py, "cross_entropy_backward", logits, target, true)
-}
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    add_functions! { m,
-        softmax, softmax_backward, log_softmax, log_softmax_backward, cross_entropy,
-        cross_entropy_backward
-    }
 }

@@ -121,9 +121,8 @@ macro_rules! conv_bindings {
             stride: Int,
             padding: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            const OP: &str = $f;
-            let (x, w, b, dtype) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
-            let (stride, padding) = pair(OP, (stride, padding), false)?;
+            let (x, w, b, dtype) = conv_inputs($f, (x, w, b), $nd, ($xs, $ws))?;
+            let (stride, padding) = pair($f, (stride, padding), false)?;
             dispatch!(dtype, |T| {
                 let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
                 let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
@@ -145,15 +144,15 @@ macro_rules! conv_bindings {
             stride: Int,
             padding: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            const OP: &str = $bi;
-            let delta = FloatArg::new(OP, "delta", delta, $nd, $ds)?;
-            let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
-            let size = input_size(OP, stringify!($size), $size, $nd)?;
-            let (stride, padding) = pair(OP, (stride, padding), false)?;
-            dispatch!(common_dtype(OP, [&delta, &w])?, |T| {
+            let delta = FloatArg::new($bi, "delta", delta, $nd, $ds)?;
+            let w = FloatArg::new($bi, "w", w, $nd, $ws)?;
+            let size = input_size($bi, stringify!($size), $size, $nd)?;
+            let (stride, padding) = pair($bi, (stride, padding), false)?;
+            dispatch!(common_dtype($bi, [&delta, &w])?, |T| {
                 let (d, w) = (delta.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
                 let (d, w) = (d.as_array(), w.as_array());
-                Ok(one(py.detach(|| conv::conv_backward_input(d, w, &size, stride, padding))?, py))
+                let dx = py.detach(|| conv::conv_backward_input(d, w, &size, stride, padding))?;
+                Ok(one(dx, py))
             })
         }
 
@@ -171,14 +170,13 @@ macro_rules! conv_bindings {
             stride: Int,
             padding: Int,
         ) -> PyResult<()> {
-            const OP: &str = $bwn;
-            let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
-            let delta = FloatArg::new(OP, "delta", delta, $nd, $ds)?;
-            let grad_w = FloatArg::new(OP, "grad_w", grad_w, $nd, $ws)?;
-            let grad_b = optional(OP, "grad_b", grad_b, "(Cout,)")?;
-            let (stride, padding) = pair(OP, (stride, padding), false)?;
-            let dtype = common_dtype(OP, [&x, &delta, &grad_w].into_iter().chain(&grad_b))?;
-            dispatch!(dtype, |T| {
+            let x = FloatArg::new($bwn, "x", x, $nd, $xs)?;
+            let delta = FloatArg::new($bwn, "delta", delta, $nd, $ds)?;
+            let grad_w = FloatArg::new($bwn, "grad_w", grad_w, $nd, $ws)?;
+            let grad_b = optional($bwn, "grad_b", grad_b, "(Cout,)")?;
+            let (stride, padding) = pair($bwn, (stride, padding), false)?;
+            let args = [&x, &delta, &grad_w].into_iter().chain(&grad_b);
+            dispatch!(common_dtype($bwn, args)?, |T| {
                 let mut gw = grad_w.readwrite::<T, IxDyn>()?;
                 let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>()).transpose()?;
                 let (x, d) = (x.readonly::<T, IxDyn>()?, delta.readonly::<T, IxDyn>()?);

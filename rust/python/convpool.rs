@@ -32,9 +32,8 @@ macro_rules! conv_pool {
             k: Int,
             pool_stride: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            const OP: &str = $name;
-            let (x, w, b, dtype) = conv_inputs(OP, (x, w, b), $nd, ($xs, $ws))?;
-            let (conv, pool) = sizes(OP, (stride, padding), (k, pool_stride))?;
+            let (x, w, b, dtype) = conv_inputs($name, (x, w, b), $nd, ($xs, $ws))?;
+            let (conv, pool) = sizes($name, (stride, padding), (k, pool_stride))?;
             dispatch!(dtype, |T| {
                 let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
                 let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
@@ -59,23 +58,23 @@ macro_rules! conv_pool {
             pool_stride: Int,
             input_delta: bool,
         ) -> PyResult<Option<Bound<'py, PyAny>>> {
-            const OP: &str = $bname;
-            let x = FloatArg::new(OP, "x", x, $nd, $xs)?;
-            let w = FloatArg::new(OP, "w", w, $nd, $ws)?;
-            let delta = FloatArg::new(OP, "delta", delta, $nd, $ys)?;
-            let grad_w = FloatArg::new(OP, "grad_w", grad_w, $nd, $ws)?;
-            let grad_b = optional(OP, "grad_b", grad_b, "(Cout,)")?;
-            let (conv, pool) = sizes(OP, (stride, padding), (k, pool_stride))?;
-            let dtype = common_dtype(OP, [&x, &w, &delta, &grad_w].into_iter().chain(&grad_b))?;
-            dispatch!(dtype, |T| {
-                let a = int_arg::<i32, IxDyn>(OP, "argmax", argmax, ($nd, $ys))?;
+            let x = FloatArg::new($bname, "x", x, $nd, $xs)?;
+            let w = FloatArg::new($bname, "w", w, $nd, $ws)?;
+            let delta = FloatArg::new($bname, "delta", delta, $nd, $ys)?;
+            let grad_w = FloatArg::new($bname, "grad_w", grad_w, $nd, $ws)?;
+            let grad_b = optional($bname, "grad_b", grad_b, "(Cout,)")?;
+            let (conv, pool) = sizes($bname, (stride, padding), (k, pool_stride))?;
+            let args = [&x, &w, &delta, &grad_w].into_iter().chain(&grad_b);
+            dispatch!(common_dtype($bname, args)?, |T| {
+                let a = int_arg::<i32, IxDyn>($bname, "argmax", argmax, ($nd, $ys))?;
                 let mut gw = grad_w.readwrite::<T, IxDyn>()?;
                 let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>()).transpose()?;
                 let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
                 let d = delta.readonly::<T, IxDyn>()?;
                 let (xw, da) = ((x.as_array(), w.as_array()), (d.as_array(), a.as_array()));
                 let grads = (gw.as_array_mut(), gb.as_mut().map(|b| b.as_array_mut()));
-                let dx = py.detach(|| conv_maxpool_backward(xw, da, grads, conv, pool, input_delta))?;
+                let dx =
+                    py.detach(|| conv_maxpool_backward(xw, da, grads, conv, pool, input_delta))?;
                 Ok(dx.map(|dx| one(dx, py)))
             })
         }

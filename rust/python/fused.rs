@@ -11,13 +11,17 @@
 
 use std::any::Any;
 
-use ndarray::{Dimension, Ix1, Ix2, IxDyn};
-use numpy::{Element, IntoPyArray, PyArray, PyArray1, PyArray2, PyUntypedArrayMethods};
+use ndarray::{Dimension, Ix2, IxDyn};
+use numpy::{
+    Element, IntoPyArray, PyArray, PyArray1, PyArray2, PyReadwriteArray1, PyReadwriteArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use super::conv::int_arg;
+use super::softmax::INDICES;
 use super::{common_dtype, dispatch, one, readonly, readwrite, FloatArg, ANY};
 use crate::activation::{backward_at_input, forward_array, Activation};
 use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
@@ -117,6 +121,20 @@ fn typed<'a, 'py, T: Element, D: Dimension>(
     })
 }
 
+impl<'py, T: Element> Layer<'_, 'py, T> {
+    /// Writeable borrows of the layer's gradients.
+    fn grads(&self, op: &str) -> PyResult<Grads<'py, T>> {
+        let gw = readwrite(op, "grad_weight", self.gw.expect("a gradient list"))?;
+        Ok((
+            gw,
+            self.gb.map(|b| readwrite(op, "grad_bias", b)).transpose()?,
+        ))
+    }
+}
+
+/// A layer's gradients, borrowed.
+type Grads<'py, T> = (PyReadwriteArray2<'py, T>, Option<PyReadwriteArray1<'py, T>>);
+
 /// Checks that every per-layer list has one entry per layer.
 fn check_counts(op: &str, n: usize, lists: &[(&str, usize)]) -> PyResult<()> {
     match lists.iter().find(|(_, len)| *len != n) {
@@ -136,11 +154,9 @@ fn with_dense<T: Element, R>(
     f: impl FnOnce(Vec<Dense<'_, T>>) -> PyResult<R>,
 ) -> PyResult<R> {
     let ws = (layers.iter()).map(|l| readonly(op, "weight", l.w));
+    let ws = ws.collect::<PyResult<Vec<_>>>()?;
     let bs = (layers.iter()).map(|l| l.b.map(|b| readonly(op, "bias", b)).transpose());
-    let (ws, bs) = (
-        ws.collect::<PyResult<Vec<_>>>()?,
-        bs.collect::<PyResult<Vec<_>>>()?,
-    );
+    let bs = bs.collect::<PyResult<Vec<_>>>()?;
     f((ws.iter().zip(&bs).zip(acts))
         .map(|((w, b), &act)| Dense {
             w: w.as_array(),
@@ -214,13 +230,8 @@ pub(super) fn dense_backward_py<'py>(
         let ys =
             (ys.into_iter().map(|y| readonly(OP, "output", y))).collect::<PyResult<Vec<_>>>()?;
         with_dense(OP, &layers, &lists.acts, |dense| {
-            let mut grads = (layers.iter())
-                .map(|l| {
-                    let gw = readwrite(OP, "grad_weight", l.gw.expect("a gradient list"))?;
-                    let gb = l.gb.map(|b| readwrite(OP, "grad_bias", b)).transpose();
-                    Ok((gw, gb?))
-                })
-                .collect::<PyResult<Vec<_>>>()?;
+            let grads = (layers.iter()).map(|l| l.grads(OP));
+            let mut grads = grads.collect::<PyResult<Vec<_>>>()?;
             let mut grads: Vec<_> = (grads.iter_mut())
                 .map(|(w, b)| DenseGrad {
                     w: w.as_array_mut(),
@@ -266,12 +277,6 @@ impl DenseTrainer {
     }
 }
 
-/// A training step's borrowed target: class indices or a `T` matrix.
-enum TargetArg<'py, T: Element> {
-    Index(numpy::PyReadonlyArray1<'py, i64>),
-    Prob(numpy::PyReadonlyArray2<'py, T>),
-}
-
 #[pymethods]
 impl DenseTrainer {
     #[new]
@@ -305,37 +310,27 @@ impl DenseTrainer {
         let xa = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
         let mean = dispatch!(xa.dtype, |T| {
             let layers = lists.layers::<T>(&xa)?;
-            let index = (target.cast::<numpy::PyUntypedArray>()).is_ok_and(|a| a.ndim() == 1);
-            let target = match (index, target.cast::<PyArray2<T>>()) {
-                (true, _) => TargetArg::Index(int_arg::<i64, Ix1>(
-                    OP,
-                    "target",
-                    target,
-                    (1, "(N,) of class indices"),
-                )?),
-                (false, Ok(p)) => TargetArg::Prob(readonly(OP, "target", p)?),
-                (false, Err(_)) => {
-                    // Not x's dtype, or not a 2-D float array: the checks say which.
-                    let p = FloatArg::new(OP, "target", target, 2, "(N, out)")?;
-                    common_dtype(OP, [&xa, &p])?;
-                    let msg = format!("{OP}: target must be a 2-D array of x's dtype");
-                    return Err(PyTypeError::new_err(msg));
+            let (index, prob);
+            let target = match target.cast::<numpy::PyUntypedArray>() {
+                Ok(a) if a.ndim() == 1 => {
+                    index = int_arg(OP, "target", target, (1, INDICES))?;
+                    Target::Index(index.as_array())
+                }
+                _ => {
+                    prob = readonly(OP, "target", typed(&xa, "target", target)?)?;
+                    Target::Prob(prob.as_array())
                 }
             };
             let x = xa.readonly::<T, Ix2>()?;
-            let optional = |b: Option<&Bound<'py, PyArray1<T>>>, name| {
-                b.map(|b| readwrite(OP, name, b)).transpose()
-            };
             let mut borrows = (layers.iter())
                 .map(|l| {
                     let w = readwrite(OP, "weight", l.w)?;
-                    let b = optional(l.b, "bias")?;
-                    let gw = readwrite(OP, "grad_weight", l.gw.expect("a gradient list"))?;
-                    Ok((w, b, gw, optional(l.gb, "grad_bias")?))
+                    let b = l.b.map(|b| readwrite(OP, "bias", b)).transpose()?;
+                    Ok(((w, b), l.grads(OP)?))
                 })
                 .collect::<PyResult<Vec<_>>>()?;
             let mut layers: Vec<TrainLayer<'_, T>> = (borrows.iter_mut().zip(&lists.acts))
-                .map(|((w, b, gw, gb), &act)| TrainLayer {
+                .map(|(((w, b), (gw, gb)), &act)| TrainLayer {
                     w: w.as_array_mut(),
                     b: b.as_mut().map(|b| b.as_array_mut()),
                     gw: gw.as_array_mut(),
@@ -343,10 +338,6 @@ impl DenseTrainer {
                     act,
                 })
                 .collect();
-            let target = match &target {
-                TargetArg::Index(t) => Target::Index(t.as_array()),
-                TargetArg::Prob(p) => Target::Prob(p.as_array()),
-            };
             let x = x.as_array();
             let lr = lr.map(|lr| lr as T);
             let scratch = self.scratch::<T>();

@@ -47,15 +47,6 @@ pub(crate) enum DType {
     F64,
 }
 
-impl DType {
-    fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "float32",
-            DType::F64 => "float64",
-        }
-    }
-}
-
 /// Runs `$body` with the type `$t` set to `f32` or `f64`, as `$dtype` says.
 macro_rules! dispatch {
     ($dtype:expr, |$t:ident| $body:block) => {
@@ -266,9 +257,9 @@ pub(crate) fn common_dtype<'a, 'py: 'a>(
         Some(other) => Err(PyTypeError::new_err(format!(
             "{op}: all arrays must have the same dtype, but {} is {} and {} is {}",
             first.name,
-            first.dtype.name(),
+            first.array.dtype(),
             other.name,
-            other.dtype.name()
+            other.array.dtype()
         ))),
     }
 }

@@ -90,12 +90,11 @@ macro_rules! pool_bindings {
             k: Option<Int>,
             stride: Option<Int>,
         ) -> PyResult<Bound<'py, PyAny>> {
-            const OP: &str = $mbn;
-            let delta = FloatArg::new(OP, "delta", delta, $nd, $ds)?;
-            let size = input_size(OP, stringify!($size), $size, $nd)?;
-            let win = window(OP, k, stride)?;
+            let delta = FloatArg::new($mbn, "delta", delta, $nd, $ds)?;
+            let size = input_size($mbn, stringify!($size), $size, $nd)?;
+            let win = window($mbn, k, stride)?;
             dispatch!(delta.dtype, |T| {
-                let a = int_arg::<i32, IxDyn>(OP, "argmax", argmax, ($nd, $ds))?;
+                let a = int_arg::<i32, IxDyn>($mbn, "argmax", argmax, ($nd, $ds))?;
                 let d = delta.readonly::<T, IxDyn>()?;
                 let (d, a) = (d.as_array(), a.as_array());
                 Ok(one(py.detach(|| pool::max_pool_backward(d, a, &size, win))?, py))
@@ -110,10 +109,9 @@ macro_rules! pool_bindings {
             k: Int,
             stride: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            const OP: &str = $abn;
-            let delta = FloatArg::new(OP, "delta", delta, $nd, $ds)?;
-            let size = input_size(OP, stringify!($size), $size, $nd)?;
-            let (k, stride) = pair(OP, (k, stride), true)?;
+            let delta = FloatArg::new($abn, "delta", delta, $nd, $ds)?;
+            let size = input_size($abn, stringify!($size), $size, $nd)?;
+            let (k, stride) = pair($abn, (k, stride), true)?;
             dispatch!(delta.dtype, |T| {
                 let d = delta.readonly::<T, IxDyn>()?;
                 let d = d.as_array();

@@ -33,60 +33,53 @@ rowwise!(log_softmax, x);
 rowwise!(softmax_backward, y, delta);
 rowwise!(log_softmax_backward, y, delta);
 
-/// The cross-entropy of `logits` (`(N, k)`) for `target`, or its gradient
-/// (`backward`): the bindings `cross_entropy` and `cross_entropy_backward`.
-fn ce<'py>(
-    py: Python<'py>,
-    op: &'static str,
-    logits: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-    backward: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    let logits = FloatArg::new(op, "logits", logits, 2, "(N, k)")?;
-    dispatch!(logits.dtype, |T| {
-        let x = logits.readonly::<T, Ix2>()?;
-        let x = x.as_array();
-        let run = |t: Target<'_, T>| -> PyResult<Bound<'py, PyAny>> {
-            Ok(match backward {
-                true => one(py.detach(|| loss::cross_entropy_backward(x, t))?, py),
-                false => one(py.detach(|| loss::cross_entropy(x, t))?, py),
+/// `#[pyfunction] $name(logits, target)`: the kernel of that name (the
+/// cross-entropy of `logits (N, k)` for `target`, or its gradient).
+macro_rules! cross_entropy {
+    ($($(#[$doc:meta])* $name:ident;)*) => {$(
+        $(#[$doc])*
+        #[pyfunction]
+        pub(super) fn $name<'py>(
+            py: Python<'py>,
+            logits: &Bound<'py, PyAny>,
+            target: &Bound<'py, PyAny>,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            const OP: &str = stringify!($name);
+            let logits = FloatArg::new(OP, "logits", logits, 2, "(N, k)")?;
+            dispatch!(logits.dtype, |T| {
+                let x = logits.readonly::<T, Ix2>()?;
+                let x = x.as_array();
+                let (index, prob);
+                // Class indices: int64, or any 1-D array (its dtype then gets an error).
+                let is_index = (target.cast::<PyUntypedArray>()).is_ok_and(|a| {
+                    a.dtype().is_equiv_to(&numpy::dtype::<i64>(py)) || a.ndim() == 1
+                });
+                let t = if is_index {
+                    index = int_arg::<i64, Ix1>(OP, "target", target, (1, INDICES))?;
+                    Target::Index(index.as_array())
+                } else {
+                    let p = FloatArg::new(OP, "target", target, 2, "(N, k) of probabilities")?;
+                    common_dtype(OP, [&logits, &p])?;
+                    prob = p.readonly::<T, Ix2>()?;
+                    Target::Prob(prob.as_array())
+                };
+                Ok(one(py.detach(|| loss::$name(x, t))?, py))
             })
-        };
-        // Class indices: int64, or any 1-D array (its dtype then gets an error).
-        let index = (target.cast::<PyUntypedArray>())
-            .is_ok_and(|a| a.dtype().is_equiv_to(&numpy::dtype::<i64>(py)) || a.ndim() == 1);
-        if index {
-            let t = int_arg::<i64, Ix1>(op, "target", target, (1, "(N,) of class indices"))?;
-            run(Target::Index(t.as_array()))
-        } else {
-            let p = FloatArg::new(op, "target", target, 2, "(N, k) of probabilities")?;
-            common_dtype(op, [&logits, &p])?;
-            run(Target::Prob(p.readonly::<T, Ix2>()?.as_array()))
         }
-    })
+    )*};
 }
 
-/// cross_entropy(logits, target) -> ndarray
-///
-/// Per-sample loss `(N,)`; `target` is `(N,)` int64 class indices or `(N, k)`
-/// float probabilities of the dtype of `logits`.
-#[pyfunction]
-pub(super) fn cross_entropy<'py>(
-    py: Python<'py>,
-    logits: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    ce(py, "cross_entropy", logits, target, false)
-}
+/// What a class-index target must be, in error messages.
+pub(super) const INDICES: &str = "(N,) of class indices";
 
-/// cross_entropy_backward(logits, target) -> ndarray
-///
-/// Gradient of the sum of the per-sample losses with respect to `logits`.
-#[pyfunction]
-pub(super) fn cross_entropy_backward<'py>(
-    py: Python<'py>,
-    logits: &Bound<'py, PyAny>,
-    target: &Bound<'py, PyAny>,
-) -> PyResult<Bound<'py, PyAny>> {
-    ce(py, "cross_entropy_backward", logits, target, true)
+cross_entropy! {
+    /// cross_entropy(logits, target) -> ndarray
+    ///
+    /// Per-sample loss `(N,)`; `target` is `(N,)` int64 class indices or `(N, k)`
+    /// float probabilities of the dtype of `logits`.
+    cross_entropy;
+    /// cross_entropy_backward(logits, target) -> ndarray
+    ///
+    /// Gradient of the sum of the per-sample losses with respect to `logits`.
+    cross_entropy_backward;
 }

@@ -1,6 +1,7 @@
-//! Bindings of `conv`: `conv1d`, `conv2d` and their backward passes; also
-//! the argument helpers the pooling, convpool, softmax and fused bindings
-//! share.
+//! Bindings of `conv` and `convpool`: `conv1d`, `conv2d`, their backward
+//! passes, and a convolution with the max pooling of its output
+//! (`conv1d_maxpool`...); also the argument helpers the pooling, softmax and
+//! fused bindings share.
 //!
 //! The kernels take 1-D (3-D arrays) and 2-D (4-D) alike; a macro row per
 //! dimension names the Python functions, their arguments and the shapes in
@@ -11,8 +12,10 @@ use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
+use super::pool::two;
 use super::{array_arg, common_dtype, dispatch, one, optional, DType, FloatArg, Int, ShapeError};
 use crate::conv;
+use crate::convpool::{conv_maxpool, conv_maxpool_backward};
 
 /// A size argument given as a Python int: `min` or more, else a `ShapeError`
 /// (a `ValueError`) naming it.
@@ -80,6 +83,14 @@ pub(super) fn int_arg<'py, E: numpy::Element, D: Dimension>(
     typed.try_readonly().map_err(err)
 }
 
+/// `(stride, padding)` of the convolution and `(k, pool_stride)` of the pooling.
+type Sizes = ((usize, usize), (usize, usize));
+
+fn sizes(op: &'static str, conv: (Int, Int), (k, pool_stride): (Int, Int)) -> PyResult<Sizes> {
+    let pool = (int(op, "k", k, 1)?, int(op, "pool_stride", pool_stride, 1)?);
+    Ok((pair(op, conv, false)?, pool))
+}
+
 /// A convolution's checked `x`, `w`, optional `b` and their common dtype.
 type ConvInputs<'py> = (FloatArg<'py>, FloatArg<'py>, Option<FloatArg<'py>>, DType);
 
@@ -103,11 +114,13 @@ pub(super) fn conv_inputs<'py>(
 }
 
 /// The Python functions of one dimension: the forward pass, the input
-/// gradient and the weight gradient, named `$names`, their arrays `$nd`-D of
-/// the shapes `$xs` (input), `$ws` (weight) and `$ds` (δ).
+/// gradient, the weight gradient, then the convolution with max pooling and
+/// its backward pass, named `$names`, their arrays `$nd`-D of the shapes `$xs`
+/// (input), `$ws` (weight), `$ds` (δ) and `$ys` (the pooled output's δ).
 macro_rules! conv_bindings {
-    ($($fwd:ident, $bin:ident, $bw:ident, [$f:literal, $bi:literal, $bwn:literal], $nd:literal, $size:ident,
-       $sig:literal, $xs:literal, $ws:literal, $ds:literal);* $(;)?) => {$(
+    ($($fwd:ident, $bin:ident, $bw:ident, $cpf:ident, $cpb:ident,
+       [$f:literal, $bi:literal, $bwn:literal, $cpn:literal, $cpbn:literal], $nd:literal,
+       $size:ident, $sig:literal, $xs:literal, $ws:literal, $ds:literal, $ys:literal);* $(;)?) => {$(
         #[pyfunction(name = $f)]
         #[pyo3(
             signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)),
@@ -186,15 +199,77 @@ macro_rules! conv_bindings {
                 Ok(())
             })
         }
+
+        #[pyfunction(name = $cpn)]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn $cpf<'py>(
+            py: Python<'py>,
+            x: &Bound<'py, PyAny>,
+            w: &Bound<'py, PyAny>,
+            b: Option<&Bound<'py, PyAny>>,
+            stride: Int,
+            padding: Int,
+            k: Int,
+            pool_stride: Int,
+        ) -> PyResult<Bound<'py, PyAny>> {
+            let (x, w, b, dtype) = conv_inputs($cpn, (x, w, b), $nd, ($xs, $ws))?;
+            let (conv, pool) = sizes($cpn, (stride, padding), (k, pool_stride))?;
+            dispatch!(dtype, |T| {
+                let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
+                let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
+                let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
+                Ok(two(py.detach(|| conv_maxpool(x, w, b, conv, pool))?, py))
+            })
+        }
+
+        #[pyfunction(name = $cpbn)]
+        #[allow(clippy::too_many_arguments)]
+        pub(super) fn $cpb<'py>(
+            py: Python<'py>,
+            x: &Bound<'py, PyAny>,
+            w: &Bound<'py, PyAny>,
+            delta: &Bound<'py, PyAny>,
+            argmax: &Bound<'py, PyAny>,
+            grad_w: &Bound<'py, PyAny>,
+            grad_b: Option<&Bound<'py, PyAny>>,
+            stride: Int,
+            padding: Int,
+            k: Int,
+            pool_stride: Int,
+            input_delta: bool,
+        ) -> PyResult<Option<Bound<'py, PyAny>>> {
+            let x = FloatArg::new($cpbn, "x", x, $nd, $xs)?;
+            let w = FloatArg::new($cpbn, "w", w, $nd, $ws)?;
+            let delta = FloatArg::new($cpbn, "delta", delta, $nd, $ys)?;
+            let grad_w = FloatArg::new($cpbn, "grad_w", grad_w, $nd, $ws)?;
+            let grad_b = optional($cpbn, "grad_b", grad_b, "(Cout,)")?;
+            let (conv, pool) = sizes($cpbn, (stride, padding), (k, pool_stride))?;
+            let args = [&x, &w, &delta, &grad_w].into_iter().chain(&grad_b);
+            dispatch!(common_dtype($cpbn, args)?, |T| {
+                let a = int_arg::<i32, IxDyn>($cpbn, "argmax", argmax, ($nd, $ys))?;
+                let mut gw = grad_w.readwrite::<T, IxDyn>()?;
+                let mut gb = grad_b.map(|b| b.readwrite::<T, Ix1>()).transpose()?;
+                let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
+                let d = delta.readonly::<T, IxDyn>()?;
+                let (xw, da) = ((x.as_array(), w.as_array()), (d.as_array(), a.as_array()));
+                let grads = (gw.as_array_mut(), gb.as_mut().map(|b| b.as_array_mut()));
+                let dx =
+                    py.detach(|| conv_maxpool_backward(xw, da, grads, conv, pool, input_delta))?;
+                Ok(dx.map(|dx| one(dx, py)))
+            })
+        }
     )*};
 }
 
 conv_bindings! {
-    conv1d_py, conv1d_backward_input_py, conv1d_backward_weight_py,
-    ["conv1d", "conv1d_backward_input", "conv1d_backward_weight"], 3, input_len,
-    "(delta, w, input_len, stride=1, padding=0)", "(N, L, Cin)", "(K, Cin, Cout)", "(N, Lout, Cout)";
-    conv2d_py, conv2d_backward_input_py, conv2d_backward_weight_py,
-    ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"], 4, input_hw,
-    "(delta, w, input_hw, stride=1, padding=0)", "(N, H, W, Cin)", "(K, K, Cin, Cout)",
-    "(N, H', W', Cout)";
+    conv1d_py, conv1d_backward_input_py, conv1d_backward_weight_py, conv1d_maxpool_py,
+    conv1d_maxpool_backward_py,
+    ["conv1d", "conv1d_backward_input", "conv1d_backward_weight", "conv1d_maxpool",
+     "conv1d_maxpool_backward"], 3, input_len, "(delta, w, input_len, stride=1, padding=0)",
+    "(N, L, Cin)", "(K, Cin, Cout)", "(N, Lout, Cout)", "(N, L', Cout)";
+    conv2d_py, conv2d_backward_input_py, conv2d_backward_weight_py, conv2d_maxpool_py,
+    conv2d_maxpool_backward_py,
+    ["conv2d", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_maxpool",
+     "conv2d_maxpool_backward"], 4, input_hw, "(delta, w, input_hw, stride=1, padding=0)",
+    "(N, H, W, Cin)", "(K, K, Cin, Cout)", "(N, H', W', Cout)", "(N, H', W', Cout)";
 }

@@ -20,7 +20,6 @@ use pyo3::types::PyInt;
 use crate::error::{fmt_shape, KernelError};
 
 mod conv;
-mod convpool;
 mod fused;
 mod linalg;
 mod optim;
@@ -297,12 +296,9 @@ mod _core {
     #[pymodule_export]
     use super::{
         conv::{
-            conv1d_backward_input_py, conv1d_backward_weight_py, conv1d_py,
-            conv2d_backward_input_py, conv2d_backward_weight_py, conv2d_py,
-        },
-        convpool::{
-            conv1d_maxpool_backward_py, conv1d_maxpool_py, conv2d_maxpool_backward_py,
-            conv2d_maxpool_py,
+            conv1d_backward_input_py, conv1d_backward_weight_py, conv1d_maxpool_backward_py,
+            conv1d_maxpool_py, conv1d_py, conv2d_backward_input_py, conv2d_backward_weight_py,
+            conv2d_maxpool_backward_py, conv2d_maxpool_py, conv2d_py,
         },
         debug_build,
         fused::{

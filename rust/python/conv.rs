@@ -13,7 +13,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use super::pool::two;
-use super::{array_arg, common_dtype, dispatch, one, optional, DType, FloatArg, Int, ShapeError};
+use super::{array_arg, common_dtype, dispatch, one, optional, repr, FloatArg, Int, ShapeError};
 use crate::conv;
 use crate::convpool::{conv_maxpool, conv_maxpool_backward};
 
@@ -35,11 +35,7 @@ pub(super) fn int(op: &'static str, name: &str, v: Int, min: i64) -> PyResult<us
 
 /// A convolution's `(stride, padding)`, or a pooling's `(k, stride)` (`pool`).
 pub(super) fn pair(op: &'static str, (a, b): (Int, Int), pool: bool) -> PyResult<(usize, usize)> {
-    let (names, min) = if pool {
-        (["k", "stride"], 1)
-    } else {
-        (["stride", "padding"], 0)
-    };
+    let (names, min) = [(["stride", "padding"], 0), (["k", "stride"], 1)][usize::from(pool)];
     Ok((int(op, names[0], a, 1)?, int(op, names[1], b, min)?))
 }
 
@@ -61,7 +57,7 @@ pub(super) fn input_size(
         }
         _ => Err(PyTypeError::new_err(format!(
             "{op}: {name} must be a tuple of two ints (H, W), got {}",
-            obj.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            repr(obj)
         ))),
     }
 }
@@ -83,34 +79,40 @@ pub(super) fn int_arg<'py, E: numpy::Element, D: Dimension>(
     typed.try_readonly().map_err(err)
 }
 
-/// `(stride, padding)` of the convolution and `(k, pool_stride)` of the pooling.
-type Sizes = ((usize, usize), (usize, usize));
-
-fn sizes(op: &'static str, conv: (Int, Int), (k, pool_stride): (Int, Int)) -> PyResult<Sizes> {
-    let pool = (int(op, "k", k, 1)?, int(op, "pool_stride", pool_stride, 1)?);
-    Ok((pair(op, conv, false)?, pool))
+/// `(k, pool_stride)` of a convolution's max pooling.
+fn pool_sizes(op: &'static str, k: Int, pool_stride: Int) -> PyResult<(usize, usize)> {
+    Ok((int(op, "k", k, 1)?, int(op, "pool_stride", pool_stride, 1)?))
 }
 
-/// A convolution's checked `x`, `w`, optional `b` and their common dtype.
-type ConvInputs<'py> = (FloatArg<'py>, FloatArg<'py>, Option<FloatArg<'py>>, DType);
-
-/// The `x` and `w` (`nd`-D, of the shapes `(xs, ws)` named in errors) and
-/// the optional `b` of a convolution's forward pass, checked in this order.
-pub(super) fn conv_inputs<'py>(
-    op: &'static str,
+/// The forward pass of `op`: the convolution of `x` by `w` plus `b` (`nd`-D
+/// arrays, of the shapes `(xs, ws)` named in errors), then, with `pool`, the
+/// max pooling of its output as `(y, argmax)`.
+fn forward<'py>(
+    py: Python<'py>,
+    (op, nd, xs, ws): (&'static str, usize, &str, &str),
     (x, w, b): (
         &Bound<'py, PyAny>,
         &Bound<'py, PyAny>,
         Option<&Bound<'py, PyAny>>,
     ),
-    nd: usize,
-    (xs, ws): (&str, &str),
-) -> PyResult<ConvInputs<'py>> {
+    conv: (Int, Int),
+    pool: Option<(Int, Int)>,
+) -> PyResult<Bound<'py, PyAny>> {
     let x = FloatArg::new(op, "x", x, nd, xs)?;
     let w = FloatArg::new(op, "w", w, nd, ws)?;
     let b = optional(op, "b", b, "(Cout,)")?;
     let dtype = common_dtype(op, [&x, &w].into_iter().chain(&b))?;
-    Ok((x, w, b, dtype))
+    let conv = pair(op, conv, false)?;
+    let pool = pool.map(|(k, s)| pool_sizes(op, k, s)).transpose()?;
+    dispatch!(dtype, |T| {
+        let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
+        let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
+        let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
+        Ok(match pool {
+            None => one(py.detach(|| conv::conv(x, w, b, conv.0, conv.1))?, py),
+            Some(pool) => two(py.detach(|| conv_maxpool(x, w, b, conv, pool))?, py),
+        })
+    })
 }
 
 /// The Python functions of one dimension: the forward pass, the input
@@ -134,14 +136,7 @@ macro_rules! conv_bindings {
             stride: Int,
             padding: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            let (x, w, b, dtype) = conv_inputs($f, (x, w, b), $nd, ($xs, $ws))?;
-            let (stride, padding) = pair($f, (stride, padding), false)?;
-            dispatch!(dtype, |T| {
-                let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
-                let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
-                let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
-                Ok(one(py.detach(|| conv::conv(x, w, b, stride, padding))?, py))
-            })
+            forward(py, ($f, $nd, $xs, $ws), (x, w, b), (stride, padding), None)
         }
 
         #[pyfunction(name = $bi)]
@@ -212,14 +207,8 @@ macro_rules! conv_bindings {
             k: Int,
             pool_stride: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            let (x, w, b, dtype) = conv_inputs($cpn, (x, w, b), $nd, ($xs, $ws))?;
-            let (conv, pool) = sizes($cpn, (stride, padding), (k, pool_stride))?;
-            dispatch!(dtype, |T| {
-                let (x, w) = (x.readonly::<T, IxDyn>()?, w.readonly::<T, IxDyn>()?);
-                let b = b.map(|b| b.readonly::<T, Ix1>()).transpose()?;
-                let (x, w, b) = (x.as_array(), w.as_array(), b.as_ref().map(|b| b.as_array()));
-                Ok(two(py.detach(|| conv_maxpool(x, w, b, conv, pool))?, py))
-            })
+            let pool = Some((k, pool_stride));
+            forward(py, ($cpn, $nd, $xs, $ws), (x, w, b), (stride, padding), pool)
         }
 
         #[pyfunction(name = $cpbn)]
@@ -243,7 +232,8 @@ macro_rules! conv_bindings {
             let delta = FloatArg::new($cpbn, "delta", delta, $nd, $ys)?;
             let grad_w = FloatArg::new($cpbn, "grad_w", grad_w, $nd, $ws)?;
             let grad_b = optional($cpbn, "grad_b", grad_b, "(Cout,)")?;
-            let (conv, pool) = sizes($cpbn, (stride, padding), (k, pool_stride))?;
+            let conv = pair($cpbn, (stride, padding), false)?;
+            let pool = pool_sizes($cpbn, k, pool_stride)?;
             let args = [&x, &w, &delta, &grad_w].into_iter().chain(&grad_b);
             dispatch!(common_dtype($cpbn, args)?, |T| {
                 let a = int_arg::<i32, IxDyn>($cpbn, "argmax", argmax, ($nd, $ys))?;

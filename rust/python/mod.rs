@@ -112,7 +112,8 @@ impl<'py> FloatArg<'py> {
         expected: &str,
     ) -> PyResult<Self> {
         let py = obj.py();
-        let (array, dtype) = array_arg((op, name), obj, (ndim.into(), expected), &F, |d| {
+        let dims = (ndim.into(), expected);
+        let (array, dtype) = array_arg((op, name), obj, dims, &"float32 or float64", |d| {
             let is = |t: Bound<'py, PyArrayDescr>| d.is_equiv_to(&t);
             (is(numpy::dtype::<f32>(py)).then_some(DType::F32))
                 .or_else(|| is(numpy::dtype::<f64>(py)).then_some(DType::F64))
@@ -139,9 +140,6 @@ impl<'py> FloatArg<'py> {
         readwrite(self.op, self.name, self.array.cast::<PyArray<T, D>>()?)
     }
 }
-
-/// The dtypes of a [`FloatArg`], in error messages.
-const F: &str = "float32 or float64";
 
 /// The `ndim` of a [`FloatArg`] that may have any number of dimensions.
 pub(crate) const ANY: Option<usize> = None;
@@ -197,6 +195,11 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
     (obj.get_type().name()).map_or_else(|_| "?".into(), |n| n.to_string())
 }
 
+/// `repr(obj)`, for error messages.
+pub(crate) fn repr(obj: &Bound<'_, PyAny>) -> String {
+    obj.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+}
+
 /// An integer argument as Python passed it: its value, or a description of
 /// what came instead. Extraction never fails, so that the binding can raise
 /// an error naming the argument (PyO3's own says only "'float' object cannot
@@ -231,16 +234,14 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
         if let Ok(v) = obj.extract::<i64>() {
             return Ok(Int(Ok(v)));
         }
-        let repr = obj
-            .repr()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|_| "?".into());
+        let repr = repr(&obj);
         let is_int = obj.is_instance_of::<PyInt>();
-        let ty = type_name(&obj);
-        Ok(Int(Err((
-            is_int,
-            if is_int { repr } else { format!("{ty} {repr}") },
-        ))))
+        let what = if is_int {
+            repr
+        } else {
+            format!("{} {repr}", type_name(&obj))
+        };
+        Ok(Int(Err((is_int, what))))
     }
 }
 

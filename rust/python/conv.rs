@@ -122,7 +122,8 @@ fn forward<'py>(
 macro_rules! conv_bindings {
     ($($fwd:ident, $bin:ident, $bw:ident, $cpf:ident, $cpb:ident,
        [$f:literal, $bi:literal, $bwn:literal, $cpn:literal, $cpbn:literal], $nd:literal,
-       $size:ident, $sig:literal, $xs:literal, $ws:literal, $ds:literal, $ys:literal);* $(;)?) => {$(
+       $size:ident, $sig:literal, $xs:literal, $ws:literal, $ds:literal, $ys:literal
+    );* $(;)?) => {$(
         #[pyfunction(name = $f)]
         #[pyo3(
             signature = (x, w, b = None, stride = Int::of(1), padding = Int::of(0)),

@@ -19,67 +19,40 @@ pub(super) fn two<'py, T: numpy::Element, D: Dimension>(
     pair.expect("a tuple of two").into_any()
 }
 
-/// Max pooling (`(y, argmax)`) or average pooling of a checked `x`.
-fn forward<'py>(
-    py: Python<'py>,
-    x: &FloatArg<'py>,
-    (k, stride): (usize, usize),
-    max: bool,
-) -> PyResult<Bound<'py, PyAny>> {
-    dispatch!(x.dtype, |T| {
-        let x = x.readonly::<T, IxDyn>()?;
-        let x = x.as_array();
-        Ok(match max {
-            true => two(py.detach(|| pool::max_pool(x, k, stride))?, py),
-            false => one(py.detach(|| pool::avg_pool(x, k, stride))?, py),
-        })
-    })
-}
-
-/// The optional `(k, stride)` of a max-pooling backward: both or neither.
-fn window(
-    op: &'static str,
-    k: Option<Int>,
-    stride: Option<Int>,
-) -> PyResult<Option<(usize, usize)>> {
-    match (k, stride) {
-        (None, None) => Ok(None),
-        (Some(k), Some(stride)) => Ok(Some(pair(op, (k, stride), true)?)),
-        _ => Err(PyValueError::new_err(format!(
-            "{op}: give k and stride together (the forward's window), or neither"
-        ))),
-    }
-}
-
-/// The four functions of one dimension, named `$names`: max and average
-/// pooling of `x` (`$nd`-D, shape `$xs`) and their backward passes, from δ
-/// (shape `$ds`) and the input's size `$size`.
-macro_rules! pool_bindings {
-    ($($max:ident, $max_bw:ident, $avg:ident, $avg_bw:ident,
-       [$mn:literal, $mbn:literal, $an:literal, $abn:literal], $nd:literal, $size:ident,
-       $xs:literal, $ds:literal);* $(;)?) => {$(
-        #[pyfunction(name = $mn)]
-        pub(super) fn $max<'py>(
+/// Max pooling (`$out` = `two`: `(y, argmax)`) or average pooling (`one`)
+/// of `x`, `$nd`-D of shape `$xs`, by the kernel `$kernel`.
+macro_rules! pool_forward {
+    ($($f:ident, $name:literal, $kernel:path, $out:ident, $nd:literal, $xs:literal;)*) => {$(
+        #[pyfunction(name = $name)]
+        pub(super) fn $f<'py>(
             py: Python<'py>,
             x: &Bound<'py, PyAny>,
             k: Int,
             stride: Int,
         ) -> PyResult<Bound<'py, PyAny>> {
-            let x = FloatArg::new($mn, "x", x, $nd, $xs)?;
-            forward(py, &x, pair($mn, (k, stride), true)?, true)
+            let x = FloatArg::new($name, "x", x, $nd, $xs)?;
+            let (k, stride) = pair($name, (k, stride), true)?;
+            dispatch!(x.dtype, |T| {
+                let x = x.readonly::<T, IxDyn>()?;
+                let x = x.as_array();
+                Ok($out(py.detach(|| $kernel(x, k, stride))?, py))
+            })
         }
+    )*};
+}
 
-        #[pyfunction(name = $an)]
-        pub(super) fn $avg<'py>(
-            py: Python<'py>,
-            x: &Bound<'py, PyAny>,
-            k: Int,
-            stride: Int,
-        ) -> PyResult<Bound<'py, PyAny>> {
-            let x = FloatArg::new($an, "x", x, $nd, $xs)?;
-            forward(py, &x, pair($an, (k, stride), true)?, false)
-        }
+pool_forward! {
+    max_pool1d_py, "max_pool1d", pool::max_pool, two, 3, "(N, L, C)";
+    max_pool2d_py, "max_pool2d", pool::max_pool, two, 4, "(N, H, W, C)";
+    avg_pool1d_py, "avg_pool1d", pool::avg_pool, one, 3, "(N, L, C)";
+    avg_pool2d_py, "avg_pool2d", pool::avg_pool, one, 4, "(N, H, W, C)";
+}
 
+/// The backward passes of max and average pooling in one dimension, named
+/// `$names`: from δ (`$nd`-D, shape `$ds`) and the input's size `$size`.
+macro_rules! pool_backward {
+    ($($max_bw:ident, $avg_bw:ident, [$mbn:literal, $abn:literal], $nd:literal, $size:ident,
+       $ds:literal);* $(;)?) => {$(
         #[pyfunction(name = $mbn)]
         #[pyo3(signature = (delta, argmax, $size, k=None, stride=None))]
         pub(super) fn $max_bw<'py>(
@@ -92,7 +65,13 @@ macro_rules! pool_bindings {
         ) -> PyResult<Bound<'py, PyAny>> {
             let delta = FloatArg::new($mbn, "delta", delta, $nd, $ds)?;
             let size = input_size($mbn, stringify!($size), $size, $nd)?;
-            let win = window($mbn, k, stride)?;
+            let win = match (k, stride) {
+                (None, None) => None,
+                (Some(k), Some(stride)) => Some(pair($mbn, (k, stride), true)?),
+                _ => Err(PyValueError::new_err(concat!(
+                    $mbn, ": give k and stride together (the forward's window), or neither"
+                )))?,
+            };
             dispatch!(delta.dtype, |T| {
                 let a = int_arg::<i32, IxDyn>($mbn, "argmax", argmax, ($nd, $ds))?;
                 let d = delta.readonly::<T, IxDyn>()?;
@@ -121,11 +100,9 @@ macro_rules! pool_bindings {
     )*};
 }
 
-pool_bindings! {
-    max_pool1d_py, max_pool1d_backward_py, avg_pool1d_py, avg_pool1d_backward_py,
-    ["max_pool1d", "max_pool1d_backward", "avg_pool1d", "avg_pool1d_backward"], 3, input_len,
-    "(N, L, C)", "(N, Lout, C)";
-    max_pool2d_py, max_pool2d_backward_py, avg_pool2d_py, avg_pool2d_backward_py,
-    ["max_pool2d", "max_pool2d_backward", "avg_pool2d", "avg_pool2d_backward"], 4, input_hw,
-    "(N, H, W, C)", "(N, H', W', C)";
+pool_backward! {
+    max_pool1d_backward_py, avg_pool1d_backward_py, ["max_pool1d_backward", "avg_pool1d_backward"],
+    3, input_len, "(N, Lout, C)";
+    max_pool2d_backward_py, avg_pool2d_backward_py, ["max_pool2d_backward", "avg_pool2d_backward"],
+    4, input_hw, "(N, H', W', C)";
 }

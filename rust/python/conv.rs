@@ -1,11 +1,7 @@
 //! Bindings of `conv` and `convpool`: `conv1d`, `conv2d`, their backward
-//! passes, and a convolution with the max pooling of its output
-//! (`conv1d_maxpool`...); also the argument helpers the pooling, softmax and
-//! fused bindings share.
-//!
-//! The kernels take 1-D (3-D arrays) and 2-D (4-D) alike; a macro row per
-//! dimension names the Python functions, their arguments and the shapes in
-//! their error messages.
+//! passes and `conv1d_maxpool`... (a convolution, then the max pooling of its
+//! output), one macro row per dimension (1-D: 3-D arrays, 2-D: 4-D); also the
+//! argument helpers the pooling, softmax and fused bindings share.
 
 use ndarray::{Dimension, Ix1, IxDyn};
 use numpy::{PyArray, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray};

@@ -4,10 +4,9 @@
 //!
 //! The layers arrive as parallel lists (weights, biases or `None`,
 //! `Activation`s); every array is borrowed, none is copied, and the gradients
-//! are written in place. `x` gives the dtype `T`, and each other array is cast
-//! to a `T` ndarray (one cast an array: the binding's own cost stays small
-//! beside the small models' kernels); when one does not fit, the `FloatArg`
-//! checks run only to name the failing argument.
+//! are written in place. `x` gives the dtype, and each other array is cast to
+//! it once (the binding's own cost stays small beside the small models'
+//! kernels); see [`typed`].
 
 use std::any::Any;
 
@@ -22,11 +21,10 @@ use pyo3::types::{PyList, PyTuple};
 
 use super::conv::int_arg;
 use super::softmax::INDICES;
-use super::{common_dtype, dispatch, one, readonly, readwrite, FloatArg, ANY};
+use super::{common_dtype, dispatch, one, readonly, readwrite, DType, FloatArg, ANY};
 use crate::activation::{backward_at_input, forward_array, Activation};
 use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
 use crate::loss::{LossKind, Target};
-use crate::softmax::Exp;
 
 /// The per-layer lists of a fused call, their lengths checked: weights,
 /// biases (or None), activations and, for the backward pass and the training
@@ -81,11 +79,11 @@ impl<'a, 'py> Lists<'a, 'py> {
                 "{}: a {name} is None",
                 self.op
             ))),
-            false => typed(x, name, a),
+            false => typed(x, (name, "(in, out)"), a),
         };
         let optional = |name, b: Option<&'a Bound<'py, PyAny>>| {
             (b.filter(|b| !b.is_none()))
-                .map(|b| typed(x, name, b))
+                .map(|b| typed(x, (name, "(out,)"), b))
                 .transpose()
         };
         (0..self.w.len())
@@ -101,20 +99,15 @@ impl<'a, 'py> Lists<'a, 'py> {
     }
 }
 
-/// `obj`, the argument `name`, as a `T` ndarray of dimension `D`, `T` being
+/// `obj`, the argument `name` (of the shape `shape` in errors), as a `T` ndarray of dimension `D`, `T` being
 /// `x`'s dtype: one cast; when it fails, the `FloatArg` checks say why.
 fn typed<'a, 'py, T: Element, D: Dimension>(
     x: &FloatArg<'py>,
-    name: &'static str,
+    (name, shape): (&'static str, &str),
     obj: &'a Bound<'py, PyAny>,
 ) -> PyResult<&'a Bound<'py, PyArray<T, D>>> {
     obj.cast().or_else(|_| {
         let ndim = D::NDIM.expect("a fixed dimension");
-        let shape = match (ndim, name) {
-            (1, _) => "(out,)",
-            (_, "weight" | "grad_weight") => "(in, out)",
-            _ => "(N, out)",
-        };
         common_dtype(x.op, [x, &FloatArg::new(x.op, name, obj, ndim, shape)?])?;
         let msg = format!("{}: {name} must be an ndarray of x's dtype", x.op);
         Err(PyTypeError::new_err(msg))
@@ -222,8 +215,8 @@ pub(super) fn dense_backward_py<'py>(
     let lists = Lists::new(OP, (&weights, &biases), activations, grads)?;
     let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
     dispatch!(x.dtype, |T| {
-        let delta = typed::<T, Ix2>(&x, "delta", delta)?;
-        let ys = (outputs.iter()).map(|y| typed::<T, Ix2>(&x, "output", y));
+        let delta = typed::<T, Ix2>(&x, ("delta", "(N, out)"), delta)?;
+        let ys = (outputs.iter()).map(|y| typed::<T, Ix2>(&x, ("output", "(N, out)"), y));
         let ys = ys.collect::<PyResult<Vec<_>>>()?;
         let layers = lists.layers::<T>(&x)?;
         let (x, delta) = (x.readonly::<T, Ix2>()?, readonly(OP, "delta", delta)?);
@@ -263,18 +256,8 @@ pub(super) fn dense_backward_py<'py>(
 pub(super) struct DenseTrainer {
     /// The buffers of the last step (a `TrainScratch` of its dtype).
     scratch: Option<Box<dyn Any + Send + Sync>>,
-    /// Whether the last step succeeded (its output is then in `scratch`).
-    done: bool,
-}
-
-impl DenseTrainer {
-    /// The buffers for `T`, new if the last step had another dtype.
-    fn scratch<T: Exp>(&mut self) -> &mut TrainScratch<T> {
-        if !(self.scratch.as_ref()).is_some_and(|s| s.is::<TrainScratch<T>>()) {
-            self.scratch = Some(Box::<TrainScratch<T>>::default());
-        }
-        (self.scratch.as_mut().and_then(|s| s.downcast_mut())).expect("set above")
-    }
+    /// The dtype of the last step if it succeeded (its output is then in `scratch`).
+    done: Option<DType>,
 }
 
 #[pymethods]
@@ -306,7 +289,7 @@ impl DenseTrainer {
             let msg = format!("{OP}: lr must be a finite number, got {lr}");
             return Err(PyValueError::new_err(msg));
         }
-        self.done = false;
+        self.done = None;
         let xa = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
         let mean = dispatch!(xa.dtype, |T| {
             let layers = lists.layers::<T>(&xa)?;
@@ -317,7 +300,7 @@ impl DenseTrainer {
                     Target::Index(index.as_array())
                 }
                 _ => {
-                    prob = readonly(OP, "target", typed(&xa, "target", target)?)?;
+                    prob = readonly(OP, "target", typed(&xa, ("target", "(N, out)"), target)?)?;
                     Target::Prob(prob.as_array())
                 }
             };
@@ -340,10 +323,15 @@ impl DenseTrainer {
                 .collect();
             let x = x.as_array();
             let lr = lr.map(|lr| lr as T);
-            let scratch = self.scratch::<T>();
+            // The buffers for `T`, new if the last step had another dtype.
+            let scratch = &mut self.scratch;
+            if !(scratch.as_ref()).is_some_and(|s| s.is::<TrainScratch<T>>()) {
+                *scratch = Some(Box::<TrainScratch<T>>::default());
+            }
+            let scratch = (scratch.as_mut().and_then(|s| s.downcast_mut())).expect("set above");
             py.detach(|| fused::dense_train_step(x, target, loss, &mut layers, lr, scratch))?
         });
-        self.done = true;
+        self.done = Some(xa.dtype);
         Ok(mean)
     }
 
@@ -351,27 +339,19 @@ impl DenseTrainer {
     ///
     /// A copy of the network's output in the last successful step.
     fn output<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        fn copy<'py, T: Exp + Element>(py: Python<'py>, s: &dyn Any) -> Option<Bound<'py, PyAny>> {
+        let s = self.scratch.as_deref()?;
+        dispatch!(self.done?, |T| {
             let y = s.downcast_ref::<TrainScratch<T>>()?.output()?;
             Some(one(y.to_owned(), py))
-        }
-        let s: &dyn Any = self.scratch.as_deref().filter(|_| self.done)?;
-        copy::<f32>(py, s).or_else(|| copy::<f64>(py, s))
+        })
     }
 }
 
 /// The activations by name: `_core.Activation`. One with parameters crosses
 /// as a tuple, `(Activation.LeakyReLU, negative_slope)` or
 /// `(Activation.Softplus, beta, threshold)`; alone it takes torch's defaults.
-#[pyclass(
-    name = "Activation",
-    eq,
-    eq_int,
-    frozen,
-    hash,
-    from_py_object,
-    module = "diy_nn._core"
-)]
+#[pyclass(name = "Activation", eq, eq_int, frozen, hash)]
+#[pyo3(from_py_object, module = "diy_nn._core")]
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) enum Kind {
     Identity,

@@ -7,7 +7,7 @@
 //! (3) runs the kernel with the GIL released; (4) hands the result to numpy
 //! without a copy. Kernel errors become `diy_nn.ShapeError` (a `ValueError`).
 
-use ndarray::Array;
+use ndarray::{Array, Dimension};
 use numpy::{
     Element, IntoPyArray, PyArray, PyArrayDescr, PyArrayDescrMethods, PyArrayMethods,
     PyReadonlyArray, PyReadwriteArray, PyUntypedArray, PyUntypedArrayMethods,
@@ -127,16 +127,12 @@ impl<'py> FloatArg<'py> {
     }
 
     /// A read-only, stride-aware borrow as `T` with dimension `D`.
-    pub fn readonly<T: Element, D: ndarray::Dimension>(
-        &self,
-    ) -> PyResult<PyReadonlyArray<'py, T, D>> {
+    pub fn readonly<T: Element, D: Dimension>(&self) -> PyResult<PyReadonlyArray<'py, T, D>> {
         readonly(self.op, self.name, self.array.cast::<PyArray<T, D>>()?)
     }
 
     /// A writeable borrow; fails if the array is read-only or overlaps another argument.
-    pub fn readwrite<T: Element, D: ndarray::Dimension>(
-        &self,
-    ) -> PyResult<PyReadwriteArray<'py, T, D>> {
+    pub fn readwrite<T: Element, D: Dimension>(&self) -> PyResult<PyReadwriteArray<'py, T, D>> {
         readwrite(self.op, self.name, self.array.cast::<PyArray<T, D>>()?)
     }
 }
@@ -157,7 +153,7 @@ pub(crate) fn optional<'py>(
 }
 
 /// [`FloatArg::readonly`] of an array already typed.
-pub(crate) fn readonly<'py, T: Element, D: ndarray::Dimension>(
+pub(crate) fn readonly<'py, T: Element, D: Dimension>(
     op: &str,
     name: &str,
     array: &Bound<'py, PyArray<T, D>>,
@@ -170,7 +166,7 @@ pub(crate) fn readonly<'py, T: Element, D: ndarray::Dimension>(
 }
 
 /// [`FloatArg::readwrite`] of an array already typed.
-pub(crate) fn readwrite<'py, T: Element, D: ndarray::Dimension>(
+pub(crate) fn readwrite<'py, T: Element, D: Dimension>(
     op: &str,
     name: &str,
     array: &Bound<'py, PyArray<T, D>>,
@@ -183,7 +179,7 @@ pub(crate) fn readwrite<'py, T: Element, D: ndarray::Dimension>(
 }
 
 /// An array handed to Python.
-pub(crate) fn one<'py, T: Element, D: ndarray::Dimension>(
+pub(crate) fn one<'py, T: Element, D: Dimension>(
     a: Array<T, D>,
     py: Python<'py>,
 ) -> Bound<'py, PyAny> {
@@ -270,11 +266,8 @@ pub(crate) fn common_dtype<'a, 'py: 'a>(
 #[pyfunction]
 fn set_num_threads(n: Int) -> PyResult<()> {
     let n = n.get("set_num_threads", "n", 0)?;
-    let n = usize::try_from(n).map_err(|_| {
-        PyValueError::new_err(format!(
-            "set_num_threads: n must be >= 0 (0 = default), got {n}"
-        ))
-    })?;
+    let msg = |n| format!("set_num_threads: n must be >= 0 (0 = default), got {n}");
+    let n = usize::try_from(n).map_err(|_| PyValueError::new_err(msg(n)))?;
     crate::threads::set_num_threads(n).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 

@@ -4,36 +4,27 @@
 //!
 //! The layers arrive as parallel lists (weights, biases or `None`,
 //! `Activation`s); every array is borrowed, none is copied, and the gradients
-//! are written in place. Each call casts its arrays to `T` ndarrays, trying
-//! `f32` then `f64` (one cast an array: the binding's own cost stays small
-//! beside the small models' kernels); when neither fits, the `FloatArg`
-//! checks run only to name the failing argument.
+//! are written in place. `x` gives the dtype, and each other array is cast to
+//! it once (the binding's own cost stays small beside the small models'
+//! kernels); see [`typed`].
 
 use std::any::Any;
 
-use ndarray::{Ix1, IxDyn};
-use numpy::{Element, IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use ndarray::{Dimension, Ix2, IxDyn};
+use numpy::{
+    Element, IntoPyArray, PyArray, PyArray1, PyArray2, PyReadwriteArray1, PyReadwriteArray2,
+    PyUntypedArrayMethods,
+};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use super::conv::int64_arg;
-use super::{common_dtype, dispatch, readonly, readwrite, FloatArg};
+use super::conv::int_arg;
+use super::softmax::INDICES;
+use super::{common_dtype, dispatch, one, readonly, readwrite, DType, FloatArg, ANY};
 use crate::activation::{backward_at_input, forward_array, Activation};
 use crate::fused::{self, Dense, DenseGrad, TrainLayer, TrainScratch};
 use crate::loss::{LossKind, Target};
-use crate::softmax::Exp;
-
-/// Runs `$f::<f32>`, else `$f::<f64>` (each `None` when an array is not of
-/// its type); `$explain` is the error when neither fits.
-macro_rules! typed {
-    ($f:ident($($arg:expr),* $(,)?), $explain:expr) => {
-        match $f::<f32>($($arg),*) {
-            Some(result) => result,
-            None => $f::<f64>($($arg),*).unwrap_or_else(|| Err($explain)),
-        }
-    };
-}
 
 /// The per-layer lists of a fused call, their lengths checked: weights,
 /// biases (or None), activations and, for the backward pass and the training
@@ -81,60 +72,61 @@ impl<'a, 'py> Lists<'a, 'py> {
         })
     }
 
-    /// The layers as `T` ndarrays; None if some array is not one.
-    fn layers<T: Element>(&self) -> Option<Vec<Layer<'a, 'py, T>>> {
-        let vector = |b: Option<&'a Bound<'py, PyAny>>| match b.filter(|b| !b.is_none()) {
-            None => Some(None),
-            Some(b) => b.cast::<PyArray1<T>>().ok().map(Some),
+    /// The layers as ndarrays of `x`'s dtype `T`; else the error of [`typed`].
+    fn layers<T: Element>(&self, x: &FloatArg<'py>) -> PyResult<Vec<Layer<'a, 'py, T>>> {
+        let given = |name, a: &'a Bound<'py, PyAny>| match a.is_none() {
+            true => Err(PyValueError::new_err(format!(
+                "{}: a {name} is None",
+                self.op
+            ))),
+            false => typed(x, (name, "(in, out)"), a),
+        };
+        let optional = |name, b: Option<&'a Bound<'py, PyAny>>| {
+            (b.filter(|b| !b.is_none()))
+                .map(|b| typed(x, (name, "(out,)"), b))
+                .transpose()
         };
         (0..self.w.len())
             .map(|i| {
-                Some(Layer {
-                    w: self.w[i].cast().ok()?,
-                    b: vector(self.b.get(i))?,
-                    gw: match self.gw.get(i) {
-                        Some(gw) => Some(gw.cast().ok()?),
-                        None => None,
-                    },
-                    gb: vector(self.gb.get(i))?,
+                Ok(Layer {
+                    w: given("weight", &self.w[i])?,
+                    b: optional("bias", self.b.get(i))?,
+                    gw: (self.gw.get(i).map(|g| given("grad_weight", g))).transpose()?,
+                    gb: optional("grad_bias", self.gb.get(i))?,
                 })
             })
             .collect()
     }
+}
 
-    /// Why the arrays (`others`: name, array, dimensions, expected shape, then
-    /// the lists) are not all `T` ndarrays of one dtype: the checks name the
-    /// first that fails.
-    fn explain(&self, others: &[(&'static str, &Bound<'py, PyAny>, usize, &str)]) -> PyErr {
-        let op = self.op;
-        let lists = [
-            ("weight", self.w, 2, false),
-            ("bias", self.b, 1, true),
-            ("grad_weight", self.gw, 2, false),
-            ("grad_bias", self.gb, 1, true),
-        ];
-        let check = || -> PyResult<()> {
-            let mut all = (others.iter())
-                .map(|&(name, obj, ndim, shape)| FloatArg::new(op, name, obj, ndim, shape))
-                .collect::<PyResult<Vec<_>>>()?;
-            for (name, items, ndim, optional) in lists {
-                let shape = if ndim == 1 { "(out,)" } else { "(in, out)" };
-                for item in items.iter().filter(|item| !(optional && item.is_none())) {
-                    if item.is_none() {
-                        let msg = format!("{op}: a {name} is None");
-                        return Err(PyValueError::new_err(msg));
-                    }
-                    all.push(FloatArg::new(op, name, item, ndim, shape)?);
-                }
-            }
-            common_dtype(op, &all.iter().collect::<Vec<_>>()).map(|_| ())
-        };
-        check().err().unwrap_or_else(|| {
-            let msg = "every array must be a float32 or float64 ndarray of one dtype";
-            PyTypeError::new_err(format!("{op}: {msg}"))
-        })
+/// `obj`, the argument `name` (of the shape `shape` in errors), as a `T` ndarray of dimension `D`, `T` being
+/// `x`'s dtype: one cast; when it fails, the `FloatArg` checks say why.
+fn typed<'a, 'py, T: Element, D: Dimension>(
+    x: &FloatArg<'py>,
+    (name, shape): (&'static str, &str),
+    obj: &'a Bound<'py, PyAny>,
+) -> PyResult<&'a Bound<'py, PyArray<T, D>>> {
+    obj.cast().or_else(|_| {
+        let ndim = D::NDIM.expect("a fixed dimension");
+        common_dtype(x.op, [x, &FloatArg::new(x.op, name, obj, ndim, shape)?])?;
+        let msg = format!("{}: {name} must be an ndarray of x's dtype", x.op);
+        Err(PyTypeError::new_err(msg))
+    })
+}
+
+impl<'py, T: Element> Layer<'_, 'py, T> {
+    /// Writeable borrows of the layer's gradients.
+    fn grads(&self, op: &str) -> PyResult<Grads<'py, T>> {
+        let gw = readwrite(op, "grad_weight", self.gw.expect("a gradient list"))?;
+        Ok((
+            gw,
+            self.gb.map(|b| readwrite(op, "grad_bias", b)).transpose()?,
+        ))
     }
 }
+
+/// A layer's gradients, borrowed.
+type Grads<'py, T> = (PyReadwriteArray2<'py, T>, Option<PyReadwriteArray1<'py, T>>);
 
 /// Checks that every per-layer list has one entry per layer.
 fn check_counts(op: &str, n: usize, lists: &[(&str, usize)]) -> PyResult<()> {
@@ -146,46 +138,25 @@ fn check_counts(op: &str, n: usize, lists: &[(&str, usize)]) -> PyResult<()> {
     }
 }
 
-/// `obj` as a `T` ndarray of dimension 2.
-fn matrix<'a, 'py, T: Element>(obj: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyArray2<T>>> {
-    obj.cast().ok()
-}
-
-/// Read-only borrows of the layers' weights and biases.
-type Params<'py, T> = (
-    Vec<PyReadonlyArray2<'py, T>>,
-    Vec<Option<PyReadonlyArray1<'py, T>>>,
-);
-
-fn params<'py, T: Element>(op: &str, layers: &[Layer<'_, 'py, T>]) -> PyResult<Params<'py, T>> {
+/// Read-only borrows of the layers' weights and biases, then their `Dense`
+/// views in `f`.
+fn with_dense<T: Element, R>(
+    op: &str,
+    layers: &[Layer<'_, '_, T>],
+    acts: &[Activation],
+    f: impl FnOnce(Vec<Dense<'_, T>>) -> PyResult<R>,
+) -> PyResult<R> {
     let ws = (layers.iter()).map(|l| readonly(op, "weight", l.w));
+    let ws = ws.collect::<PyResult<Vec<_>>>()?;
     let bs = (layers.iter()).map(|l| l.b.map(|b| readonly(op, "bias", b)).transpose());
-    Ok((ws.collect::<PyResult<_>>()?, bs.collect::<PyResult<_>>()?))
-}
-
-/// The `Dense` views of borrowed weights and biases.
-fn dense<'a, T: Element>((ws, bs): &'a Params<'_, T>, acts: &[Activation]) -> Vec<Dense<'a, T>> {
-    (ws.iter().zip(bs).zip(acts))
+    let bs = bs.collect::<PyResult<Vec<_>>>()?;
+    f((ws.iter().zip(&bs).zip(acts))
         .map(|((w, b), &act)| Dense {
             w: w.as_array(),
             b: b.as_ref().map(|b| b.as_array()),
             act,
         })
-        .collect()
-}
-
-fn dense_forward_t<'py, T: Exp + Element>(
-    py: Python<'py>,
-    x: &Bound<'py, PyAny>,
-    lists: &Lists<'_, 'py>,
-) -> Option<PyResult<Bound<'py, PyList>>> {
-    let (x, layers) = (matrix::<T>(x)?, lists.layers::<T>()?);
-    Some((|| {
-        let (x, params) = (readonly(lists.op, "x", x)?, params(lists.op, &layers)?);
-        let (x, layers) = (x.as_array(), dense(&params, &lists.acts));
-        let outputs = py.detach(|| fused::dense_forward(x, &layers))?;
-        PyList::new(py, outputs.into_iter().map(|y| y.into_pyarray(py)))
-    })())
+        .collect())
 }
 
 /// dense_forward(x, weights, biases, activations) -> list[ndarray]
@@ -195,7 +166,7 @@ fn dense_forward_t<'py, T: Exp + Element>(
 /// output). ``biases`` holds arrays or None; ``activations`` holds one
 /// ``Activation`` per layer.
 #[pyfunction(name = "dense_forward")]
-fn dense_forward_py<'py>(
+pub(super) fn dense_forward_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     weights: Vec<Bound<'py, PyAny>>,
@@ -203,44 +174,16 @@ fn dense_forward_py<'py>(
     activations: Vec<Activation>,
 ) -> PyResult<Bound<'py, PyList>> {
     let lists = Lists::new("dense_forward", (&weights, &biases), activations, None)?;
-    let explain = || lists.explain(&[("x", x, 2, "(N, in)")]);
-    typed!(dense_forward_t(py, x, &lists), explain())
-}
-
-fn dense_backward_t<'py, T: Exp + Element>(
-    py: Python<'py>,
-    [x, delta]: [&Bound<'py, PyAny>; 2],
-    outputs: &[Bound<'py, PyAny>],
-    lists: &Lists<'_, 'py>,
-    input_delta: bool,
-) -> Option<PyResult<Option<Bound<'py, PyAny>>>> {
-    let (x, delta, layers) = (matrix::<T>(x)?, matrix::<T>(delta)?, lists.layers::<T>()?);
-    let ys = (outputs.iter()).map(matrix).collect::<Option<Vec<_>>>()?;
-    let op = lists.op;
-    Some((|| {
-        let (x, delta) = (readonly(op, "x", x)?, readonly(op, "delta", delta)?);
-        let ys =
-            (ys.into_iter().map(|y| readonly(op, "output", y))).collect::<PyResult<Vec<_>>>()?;
-        let params = params(op, &layers)?;
-        let mut grads = (layers.iter())
-            .map(|l| {
-                let gw = readwrite(op, "grad_weight", l.gw.expect("a gradient list"))?;
-                let gb = l.gb.map(|b| readwrite(op, "grad_bias", b)).transpose();
-                Ok((gw, gb?))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let mut grads: Vec<_> = (grads.iter_mut())
-            .map(|(w, b)| DenseGrad {
-                w: w.as_array_mut(),
-                b: b.as_mut().map(|b| b.as_array_mut()),
-            })
-            .collect();
-        let ys: Vec<_> = ys.iter().map(|y| y.as_array()).collect();
-        let (x, delta, layers) = (x.as_array(), delta.as_array(), dense(&params, &lists.acts));
-        let dx =
-            py.detach(|| fused::dense_backward(x, &ys, &layers, &mut grads, delta, input_delta))?;
-        Ok(dx.map(|dx| dx.into_pyarray(py).into_any()))
-    })())
+    let x = FloatArg::new(lists.op, "x", x, 2, "(N, in)")?;
+    dispatch!(x.dtype, |T| {
+        let layers = lists.layers::<T>(&x)?;
+        let x = x.readonly::<T, Ix2>()?;
+        let x = x.as_array();
+        with_dense(lists.op, &layers, &lists.acts, |layers| {
+            let outputs = py.detach(|| fused::dense_forward(x, &layers))?;
+            PyList::new(py, outputs.into_iter().map(|y| y.into_pyarray(py)))
+        })
+    })
 }
 
 /// dense_backward(x, outputs, weights, biases, activations, grad_weights,
@@ -254,7 +197,7 @@ fn dense_backward_t<'py, T: Exp + Element>(
 #[pyfunction(name = "dense_backward")]
 #[pyo3(signature = (x, outputs, weights, biases, activations, grad_weights, grad_biases, delta, input_delta = true))]
 #[allow(clippy::too_many_arguments)]
-fn dense_backward_py<'py>(
+pub(super) fn dense_backward_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     outputs: Vec<Bound<'py, PyAny>>,
@@ -270,13 +213,31 @@ fn dense_backward_py<'py>(
     check_counts(OP, weights.len(), &[("outputs", outputs.len())])?;
     let grads = Some((&grad_weights[..], &grad_biases[..]));
     let lists = Lists::new(OP, (&weights, &biases), activations, grads)?;
-    let mut others = vec![("x", x, 2, "(N, in)"), ("delta", delta, 2, "(N, out)")];
-    others.extend(outputs.iter().map(|y| ("output", y, 2, "(N, out)")));
-    let arrays = [x, delta];
-    typed!(
-        dense_backward_t(py, arrays, &outputs, &lists, input_delta),
-        lists.explain(&others)
-    )
+    let x = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
+    dispatch!(x.dtype, |T| {
+        let delta = typed::<T, Ix2>(&x, ("delta", "(N, out)"), delta)?;
+        let ys = (outputs.iter()).map(|y| typed::<T, Ix2>(&x, ("output", "(N, out)"), y));
+        let ys = ys.collect::<PyResult<Vec<_>>>()?;
+        let layers = lists.layers::<T>(&x)?;
+        let (x, delta) = (x.readonly::<T, Ix2>()?, readonly(OP, "delta", delta)?);
+        let ys =
+            (ys.into_iter().map(|y| readonly(OP, "output", y))).collect::<PyResult<Vec<_>>>()?;
+        with_dense(OP, &layers, &lists.acts, |dense| {
+            let grads = (layers.iter()).map(|l| l.grads(OP));
+            let mut grads = grads.collect::<PyResult<Vec<_>>>()?;
+            let mut grads: Vec<_> = (grads.iter_mut())
+                .map(|(w, b)| DenseGrad {
+                    w: w.as_array_mut(),
+                    b: b.as_mut().map(|b| b.as_array_mut()),
+                })
+                .collect();
+            let ys: Vec<_> = ys.iter().map(|y| y.as_array()).collect();
+            let (x, delta) = (x.as_array(), delta.as_array());
+            let dx = py
+                .detach(|| fused::dense_backward(x, &ys, &dense, &mut grads, delta, input_delta))?;
+            Ok(dx.map(|dx| one(dx, py)))
+        })
+    })
 }
 
 /// DenseTrainer()
@@ -292,88 +253,11 @@ fn dense_backward_py<'py>(
 /// cross-entropies.
 #[pyclass(name = "DenseTrainer", module = "diy_nn._core")]
 #[derive(Default)]
-struct DenseTrainer {
+pub(super) struct DenseTrainer {
     /// The buffers of the last step (a `TrainScratch` of its dtype).
     scratch: Option<Box<dyn Any + Send + Sync>>,
-    /// Whether the last step succeeded (its output is then in `scratch`).
-    done: bool,
-}
-
-impl DenseTrainer {
-    /// The buffers for `T`, new if the last step had another dtype.
-    fn scratch<T: Exp>(&mut self) -> &mut TrainScratch<T> {
-        if !(self.scratch.as_ref()).is_some_and(|s| s.is::<TrainScratch<T>>()) {
-            self.scratch = Some(Box::<TrainScratch<T>>::default());
-        }
-        (self.scratch.as_mut().and_then(|s| s.downcast_mut())).expect("set above")
-    }
-}
-
-fn train_step_t<'py, T: Exp + Element>(
-    py: Python<'py>,
-    trainer: &mut DenseTrainer,
-    [x, target]: [&Bound<'py, PyAny>; 2],
-    lists: &Lists<'_, 'py>,
-    loss: LossKind,
-    lr: Option<f64>,
-) -> Option<PyResult<f64>> {
-    const OP: &str = "DenseTrainer.step";
-    let (x, layers) = (matrix::<T>(x)?, lists.layers::<T>()?);
-    Some((|| {
-        let index = (target.cast::<numpy::PyUntypedArray>())
-            .is_ok_and(|a| numpy::PyUntypedArrayMethods::ndim(a) == 1);
-        let (t_idx, t_prob) = match (index, matrix::<T>(target)) {
-            (true, _) => (
-                Some(int64_arg::<Ix1>(
-                    OP,
-                    "target",
-                    target,
-                    "(N,) of class indices",
-                )?),
-                None,
-            ),
-            (false, Some(p)) => (None, Some(readonly(OP, "target", p)?)),
-            (false, None) => {
-                // Not x's dtype, or not a 2-D float array: the checks say which.
-                let p = FloatArg::new(OP, "target", target, 2, "(N, out)")?;
-                let x = FloatArg::new(OP, "x", x.as_any(), 2, "(N, in)")?;
-                common_dtype(OP, &[&x, &p])?;
-                let msg = format!("{OP}: target must be a 2-D array of x's dtype");
-                return Err(PyTypeError::new_err(msg));
-            }
-        };
-        let x = readonly(OP, "x", x)?;
-        let optional = |b: Option<&Bound<'py, PyArray1<T>>>, name| {
-            b.map(|b| readwrite(OP, name, b)).transpose()
-        };
-        let mut borrows = (layers.iter())
-            .map(|l| {
-                let w = readwrite(OP, "weight", l.w)?;
-                let b = optional(l.b, "bias")?;
-                let gw = readwrite(OP, "grad_weight", l.gw.expect("a gradient list"))?;
-                Ok((w, b, gw, optional(l.gb, "grad_bias")?))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
-        let mut layers: Vec<TrainLayer<'_, T>> = (borrows.iter_mut().zip(&lists.acts))
-            .map(|((w, b, gw, gb), &act)| TrainLayer {
-                w: w.as_array_mut(),
-                b: b.as_mut().map(|b| b.as_array_mut()),
-                gw: gw.as_array_mut(),
-                gb: gb.as_mut().map(|b| b.as_array_mut()),
-                act,
-            })
-            .collect();
-        let target = match (&t_idx, &t_prob) {
-            (Some(t), _) => Target::Index(t.as_array()),
-            (_, Some(p)) => Target::Prob(p.as_array()),
-            _ => unreachable!("one of the two"),
-        };
-        let x = x.as_array();
-        let lr = lr.map(|lr| T::from_f64(lr).expect("a float converts"));
-        let scratch = trainer.scratch::<T>();
-        let step = || fused::dense_train_step(x, target, loss, &mut layers, lr, scratch);
-        Ok(py.detach(step)?)
-    })())
+    /// The dtype of the last step if it succeeded (its output is then in `scratch`).
+    done: Option<DType>,
 }
 
 #[pymethods]
@@ -405,13 +289,49 @@ impl DenseTrainer {
             let msg = format!("{OP}: lr must be a finite number, got {lr}");
             return Err(PyValueError::new_err(msg));
         }
-        self.done = false;
-        let explain = || lists.explain(&[("x", x, 2, "(N, in)")]);
-        let mean = typed!(
-            train_step_t(py, self, [x, target], &lists, loss, lr),
-            explain()
-        )?;
-        self.done = true;
+        self.done = None;
+        let xa = FloatArg::new(OP, "x", x, 2, "(N, in)")?;
+        let mean = dispatch!(xa.dtype, |T| {
+            let layers = lists.layers::<T>(&xa)?;
+            let (index, prob);
+            let target = match target.cast::<numpy::PyUntypedArray>() {
+                Ok(a) if a.ndim() == 1 => {
+                    index = int_arg(OP, "target", target, (1, INDICES))?;
+                    Target::Index(index.as_array())
+                }
+                _ => {
+                    prob = readonly(OP, "target", typed(&xa, ("target", "(N, out)"), target)?)?;
+                    Target::Prob(prob.as_array())
+                }
+            };
+            let x = xa.readonly::<T, Ix2>()?;
+            let mut borrows = (layers.iter())
+                .map(|l| {
+                    let w = readwrite(OP, "weight", l.w)?;
+                    let b = l.b.map(|b| readwrite(OP, "bias", b)).transpose()?;
+                    Ok(((w, b), l.grads(OP)?))
+                })
+                .collect::<PyResult<Vec<_>>>()?;
+            let mut layers: Vec<TrainLayer<'_, T>> = (borrows.iter_mut().zip(&lists.acts))
+                .map(|(((w, b), (gw, gb)), &act)| TrainLayer {
+                    w: w.as_array_mut(),
+                    b: b.as_mut().map(|b| b.as_array_mut()),
+                    gw: gw.as_array_mut(),
+                    gb: gb.as_mut().map(|b| b.as_array_mut()),
+                    act,
+                })
+                .collect();
+            let x = x.as_array();
+            let lr = lr.map(|lr| lr as T);
+            // The buffers for `T`, new if the last step had another dtype.
+            let scratch = &mut self.scratch;
+            if !(scratch.as_ref()).is_some_and(|s| s.is::<TrainScratch<T>>()) {
+                *scratch = Some(Box::<TrainScratch<T>>::default());
+            }
+            let scratch = (scratch.as_mut().and_then(|s| s.downcast_mut())).expect("set above");
+            py.detach(|| fused::dense_train_step(x, target, loss, &mut layers, lr, scratch))?
+        });
+        self.done = Some(xa.dtype);
         Ok(mean)
     }
 
@@ -419,29 +339,21 @@ impl DenseTrainer {
     ///
     /// A copy of the network's output in the last successful step.
     fn output<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        fn copy<'py, T: Exp + Element>(py: Python<'py>, s: &dyn Any) -> Option<Bound<'py, PyAny>> {
+        let s = self.scratch.as_deref()?;
+        dispatch!(self.done?, |T| {
             let y = s.downcast_ref::<TrainScratch<T>>()?.output()?;
-            Some(y.to_owned().into_pyarray(py).into_any())
-        }
-        let s: &dyn Any = self.scratch.as_deref().filter(|_| self.done)?;
-        copy::<f32>(py, s).or_else(|| copy::<f64>(py, s))
+            Some(one(y.to_owned(), py))
+        })
     }
 }
 
 /// The activations by name: `_core.Activation`. One with parameters crosses
 /// as a tuple, `(Activation.LeakyReLU, negative_slope)` or
 /// `(Activation.Softplus, beta, threshold)`; alone it takes torch's defaults.
-#[pyclass(
-    name = "Activation",
-    eq,
-    eq_int,
-    frozen,
-    hash,
-    from_py_object,
-    module = "diy_nn._core"
-)]
+#[pyclass(name = "Activation", eq, eq_int, frozen, hash)]
+#[pyo3(from_py_object, module = "diy_nn._core")]
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum Kind {
+pub(super) enum Kind {
     Identity,
     TanH,
     Sigmoid,
@@ -489,44 +401,22 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Activation {
     }
 }
 
-/// An array of any number of dimensions, checked.
-fn any_dims<'py>(
-    op: &'static str,
-    name: &'static str,
-    obj: &Bound<'py, PyAny>,
-) -> PyResult<FloatArg<'py>> {
-    let ndim = (obj.cast::<numpy::PyUntypedArray>()).map(numpy::PyUntypedArrayMethods::ndim);
-    FloatArg::new(op, name, obj, ndim.unwrap_or(0), "")
-}
-
-fn activation_t<'py, T: Exp + Element>(
-    py: Python<'py>,
-    act: Activation,
-    x: &FloatArg<'py>,
-    delta: Option<&FloatArg<'py>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let x = x.readonly::<T, IxDyn>()?;
-    let delta = delta.map(|d| d.readonly::<T, IxDyn>()).transpose()?;
-    let (x, delta) = (x.as_array(), delta.as_ref().map(|d| d.as_array()));
-    let y = py.detach(|| match delta {
-        None => Ok(forward_array(act, x)),
-        Some(d) => backward_at_input(act, x, d),
-    })?;
-    Ok(y.into_pyarray(py).into_any())
-}
-
 /// activation(x, act) -> ndarray
 ///
 /// ``act`` (an ``Activation``, or a tuple with its parameters) of ``x``,
 /// elementwise, any shape; a new array.
 #[pyfunction(name = "activation")]
-fn activation_py<'py>(
+pub(super) fn activation_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     act: Activation,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let x = any_dims("activation", "x", x)?;
-    dispatch!(x.dtype, activation_t(py, act, &x, None))
+    let x = FloatArg::new("activation", "x", x, ANY, "")?;
+    dispatch!(x.dtype, |T| {
+        let x = x.readonly::<T, IxDyn>()?;
+        let x = x.as_array();
+        Ok(one(py.detach(|| forward_array(act, x)), py))
+    })
 }
 
 /// activation_backward(x, delta, act) -> ndarray
@@ -534,16 +424,20 @@ fn activation_py<'py>(
 /// ``delta ⊙ act'(x)``, from the input ``x`` (exact for every activation);
 /// ``delta`` has the shape and dtype of ``x``.
 #[pyfunction(name = "activation_backward")]
-fn activation_backward_py<'py>(
+pub(super) fn activation_backward_py<'py>(
     py: Python<'py>,
     x: &Bound<'py, PyAny>,
     delta: &Bound<'py, PyAny>,
     act: Activation,
 ) -> PyResult<Bound<'py, PyAny>> {
     const OP: &str = "activation_backward";
-    let (x, delta) = (any_dims(OP, "x", x)?, any_dims(OP, "delta", delta)?);
-    let dtype = common_dtype(OP, &[&x, &delta])?;
-    dispatch!(dtype, activation_t(py, act, &x, Some(&delta)))
+    let x = FloatArg::new(OP, "x", x, ANY, "")?;
+    let delta = FloatArg::new(OP, "delta", delta, ANY, "")?;
+    dispatch!(common_dtype(OP, [&x, &delta])?, |T| {
+        let (x, d) = (x.readonly::<T, IxDyn>()?, delta.readonly::<T, IxDyn>()?);
+        let (x, d) = (x.as_array(), d.as_array());
+        Ok(one(py.detach(|| backward_at_input(act, x, d))?, py))
+    })
 }
 
 /// `__reduce__` of the enums: the name of the member (`"Activation.TanH"`),
@@ -559,14 +453,3 @@ macro_rules! reduce_to_name {
     )*};
 }
 reduce_to_name!(Kind, LossKind);
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(dense_forward_py, m)?)?;
-    m.add_function(wrap_pyfunction!(dense_backward_py, m)?)?;
-    m.add_function(wrap_pyfunction!(activation_py, m)?)?;
-    m.add_function(wrap_pyfunction!(activation_backward_py, m)?)?;
-    m.add_class::<DenseTrainer>()?;
-    m.add_class::<Kind>()?;
-    m.add_class::<LossKind>()?;
-    Ok(())
-}

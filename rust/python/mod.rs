@@ -7,9 +7,10 @@
 //! (3) runs the kernel with the GIL released; (4) hands the result to numpy
 //! without a copy. Kernel errors become `diy_nn.ShapeError` (a `ValueError`).
 
+use ndarray::{Array, Dimension};
 use numpy::{
-    Element, PyArray, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray, PyReadwriteArray,
-    PyUntypedArray, PyUntypedArrayMethods,
+    Element, IntoPyArray, PyArray, PyArrayDescr, PyArrayDescrMethods, PyArrayMethods,
+    PyReadonlyArray, PyReadwriteArray, PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -19,7 +20,6 @@ use pyo3::types::PyInt;
 use crate::error::{fmt_shape, KernelError};
 
 mod conv;
-mod convpool;
 mod fused;
 mod linalg;
 mod optim;
@@ -46,21 +46,18 @@ pub(crate) enum DType {
     F64,
 }
 
-impl DType {
-    fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "float32",
-            DType::F64 => "float64",
-        }
-    }
-}
-
-/// Runs `$f::<f32>` or `$f::<f64>` according to `$dtype`.
+/// Runs `$body` with the type `$t` set to `f32` or `f64`, as `$dtype` says.
 macro_rules! dispatch {
-    ($dtype:expr, $f:ident($($arg:expr),* $(,)?)) => {
+    ($dtype:expr, |$t:ident| $body:block) => {
         match $dtype {
-            $crate::python::DType::F32 => $f::<f32>($($arg),*),
-            $crate::python::DType::F64 => $f::<f64>($($arg),*),
+            $crate::python::DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            $crate::python::DType::F64 => {
+                type $t = f64;
+                $body
+            }
         }
     };
 }
@@ -74,42 +71,55 @@ pub(crate) struct FloatArg<'py> {
     pub op: &'static str,
 }
 
+/// Checks that `obj` is an ndarray whose dtype `kind` takes (`want` names
+/// the dtypes it takes) with `ndim` dimensions (None: any); `expected`
+/// describes the shape for the error message, e.g. `"(N, in)"`.
+pub(crate) fn array_arg<'py, K>(
+    (op, name): (&str, &str),
+    obj: &Bound<'py, PyAny>,
+    (ndim, expected): (Option<usize>, &str),
+    want: &dyn std::fmt::Display,
+    kind: impl FnOnce(&Bound<'py, PyArrayDescr>) -> Option<K>,
+) -> PyResult<(Bound<'py, PyUntypedArray>, K)> {
+    let array = obj.cast::<PyUntypedArray>().map_err(|_| {
+        let ty = type_name(obj);
+        PyTypeError::new_err(format!(
+            "{op}: {name} must be a numpy.ndarray of {want}, got {ty}"
+        ))
+    })?;
+    let dtype = array.dtype();
+    let Some(kind) = kind(&dtype) else {
+        let msg = format!("{op}: {name} must have dtype {want}, got {dtype}");
+        return Err(PyTypeError::new_err(msg));
+    };
+    match ndim {
+        Some(ndim) if array.ndim() != ndim => Err(ShapeError::new_err(format!(
+            "{op}: {name} must have {ndim} dimensions {expected}, got shape {}",
+            fmt_shape(array.shape())
+        ))),
+        _ => Ok((array.clone(), kind)),
+    }
+}
+
 impl<'py> FloatArg<'py> {
-    /// Checks that `obj` is a float32/float64 ndarray with `ndim` dimensions.
-    ///
-    /// `expected` describes the shape for the error message, e.g. `"(N, in)"`.
+    /// Checks that `obj` is a float32/float64 ndarray with `ndim` dimensions
+    /// (None: any); `expected` describes the shape for the error message.
     pub fn new(
         op: &'static str,
         name: &'static str,
         obj: &Bound<'py, PyAny>,
-        ndim: usize,
+        ndim: impl Into<Option<usize>>,
         expected: &str,
     ) -> PyResult<Self> {
-        let array = obj.cast::<PyUntypedArray>().map_err(|_| {
-            let ty = type_name(obj);
-            PyTypeError::new_err(format!(
-                "{op}: {name} must be a numpy.ndarray of float32 or float64, got {ty}"
-            ))
-        })?;
-        let dtype = array.dtype();
         let py = obj.py();
-        let dtype = if dtype.is_equiv_to(&numpy::dtype::<f32>(py)) {
-            DType::F32
-        } else if dtype.is_equiv_to(&numpy::dtype::<f64>(py)) {
-            DType::F64
-        } else {
-            return Err(PyTypeError::new_err(format!(
-                "{op}: {name} must have dtype float32 or float64, got {dtype}"
-            )));
-        };
-        if array.ndim() != ndim {
-            return Err(ShapeError::new_err(format!(
-                "{op}: {name} must have {ndim} dimensions {expected}, got shape {}",
-                fmt_shape(array.shape())
-            )));
-        }
+        let dims = (ndim.into(), expected);
+        let (array, dtype) = array_arg((op, name), obj, dims, &"float32 or float64", |d| {
+            let is = |t: Bound<'py, PyArrayDescr>| d.is_equiv_to(&t);
+            (is(numpy::dtype::<f32>(py)).then_some(DType::F32))
+                .or_else(|| is(numpy::dtype::<f64>(py)).then_some(DType::F64))
+        })?;
         Ok(FloatArg {
-            array: array.clone(),
+            array,
             dtype,
             name,
             op,
@@ -117,23 +127,33 @@ impl<'py> FloatArg<'py> {
     }
 
     /// A read-only, stride-aware borrow as `T` with dimension `D`.
-    pub fn readonly<T: Element, D: ndarray::Dimension>(
-        &self,
-    ) -> PyResult<PyReadonlyArray<'py, T, D>> {
+    pub fn readonly<T: Element, D: Dimension>(&self) -> PyResult<PyReadonlyArray<'py, T, D>> {
         readonly(self.op, self.name, self.array.cast::<PyArray<T, D>>()?)
     }
 
     /// A writeable borrow; fails if the array is read-only or overlaps another argument.
-    pub fn readwrite<T: Element, D: ndarray::Dimension>(
-        &self,
-        op: &'static str,
-    ) -> PyResult<PyReadwriteArray<'py, T, D>> {
-        readwrite(op, self.name, self.array.cast::<PyArray<T, D>>()?)
+    pub fn readwrite<T: Element, D: Dimension>(&self) -> PyResult<PyReadwriteArray<'py, T, D>> {
+        readwrite(self.op, self.name, self.array.cast::<PyArray<T, D>>()?)
     }
 }
 
+/// The `ndim` of a [`FloatArg`] that may have any number of dimensions.
+pub(crate) const ANY: Option<usize> = None;
+
+/// An optional float argument: None (or Python's None) is absent.
+pub(crate) fn optional<'py>(
+    op: &'static str,
+    name: &'static str,
+    obj: Option<&Bound<'py, PyAny>>,
+    expected: &str,
+) -> PyResult<Option<FloatArg<'py>>> {
+    (obj.filter(|b| !b.is_none()))
+        .map(|b| FloatArg::new(op, name, b, 1, expected))
+        .transpose()
+}
+
 /// [`FloatArg::readonly`] of an array already typed.
-pub(crate) fn readonly<'py, T: Element, D: ndarray::Dimension>(
+pub(crate) fn readonly<'py, T: Element, D: Dimension>(
     op: &str,
     name: &str,
     array: &Bound<'py, PyArray<T, D>>,
@@ -146,7 +166,7 @@ pub(crate) fn readonly<'py, T: Element, D: ndarray::Dimension>(
 }
 
 /// [`FloatArg::readwrite`] of an array already typed.
-pub(crate) fn readwrite<'py, T: Element, D: ndarray::Dimension>(
+pub(crate) fn readwrite<'py, T: Element, D: Dimension>(
     op: &str,
     name: &str,
     array: &Bound<'py, PyArray<T, D>>,
@@ -158,9 +178,22 @@ pub(crate) fn readwrite<'py, T: Element, D: ndarray::Dimension>(
     })
 }
 
+/// An array handed to Python.
+pub(crate) fn one<'py, T: Element, D: Dimension>(
+    a: Array<T, D>,
+    py: Python<'py>,
+) -> Bound<'py, PyAny> {
+    a.into_pyarray(py).into_any()
+}
+
 /// The name of `obj`'s type, for error messages.
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     (obj.get_type().name()).map_or_else(|_| "?".into(), |n| n.to_string())
+}
+
+/// `repr(obj)`, for error messages.
+pub(crate) fn repr(obj: &Bound<'_, PyAny>) -> String {
+    obj.repr().map_or_else(|_| "?".into(), |r| r.to_string())
 }
 
 /// An integer argument as Python passed it: its value, or a description of
@@ -197,34 +230,34 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Int {
         if let Ok(v) = obj.extract::<i64>() {
             return Ok(Int(Ok(v)));
         }
-        let repr = obj
-            .repr()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|_| "?".into());
+        let repr = repr(&obj);
         let is_int = obj.is_instance_of::<PyInt>();
-        let ty = type_name(&obj);
-        Ok(Int(Err((
-            is_int,
-            if is_int { repr } else { format!("{ty} {repr}") },
-        ))))
+        let what = if is_int {
+            repr
+        } else {
+            format!("{} {repr}", type_name(&obj))
+        };
+        Ok(Int(Err((is_int, what))))
     }
 }
 
 /// The one dtype shared by all `args`; a `TypeError` names the odd one out.
-pub(crate) fn common_dtype(op: &'static str, args: &[&FloatArg<'_>]) -> PyResult<DType> {
-    let first = args[0];
-    for other in &args[1..] {
-        if other.dtype != first.dtype {
-            return Err(PyTypeError::new_err(format!(
-                "{op}: all arrays must have the same dtype, but {} is {} and {} is {}",
-                first.name,
-                first.dtype.name(),
-                other.name,
-                other.dtype.name()
-            )));
-        }
+pub(crate) fn common_dtype<'a, 'py: 'a>(
+    op: &'static str,
+    args: impl IntoIterator<Item = &'a FloatArg<'py>>,
+) -> PyResult<DType> {
+    let mut args = args.into_iter();
+    let first = args.next().expect("an argument");
+    match args.find(|other| other.dtype != first.dtype) {
+        None => Ok(first.dtype),
+        Some(other) => Err(PyTypeError::new_err(format!(
+            "{op}: all arrays must have the same dtype, but {} is {} and {} is {}",
+            first.name,
+            first.array.dtype(),
+            other.name,
+            other.array.dtype()
+        ))),
     }
-    Ok(first.dtype)
 }
 
 /// Sets the number of threads the kernels use: 0 = the default
@@ -233,11 +266,8 @@ pub(crate) fn common_dtype(op: &'static str, args: &[&FloatArg<'_>]) -> PyResult
 #[pyfunction]
 fn set_num_threads(n: Int) -> PyResult<()> {
     let n = n.get("set_num_threads", "n", 0)?;
-    let n = usize::try_from(n).map_err(|_| {
-        PyValueError::new_err(format!(
-            "set_num_threads: n must be >= 0 (0 = default), got {n}"
-        ))
-    })?;
+    let msg = |n| format!("set_num_threads: n must be >= 0 (0 = default), got {n}");
+    let n = usize::try_from(n).map_err(|_| PyValueError::new_err(msg(n)))?;
     crate::threads::set_num_threads(n).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
@@ -254,19 +284,42 @@ fn debug_build() -> bool {
     cfg!(debug_assertions)
 }
 
+/// The extension module `diy_nn._core`.
 #[pymodule]
-fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add("ShapeError", m.py().get_type::<ShapeError>())?;
-    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
-    m.add_function(wrap_pyfunction!(debug_build, m)?)?;
-    linalg::register(m)?;
-    conv::register(m)?;
-    convpool::register(m)?;
-    pool::register(m)?;
-    softmax::register(m)?;
-    fused::register(m)?;
-    optim::register(m)?;
-    Ok(())
+mod _core {
+    #[pymodule_export]
+    use super::{
+        conv::{
+            conv1d_backward_input_py, conv1d_backward_weight_py, conv1d_maxpool_backward_py,
+            conv1d_maxpool_py, conv1d_py, conv2d_backward_input_py, conv2d_backward_weight_py,
+            conv2d_maxpool_backward_py, conv2d_maxpool_py, conv2d_py,
+        },
+        debug_build,
+        fused::{
+            activation_backward_py, activation_py, dense_backward_py, dense_forward_py,
+            DenseTrainer, Kind,
+        },
+        get_num_threads,
+        linalg::{addmm_py, linear_py, matmul_py},
+        optim::optim_update_py,
+        pool::{
+            avg_pool1d_backward_py, avg_pool1d_py, avg_pool2d_backward_py, avg_pool2d_py,
+            max_pool1d_backward_py, max_pool1d_py, max_pool2d_backward_py, max_pool2d_py,
+        },
+        set_num_threads,
+        softmax::{
+            cross_entropy, cross_entropy_backward, log_softmax, log_softmax_backward, softmax,
+            softmax_backward,
+        },
+    };
+    #[pymodule_export]
+    use crate::{loss::LossKind, optim::Rule};
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("ShapeError", m.py().get_type::<super::ShapeError>())
+    }
 }

@@ -4,9 +4,9 @@ use numpy::{Element, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayM
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use super::{dispatch, readonly, readwrite, FloatArg, ShapeError};
+use super::{dispatch, readonly, readwrite, FloatArg, ShapeError, ANY};
 use crate::error::fmt_shape;
-use crate::optim::{self, Hyper, Rule, Slot};
+use crate::optim::{self, Hyper, Slot};
 
 const OP: &str = "optim_update";
 
@@ -20,8 +20,7 @@ fn typed<'py, T: Element>(
     let name = ["param", "grad"].get(j).copied().unwrap_or("state buffer");
     // one cast when the array fits; the `FloatArg` checks only to name a misfit
     let Ok(a) = a.cast::<PyArrayDyn<T>>() else {
-        let ndim = a.cast::<PyUntypedArray>().map_or(0, |a| a.ndim());
-        FloatArg::new(OP, name, a, ndim, "")?;
+        FloatArg::new(OP, name, a, ANY, "")?;
         let msg = format!("{OP}: {name} must have the first parameter's dtype");
         return Err(PyTypeError::new_err(msg));
     };
@@ -34,34 +33,6 @@ fn typed<'py, T: Element>(
     Ok(a.clone())
 }
 
-fn update_t<T: crate::float::Float + Element>(
-    py: Python<'_>,
-    hyper: Hyper,
-    slots: &[Vec<Bound<'_, PyAny>>],
-) -> PyResult<()> {
-    let mut borrows = Vec::with_capacity(slots.len());
-    for arrays in slots {
-        let p = typed::<T>(&arrays[0], 0, None)?;
-        let like = |j| typed::<T>(&arrays[j], j, Some(p.as_untyped()));
-        let g = readonly(OP, "grad", &like(1)?)?;
-        let mut rw = vec![readwrite(OP, "param", &p)?];
-        for j in 2..arrays.len() {
-            rw.push(readwrite(OP, "state buffer", &like(j)?)?);
-        }
-        borrows.push((g, rw));
-    }
-    const C: &str = "checked: contiguous";
-    let slots = (borrows.iter_mut()).map(|(g, rw)| {
-        Slot(
-            g.as_slice().expect(C),
-            rw.iter_mut().map(|a| a.as_slice_mut().expect(C)).collect(),
-        )
-    });
-    let slots = slots.collect();
-    py.detach(|| optim::update(hyper, slots))?;
-    Ok(())
-}
-
 /// optim_update(hyper, slots) -> None
 ///
 /// One step of a torch.optim rule over every parameter, in place. ``hyper``: a dict
@@ -69,7 +40,7 @@ fn update_t<T: crate::float::Float + Element>(
 /// (``optim.rs``'s ``Hyper``); ``slots``: per parameter ``[param, grad, *state]``, all
 /// C-contiguous, of its shape and the first parameter's dtype.
 #[pyfunction(name = "optim_update")]
-fn optim_update_py(
+pub(super) fn optim_update_py(
     py: Python<'_>,
     hyper: Hyper,
     slots: Vec<Vec<Bound<'_, PyAny>>>,
@@ -82,12 +53,28 @@ fn optim_update_py(
     let Some(first) = slots.first() else {
         return Ok(());
     };
-    let ndim = first[0].cast::<PyUntypedArray>().map_or(0, |a| a.ndim());
-    let dtype = FloatArg::new(OP, "param", &first[0], ndim, "")?.dtype;
-    dispatch!(dtype, update_t(py, hyper, &slots))
-}
-
-pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Rule>()?;
-    m.add_function(wrap_pyfunction!(optim_update_py, m)?)
+    let dtype = FloatArg::new(OP, "param", &first[0], ANY, "")?.dtype;
+    dispatch!(dtype, |T| {
+        let mut borrows = Vec::with_capacity(slots.len());
+        for arrays in &slots {
+            let p = typed::<T>(&arrays[0], 0, None)?;
+            let like = |j| typed::<T>(&arrays[j], j, Some(p.as_untyped()));
+            let g = readonly(OP, "grad", &like(1)?)?;
+            let mut rw = vec![readwrite(OP, "param", &p)?];
+            for j in 2..arrays.len() {
+                rw.push(readwrite(OP, "state buffer", &like(j)?)?);
+            }
+            borrows.push((g, rw));
+        }
+        const C: &str = "checked: contiguous";
+        let slots = (borrows.iter_mut()).map(|(g, rw)| {
+            Slot(
+                g.as_slice().expect(C),
+                rw.iter_mut().map(|a| a.as_slice_mut().expect(C)).collect(),
+            )
+        });
+        let slots = slots.collect();
+        py.detach(|| optim::update(hyper, slots))?;
+        Ok(())
+    })
 }

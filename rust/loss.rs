@@ -17,15 +17,15 @@
 //! NaN in `ŷ` or `y` propagates into the cost and `δ`. The cross-entropy on
 //! logits runs on the row helpers of [`softmax`].
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, CowArray, Ix1, Ix2};
 
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::math::Math;
 use crate::simd::multiversion;
 use crate::softmax::{
-    self, block_rows, check_same, exp_inplace, exp_shift_sum, filled_by, over_rows, row_max,
-    shift_rows, standard, sum, Exp, WIDE,
+    self, block_rows, check_same, exp_shift_sum, exp_sum, filled_by, over_rows, row_max, standard,
+    sum, Exp, WIDE,
 };
 
 /// The loss of a training step; `_core.LossKind` in Python.
@@ -290,6 +290,17 @@ fn check_target_shape<T: Float>(
     Ok(())
 }
 
+impl<T: Float> Target<'_, T> {
+    /// The class indices and the probabilities in row-major order, the one
+    /// this target is not empty.
+    fn standard(&self) -> (CowArray<'_, i64, Ix1>, CowArray<'_, T, Ix2>) {
+        match self {
+            Target::Index(t) => (t.as_standard_layout(), Array2::zeros((0, 0)).into()),
+            Target::Prob(p) => (Array1::zeros(0).into(), p.as_standard_layout()),
+        }
+    }
+}
+
 /// Per-sample cross-entropy on logits, `(N,)`: `-sum(target·log_softmax(x))`
 /// (with indices: `logsumexp(x) - x[t]`).
 pub fn cross_entropy<T: Exp>(
@@ -302,38 +313,22 @@ pub fn cross_entropy<T: Exp>(
     let mut loss = Array1::<T>::zeros(n);
     let x = standard(OP, "the logits", &logits)?;
     let xs = x.as_slice().expect("standard layout");
-    let ls = loss.as_slice_mut().expect("fresh array");
-    match target {
-        Target::Index(t) => {
-            let t = t.as_standard_layout();
-            let ts = t.as_slice().expect("standard layout");
-            over_rows(ls, n, 1, k, |r0, lc| {
-                let mut scratch = vec![T::zero(); k];
-                let rows = r0..r0 + lc.len();
-                ce_index_rows(
-                    &xs[rows.start * k..rows.end * k],
-                    &ts[rows],
-                    lc,
-                    &mut scratch,
-                    k,
-                );
-            });
-        }
-        Target::Prob(p) => {
-            let p = p.as_standard_layout();
-            let ps = p.as_slice().expect("standard layout");
-            over_rows(ls, n, 1, k, |r0, lc| {
-                let mut scratch = vec![T::zero(); k];
-                let r = r0 * k..(r0 + lc.len()) * k;
-                ce_prob_rows(&xs[r.clone()], &ps[r], lc, &mut scratch, k);
-            });
-        }
-    }
+    let (t, p) = target.standard();
+    let (ts, ps) = (
+        t.as_slice().expect("standard"),
+        p.as_slice().expect("standard"),
+    );
+    over_rows(loss.as_slice_mut().expect("fresh"), n, 1, k, |r0, lc| {
+        let r = r0 * k..(r0 + lc.len()) * k;
+        let t = ts.get(r0..r0 + lc.len()).unwrap_or_default();
+        ce_rows(&xs[r.clone()], t, ps.get(r).unwrap_or_default(), lc, k);
+    });
     Ok(loss)
 }
 
 /// Gradient of the SUM over the batch of [`cross_entropy`] with respect to
-/// the logits, `(N, k)`: `softmax(x)·sum(target) - target`.
+/// the logits, `(N, k)`: `softmax(x)·sum(target) - target` (with indices,
+/// from the softmax of [`softmax`]).
 pub fn cross_entropy_backward<T: Exp>(
     logits: ArrayView2<'_, T>,
     target: Target<'_, T>,
@@ -343,76 +338,49 @@ pub fn cross_entropy_backward<T: Exp>(
     check_target_shape(OP, n, k, &target)?;
     let x = standard(OP, "the logits", &logits)?;
     let xs = x.as_slice().expect("standard layout");
-    filled_by(OP, n, k, |gs| match target {
-        Target::Index(t) => {
-            let t = t.as_standard_layout();
-            let ts = t.as_slice().expect("standard layout");
-            over_rows(gs, n, k, k, |r0, gc| {
-                let rows = r0..r0 + gc.len() / k;
-                ce_index_backward_rows(&xs[rows.start * k..rows.end * k], &ts[rows], gc, k);
-            });
-        }
-        Target::Prob(p) => {
-            let p = p.as_standard_layout();
-            let ps = p.as_slice().expect("standard layout");
-            over_rows(gs, n, k, k, |r0, gc| {
-                let r = r0 * k..r0 * k + gc.len();
-                ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
-            });
-        }
+    let (t, p) = target.standard();
+    let (ts, ps) = (
+        t.as_slice().expect("standard"),
+        p.as_slice().expect("standard"),
+    );
+    let rows = block_rows(k);
+    filled_by(OP, n, k, |gs| {
+        over_rows(gs, n, k, k, |r0, gc| {
+            let r = r0 * k..r0 * k + gc.len();
+            let Some(ts) = ts.get(r0..r0 + gc.len() / k) else {
+                return ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
+            };
+            // softmax(x) - onehot(t), block by block while in L1.
+            let blocks = gc.chunks_mut(rows * k).zip(xs[r].chunks(rows * k));
+            for ((gb, xb), tb) in blocks.zip(ts.chunks(rows)) {
+                softmax::softmax_into(xb, gb, k);
+                for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
+                    gr[ti as usize] -= T::one();
+                }
+            }
+        })
     })
 }
 
 multiversion! {
-    /// Per-row cross-entropy with class indices: `logsumexp(x) - x[t]`;
-    /// `scratch` holds one row.
-    fn ce_index_rows<T: Exp>(x: &[T], t: &[i64], loss: &mut [T], scratch: &mut [T], k: usize) {
-        for ((xr, &ti), l) in x.chunks_exact(k).zip(t).zip(loss.iter_mut()) {
-            let m = row_max(xr);
-            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
-            *l = (m - xr[ti as usize]) + s.ln();
-        }
-    }
-}
-
-multiversion! {
-    /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
-    fn ce_index_backward_rows<T: Exp>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
-        if k >= WIDE {
-            for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
-                let inv = T::one() / T::exp_store_sum(xr, row_max(xr), gr);
-                for g in gr.iter_mut() {
-                    *g *= inv;
-                }
-                gr[ti as usize] -= T::one();
-            }
-            return;
-        }
-        let rows = block_rows(k);
-        let mut maxes = vec![T::zero(); rows];
-        for ((xb, tb), gb) in x.chunks(rows * k).zip(t.chunks(rows)).zip(dx.chunks_mut(rows * k)) {
-            shift_rows(xb, gb, k, &mut maxes);
-            exp_inplace(gb);
-            for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
-                let inv = T::one() / sum(gr);
-                for g in gr.iter_mut() {
-                    *g *= inv;
-                }
-                gr[ti as usize] -= T::one();
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// Per-row cross-entropy with target probabilities `p`:
+    /// Per-row cross-entropy of logits `x` against class indices `t` (when
+    /// not empty): `logsumexp(x) - x[t]`; else probabilities `p`:
     /// `-sum(p·log_softmax(x)) = sum(p)·(max + log(s)) - sum(p·x)`.
-    fn ce_prob_rows<T: Exp>(x: &[T], p: &[T], loss: &mut [T], scratch: &mut [T], k: usize) {
-        for ((xr, pr), l) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(loss.iter_mut()) {
+    fn ce_rows<T: Exp>(x: &[T], t: &[i64], p: &[T], loss: &mut [T], k: usize) {
+        let mut scratch = vec![T::zero(); k];
+        for (i, (xr, l)) in x.chunks_exact(k).zip(loss.iter_mut()).enumerate() {
             let m = row_max(xr);
-            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
+            let s = match k >= WIDE {
+                true => exp_sum(xr, m, None),
+                false => exp_shift_sum(xr, m, &mut scratch),
+            };
+            if let Some(&ti) = t.get(i) {
+                *l = (m - xr[ti as usize]) + s.ln();
+                continue;
+            }
             // Σ p·(x - m) keeps the terms small when the logits are large; a
             // class of probability 0 adds nothing (not 0·-inf).
+            let pr = &p[i * k..(i + 1) * k];
             let mut acc = T::zero();
             for (&xv, &pv) in xr.iter().zip(pr) {
                 acc += if pv == T::zero() { T::zero() } else { pv * (xv - m) };
@@ -428,7 +396,7 @@ multiversion! {
     fn ce_prob_backward_rows<T: Exp>(x: &[T], p: &[T], dx: &mut [T], k: usize) {
         for ((xr, pr), gr) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
             let m = row_max(xr);
-            let scale = sum(pr) / T::exp_store_sum(xr, m, gr);
+            let scale = sum(pr) / exp_sum(xr, m, Some(&mut *gr));
             for (g, &pv) in gr.iter_mut().zip(pr) {
                 *g = *g * scale - pv;
             }

@@ -116,7 +116,7 @@ pub fn cost_and_delta<T: Exp>(
             try_fit(work, n * k)?;
             let cost = &mut work[..n * k];
             bce_elements(y.as_slice().expect("standard layout"), ys, cost, delta);
-            cost.chunks_exact(k).map(|row| as_f64(sum_slice(row))).sum()
+            cost.chunks_exact(k).map(|row| as_f64(sum(row))).sum()
         }
         LossKind::CrossEntropy => {
             let costs = cross_entropy(yhat.view(), target.clone())?;
@@ -216,31 +216,6 @@ multiversion! {
             *c = -(t * p.ln_clamped() + (one - t) * (one - p).ln_clamped());
             *d = (p - t) / max_nan(p * (one - p), floor);
         }
-    }
-}
-
-multiversion! {
-    /// The sum of `v`, in 16 interleaved partial sums (so that it vectorizes).
-    fn sum_slice<T: Float>(v: &[T]) -> T {
-        const W: usize = 16;
-        let mut acc = [T::zero(); W];
-        let chunks = v.chunks_exact(W);
-        let tail = chunks.remainder();
-        for c in chunks {
-            for (a, &x) in acc.iter_mut().zip(c) {
-                *a += x;
-            }
-        }
-        for (a, &x) in acc.iter_mut().zip(tail) {
-            *a += x;
-        }
-        let mut w = W;
-        while w > 1 {
-            w /= 2;
-            let (low, high) = acc.split_at_mut(w);
-            low.iter_mut().zip(&*high).for_each(|(a, &b)| *a += b);
-        }
-        acc[0]
     }
 }
 
@@ -502,9 +477,9 @@ mod tests {
         for len in [0, 1, 15, 16, 17, 100, 256] {
             let v: Vec<f64> = (0..len).map(|i| (i as f64 * 0.7).sin()).collect();
             let want: f64 = v.iter().sum();
-            assert!((sum_slice(&v) - want).abs() <= 1e-12, "{len}");
+            assert!((sum(&v) - want).abs() <= 1e-12, "{len}");
             let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            assert!((sum_slice(&v32) as f64 - want).abs() <= 1e-5, "{len}");
+            assert!((sum(&v32) as f64 - want).abs() <= 1e-5, "{len}");
         }
         // BCE: saturated and NaN outputs as the scalar formula.
         let t = [1.0_f32, 0.0, 0.3, 1.0, 0.5, 0.25, 0.7, 0.0, 1.0];

@@ -35,31 +35,11 @@ pub trait Math: Float {
     fn exp_slice(v: &mut [Self]) {
         exp_all(v);
     }
-    /// `v = tanh(v)` for every `v`.
-    fn tanh_slice(v: &mut [Self]) {
-        tanh_all(v);
-    }
-    /// `v = sigmoid(v)` for every `v`.
-    fn sigmoid_slice(v: &mut [Self]) {
-        sigmoid_all(v);
-    }
 }
 
 multiversion! {
     fn exp_all<T: Math>(v: &mut [T]) {
         v.iter_mut().for_each(|x| *x = x.exp_());
-    }
-}
-
-multiversion! {
-    fn tanh_all<T: Math>(v: &mut [T]) {
-        v.iter_mut().for_each(|x| *x = x.tanh_());
-    }
-}
-
-multiversion! {
-    fn sigmoid_all<T: Math>(v: &mut [T]) {
-        v.iter_mut().for_each(|x| *x = x.sigmoid());
     }
 }
 
@@ -430,13 +410,14 @@ mod tests {
         assert!((lns[4] as f64 - 1e-40_f64.ln()).abs() < 1e-5, "{}", lns[4]);
         // Every slice form (each instruction set) agrees with the scalar one.
         let xs = grid(-110.0, 95.0, 1_001);
+        use crate::activation::Activation::{Sigmoid, TanH};
         for (slice, f) in [
             (
                 f32::exp_slice as fn(&mut [f32]),
                 f32::exp_ as fn(f32) -> f32,
             ),
-            (f32::tanh_slice, f32::tanh_),
-            (f32::sigmoid_slice, f32::sigmoid),
+            (|v| TanH.forward(v), f32::tanh_),
+            (|v| Sigmoid.forward(v), f32::sigmoid),
         ] {
             let mut v = xs.clone();
             v.push(f32::NAN);

@@ -48,13 +48,6 @@ pub enum LossKind {
     LogSoftmaxNLL,
 }
 
-impl LossKind {
-    /// Whether the loss takes class indices as its target.
-    pub fn takes_indices(self) -> bool {
-        matches!(self, LossKind::CrossEntropy | LossKind::LogSoftmaxNLL)
-    }
-}
-
 /// Checks `target` against a prediction of shape `(n, k)` for `loss`.
 pub fn check_target<T: Float>(
     op: &'static str,
@@ -63,7 +56,8 @@ pub fn check_target<T: Float>(
     n: usize,
     k: usize,
 ) -> Result<(), KernelError> {
-    if matches!(target, Target::Index(_)) && !loss.takes_indices() {
+    let takes_indices = matches!(loss, LossKind::CrossEntropy | LossKind::LogSoftmaxNLL);
+    if matches!(target, Target::Index(_)) && !takes_indices {
         return Err(KernelError::invalid(
             op,
             "class indices are a target of the cross-entropy losses only",

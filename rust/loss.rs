@@ -24,8 +24,8 @@ use crate::float::Float;
 use crate::math::Math;
 use crate::simd::multiversion;
 use crate::softmax::{
-    self, block_rows, check_same, exp_shift_sum, exp_sum, filled_by, over_rows, row_max, standard,
-    sum, Exp, WIDE,
+    self, block_rows, check_rows, check_same, exp_shift_sum, exp_sum, filled_by, over_rows,
+    row_max, standard, sum, Exp, WIDE,
 };
 
 /// The loss of a training step; `_core.LossKind` in Python.
@@ -96,13 +96,8 @@ pub fn cost_and_delta<T: Exp>(
         }
         LossKind::MAE => elementwise(probs("mae")?.view(), ys, k, delta, |t, p| {
             let d = p - t;
-            let sign = if d > T::zero() {
-                T::one()
-            } else if d < T::zero() {
-                -T::one()
-            } else {
-                d // 0, or NaN
-            };
+            // ±1, or d itself where it is ±0 (signum would give ±1) or NaN.
+            let sign = if d == T::zero() { d } else { d.signum() };
             (d.abs(), sign)
         }),
         LossKind::BCE => {
@@ -229,10 +224,7 @@ fn check_target_shape<T: Float>(
     k: usize,
     target: &Target<'_, T>,
 ) -> Result<(), KernelError> {
-    if k == 0 && n > 0 {
-        let got = fmt_shape(&[n, k]);
-        return Err(KernelError::shape(op, "x", "(N, k) with k >= 1", got));
-    }
+    check_rows(op, n, k)?;
     match target {
         Target::Index(t) => {
             if t.len() != n {

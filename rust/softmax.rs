@@ -299,6 +299,15 @@ pub(crate) fn over_rows<T: Float>(
     }
 }
 
+/// Rejects an input `x (n, k)` whose `n > 0` rows have no element.
+pub(crate) fn check_rows(op: &'static str, n: usize, k: usize) -> Result<(), KernelError> {
+    if k == 0 && n > 0 {
+        let got = fmt_shape(&[n, k]);
+        return Err(KernelError::shape(op, "x", "(N, k) with k >= 1", got));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_same(
     op: &'static str,
     arg: &'static str,
@@ -360,23 +369,17 @@ fn map_rows<T: Math>(
     a: ArrayView2<'_, T>,
     delta: Option<ArrayView2<'_, T>>,
 ) -> Result<Array2<T>, KernelError> {
+    let (n, k) = a.dim();
     let what = match &delta {
         Some(d) => {
             check_same(op_name, "delta", "y", d.shape(), a.shape())?;
             "y"
         }
-        None if a.is_empty() && a.nrows() > 0 => {
-            let shape = fmt_shape(a.shape());
-            return Err(KernelError::shape(
-                op_name,
-                "x",
-                "(N, k) with k >= 1",
-                shape,
-            ));
+        None => {
+            check_rows(op_name, n, k)?;
+            "the input"
         }
-        None => "the input",
     };
-    let (n, k) = a.dim();
     let a = standard(op_name, what, &a)?;
     let d = delta
         .as_ref()

@@ -251,15 +251,28 @@ fn check_target_shape<T: Float>(
     Ok(())
 }
 
-impl<T: Float> Target<'_, T> {
-    /// The class indices and the probabilities in row-major order, the one
-    /// this target is not empty.
-    fn standard(&self) -> (CowArray<'_, i64, Ix1>, CowArray<'_, T, Ix2>) {
-        match self {
-            Target::Index(t) => (t.as_standard_layout(), Array2::zeros((0, 0)).into()),
-            Target::Prob(p) => (Array1::zeros(0).into(), p.as_standard_layout()),
-        }
-    }
+/// `f(x, t, p)` on logits and a cross-entropy target checked against each
+/// other, in row-major order: class indices `t` or probabilities `p`, the
+/// other one empty.
+fn on_rows<T: Float, R>(
+    op: &'static str,
+    logits: ArrayView2<'_, T>,
+    target: &Target<'_, T>,
+    f: impl FnOnce(&[T], &[i64], &[T]) -> Result<R, KernelError>,
+) -> Result<R, KernelError> {
+    let (n, k) = logits.dim();
+    check_target_shape(op, n, k, target)?;
+    let x = standard(op, "the logits", &logits)?;
+    let (t, p): (CowArray<'_, i64, Ix1>, CowArray<'_, T, Ix2>) = match target {
+        Target::Index(t) => (t.as_standard_layout(), Array2::zeros((0, 0)).into()),
+        Target::Prob(p) => (Array1::zeros(0).into(), p.as_standard_layout()),
+    };
+    let slice = "standard layout";
+    f(
+        x.as_slice().expect(slice),
+        t.as_slice().expect(slice),
+        p.as_slice().expect(slice),
+    )
 }
 
 /// Per-sample cross-entropy on logits, `(N,)`: `-sum(target·log_softmax(x))`
@@ -268,23 +281,16 @@ pub fn cross_entropy<T: Exp>(
     logits: ArrayView2<'_, T>,
     target: Target<'_, T>,
 ) -> Result<Array1<T>, KernelError> {
-    const OP: &str = "cross_entropy";
     let (n, k) = logits.dim();
-    check_target_shape(OP, n, k, &target)?;
-    let mut loss = Array1::<T>::zeros(n);
-    let x = standard(OP, "the logits", &logits)?;
-    let xs = x.as_slice().expect("standard layout");
-    let (t, p) = target.standard();
-    let (ts, ps) = (
-        t.as_slice().expect("standard"),
-        p.as_slice().expect("standard"),
-    );
-    over_rows(loss.as_slice_mut().expect("fresh"), n, 1, k, |r0, lc| {
-        let r = r0 * k..(r0 + lc.len()) * k;
-        let t = ts.get(r0..r0 + lc.len()).unwrap_or_default();
-        ce_rows(&xs[r.clone()], t, ps.get(r).unwrap_or_default(), lc, k);
-    });
-    Ok(loss)
+    on_rows("cross_entropy", logits, &target, |xs, ts, ps| {
+        let mut loss = Array1::<T>::zeros(n);
+        over_rows(loss.as_slice_mut().expect("fresh"), n, 1, k, |r0, lc| {
+            let r = r0 * k..(r0 + lc.len()) * k;
+            let t = ts.get(r0..r0 + lc.len()).unwrap_or_default();
+            ce_rows(&xs[r.clone()], t, ps.get(r).unwrap_or_default(), lc, k);
+        });
+        Ok(loss)
+    })
 }
 
 /// Gradient of the SUM over the batch of [`cross_entropy`] with respect to
@@ -295,30 +301,23 @@ pub fn cross_entropy_backward<T: Exp>(
     target: Target<'_, T>,
 ) -> Result<Array2<T>, KernelError> {
     const OP: &str = "cross_entropy_backward";
-    let (n, k) = logits.dim();
-    check_target_shape(OP, n, k, &target)?;
-    let x = standard(OP, "the logits", &logits)?;
-    let xs = x.as_slice().expect("standard layout");
-    let (t, p) = target.standard();
-    let (ts, ps) = (
-        t.as_slice().expect("standard"),
-        p.as_slice().expect("standard"),
-    );
-    let rows = block_rows(k);
-    filled_by(OP, n, k, |gs| {
-        over_rows(gs, n, k, k, |r0, gc| {
-            let r = r0 * k..r0 * k + gc.len();
-            let Some(ts) = ts.get(r0..r0 + gc.len() / k) else {
-                return ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
-            };
-            // softmax(x) - onehot(t), block by block while in L1.
-            let blocks = gc.chunks_mut(rows * k).zip(xs[r].chunks(rows * k));
-            for ((gb, xb), tb) in blocks.zip(ts.chunks(rows)) {
-                softmax::softmax_into(xb, gb, k);
-                for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
-                    gr[ti as usize] -= T::one();
+    let ((n, k), rows) = (logits.dim(), block_rows(logits.ncols()));
+    on_rows(OP, logits, &target, |xs, ts, ps| {
+        filled_by(OP, n, k, |gs| {
+            over_rows(gs, n, k, k, |r0, gc| {
+                let r = r0 * k..r0 * k + gc.len();
+                let Some(ts) = ts.get(r0..r0 + gc.len() / k) else {
+                    return ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
+                };
+                // softmax(x) - onehot(t), block by block while in L1.
+                let blocks = gc.chunks_mut(rows * k).zip(xs[r].chunks(rows * k));
+                for ((gb, xb), tb) in blocks.zip(ts.chunks(rows)) {
+                    softmax::softmax_into(xb, gb, k);
+                    for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
+                        gr[ti as usize] -= T::one();
+                    }
                 }
-            }
+            })
         })
     })
 }

@@ -55,15 +55,8 @@ fn cast<T: Float>(v: f64) -> T {
 impl Activation {
     /// `v = f(v)`, in place.
     pub fn forward<T: Math>(self, v: &mut [T]) {
-        match self {
-            Activation::Identity => {}
-            Activation::TanH => T::tanh_slice(v),
-            Activation::Sigmoid => T::sigmoid_slice(v),
-            Activation::ReLU => relu_slice(v),
-            Activation::LeakyReLU { slope } => leaky_relu_slice(v, cast(slope)),
-            Activation::Softplus { beta, threshold } => {
-                softplus_slice(v, cast(beta), cast(threshold))
-            }
+        if self != Activation::Identity {
+            forward_slice(self, v);
         }
     }
 
@@ -105,36 +98,37 @@ impl Activation {
 }
 
 multiversion! {
-    /// `max(v, 0)` in place, NaN kept.
-    fn relu_slice<T: Float>(v: &mut [T]) {
-        v.iter_mut().for_each(|x| {
-            if *x < T::zero() {
-                *x = T::zero();
+    /// [`Activation::forward`], vectorized: one loop per activation.
+    fn forward_slice<T: Math>(act: Activation, v: &mut [T]) {
+        let zero = T::zero();
+        match act {
+            Activation::Identity => {}
+            Activation::TanH => v.iter_mut().for_each(|x| *x = x.tanh_()),
+            Activation::Sigmoid => v.iter_mut().for_each(|x| *x = x.sigmoid()),
+            // `max(v, 0)`, NaN kept.
+            Activation::ReLU => v.iter_mut().for_each(|x| {
+                if *x < zero {
+                    *x = zero;
+                }
+            }),
+            Activation::LeakyReLU { slope } => {
+                let slope: T = cast(slope);
+                v.iter_mut().for_each(|x| {
+                    if *x <= zero {
+                        *x *= slope;
+                    }
+                })
             }
-        });
-    }
-}
-
-multiversion! {
-    /// `v` where `v > 0`, else `slope·v`, in place (NaN kept).
-    fn leaky_relu_slice<T: Float>(v: &mut [T], slope: T) {
-        v.iter_mut().for_each(|x| {
-            if *x <= T::zero() {
-                *x *= slope;
+            Activation::Softplus { beta, threshold } => {
+                let (beta, threshold): (T, T) = (cast(beta), cast(threshold));
+                v.iter_mut().for_each(|x| {
+                    let bx = *x * beta;
+                    if bx <= threshold {
+                        *x = bx.softplus() / beta;
+                    }
+                })
             }
-        });
-    }
-}
-
-multiversion! {
-    /// `ln(1 + e^{beta·v}) / beta`, or `v` where `beta·v > threshold`, in place.
-    fn softplus_slice<T: Math>(v: &mut [T], beta: T, threshold: T) {
-        v.iter_mut().for_each(|x| {
-            let bx = *x * beta;
-            if bx <= threshold {
-                *x = bx.softplus() / beta;
-            }
-        });
+        }
     }
 }
 

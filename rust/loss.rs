@@ -17,15 +17,15 @@
 //! NaN in `ŷ` or `y` propagates into the cost and `δ`. The cross-entropy on
 //! logits runs on the row helpers of [`softmax`].
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{Array1, Array2, ArrayView1, ArrayView2, CowArray, Ix1, Ix2};
 
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::math::Math;
 use crate::simd::multiversion;
 use crate::softmax::{
-    self, block_rows, check_same, exp_inplace, exp_shift_sum, filled_by, over_rows, row_max,
-    shift_rows, standard, sum, Exp, WIDE,
+    self, block_rows, check_rows, check_same, exp_shift_sum, exp_sum, filled_by, over_rows,
+    row_max, standard, sum, Exp, WIDE,
 };
 
 /// The loss of a training step; `_core.LossKind` in Python.
@@ -48,13 +48,6 @@ pub enum LossKind {
     LogSoftmaxNLL,
 }
 
-impl LossKind {
-    /// Whether the loss takes class indices as its target.
-    pub fn takes_indices(self) -> bool {
-        matches!(self, LossKind::CrossEntropy | LossKind::LogSoftmaxNLL)
-    }
-}
-
 /// Checks `target` against a prediction of shape `(n, k)` for `loss`.
 pub fn check_target<T: Float>(
     op: &'static str,
@@ -63,7 +56,8 @@ pub fn check_target<T: Float>(
     n: usize,
     k: usize,
 ) -> Result<(), KernelError> {
-    if matches!(target, Target::Index(_)) && !loss.takes_indices() {
+    let takes_indices = matches!(loss, LossKind::CrossEntropy | LossKind::LogSoftmaxNLL);
+    if matches!(target, Target::Index(_)) && !takes_indices {
         return Err(KernelError::invalid(
             op,
             "class indices are a target of the cross-entropy losses only",
@@ -102,13 +96,8 @@ pub fn cost_and_delta<T: Exp>(
         }
         LossKind::MAE => elementwise(probs("mae")?.view(), ys, k, delta, |t, p| {
             let d = p - t;
-            let sign = if d > T::zero() {
-                T::one()
-            } else if d < T::zero() {
-                -T::one()
-            } else {
-                d // 0, or NaN
-            };
+            // ±1, or d itself where it is ±0 (signum would give ±1) or NaN.
+            let sign = if d == T::zero() { d } else { d.signum() };
             (d.abs(), sign)
         }),
         LossKind::BCE => {
@@ -116,7 +105,7 @@ pub fn cost_and_delta<T: Exp>(
             try_fit(work, n * k)?;
             let cost = &mut work[..n * k];
             bce_elements(y.as_slice().expect("standard layout"), ys, cost, delta);
-            cost.chunks_exact(k).map(|row| as_f64(sum_slice(row))).sum()
+            cost.chunks_exact(k).map(|row| as_f64(sum(row))).sum()
         }
         LossKind::CrossEntropy => {
             let costs = cross_entropy(yhat.view(), target.clone())?;
@@ -219,31 +208,6 @@ multiversion! {
     }
 }
 
-multiversion! {
-    /// The sum of `v`, in 16 interleaved partial sums (so that it vectorizes).
-    fn sum_slice<T: Float>(v: &[T]) -> T {
-        const W: usize = 16;
-        let mut acc = [T::zero(); W];
-        let chunks = v.chunks_exact(W);
-        let tail = chunks.remainder();
-        for c in chunks {
-            for (a, &x) in acc.iter_mut().zip(c) {
-                *a += x;
-            }
-        }
-        for (a, &x) in acc.iter_mut().zip(tail) {
-            *a += x;
-        }
-        let mut w = W;
-        while w > 1 {
-            w /= 2;
-            let (low, high) = acc.split_at_mut(w);
-            low.iter_mut().zip(&*high).for_each(|(a, &b)| *a += b);
-        }
-        acc[0]
-    }
-}
-
 /// The target of a cross-entropy: class indices or probabilities.
 #[derive(Clone, Debug)]
 pub enum Target<'a, T> {
@@ -260,10 +224,7 @@ fn check_target_shape<T: Float>(
     k: usize,
     target: &Target<'_, T>,
 ) -> Result<(), KernelError> {
-    if k == 0 && n > 0 {
-        let got = fmt_shape(&[n, k]);
-        return Err(KernelError::shape(op, "x", "(N, k) with k >= 1", got));
-    }
+    check_rows(op, n, k)?;
     match target {
         Target::Index(t) => {
             if t.len() != n {
@@ -290,129 +251,96 @@ fn check_target_shape<T: Float>(
     Ok(())
 }
 
+/// `f(x, t, p)` on logits and a cross-entropy target checked against each
+/// other, in row-major order: class indices `t` or probabilities `p`, the
+/// other one empty.
+fn on_rows<T: Float, R>(
+    op: &'static str,
+    logits: ArrayView2<'_, T>,
+    target: &Target<'_, T>,
+    f: impl FnOnce(&[T], &[i64], &[T]) -> Result<R, KernelError>,
+) -> Result<R, KernelError> {
+    let (n, k) = logits.dim();
+    check_target_shape(op, n, k, target)?;
+    let x = standard(op, "the logits", &logits)?;
+    let (t, p): (CowArray<'_, i64, Ix1>, CowArray<'_, T, Ix2>) = match target {
+        Target::Index(t) => (t.as_standard_layout(), Array2::zeros((0, 0)).into()),
+        Target::Prob(p) => (Array1::zeros(0).into(), p.as_standard_layout()),
+    };
+    let slice = "standard layout";
+    f(
+        x.as_slice().expect(slice),
+        t.as_slice().expect(slice),
+        p.as_slice().expect(slice),
+    )
+}
+
 /// Per-sample cross-entropy on logits, `(N,)`: `-sum(target·log_softmax(x))`
 /// (with indices: `logsumexp(x) - x[t]`).
 pub fn cross_entropy<T: Exp>(
     logits: ArrayView2<'_, T>,
     target: Target<'_, T>,
 ) -> Result<Array1<T>, KernelError> {
-    const OP: &str = "cross_entropy";
     let (n, k) = logits.dim();
-    check_target_shape(OP, n, k, &target)?;
-    let mut loss = Array1::<T>::zeros(n);
-    let x = standard(OP, "the logits", &logits)?;
-    let xs = x.as_slice().expect("standard layout");
-    let ls = loss.as_slice_mut().expect("fresh array");
-    match target {
-        Target::Index(t) => {
-            let t = t.as_standard_layout();
-            let ts = t.as_slice().expect("standard layout");
-            over_rows(ls, n, 1, k, |r0, lc| {
-                let mut scratch = vec![T::zero(); k];
-                let rows = r0..r0 + lc.len();
-                ce_index_rows(
-                    &xs[rows.start * k..rows.end * k],
-                    &ts[rows],
-                    lc,
-                    &mut scratch,
-                    k,
-                );
-            });
-        }
-        Target::Prob(p) => {
-            let p = p.as_standard_layout();
-            let ps = p.as_slice().expect("standard layout");
-            over_rows(ls, n, 1, k, |r0, lc| {
-                let mut scratch = vec![T::zero(); k];
-                let r = r0 * k..(r0 + lc.len()) * k;
-                ce_prob_rows(&xs[r.clone()], &ps[r], lc, &mut scratch, k);
-            });
-        }
-    }
-    Ok(loss)
+    on_rows("cross_entropy", logits, &target, |xs, ts, ps| {
+        let mut loss = Array1::<T>::zeros(n);
+        over_rows(loss.as_slice_mut().expect("fresh"), n, 1, k, |r0, lc| {
+            let r = r0 * k..(r0 + lc.len()) * k;
+            let t = ts.get(r0..r0 + lc.len()).unwrap_or_default();
+            ce_rows(&xs[r.clone()], t, ps.get(r).unwrap_or_default(), lc, k);
+        });
+        Ok(loss)
+    })
 }
 
 /// Gradient of the SUM over the batch of [`cross_entropy`] with respect to
-/// the logits, `(N, k)`: `softmax(x)·sum(target) - target`.
+/// the logits, `(N, k)`: `softmax(x)·sum(target) - target` (with indices,
+/// from the softmax of [`softmax`]).
 pub fn cross_entropy_backward<T: Exp>(
     logits: ArrayView2<'_, T>,
     target: Target<'_, T>,
 ) -> Result<Array2<T>, KernelError> {
     const OP: &str = "cross_entropy_backward";
-    let (n, k) = logits.dim();
-    check_target_shape(OP, n, k, &target)?;
-    let x = standard(OP, "the logits", &logits)?;
-    let xs = x.as_slice().expect("standard layout");
-    filled_by(OP, n, k, |gs| match target {
-        Target::Index(t) => {
-            let t = t.as_standard_layout();
-            let ts = t.as_slice().expect("standard layout");
-            over_rows(gs, n, k, k, |r0, gc| {
-                let rows = r0..r0 + gc.len() / k;
-                ce_index_backward_rows(&xs[rows.start * k..rows.end * k], &ts[rows], gc, k);
-            });
-        }
-        Target::Prob(p) => {
-            let p = p.as_standard_layout();
-            let ps = p.as_slice().expect("standard layout");
+    let ((n, k), rows) = (logits.dim(), block_rows(logits.ncols()));
+    on_rows(OP, logits, &target, |xs, ts, ps| {
+        filled_by(OP, n, k, |gs| {
             over_rows(gs, n, k, k, |r0, gc| {
                 let r = r0 * k..r0 * k + gc.len();
-                ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
-            });
-        }
+                let Some(ts) = ts.get(r0..r0 + gc.len() / k) else {
+                    return ce_prob_backward_rows(&xs[r.clone()], &ps[r], gc, k);
+                };
+                // softmax(x) - onehot(t), block by block while in L1.
+                let blocks = gc.chunks_mut(rows * k).zip(xs[r].chunks(rows * k));
+                for ((gb, xb), tb) in blocks.zip(ts.chunks(rows)) {
+                    softmax::softmax_into(xb, gb, k);
+                    for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
+                        gr[ti as usize] -= T::one();
+                    }
+                }
+            })
+        })
     })
 }
 
 multiversion! {
-    /// Per-row cross-entropy with class indices: `logsumexp(x) - x[t]`;
-    /// `scratch` holds one row.
-    fn ce_index_rows<T: Exp>(x: &[T], t: &[i64], loss: &mut [T], scratch: &mut [T], k: usize) {
-        for ((xr, &ti), l) in x.chunks_exact(k).zip(t).zip(loss.iter_mut()) {
-            let m = row_max(xr);
-            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
-            *l = (m - xr[ti as usize]) + s.ln();
-        }
-    }
-}
-
-multiversion! {
-    /// Gradient of the summed cross-entropy with class indices: `softmax(x) - onehot(t)`.
-    fn ce_index_backward_rows<T: Exp>(x: &[T], t: &[i64], dx: &mut [T], k: usize) {
-        if k >= WIDE {
-            for ((xr, &ti), gr) in x.chunks_exact(k).zip(t).zip(dx.chunks_exact_mut(k)) {
-                let inv = T::one() / T::exp_store_sum(xr, row_max(xr), gr);
-                for g in gr.iter_mut() {
-                    *g *= inv;
-                }
-                gr[ti as usize] -= T::one();
-            }
-            return;
-        }
-        let rows = block_rows(k);
-        let mut maxes = vec![T::zero(); rows];
-        for ((xb, tb), gb) in x.chunks(rows * k).zip(t.chunks(rows)).zip(dx.chunks_mut(rows * k)) {
-            shift_rows(xb, gb, k, &mut maxes);
-            exp_inplace(gb);
-            for (gr, &ti) in gb.chunks_exact_mut(k).zip(tb) {
-                let inv = T::one() / sum(gr);
-                for g in gr.iter_mut() {
-                    *g *= inv;
-                }
-                gr[ti as usize] -= T::one();
-            }
-        }
-    }
-}
-
-multiversion! {
-    /// Per-row cross-entropy with target probabilities `p`:
+    /// Per-row cross-entropy of logits `x` against class indices `t` (when
+    /// not empty): `logsumexp(x) - x[t]`; else probabilities `p`:
     /// `-sum(p·log_softmax(x)) = sum(p)·(max + log(s)) - sum(p·x)`.
-    fn ce_prob_rows<T: Exp>(x: &[T], p: &[T], loss: &mut [T], scratch: &mut [T], k: usize) {
-        for ((xr, pr), l) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(loss.iter_mut()) {
+    fn ce_rows<T: Exp>(x: &[T], t: &[i64], p: &[T], loss: &mut [T], k: usize) {
+        let mut scratch = vec![T::zero(); k];
+        for (i, (xr, l)) in x.chunks_exact(k).zip(loss.iter_mut()).enumerate() {
             let m = row_max(xr);
-            let s = if k >= WIDE { T::exp_sum(xr, m) } else { exp_shift_sum(xr, m, scratch) };
+            let s = match k >= WIDE {
+                true => exp_sum(xr, m, None),
+                false => exp_shift_sum(xr, m, &mut scratch),
+            };
+            if let Some(&ti) = t.get(i) {
+                *l = (m - xr[ti as usize]) + s.ln();
+                continue;
+            }
             // Σ p·(x - m) keeps the terms small when the logits are large; a
             // class of probability 0 adds nothing (not 0·-inf).
+            let pr = &p[i * k..(i + 1) * k];
             let mut acc = T::zero();
             for (&xv, &pv) in xr.iter().zip(pr) {
                 acc += if pv == T::zero() { T::zero() } else { pv * (xv - m) };
@@ -428,7 +356,7 @@ multiversion! {
     fn ce_prob_backward_rows<T: Exp>(x: &[T], p: &[T], dx: &mut [T], k: usize) {
         for ((xr, pr), gr) in x.chunks_exact(k).zip(p.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
             let m = row_max(xr);
-            let scale = sum(pr) / T::exp_store_sum(xr, m, gr);
+            let scale = sum(pr) / exp_sum(xr, m, Some(&mut *gr));
             for (g, &pv) in gr.iter_mut().zip(pr) {
                 *g = *g * scale - pv;
             }
@@ -534,9 +462,9 @@ mod tests {
         for len in [0, 1, 15, 16, 17, 100, 256] {
             let v: Vec<f64> = (0..len).map(|i| (i as f64 * 0.7).sin()).collect();
             let want: f64 = v.iter().sum();
-            assert!((sum_slice(&v) - want).abs() <= 1e-12, "{len}");
+            assert!((sum(&v) - want).abs() <= 1e-12, "{len}");
             let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            assert!((sum_slice(&v32) as f64 - want).abs() <= 1e-5, "{len}");
+            assert!((sum(&v32) as f64 - want).abs() <= 1e-5, "{len}");
         }
         // BCE: saturated and NaN outputs as the scalar formula.
         let t = [1.0_f32, 0.0, 0.3, 1.0, 0.5, 0.25, 0.7, 0.0, 1.0];

@@ -35,31 +35,11 @@ pub trait Math: Float {
     fn exp_slice(v: &mut [Self]) {
         exp_all(v);
     }
-    /// `v = tanh(v)` for every `v`.
-    fn tanh_slice(v: &mut [Self]) {
-        tanh_all(v);
-    }
-    /// `v = sigmoid(v)` for every `v`.
-    fn sigmoid_slice(v: &mut [Self]) {
-        sigmoid_all(v);
-    }
 }
 
 multiversion! {
     fn exp_all<T: Math>(v: &mut [T]) {
         v.iter_mut().for_each(|x| *x = x.exp_());
-    }
-}
-
-multiversion! {
-    fn tanh_all<T: Math>(v: &mut [T]) {
-        v.iter_mut().for_each(|x| *x = x.tanh_());
-    }
-}
-
-multiversion! {
-    fn sigmoid_all<T: Math>(v: &mut [T]) {
-        v.iter_mut().for_each(|x| *x = x.sigmoid());
     }
 }
 
@@ -259,18 +239,11 @@ pub(crate) mod avx512 {
     /// fitted here with `c0 = 1`; 1.5e-7 at most after rounding), then
     /// `2^n·e^r` by `vscalefps`, which rounds to subnormals and to 0 below
     /// the range and gives `inf` above. NaN goes through: `max`/`min` return
-    /// their second operand when either is NaN.
+    /// their second operand when either is NaN. `SUMMAND`: see [`exp16_le`].
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(crate) fn exp16(x: __m512) -> __m512 {
-        exp16_le::<false>(_mm512_min_ps(_mm512_set1_ps(HI), x))
-    }
-
-    /// [`exp16`] of a summand (see [`exp16_le`]).
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(crate) fn exp16_summand(x: __m512) -> __m512 {
-        exp16_le::<true>(_mm512_min_ps(_mm512_set1_ps(HI), x))
+    pub(crate) fn exp16<const SUMMAND: bool>(x: __m512) -> __m512 {
+        exp16_le::<SUMMAND>(_mm512_min_ps(_mm512_set1_ps(HI), x))
     }
 
     /// [`exp16`] of `x <= HI` (or NaN): the forward passes take `exp` of
@@ -312,7 +285,7 @@ pub(crate) mod avx512 {
             unsafe {
                 let p = v.as_mut_ptr().add(i);
                 let x = _mm512_maskz_loadu_ps(m, p);
-                _mm512_mask_storeu_ps(p, m, exp16(x));
+                _mm512_mask_storeu_ps(p, m, exp16::<false>(x));
             }
             i += 16;
         }
@@ -394,24 +367,12 @@ mod tests {
     #[test]
     fn special_values_and_nan() {
         assert_eq!(exp_f32(-1e4), 0.0);
-        for f in [
-            f32::exp_,
-            f32::tanh_,
-            f32::sigmoid,
-            f32::ln_clamped,
-            f32::softplus,
-        ] {
-            assert!(f(f32::NAN).is_nan());
+        fn nan_stays<T: Math>() {
+            let fs = [T::exp_, T::tanh_, T::sigmoid, T::ln_clamped, T::softplus];
+            assert!(fs.iter().all(|f| f(T::nan()).is_nan()), "{}", T::NAME);
         }
-        for f in [
-            f64::exp_,
-            f64::tanh_,
-            f64::sigmoid,
-            f64::ln_clamped,
-            f64::softplus,
-        ] {
-            assert!(f(f64::NAN).is_nan());
-        }
+        nan_stays::<f32>();
+        nan_stays::<f64>();
         assert_eq!(exp_f32(100.0), f32::INFINITY);
         assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
         assert_eq!(exp_f32(0.0), 1.0);
@@ -430,13 +391,14 @@ mod tests {
         assert!((lns[4] as f64 - 1e-40_f64.ln()).abs() < 1e-5, "{}", lns[4]);
         // Every slice form (each instruction set) agrees with the scalar one.
         let xs = grid(-110.0, 95.0, 1_001);
+        use crate::activation::Activation::{Sigmoid, TanH};
         for (slice, f) in [
             (
                 f32::exp_slice as fn(&mut [f32]),
                 f32::exp_ as fn(f32) -> f32,
             ),
-            (f32::tanh_slice, f32::tanh_),
-            (f32::sigmoid_slice, f32::sigmoid),
+            (|v| TanH.forward(v), f32::tanh_),
+            (|v| Sigmoid.forward(v), f32::sigmoid),
         ] {
             let mut v = xs.clone();
             v.push(f32::NAN);

@@ -33,28 +33,14 @@ use crate::threads;
 /// kernels -- threads/softmax` measures it).
 pub const SOFTMAX_PAR_MIN_WORK: usize = 64 * 1024;
 
-/// The fused `exp` passes of the row functions, for every [`Math`] float
-/// (the cross-entropy of [`crate::loss`] runs on them too).
-pub trait Exp: Math {
-    /// `sum(e^(x - m))`, nothing stored.
-    #[inline(always)]
-    fn exp_sum(x: &[Self], m: Self) -> Self {
-        exp_sum_into(x, m, None)
-    }
-
-    /// `y = e^(x - m)`, returns `sum(y)`.
-    #[inline(always)]
-    fn exp_store_sum(x: &[Self], m: Self, y: &mut [Self]) -> Self {
-        exp_sum_into(x, m, Some(y))
-    }
-}
-
-impl<T: Math> Exp for T {}
+/// The bound of the softmax and loss kernels: the [`Math`] floats.
+pub use crate::math::Math as Exp;
 
 /// `sum(e^(x - m))`, the terms also stored in `y` (of the length of `x`)
-/// when given: 16 lanes at a time for `f32` on a CPU with AVX-512F.
+/// when given, in one pass: 16 lanes at a time for `f32` on a CPU with
+/// AVX-512F.
 #[inline(always)]
-fn exp_sum_into<T: Math>(x: &[T], m: T, y: Option<&mut [T]>) -> T {
+pub(crate) fn exp_sum<T: Math>(x: &[T], m: T, y: Option<&mut [T]>) -> T {
     #[cfg(target_arch = "x86_64")]
     if let (true, Some(x32)) = (avx512(), as_f32(x)) {
         let y = y.map(|y| as_f32_mut(y).expect("y has the type of x"));
@@ -62,7 +48,13 @@ fn exp_sum_into<T: Math>(x: &[T], m: T, y: Option<&mut [T]>) -> T {
         // SAFETY: the CPU has AVX-512F.
         return T::from(unsafe { avx512::exp_sum(x32, m, y) }).expect("an f32");
     }
-    exp_loop(x, m, y)
+    match y {
+        Some(y) => x.iter().zip(y).fold(T::zero(), |s, (&v, o)| {
+            *o = (v - m).exp_();
+            s + *o
+        }),
+        None => x.iter().fold(T::zero(), |s, &v| s + (v - m).exp_()),
+    }
 }
 
 /// The four row-wise ops. Forward ops read `a` (x) and ignore `b` (given
@@ -145,14 +137,6 @@ pub(crate) fn block_rows(k: usize) -> usize {
     (4096 / k.max(1)).max(1)
 }
 
-/// `exp` over a whole block at once. For short rows (the (1000, 10) of a
-/// classifier) a per-row `exp` would spend most of its time in the scalar
-/// tail of each row; over the block the loop is one long SIMD run.
-#[inline(always)]
-pub(crate) fn exp_inplace<T: Math>(y: &mut [T]) {
-    T::exp_slice(y);
-}
-
 /// Pass 1 of the stable forms: `y = x - max(row)` for each row of the block;
 /// returns nothing, the maxima go to `maxes`.
 #[inline(always)]
@@ -186,6 +170,12 @@ fn rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
     }
 }
 
+/// `y = softmax(x)` over whole rows of length `k` (the cross-entropy's
+/// gradient starts from it).
+pub(crate) fn softmax_into<T: Math>(x: &[T], y: &mut [T], k: usize) {
+    rows(RowOp::Softmax, x, x, y, k);
+}
+
 /// Compiles [`exp_rows`] once per op (the op a constant, each copy keeps
 /// its own loops only: one copy for all three spilled registers in them)
 /// and per instruction set.
@@ -209,33 +199,33 @@ exp_rows_of!(log_softmax_backward_rows: LogSoftmaxBackward);
 /// of its time in the scalar tail).
 #[inline(always)]
 fn exp_rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
-    let rows = if k >= WIDE { 1 } else { block_rows(k) };
+    let long = k >= WIDE;
+    let rows = if long { 1 } else { block_rows(k) };
     let mut maxes = vec![T::zero(); rows];
     for (i, ob) in out.chunks_mut(rows * k).enumerate() {
         let span = i * rows * k..i * rows * k + ob.len();
         let (ab, bb) = (&a[span.clone()], &b[span]);
-        if k < WIDE && op == RowOp::LogSoftmaxBackward {
+        if !long && op == RowOp::LogSoftmaxBackward {
             ob.copy_from_slice(ab);
-            exp_inplace(ob);
-        } else if k < WIDE {
+            T::exp_slice(ob);
+        } else if !long {
             shift_rows(ab, ob, k, &mut maxes);
-            exp_inplace(ob);
+            T::exp_slice(ob);
         }
         let rows = ab.chunks_exact(k).zip(bb.chunks_exact(k));
         for (((xr, dr), yr), &m) in rows.zip(ob.chunks_exact_mut(k)).zip(&maxes) {
-            let long = k >= WIDE;
             match op {
                 RowOp::Softmax => {
                     let inv = T::one()
                         / match long {
-                            true => exp_loop(xr, row_max(xr), Some(&mut *yr)),
+                            true => exp_sum(xr, row_max(xr), Some(&mut *yr)),
                             false => sum(yr),
                         };
                     yr.iter_mut().for_each(|v| *v *= inv);
                 }
                 RowOp::LogSoftmax => {
                     let m = if long { row_max(xr) } else { m };
-                    let s = if long { exp_loop(xr, m, None) } else { sum(yr) };
+                    let s = if long { exp_sum(xr, m, None) } else { sum(yr) };
                     // (x - m) - log(s), in that order: x - (m + log(s))
                     // would lose the digits of log(s) when |m| is large.
                     let ls = s.ln();
@@ -274,18 +264,6 @@ multiversion! {
     }
 }
 
-/// `sum(e^(x - m))` in one loop, the terms also stored in `y` when given.
-#[inline(always)]
-fn exp_loop<T: Math>(x: &[T], m: T, y: Option<&mut [T]>) -> T {
-    match y {
-        Some(y) => x.iter().zip(y).fold(T::zero(), |s, (&v, o)| {
-            *o = (v - m).exp_();
-            s + *o
-        }),
-        None => x.iter().fold(T::zero(), |s, &v| s + (v - m).exp_()),
-    }
-}
-
 /// Rows per task when a row-wise op of `n × k` runs in parallel (0 = serial).
 fn rows_per_task(n: usize, k: usize) -> usize {
     let work = n.saturating_mul(k);
@@ -319,6 +297,15 @@ pub(crate) fn over_rows<T: Float>(
             threads::par_chunks_mut(out, rows * width, parts, |i, c| f(i * rows, c));
         }
     }
+}
+
+/// Rejects an input `x (n, k)` whose `n > 0` rows have no element.
+pub(crate) fn check_rows(op: &'static str, n: usize, k: usize) -> Result<(), KernelError> {
+    if k == 0 && n > 0 {
+        let got = fmt_shape(&[n, k]);
+        return Err(KernelError::shape(op, "x", "(N, k) with k >= 1", got));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_same(
@@ -382,23 +369,17 @@ fn map_rows<T: Math>(
     a: ArrayView2<'_, T>,
     delta: Option<ArrayView2<'_, T>>,
 ) -> Result<Array2<T>, KernelError> {
+    let (n, k) = a.dim();
     let what = match &delta {
         Some(d) => {
             check_same(op_name, "delta", "y", d.shape(), a.shape())?;
             "y"
         }
-        None if a.is_empty() && a.nrows() > 0 => {
-            let shape = fmt_shape(a.shape());
-            return Err(KernelError::shape(
-                op_name,
-                "x",
-                "(N, k) with k >= 1",
-                shape,
-            ));
+        None => {
+            check_rows(op_name, n, k)?;
+            "the input"
         }
-        None => "the input",
     };
-    let (n, k) = a.dim();
     let a = standard(op_name, what, &a)?;
     let d = delta
         .as_ref()
@@ -577,9 +558,9 @@ mod tests {
             let m = x.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
             let want: f64 = x.iter().map(|&v| f64::from(v - m).exp()).sum();
             let mut y = vec![0.0; n];
-            let s = f32::exp_store_sum(x, m, &mut y);
+            let s = exp_sum(x, m, Some(&mut y[..]));
             assert!((f64::from(s) - want).abs() < 1e-6 * want, "n = {n}");
-            assert!((f64::from(f32::exp_sum(x, m)) - want).abs() < 1e-6 * want);
+            assert!((f64::from(exp_sum(x, m, None)) - want).abs() < 1e-6 * want);
         }
     }
 

@@ -4,7 +4,7 @@
 use std::arch::x86_64::*;
 
 use super::RowOp;
-use crate::math::avx512::{exp16_le, exp16_summand};
+use crate::math::avx512::{exp16, exp16_le};
 
 /// The mask of the first `n <= 16` lanes.
 #[inline(always)]
@@ -153,7 +153,7 @@ pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
             },
             RowOp::LogSoftmaxBackward => unsafe {
                 short_rows(a, b, out, k, zero, |y, d| {
-                    _mm512_fnmadd_ps(exp16_summand(y), all::<false>(d), d)
+                    _mm512_fnmadd_ps(exp16::<true>(y), all::<false>(d), d)
                 })
             },
         }
@@ -195,7 +195,7 @@ pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
             RowOp::LogSoftmaxBackward => {
                 let s = _mm512_set1_ps(sum_of(k, |i, m| unsafe { load(d, i, m, zero) }));
                 steps(k, |i, m| unsafe {
-                    let e = exp16_summand(load(x, i, m, zero));
+                    let e = exp16::<true>(load(x, i, m, zero));
                     store(o, i, m, _mm512_fnmadd_ps(e, s, load(d, i, m, zero)));
                 });
             }

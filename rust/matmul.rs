@@ -400,9 +400,7 @@ pub fn linear_into<T: Float>(
     tile: &mut Vec<T>,
 ) -> Result<(), KernelError> {
     if let Some(b) = &b {
-        for mut row in out.rows_mut() {
-            row.assign(b);
-        }
+        out.assign(b); // broadcast over the rows
     }
     product_into(out, x, w, b.is_some(), tile)
 }

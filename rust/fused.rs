@@ -39,17 +39,18 @@ pub struct DenseGrad<'a, T> {
     pub b: Option<ArrayViewMut1<'a, T>>,
 }
 
-/// Checks that the layers (`(w shape, bias length)`) chain from `in_features`.
-fn check_chain(
+/// Checks that the layers chain from `in_features`, each bias of its layer's width.
+fn check_chain<T>(
     op: &'static str,
     in_features: usize,
-    layers: impl ExactSizeIterator<Item = (usize, usize, Option<usize>)>,
+    layers: &[Dense<'_, T>],
 ) -> Result<(), KernelError> {
-    if layers.len() == 0 {
+    if layers.is_empty() {
         return Err(KernelError::invalid(op, "the chain has no layer"));
     }
     let mut features = in_features;
-    for (rows, cols, b) in layers {
+    for l in layers {
+        let ((rows, cols), b) = (l.w.dim(), l.b.map(|b| b.len()));
         if rows != features {
             return Err(KernelError::shape(
                 op,
@@ -124,16 +125,12 @@ pub fn dense_forward<T: Exp>(
     layers: &[Dense<'_, T>],
 ) -> Result<Vec<Array2<T>>, KernelError> {
     const OP: &str = "dense_forward";
-    check_chain(OP, x.ncols(), layers.iter().map(shape_of))?;
+    check_chain(OP, x.ncols(), layers)?;
     let mut outputs = (layers.iter())
         .map(|l| matmul::zeros(OP, "an output", x.nrows(), l.w.ncols()))
         .collect::<Result<Vec<_>, _>>()?;
     forward_into(x, layers, &mut outputs, &mut Vec::new())?;
     Ok(outputs)
-}
-
-fn shape_of<T>(l: &Dense<'_, T>) -> (usize, usize, Option<usize>) {
-    (l.w.nrows(), l.w.ncols(), l.b.map(|b| b.len()))
 }
 
 /// The buffers of the backward pass: `δ` of the current layer (from
@@ -201,7 +198,7 @@ pub fn dense_backward<T: Exp>(
     input_delta: bool,
 ) -> Result<Option<Array2<T>>, KernelError> {
     const OP: &str = "dense_backward";
-    check_chain(OP, x.ncols(), layers.iter().map(shape_of))?;
+    check_chain(OP, x.ncols(), layers)?;
     let n = x.nrows();
     if outputs.len() != layers.len() || grads.len() != layers.len() {
         return Err(KernelError::invalid(
@@ -332,7 +329,7 @@ pub fn dense_train_step<T: Exp>(
             (layer, g)
         })
         .unzip();
-    check_chain(OP, x.ncols(), params.iter().map(shape_of))?;
+    check_chain(OP, x.ncols(), &params)?;
     for (l, g) in params.iter().zip(&grads) {
         check_grads(OP, l, g)?;
     }

@@ -282,12 +282,11 @@ impl<T: Float> TrainScratch<T> {
     }
 
     fn fit(&mut self, op: &'static str, n: usize, widths: &[usize]) -> Result<(), KernelError> {
-        self.outputs.truncate(widths.len());
-        for (i, &w) in widths.iter().enumerate() {
-            if i == self.outputs.len() {
-                self.outputs.push(matmul::zeros(op, "an output", n, w)?);
-            } else if self.outputs[i].dim() != (n, w) {
-                self.outputs[i] = matmul::zeros(op, "an output", n, w)?;
+        self.outputs
+            .resize_with(widths.len(), || Array2::zeros((0, 0)));
+        for (y, &w) in self.outputs.iter_mut().zip(widths) {
+            if y.dim() != (n, w) {
+                *y = matmul::zeros(op, "an output", n, w)?;
             }
         }
         let most = n.saturating_mul(widths.iter().copied().max().unwrap_or(0));

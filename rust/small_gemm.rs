@@ -139,11 +139,7 @@ mod tests {
     ) -> (Array2<T>, Array2<T>) {
         let (m, n) = (a.nrows(), b.ncols());
         let mk = || {
-            let mut o = if out_f {
-                Array2::from_elem((m, n).f(), T::nan())
-            } else {
-                Array2::from_elem((m, n), T::nan())
-            };
+            let mut o = Array2::from_elem((m, n).set_f(out_f), T::nan());
             if accumulate {
                 o.assign(init);
             }

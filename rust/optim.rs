@@ -81,14 +81,14 @@ multiversion! {
         let c = |v: f64| T::from_f64(v).expect("a float converts");
         let (lr, mu, wd, eps, b2) = (c(r.lr), c(r.mu), c(r.wd), c(r.eps), c(r.b2));
         let (w1, w2, nesterov) = (c(1.0 - r.b1), c(1.0 - r.b2), r.rule == Rule::Nesterov);
-        let step = c(-(r.lr / (1.0 - r.b1.powf(r.t))));
-        let root = c((1.0 - r.b2.powf(r.t)).powf(0.5));
         // branch-free loops (they vectorize): AdamW's shrink is 1 for the other rules
         let (decay, adamw) = (r.wd != 0.0, r.rule == Rule::AdamW);
         let shrink = if decay && adamw { c(1.0 - r.lr * r.wd) } else { T::one() };
         let decayed = |g: T, p: T| if decay && !adamw { g + wd * p } else { g };
         match (r.rule, s) {
             (Rule::Adam | Rule::AdamW, [m, v]) => {
+                let step = c(-(r.lr / (1.0 - r.b1.powf(r.t))));
+                let root = c((1.0 - r.b2.powf(r.t)).powf(0.5));
                 for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                     *p *= shrink;
                     let g = decayed(g, *p);

@@ -58,12 +58,7 @@ pub fn check_alloc(op: &'static str, what: &str, dims: &[usize]) -> Result<(), K
     let bytes = nonzero
         .filter(|&b| b <= isize::MAX as usize)
         .map(|_| dims.iter().product::<usize>() * 8);
-    let ok = bytes.is_some_and(|b| {
-        b < PROBE_FROM || {
-            let mut probe: Vec<u8> = Vec::new();
-            probe.try_reserve_exact(b).is_ok()
-        }
-    });
+    let ok = bytes.is_some_and(|b| b < PROBE_FROM || Vec::<u8>::new().try_reserve_exact(b).is_ok());
     if ok {
         Ok(())
     } else {

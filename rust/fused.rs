@@ -1,6 +1,6 @@
 //! Fused dense training paths: a chain of dense layers (each a linear map
-//! followed by an activation) forward and backward in one call, one whole
-//! SGD training step, and one SGD update over many parameters.
+//! followed by an activation) forward and backward in one call, and one
+//! whole SGD training step.
 //!
 //! On small models a training step is a few dozen tiny operations; run one by
 //! one from Python, each pays for a call, its checks and an allocation. Here
@@ -14,19 +14,16 @@
 //!   [`matmul::linear_backward_into`]: `∇W_i (+)= y_{i-1}ᵀ·δ_i`,
 //!   `∇b_i (+)= Σₙ δ_i`, `δ = δ_i·W_iᵀ` (skipped for the first layer unless
 //!   d loss / d input is wanted);
-//! - SGD: `p -= lr·∇p`, each layer updated as soon as the `δ` below it is known.
+//! - SGD: `p -= lr·∇p` ([`optim::sgd`]) once the backward pass is done.
 
-use ndarray::{
-    Array2, ArrayView1, ArrayView2, ArrayViewD, ArrayViewMut1, ArrayViewMut2, ArrayViewMutD,
-};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::activation::Activation;
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
-use crate::loss::Target;
-use crate::loss::{self, try_fit, LossKind};
+use crate::loss::{self, try_fit, LossKind, Target};
 use crate::matmul::{self, linear_backward_into, linear_into, LinearGrads};
-use crate::simd::multiversion;
+use crate::optim;
 use crate::softmax::Exp;
 
 /// One layer of a chain: `y = act(x·w + b)`, `w (in, out)`, `b (out,)`.
@@ -42,17 +39,18 @@ pub struct DenseGrad<'a, T> {
     pub b: Option<ArrayViewMut1<'a, T>>,
 }
 
-/// Checks that the layers (`(w shape, bias length)`) chain from `in_features`.
-fn check_chain(
+/// Checks that the layers chain from `in_features`, each bias of its layer's width.
+fn check_chain<T>(
     op: &'static str,
     in_features: usize,
-    layers: impl ExactSizeIterator<Item = (usize, usize, Option<usize>)>,
+    layers: &[Dense<'_, T>],
 ) -> Result<(), KernelError> {
-    if layers.len() == 0 {
+    if layers.is_empty() {
         return Err(KernelError::invalid(op, "the chain has no layer"));
     }
     let mut features = in_features;
-    for (rows, cols, b) in layers {
+    for l in layers {
+        let ((rows, cols), b) = (l.w.dim(), l.b.map(|b| b.len()));
         if rows != features {
             return Err(KernelError::shape(
                 op,
@@ -76,22 +74,20 @@ fn check_chain(
 
 /// Checks that a layer's gradients have its parameters' shapes, and that a
 /// bias gradient is given exactly when the layer has a bias.
-fn check_grads(
+fn check_grads<T>(
     op: &'static str,
-    w: &[usize],
-    gw: &[usize],
-    b: Option<usize>,
-    gb: Option<usize>,
+    l: &Dense<'_, T>,
+    g: &DenseGrad<'_, T>,
 ) -> Result<(), KernelError> {
-    if gw != w {
+    if g.w.shape() != l.w.shape() {
         return Err(KernelError::shape(
             op,
             "weight gradient",
-            fmt_shape(w),
-            fmt_shape(gw),
+            fmt_shape(l.w.shape()),
+            fmt_shape(g.w.shape()),
         ));
     }
-    match (gb, b) {
+    match (g.b.as_ref().map(|b| b.len()), l.b.map(|b| b.len())) {
         (Some(gb), Some(b)) if gb != b => Err(KernelError::shape(
             op,
             "bias gradient",
@@ -106,17 +102,20 @@ fn check_grads(
     }
 }
 
-/// The forward pass of one layer into `y`: `act(input·w + b)`.
-fn layer_forward<T: Exp>(
-    y: &mut Array2<T>,
-    input: ArrayView2<'_, T>,
-    layer: &Dense<'_, T>,
+/// The forward pass of every layer into `outputs` (of the layers' shapes):
+/// `outputs[i] = act_i(outputs[i - 1]·w_i + b_i)`, from `x` for the first.
+fn forward_into<T: Exp>(
+    x: ArrayView2<'_, T>,
+    layers: &[Dense<'_, T>],
+    outputs: &mut [Array2<T>],
     tile: &mut Vec<T>,
 ) -> Result<(), KernelError> {
-    linear_into(y.view_mut(), input, layer.w, layer.b, tile)?;
-    layer
-        .act
-        .forward(y.as_slice_mut().expect("standard layout"));
+    for (i, layer) in layers.iter().enumerate() {
+        let (done, rest) = outputs.split_at_mut(i);
+        let input = done.last().map_or(x, |y| y.view());
+        linear_into(rest[0].view_mut(), input, layer.w, layer.b, tile)?;
+        (layer.act).forward(rest[0].as_slice_mut().expect("standard layout"));
+    }
     Ok(())
 }
 
@@ -126,24 +125,63 @@ pub fn dense_forward<T: Exp>(
     layers: &[Dense<'_, T>],
 ) -> Result<Vec<Array2<T>>, KernelError> {
     const OP: &str = "dense_forward";
-    check_chain(OP, x.ncols(), layers.iter().map(shape_of))?;
-    let mut tile = Vec::new();
-    let mut outputs: Vec<Array2<T>> = Vec::with_capacity(layers.len());
-    for layer in layers {
-        let mut y = matmul::zeros(OP, "an output", x.nrows(), layer.w.ncols())?;
-        layer_forward(
-            &mut y,
-            outputs.last().map_or(x, |y| y.view()),
-            layer,
-            &mut tile,
-        )?;
-        outputs.push(y);
-    }
+    check_chain(OP, x.ncols(), layers)?;
+    let mut outputs = (layers.iter())
+        .map(|l| matmul::zeros(OP, "an output", x.nrows(), l.w.ncols()))
+        .collect::<Result<Vec<_>, _>>()?;
+    forward_into(x, layers, &mut outputs, &mut Vec::new())?;
     Ok(outputs)
 }
 
-fn shape_of<T>(l: &Dense<'_, T>) -> (usize, usize, Option<usize>) {
-    (l.w.nrows(), l.w.ncols(), l.b.map(|b| b.len()))
+/// The buffers of the backward pass: `δ` of the current layer (from
+/// `delta[..N·out]` of the last one on) and of the one below it.
+struct Deltas<'a, T> {
+    delta: &'a mut Vec<T>,
+    next: &'a mut Vec<T>,
+    tile: &'a mut Vec<T>,
+}
+
+/// The backward pass from `δ` of the last output in `bufs.delta`: for each
+/// layer from the last, `δ_i = δ ⊙ f_i'(y_i)`, then [`linear_backward_into`]
+/// into `grads[i]` (added to them if `accumulate`) and `δ` of the layer
+/// below; below the first layer only if `input_delta` (then left in
+/// `bufs.delta[..N·in]`).
+#[allow(clippy::too_many_arguments)]
+fn backward_into<T: Exp>(
+    x: ArrayView2<'_, T>,
+    outputs: &[ArrayView2<'_, T>],
+    layers: &[Dense<'_, T>],
+    grads: &mut [DenseGrad<'_, T>],
+    accumulate: bool,
+    input_delta: bool,
+    bufs: Deltas<'_, T>,
+) -> Result<(), KernelError> {
+    let Deltas { delta, next, tile } = bufs;
+    let n = x.nrows();
+    let mut width = outputs[outputs.len() - 1].ncols();
+    for i in (0..layers.len()).rev() {
+        let y = outputs[i].as_standard_layout();
+        let d = &mut delta[..n * width];
+        (layers[i].act).backward(y.as_slice().expect("standard layout"), d);
+        let below = layers[i].w.nrows();
+        let wants_dx = i > 0 || input_delta;
+        let dx = wants_dx
+            .then(|| ArrayViewMut2::from_shape((n, below), &mut next[..n * below]).expect("n·in"));
+        let g = &mut grads[i];
+        let mut lg = LinearGrads {
+            w: g.w.view_mut(),
+            b: g.b.as_mut().map(|b| b.view_mut()),
+            accumulate,
+        };
+        let input = if i == 0 { x } else { outputs[i - 1] };
+        let cur = ArrayView2::from_shape((n, width), &*d).expect("n·width");
+        linear_backward_into(input, layers[i].w, cur, &mut lg, dx, tile)?;
+        if wants_dx {
+            std::mem::swap(delta, next);
+            width = below;
+        }
+    }
+    Ok(())
 }
 
 /// The chain's backward pass.
@@ -160,7 +198,7 @@ pub fn dense_backward<T: Exp>(
     input_delta: bool,
 ) -> Result<Option<Array2<T>>, KernelError> {
     const OP: &str = "dense_backward";
-    check_chain(OP, x.ncols(), layers.iter().map(shape_of))?;
+    check_chain(OP, x.ncols(), layers)?;
     let n = x.nrows();
     if outputs.len() != layers.len() || grads.len() != layers.len() {
         return Err(KernelError::invalid(
@@ -183,49 +221,33 @@ pub fn dense_backward<T: Exp>(
                 fmt_shape(y.shape()),
             ));
         }
-        let (b, gb) = (layer.b.map(|b| b.len()), g.b.as_ref().map(|b| b.len()));
-        check_grads(OP, layer.w.shape(), g.w.shape(), b, gb)?;
+        check_grads(OP, layer, g)?;
     }
-    let last = layers.len() - 1;
-    if delta.dim() != outputs[last].dim() {
+    let last = outputs[layers.len() - 1];
+    if delta.dim() != last.dim() {
         return Err(KernelError::shape(
             OP,
             "delta",
-            fmt_shape(outputs[last].shape()),
+            fmt_shape(last.shape()),
             fmt_shape(delta.shape()),
         ));
     }
-    let mut tile = Vec::new();
-    let mut cur = matmul::zeros(OP, "delta", n, delta.ncols())?;
-    cur.assign(&delta);
-    for i in (0..layers.len()).rev() {
-        let y = outputs[i].as_standard_layout();
-        layers[i].act.backward(
-            y.as_slice().expect("standard layout"),
-            cur.as_slice_mut().expect("fresh"),
-        );
-        let input = if i == 0 { x } else { outputs[i - 1] };
-        let wants_dx = i > 0 || input_delta;
-        let mut next = matmul::zeros(
-            OP,
-            "delta",
-            if wants_dx { n } else { 0 },
-            layers[i].w.nrows(),
-        )?;
-        let grad = &mut grads[i];
-        let mut lg = LinearGrads {
-            w: grad.w.view_mut(),
-            b: grad.b.as_mut().map(|b| b.view_mut()),
-            accumulate: true,
-        };
-        let dx = wants_dx.then(|| next.view_mut());
-        linear_backward_into(input, layers[i].w, cur.view(), &mut lg, dx, &mut tile)?;
-        if !wants_dx {
-            return Ok(None);
-        }
-        cur = next;
-    }
-    Ok(Some(cur))
+    let widest = layers.iter().map(|l| l.w.ncols()).chain([x.ncols()]).max();
+    let (mut d, mut next) = (Vec::new(), Vec::new());
+    try_fit(&mut d, n * widest.unwrap_or(0))?;
+    try_fit(&mut next, n * widest.unwrap_or(0))?;
+    d[..delta.len()]
+        .iter_mut()
+        .zip(delta.iter())
+        .for_each(|(d, &v)| *d = v);
+    let bufs = Deltas {
+        delta: &mut d,
+        next: &mut next,
+        tile: &mut Vec::new(),
+    };
+    backward_into(x, outputs, layers, grads, true, input_delta, bufs)?;
+    d.truncate(n * x.ncols());
+    Ok(input_delta.then(|| Array2::from_shape_vec((n, x.ncols()), d).expect("n·in")))
 }
 
 /// One layer of a chain being trained: its parameters (read, then updated)
@@ -260,12 +282,11 @@ impl<T: Float> TrainScratch<T> {
     }
 
     fn fit(&mut self, op: &'static str, n: usize, widths: &[usize]) -> Result<(), KernelError> {
-        self.outputs.truncate(widths.len());
-        for (i, &w) in widths.iter().enumerate() {
-            if i == self.outputs.len() {
-                self.outputs.push(matmul::zeros(op, "an output", n, w)?);
-            } else if self.outputs[i].dim() != (n, w) {
-                self.outputs[i] = matmul::zeros(op, "an output", n, w)?;
+        self.outputs
+            .resize_with(widths.len(), || Array2::zeros((0, 0)));
+        for (y, &w) in self.outputs.iter_mut().zip(widths) {
+            if y.dim() != (n, w) {
+                *y = matmul::zeros(op, "an output", n, w)?;
             }
         }
         let most = n.saturating_mul(widths.iter().copied().max().unwrap_or(0));
@@ -274,24 +295,10 @@ impl<T: Float> TrainScratch<T> {
     }
 }
 
-multiversion! {
-    /// `p -= lr·g`, element by element.
-    fn sgd_slice<T: Float>(p: &mut [T], g: &[T], lr: T) {
-        p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * g);
-    }
-}
-
-/// `p -= lr·g` for arrays of one shape, any strides.
-fn sgd_step<T: Float>(mut p: ArrayViewMutD<'_, T>, g: ArrayViewD<'_, T>, lr: T) {
-    match (p.as_slice_mut(), g.as_slice()) {
-        (Some(ps), Some(gs)) => sgd_slice(ps, gs, lr),
-        _ => p.zip_mut_with(&g, |p, &g| *p -= lr * g),
-    }
-}
-
 /// One whole training step of a dense chain with plain SGD: forward, the
 /// loss, its gradient, the backward pass and `p -= lr·∇p` for every parameter
-/// (with `lr` None, the gradients only: an optimizer's rule updates after).
+/// (the optimizers' SGD rule, [`optim::sgd`]; with `lr` None, the gradients
+/// only: an optimizer's rule updates after).
 ///
 /// The results are those of the layers run one by one (the same functions):
 /// after the step every gradient array holds d (summed loss) / d parameter
@@ -307,19 +314,26 @@ pub fn dense_train_step<T: Exp>(
     scratch: &mut TrainScratch<T>,
 ) -> Result<f64, KernelError> {
     const OP: &str = "dense_train_step";
-    let shapes = layers
-        .iter()
-        .map(|l| (l.w.nrows(), l.w.ncols(), l.b.as_ref().map(|b| b.len())));
-    check_chain(OP, x.ncols(), shapes)?;
-    for l in layers.iter() {
-        let (b, gb) = (
-            l.b.as_ref().map(|b| b.len()),
-            l.gb.as_ref().map(|b| b.len()),
-        );
-        check_grads(OP, l.w.shape(), l.gw.shape(), b, gb)?;
+    let (params, mut grads): (Vec<_>, Vec<_>) = (layers.iter_mut())
+        .map(|TrainLayer { w, b, gw, gb, act }| {
+            let layer = Dense {
+                w: w.view(),
+                b: b.as_ref().map(|b| b.view()),
+                act: *act,
+            };
+            let g = DenseGrad {
+                w: gw.view_mut(),
+                b: gb.as_mut().map(|g| g.view_mut()),
+            };
+            (layer, g)
+        })
+        .unzip();
+    check_chain(OP, x.ncols(), &params)?;
+    for (l, g) in params.iter().zip(&grads) {
+        check_grads(OP, l, g)?;
     }
     let n = x.nrows();
-    let widths: Vec<usize> = layers.iter().map(|l| l.w.ncols()).collect();
+    let widths: Vec<usize> = params.iter().map(|l| l.w.ncols()).collect();
     let k = *widths.last().expect("checked: at least one layer");
     loss::check_target(OP, loss, &target, n, k)?;
     if n == 0 {
@@ -333,55 +347,18 @@ pub fn dense_train_step<T: Exp>(
         work,
         tile,
     } = scratch;
-    for (i, l) in layers.iter().enumerate() {
-        let (done, rest) = outputs.split_at_mut(i);
-        let layer = Dense {
-            w: l.w.view(),
-            b: l.b.as_ref().map(|b| b.view()),
-            act: l.act,
-        };
-        layer_forward(
-            &mut rest[0],
-            done.last().map_or(x, |y| y.view()),
-            &layer,
-            tile,
-        )?;
-    }
-    let last = layers.len() - 1;
-    let total = loss::cost_and_delta(
-        loss,
-        outputs[last].view(),
-        &target,
-        &mut delta[..n * k],
-        work,
-    )?;
-    let mut width = k;
-    for i in (0..layers.len()).rev() {
-        let d = &mut delta[..n * width];
-        layers[i]
-            .act
-            .backward(outputs[i].as_slice().expect("scratch array"), d);
-        let input = if i == 0 { x } else { outputs[i - 1].view() };
-        let cur = ArrayView2::from_shape((n, width), &*d).expect("n·width");
-        let below = layers[i].w.nrows();
-        let dx = (i > 0)
-            .then(|| ArrayViewMut2::from_shape((n, below), &mut next[..n * below]).expect("n·in"));
-        let TrainLayer { w, b, gw, gb, .. } = &mut layers[i];
-        let mut grads = LinearGrads {
-            w: gw.view_mut(),
-            b: gb.as_mut().map(|g| g.view_mut()),
-            accumulate: false,
-        };
-        linear_backward_into(input, w.view(), cur, &mut grads, dx, tile)?;
-        if let Some(lr) = lr {
-            sgd_step(w.view_mut().into_dyn(), gw.view().into_dyn(), lr);
-            if let (Some(b), Some(gb)) = (b.as_mut(), gb.as_ref()) {
-                sgd_step(b.view_mut().into_dyn(), gb.view().into_dyn(), lr);
+    forward_into(x, &params, outputs, tile)?;
+    let ys: Vec<ArrayView2<'_, T>> = outputs.iter().map(|y| y.view()).collect();
+    let total = loss::cost_and_delta(loss, ys[ys.len() - 1], &target, &mut delta[..n * k], work)?;
+    let bufs = Deltas { delta, next, tile };
+    backward_into(x, &ys, &params, &mut grads, false, false, bufs)?;
+    drop((params, grads));
+    if let Some(lr) = lr.map(|lr| lr.to_f64().expect("a float converts")) {
+        for l in layers.iter_mut() {
+            optim::sgd(l.w.view_mut(), l.gw.view(), lr);
+            if let (Some(b), Some(gb)) = (l.b.as_mut(), l.gb.as_ref()) {
+                optim::sgd(b.view_mut(), gb.view(), lr);
             }
-        }
-        if i > 0 {
-            std::mem::swap(delta, next);
-            width = below;
         }
     }
     Ok(total / n as f64)
@@ -420,15 +397,5 @@ mod tests {
             "{err}"
         );
         assert!(dense_forward::<f64>(seq(2, 4, 0.0).view(), &[]).is_err());
-    }
-
-    #[test]
-    fn sgd_slice_matches_plain_loop() {
-        let rows: Vec<f32> = (0..37).map(|i| (i as f32 * 0.3).cos()).collect();
-        let mut p = vec![1.0_f32; 37];
-        sgd_slice(&mut p, &rows, 0.5);
-        for (j, &q) in p.iter().enumerate() {
-            assert_eq!(q, 1.0 - 0.5 * rows[j]);
-        }
     }
 }

@@ -400,9 +400,7 @@ pub fn linear_into<T: Float>(
     tile: &mut Vec<T>,
 ) -> Result<(), KernelError> {
     if let Some(b) = &b {
-        for mut row in out.rows_mut() {
-            row.assign(b);
-        }
+        out.assign(b); // broadcast over the rows
     }
     product_into(out, x, w, b.is_some(), tile)
 }
@@ -643,13 +641,9 @@ mod tests {
         for (m, k, n, transposed) in cases {
             assert!(split_inner(m, n, k));
             let (a, b) = (seq(m, k, 0.1), seq(k, n, 0.2));
-            let (a, b) = if transposed {
-                (a.t().to_owned(), b.t().to_owned())
-            } else {
-                (a, b)
-            };
+            let (at, bt) = (seq(k, m, 0.1), seq(n, k, 0.2));
             let (av, bv) = if transposed {
-                (a.t(), b.t())
+                (at.t(), bt.t())
             } else {
                 (a.view(), b.view())
             };

@@ -4,6 +4,7 @@
 //! single-tensor path; scalars such as `lr / (1 - b1ᵗ)` in f64, then cast; no
 //! fused multiply-add), so that a step gives torch's numbers up to rounding.
 
+use ndarray::{ArrayView, ArrayViewMut, Dimension};
 use std::sync::Mutex;
 
 use crate::error::KernelError;
@@ -15,8 +16,9 @@ use crate::threads::{par_parts, parts};
 /// (AdamW instead shrinks the parameter, `p *= 1 - lr wd`).
 #[cfg_attr(feature = "python", pyo3::pyclass(eq, eq_int, from_py_object))]
 #[cfg_attr(feature = "python", pyo3(module = "diy_nn._core"))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Rule {
+    #[default]
     /// SGD, state `[v]` if `mu > 0`: `v = mu v + g`, `p -= lr v` (no momentum: `p -= lr g`).
     Sgd,
     /// SGD with Nesterov momentum, state `[v]`: `v = mu v + g`, `p -= lr (g + mu v)`.
@@ -35,7 +37,7 @@ pub enum Rule {
 /// A rule with its hyper-parameters (RMSprop's `alpha` is `b2`; from Python,
 /// a dict of these names).
 #[cfg_attr(feature = "python", derive(pyo3::FromPyObject), pyo3(from_item_all))]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Hyper {
     pub rule: Rule,
     pub lr: f64,
@@ -79,14 +81,14 @@ multiversion! {
         let c = |v: f64| T::from_f64(v).expect("a float converts");
         let (lr, mu, wd, eps, b2) = (c(r.lr), c(r.mu), c(r.wd), c(r.eps), c(r.b2));
         let (w1, w2, nesterov) = (c(1.0 - r.b1), c(1.0 - r.b2), r.rule == Rule::Nesterov);
-        let step = c(-(r.lr / (1.0 - r.b1.powf(r.t))));
-        let root = c((1.0 - r.b2.powf(r.t)).powf(0.5));
         // branch-free loops (they vectorize): AdamW's shrink is 1 for the other rules
         let (decay, adamw) = (r.wd != 0.0, r.rule == Rule::AdamW);
         let shrink = if decay && adamw { c(1.0 - r.lr * r.wd) } else { T::one() };
         let decayed = |g: T, p: T| if decay && !adamw { g + wd * p } else { g };
         match (r.rule, s) {
             (Rule::Adam | Rule::AdamW, [m, v]) => {
+                let step = c(-(r.lr / (1.0 - r.b1.powf(r.t))));
+                let root = c((1.0 - r.b2.powf(r.t)).powf(0.5));
                 for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
                     *p *= shrink;
                     let g = decayed(g, *p);
@@ -124,6 +126,34 @@ multiversion! {
             _ => p.iter_mut().zip(g).for_each(|(p, &g)| *p -= lr * decayed(g, *p)),
         }
     }
+}
+
+/// Plain SGD, `p -= lr·g` ([`run`]'s `Sgd` rule), for arrays of one shape in
+/// any layout: in place when the two lie alike in memory, else through a
+/// standard-layout copy of `p`.
+pub(crate) fn sgd<T: Float, D: Dimension>(
+    mut p: ArrayViewMut<'_, T, D>,
+    g: ArrayView<'_, T, D>,
+    lr: f64,
+) {
+    let rule = Hyper {
+        lr,
+        ..Hyper::default()
+    };
+    if p.strides() == g.strides() {
+        if let (Some(ps), Some(gs)) = (p.as_slice_memory_order_mut(), g.as_slice_memory_order()) {
+            return run(rule, ps, gs, &mut []);
+        }
+    }
+    let (mut q, g) = (p.as_standard_layout().into_owned(), g.as_standard_layout());
+    let gs = g.as_slice().expect("standard layout");
+    run(
+        rule,
+        q.as_slice_mut().expect("standard layout"),
+        gs,
+        &mut [],
+    );
+    p.assign(&q);
 }
 
 /// The elements below which an update stays on the calling thread: the loops
@@ -164,4 +194,23 @@ pub fn update<T: Float>(rule: Hyper, slots: Vec<Slot<'_, T>>) -> Result<(), Kern
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{Array2, ShapeBuilder};
+
+    #[test]
+    fn sgd_steps_every_layout_as_the_plain_formula() {
+        let g = Array2::from_shape_fn((3, 37), |(i, j)| ((i * 37 + j) as f32 * 0.3).cos());
+        let expected = g.mapv(|g| 1.0 - 0.5 * g);
+        for (p_fortran, g_fortran) in [(false, false), (true, true), (true, false)] {
+            let mut p = Array2::from_elem((3, 37).set_f(p_fortran), 1.0_f32);
+            let mut gl = Array2::zeros((3, 37).set_f(g_fortran));
+            gl.assign(&g);
+            sgd(p.view_mut(), gl.view(), 0.5);
+            assert_eq!(p, expected);
+        }
+    }
 }

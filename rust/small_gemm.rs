@@ -25,7 +25,7 @@
 //! (and any product large enough to be split over threads) is [`gemm_into`]
 //! as it is. `cargo bench --bench kernels -- small_products` times them.
 
-use ndarray::{s, ArrayView2, ArrayViewMut2};
+use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::error::KernelError;
 use crate::float::Float;
@@ -81,17 +81,9 @@ pub fn product_into<T: Float>(
             return gemm_into(out, a, b, T::one(), beta);
         }
         let chunk = (HORIZONTAL_MAX / m / 4 * 4).max(4);
-        let mut start = 0;
-        while start < n {
-            let end = (start + chunk).min(n);
-            gemm_into(
-                out.slice_mut(s![.., start..end]),
-                a,
-                b.slice(s![.., start..end]),
-                T::one(),
-                beta,
-            )?;
-            start = end;
+        let outs = out.axis_chunks_iter_mut(Axis(1), chunk);
+        for (o, b) in outs.zip(b.axis_chunks_iter(Axis(1), chunk)) {
+            gemm_into(o, a, b, T::one(), beta)?;
         }
         return Ok(());
     }
@@ -147,11 +139,7 @@ mod tests {
     ) -> (Array2<T>, Array2<T>) {
         let (m, n) = (a.nrows(), b.ncols());
         let mk = || {
-            let mut o = if out_f {
-                Array2::from_elem((m, n).f(), T::nan())
-            } else {
-                Array2::from_elem((m, n), T::nan())
-            };
+            let mut o = Array2::from_elem((m, n).set_f(out_f), T::nan());
             if accumulate {
                 o.assign(init);
             }

@@ -173,19 +173,15 @@ fn pool(threads: usize) -> Option<Arc<Pool>> {
             })
         });
     let mut state = lock();
-    if let Some(p) = &state.pool {
-        if p.threads == threads {
-            return Some(Arc::clone(p)); // another thread was quicker; ours is dropped
-        }
-    }
-    match built {
-        Some(p) => {
+    match (&state.pool, built) {
+        // Another thread was quicker: ours is dropped.
+        (Some(p), _) if p.threads == threads => Some(Arc::clone(p)),
+        (_, Some(p)) => {
             let old = state.pool.replace(Arc::clone(&p));
-            drop(state);
-            drop(old);
+            drop((state, old)); // the old pool's workers exit outside the lock
             Some(p)
         }
-        None => {
+        (_, None) => {
             state.failed = threads;
             None
         }
@@ -256,53 +252,38 @@ impl Drop for Done<'_> {
 }
 
 /// Runs `f(0), …, f(parts - 1)` and returns when all are done: part 0 on the
-/// calling thread, the others on the pool's workers. A panic in a part is
-/// raised again here once every part has ended.
+/// calling thread, the others on the pool's workers; the caller then waits,
+/// spinning first when the pool spins. A panic in a part is raised again
+/// here once every part has ended.
 pub fn par_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
-    if parts <= 1 {
-        if parts == 1 {
-            f(0);
-        }
-        return;
-    }
-    let Some(pool) = pool(num_threads()) else {
-        (0..parts).for_each(f); // no workers: every part here, in order
+    let pool = if parts > 1 { pool(num_threads()) } else { None };
+    let Some(pool) = pool else {
+        (0..parts).for_each(f); // one part, or no workers: every part here, in order
         return;
     };
     EPOCH.fetch_add(1, Ordering::AcqRel);
     let pending = AtomicUsize::new(parts - 1);
-    let spin = pool.spin;
-    pool.rayon
-        .in_place_scope(|s| run_parts(s, parts, &f, &pending, spin));
-    if spin {
-        linger(&pool);
-    }
-}
-
-/// The body of [`par_parts`]'s scope: spawn parts `1..`, run part 0, wait
-/// (spinning first if `spin`).
-fn run_parts<'scope, F: Fn(usize) + Sync>(
-    s: &rayon::Scope<'scope>,
-    parts: usize,
-    f: &'scope F,
-    pending: &'scope AtomicUsize,
-    spin: bool,
-) {
-    for i in 1..parts {
-        s.spawn(move |_| {
-            let _done = Done(pending);
-            f(i);
-        });
-    }
-    f(0);
-    // A pool worker that calls this (nested parallelism) must not spin: the
-    // other parts may wait in its own queue, and the scope's end runs them.
-    if spin && rayon::current_thread_index().is_none() {
-        let mut spins = 0u32;
-        while pending.load(Ordering::Acquire) != 0 && spins < CALLER_SPINS {
-            std::hint::spin_loop();
-            spins += 1;
+    pool.rayon.in_place_scope(|s| {
+        for i in 1..parts {
+            let (f, pending) = (&f, &pending);
+            s.spawn(move |_| {
+                let _done = Done(pending);
+                f(i);
+            });
         }
+        f(0);
+        // A pool worker that calls this (nested parallelism) must not spin: the
+        // other parts may wait in its own queue, and the scope's end runs them.
+        if pool.spin && rayon::current_thread_index().is_none() {
+            let mut spins = 0u32;
+            while pending.load(Ordering::Acquire) != 0 && spins < CALLER_SPINS {
+                std::hint::spin_loop();
+                spins += 1;
+            }
+        }
+    });
+    if pool.spin {
+        linger(&pool);
     }
 }
 

@@ -365,11 +365,12 @@ multiversion! {
 }
 
 multiversion! {
-    /// δ of one sample when windows do not overlap: every input position of
-    /// `dx (H, W, C)` written once, δ where its window's argmax points at it,
-    /// else 0, in one pass of selects. Returns false when some argmax is not
-    /// a position of its own window (an argmax not made by `max_pool`): then
-    /// the caller scatters instead.
+    /// δ of one sample when windows do not overlap: window by window, each
+    /// of its positions in `dx (H, W, C)` written once, δ where the window's
+    /// argmax points at it, else 0 (positions in no window are zeroed
+    /// first). Returns false when some argmax is not a position of its own
+    /// window (an argmax not made by `max_pool`): then the caller scatters
+    /// instead.
     fn tiled_sample<T: Float>(
         ds: &[T],
         am: &[i32],
@@ -378,45 +379,36 @@ multiversion! {
     ) -> bool {
         p.check_sample(dx.len(), ds.len().min(am.len()));
         let ((ho, wo), c) = (p.out_dims(), p.c);
-        // hits per lane, summed once at the end
-        let mut hits = [0u32; LANES];
-        for i in 0..p.h {
-            let (oi, ki) = (i / p.sh, i % p.sh);
-            let row_in = oi < ho && ki < p.kh;
-            let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
-            for j in 0..p.w {
-                let pos = i * p.w + j;
-                let out = &mut dx[pos * c..(pos + 1) * c];
-                if row_in && oj < wo && kj < p.kw {
-                    let o = (oi * wo + oj) * c;
-                    by_lanes(c, #[inline(always)] |c0, n| {
-                        // SAFETY: `o` is an output (`oi < ho`, `oj < wo`), checked above.
-                        let (d, a) = unsafe { (block(ds, o + c0, n), block(am, o + c0, n)) };
-                        let x = out[c0..][..n].iter_mut().zip(&mut hits);
-                        for (((x, h), &d), &a) in x.zip(d).zip(a) {
-                            let here = a == pos as i32;
-                            *h += here as u32;
-                            x.write(if here { d } else { T::zero() });
-                        }
-                    });
-                } else {
-                    out.fill(MaybeUninit::new(T::zero()));
-                }
-                kj += 1;
-                if kj == p.sw {
-                    (oj, kj) = (oj + 1, 0);
-                }
-            }
+        if ho * p.kh * wo * p.kw < p.h * p.w {
+            dx.fill(MaybeUninit::new(T::zero()));
         }
-        hits.iter().map(|&n| n as usize).sum::<usize>() == ho * wo * c
+        let mut missed = false;
+        p.each_window(#[inline(always)] |o, first| {
+            by_lanes(c, #[inline(always)] |c0, n| {
+                // SAFETY: `o` is an output window, checked above.
+                let (d, a) = unsafe { (block(ds, o + c0, n), block(am, o + c0, n)) };
+                // whether the argmax of each lane lies in this window
+                let mut found = [false; LANES];
+                p.each_in_window(first, #[inline(always)] |pos| {
+                    // SAFETY: a window position, checked above.
+                    let out = unsafe { dx.get_unchecked_mut(pos * c + c0..pos * c + c0 + n) };
+                    for (((x, f), &d), &a) in out.iter_mut().zip(&mut found).zip(d).zip(a) {
+                        let here = a == pos as i32;
+                        *f |= here;
+                        x.write(if here { d } else { T::zero() });
+                    }
+                });
+                missed |= found[..n].iter().any(|&f| !f);
+            })
+        });
+        !missed
     }
 }
 
 /// Whether [`max_pool_backward_sample`] may take its one-pass path for `p`:
-/// windows that do not overlap (and `u32` hit counts that cannot overflow).
+/// windows that do not overlap.
 pub(crate) fn tiles(p: &Pool2dParams) -> bool {
-    let (ho, wo) = p.out_dims();
-    p.kw > 0 && p.sh >= p.kh && p.sw >= p.kw && ho * wo * p.c < u32::MAX as usize
+    p.kw > 0 && p.sh >= p.kh && p.sw >= p.kw
 }
 
 /// Backward pass of [`max_pool_sample`] for one sample: `dx (H, W, C)`, all

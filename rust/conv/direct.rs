@@ -9,7 +9,7 @@
 //! The weight and bias are copied once per call, zero padded to a whole
 //! number of register blocks of output channels.
 
-use ndarray::ArrayView2;
+use ndarray::{s, ArrayView2, ArrayViewMut2};
 
 use super::im2col::with_scratch;
 use super::Conv2dParams;
@@ -520,11 +520,8 @@ impl<T: Float> DirectForward<T> {
     pub(super) fn new(p: &Conv2dParams, wm: ArrayView2<'_, T>, b: Option<&[T]>) -> Self {
         let cpad = padded_cout::<T>(p.cout);
         let mut wpad = vec![T::zero(); p.patch() * cpad];
-        for (dst, src) in wpad.chunks_exact_mut(cpad).zip(wm.rows()) {
-            for (d, &s) in dst.iter_mut().zip(src.iter()) {
-                *d = s;
-            }
-        }
+        let wv = ArrayViewMut2::from_shape((p.patch(), cpad), &mut wpad[..]).expect("sized");
+        wv.slice_move(s![.., ..p.cout]).assign(&wm);
         let mut bpad = vec![T::zero(); cpad];
         if let Some(b) = b {
             bpad[..p.cout].copy_from_slice(b);
@@ -577,11 +574,9 @@ impl DirectWeight {
         with_padded(xs, p, n0, n1, |xp| {
             direct_weight(xp, &self.d, ds, cout, &mut gwpad, &mut gbpad, cpad)
         });
-        for (dst, src) in gw.chunks_exact_mut(cout).zip(gwpad.chunks_exact(cpad)) {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d += s;
-            }
-        }
+        let gwpad = ArrayView2::from_shape((p.patch(), cpad), &gwpad).expect("sized");
+        let mut gwv = ArrayViewMut2::from_shape((p.patch(), cout), gw).expect("sized");
+        gwv += &gwpad.slice(s![.., ..cout]);
         for (d, &s) in gb.iter_mut().zip(&gbpad) {
             *d += s;
         }

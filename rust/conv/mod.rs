@@ -29,11 +29,12 @@ mod im2col;
 #[cfg(test)]
 mod tests;
 
-use ndarray::{Array, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, ArrayView4};
-use ndarray::{ArrayViewMut, ArrayViewMut1, ArrayViewMut4, Axis, Dimension, Ix4, RawData, Zip};
+use ndarray::{Array, Array4, ArrayView, ArrayView1, ArrayView2, ArrayView4};
+use ndarray::{ArrayViewMut, ArrayViewMut1, ArrayViewMut4, Dimension, Zip};
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
+use crate::pool::{from_4d, to_4d};
 use crate::threads;
 use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
 pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
@@ -467,26 +468,6 @@ fn ops(ndim: usize) -> [&'static str; 3] {
     }
 }
 
-/// A 1-D convolution's array `(N, L, C)` (a weight `(K, Cin, Cout)` with
-/// `axis = 0`) as the 2-D one with a new axis of length 1 at `axis`; a 2-D
-/// one as it is.
-fn as_2d<S: RawData, D: Dimension>(a: ArrayBase<S, D>, axis: usize) -> ArrayBase<S, Ix4> {
-    let a = a.into_dyn();
-    let a = if a.ndim() == 3 {
-        a.insert_axis(Axis(axis))
-    } else {
-        a
-    };
-    a.into_dimensionality().expect("3-D or 4-D")
-}
-
-/// A 2-D convolution's result back in the dimensions `D` of the call.
-fn from_2d<T, D: Dimension>(y: Array4<T>, one_d: bool) -> Array<T, D> {
-    let y = y.into_dyn();
-    let y = if one_d { y.remove_axis(Axis(1)) } else { y };
-    y.into_dimensionality().expect("the call's dimensions")
-}
-
 /// The convolution, 1-D or 2-D as the arrays are 3-D or 4-D:
 /// `x (N, L, Cin)`, `w (K, Cin, Cout)` → `(N, (L + 2·padding - K) / stride
 /// + 1, Cout)`; `x (N, H, W, Cin)`, a square `w (K, K, Cin, Cout)` →
@@ -498,15 +479,13 @@ pub fn conv<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let (op, one_d) = (ops(x.ndim())[0], x.ndim() == 3);
+    let op = ops(x.ndim())[0];
     let p = conv_params(op, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
         check_shape(op, "b", &[p.cout], &[b.len()])?;
     }
-    Ok(from_2d(
-        forward_impl(as_2d(x, 1), as_2d(w, 0), b, &p),
-        one_d,
-    ))
+    let nd = x.ndim();
+    Ok(from_4d(forward_impl(to_4d(x, 1), to_4d(w, 0), b, &p), nd))
 }
 
 /// Gradient of the convolution with respect to its input, `(N, L, Cin)` or
@@ -525,8 +504,9 @@ pub fn conv_backward_input<T: Float, D: Dimension>(
     let x_shape = [&[n], input_size, &[cin]].concat();
     let p = conv_params(op, &x_shape, w.shape(), stride, padding)?;
     check_shape(op, "delta", &p.out_shape(one_d), delta.shape())?;
-    let dx = backward_input_impl(as_2d(delta, 1), as_2d(w, 0), &p);
-    Ok(from_2d(dx, one_d))
+    let nd = delta.ndim();
+    let dx = backward_input_impl(to_4d(delta, 1), to_4d(w, 0), &p);
+    Ok(from_4d(dx, nd))
 }
 
 /// Accumulates the gradient of the convolution's weight (and bias):
@@ -547,7 +527,7 @@ pub fn conv_backward_weight<T: Float, D: Dimension>(
     if let Some(gb) = &grad_b {
         check_shape(op, "grad_b", &[p.cout], &[gb.len()])?;
     }
-    let (x, delta, gw) = (as_2d(x, 1), as_2d(delta, 1), as_2d(grad_w, 0));
+    let (x, delta, gw) = (to_4d(x, 1), to_4d(delta, 1), to_4d(grad_w, 0));
     backward_weight_impl(x, delta, gw, grad_b, &p);
     Ok(())
 }

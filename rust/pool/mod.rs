@@ -573,19 +573,24 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
     Ok(from_4d(unsafe { dx.assume_init() }, nd))
 }
 
-/// Runs `f(input sample, output sample)` over the `n` samples of `xs` and
-/// `out` (zeroed, standard layout), in parallel when `p` is worth it.
-fn by_sample<T: Float>(
-    xs: &[T],
-    out: &mut Array4<T>,
+/// An average pooling pass: `f(input sample, output sample, p, 1 / (kh·kw))`
+/// over the samples of `a` and of a zeroed `out` array, in parallel when
+/// `p` is worth it.
+fn by_sample<T: Float, D: Dimension>(
+    a: ArrayView<'_, T, D>,
+    out: (usize, usize, usize, usize),
     p: &Pool2dParams,
-    f: impl Fn(&[T], &mut [T]) + Sync,
-) {
+    f: impl Fn(&[T], &mut [T], &Pool2dParams, T) + Sync,
+) -> Array<T, D> {
+    let (nd, a) = (a.ndim(), a.as_standard_layout());
+    let xs = a.as_slice().expect("standard layout");
+    let mut out = Array4::<T>::zeros(out);
     let (len_in, len_out) = (xs.len() / p.n.max(1), out.len() / p.n.max(1));
-    let out = out.as_slice_mut().expect("fresh array");
-    threads::par_chunks_mut(out, len_out, threads::parts(p.parallel()), |n, o| {
-        f(&xs[n * len_in..][..len_in], o)
+    let os = out.as_slice_mut().expect("fresh array");
+    threads::par_chunks_mut(os, len_out, threads::parts(p.parallel()), |n, o| {
+        f(&xs[n * len_in..][..len_in], o, p, p.scale())
     });
+    from_4d(out, nd)
 }
 
 /// Average pooling of `x (N, L, C)` over windows of `k`, or of `x (N, H, W,
@@ -595,19 +600,10 @@ pub fn avg_pool<T: Float, D: Dimension>(
     k: usize,
     stride: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let (nd, op) = (x.ndim(), op_name(x.ndim(), "avg_pool1d", "avg_pool2d"));
+    let op = op_name(x.ndim(), "avg_pool1d", "avg_pool2d");
     let p = pool_params(op, x.shape(), k, stride)?;
     let (ho, wo) = p.out_dims();
-    let mut y = Array4::<T>::zeros((p.n, ho, wo, p.c));
-    let x = x.as_standard_layout();
-    let scale = p.scale();
-    by_sample(
-        x.as_slice().expect("standard layout"),
-        &mut y,
-        &p,
-        |xs, yc| avg_pool_sample(xs, yc, &p, scale),
-    );
-    Ok(from_4d(y, nd))
+    Ok(by_sample(x, (p.n, ho, wo, p.c), &p, avg_pool_sample))
 }
 
 /// Gradient of average pooling: each window spreads `delta / (kh·kw)` over
@@ -618,19 +614,10 @@ pub fn avg_pool_backward<T: Float, D: Dimension>(
     k: usize,
     stride: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let nd = delta.ndim();
-    let op = op_name(nd, "avg_pool1d_backward", "avg_pool2d_backward");
+    let op = op_name(delta.ndim(), "avg_pool1d_backward", "avg_pool2d_backward");
     let p = backward_params(op, delta.shape(), input, (k, stride))?;
-    let mut dx = Array4::<T>::zeros((p.n, p.h, p.w, p.c));
-    let delta = delta.as_standard_layout();
-    let scale = p.scale();
-    by_sample(
-        delta.as_slice().expect("standard layout"),
-        &mut dx,
-        &p,
-        |ds, dxc| avg_pool_backward_sample(ds, dxc, &p, scale),
-    );
-    Ok(from_4d(dx, nd))
+    let out = (p.n, p.h, p.w, p.c);
+    Ok(by_sample(delta, out, &p, avg_pool_backward_sample))
 }
 
 #[cfg(test)]

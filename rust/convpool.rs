@@ -22,7 +22,7 @@ use std::sync::Mutex;
 
 use crate::conv::{
     add_grads, add_pair, check_shape, conv_params, input_grad_chunk, rename_w, transposed_weight,
-    with_scratch_in, Conv2dParams, ForwardPlan, WeightPlan, CONV_PAR_MIN_WORK,
+    with_scratch_in, zero_grads, Conv2dParams, ForwardPlan, WeightPlan, CONV_PAR_MIN_WORK,
 };
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
@@ -182,13 +182,8 @@ fn backward_impl<T: Float>(
     let delta = delta.as_standard_layout();
     let ds = delta.as_slice().expect("standard layout");
     let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
-    let bias_len = if gb.is_some() { p.cout } else { 0 };
-    let zeros = || {
-        (
-            vec![T::zero(); p.patch() * p.cout],
-            vec![T::zero(); bias_len],
-        )
-    };
+    let want_b = gb.is_some();
+    let zeros = || zero_grads(p, want_b);
     // Adds the gradients of group `g` into `(gw, gb)`, and writes its `dx`.
     let one = |(mut gw, mut gb): (Vec<T>, Vec<T>), g: usize, dxc: Option<&mut [T]>| {
         let (n0, n1) = plan.samples(g);

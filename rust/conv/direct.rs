@@ -227,14 +227,9 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
                 (r0 + k) * cout,
                 smp * d.sample + oi * d.step_h + oj * d.step_w,
             );
-            oj += 1;
-            if oj == wo {
-                oj = 0;
-                oi += 1;
-                if oi == d.ho {
-                    oi = 0;
-                    smp += 1;
-                }
+            d.next_pixel(&mut oi, &mut oj);
+            if oi == d.ho {
+                (oi, smp) = (0, smp + 1);
             }
         }
         let tile = &starts[..nt];

@@ -99,20 +99,17 @@ impl Conv2dParams {
             .saturating_mul(self.cout.max(1))
     }
 
-    /// Samples per chunk: the whole batch when small, one chunk per thread
-    /// when parallel, and never a patch buffer above [`COL_MAX_ELEMS`].
+    /// Samples per chunk: the whole batch when small, never a patch buffer
+    /// above [`COL_MAX_ELEMS`], and when parallel a number of chunks that
+    /// is a multiple of the threads, so that each thread gets as many.
     fn chunk(&self) -> usize {
         let per_sample = (self.out_pixels() * self.patch()).max(1);
         let cap = (COL_MAX_ELEMS / per_sample).max(1);
         let n = self.n.max(1);
         let threads = threads::num_threads();
-        let want =
-            if cfg!(feature = "multi-threads") && self.work() >= CONV_PAR_MIN_WORK && threads > 1 {
-                n.div_ceil(threads)
-            } else {
-                n
-            };
-        want.min(cap).max(1)
+        let split = cfg!(feature = "multi-threads") && self.work() >= CONV_PAR_MIN_WORK;
+        let threads = if split { threads } else { 1 };
+        n.div_ceil(n.div_ceil(cap).next_multiple_of(threads))
     }
 
     /// Whether chunks run in parallel.
@@ -232,16 +229,15 @@ pub(crate) fn check_shape(
 
 /// Runs `f(n0, n1, chunk)` for the runs of samples `n0..n1` of
 /// [`Conv2dParams::chunk`] samples, `chunk` being their part of `out` (a
-/// per-sample array), in parallel (one run per thread) when asked.
+/// per-sample array), the chunks dealt evenly to the threads when parallel.
 fn for_samples<T: Float>(
     p: &Conv2dParams,
     out: &mut [T],
     f: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
     let chunk = p.chunk();
-    let parts = if p.parallel() { p.n.div_ceil(chunk) } else { 1 };
     let len = chunk * (out.len() / p.n.max(1));
-    threads::par_chunks_mut(out, len, parts, |i, c| {
+    threads::par_chunks_mut(out, len, threads::parts(p.parallel()), |i, c| {
         f(i * chunk, ((i + 1) * chunk).min(p.n), c)
     });
 }
@@ -405,7 +401,7 @@ fn backward_weight_impl<T: Float>(
     if p.n == 0 || p.out_pixels() == 0 {
         return;
     }
-    let (kc, cout) = (p.patch(), p.cout);
+    let cout = p.cout;
     let plan = WeightPlan::new::<T>(p);
     let want_b = gb.is_some();
     let sums = {
@@ -413,25 +409,29 @@ fn backward_weight_impl<T: Float>(
         let xs = x.as_slice().expect("standard layout");
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
-        let chunk = p.chunk();
-        let per = p.out_pixels() * cout;
-        let one = |i: usize| -> (Vec<T>, Vec<T>) {
-            let n0 = i * chunk;
-            let n1 = (n0 + chunk).min(p.n);
-            let mut gw = vec![T::zero(); kc * cout];
-            let mut gb = vec![T::zero(); if want_b { cout } else { 0 }];
-            plan.run(xs, &ds[n0 * per..n1 * per], (n0, n1), &mut gw, &mut gb);
-            (gw, gb)
-        };
+        let (chunk, per) = (p.chunk(), p.out_pixels() * cout);
+        let zeros = || zero_grads(p, want_b);
+        // each thread a run of chunks, summed into its own gradients
         let chunks = p.n.div_ceil(chunk);
-        if p.parallel() {
-            threads::par_map(chunks, one).into_iter().reduce(add_pair)
-        } else {
-            (0..chunks).map(one).reduce(add_pair)
-        }
-        .expect("at least one chunk")
+        let runs = threads::split_even(chunks, threads::parts(p.parallel()).min(chunks));
+        let sums = threads::par_map(runs.len(), |part| {
+            runs[part].clone().fold(zeros(), |(mut gw, mut gb), i| {
+                let (n0, n1) = (i * chunk, ((i + 1) * chunk).min(p.n));
+                plan.run(xs, &ds[n0 * per..n1 * per], (n0, n1), &mut gw, &mut gb);
+                (gw, gb)
+            })
+        });
+        sums.into_iter()
+            .reduce(add_pair)
+            .expect("at least one chunk")
     };
     add_grads(p, sums, gw, gb);
+}
+
+/// Zeroed sums of the weight gradient and, when `bias`, of the bias gradient.
+pub(crate) fn zero_grads<T: Float>(p: &Conv2dParams, bias: bool) -> (Vec<T>, Vec<T>) {
+    let cout = if bias { p.cout } else { 0 };
+    (vec![T::zero(); p.patch() * p.cout], vec![T::zero(); cout])
 }
 
 /// Element-wise sums of two (weight, bias) gradient pairs.

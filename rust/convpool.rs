@@ -61,16 +61,10 @@ impl Plan {
         let conv = conv_params(op, x_shape, w_shape, stride, padding)?;
         let ((ho, wo), one_d) = (conv.out_dims(), x_shape.len() == 3);
         // (axis, convolution output, input, kernel, stride, padding), height skipped in 1-D
+        let axis = if one_d { "length" } else { "width" };
         let axes = [
             ("height", ho, conv.h, conv.kh, conv.sh, conv.ph),
-            (
-                if one_d { "length" } else { "width" },
-                wo,
-                conv.w,
-                conv.kw,
-                conv.sw,
-                conv.pw,
-            ),
+            (axis, wo, conv.w, conv.kw, conv.sw, conv.pw),
         ];
         for &(axis, out, n, kc, s, pad) in &axes[one_d as usize..] {
             if k > out {

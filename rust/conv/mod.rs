@@ -34,7 +34,7 @@ use ndarray::{ArrayViewMut, ArrayViewMut1, ArrayViewMut4, Dimension, Zip};
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
-use crate::pool::{from_4d, to_4d};
+use crate::pool::{from_4d, op_name, to_4d};
 use crate::threads;
 use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
 pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
@@ -460,14 +460,6 @@ pub(crate) fn add_grads<T: Float>(
     }
 }
 
-/// The names of the three passes, in 1-D (3-D arrays) and in 2-D.
-fn ops(ndim: usize) -> [&'static str; 3] {
-    match ndim {
-        3 => ["conv1d", "conv1d_backward_input", "conv1d_backward_weight"],
-        _ => ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"],
-    }
-}
-
 /// The convolution, 1-D or 2-D as the arrays are 3-D or 4-D:
 /// `x (N, L, Cin)`, `w (K, Cin, Cout)` → `(N, (L + 2·padding - K) / stride
 /// + 1, Cout)`; `x (N, H, W, Cin)`, a square `w (K, K, Cin, Cout)` →
@@ -479,7 +471,7 @@ pub fn conv<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let op = ops(x.ndim())[0];
+    let op = op_name(x.ndim(), "conv1d", "conv2d");
     let p = conv_params(op, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
         check_shape(op, "b", &[p.cout], &[b.len()])?;
@@ -498,7 +490,12 @@ pub fn conv_backward_input<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let (op, one_d) = (ops(delta.ndim())[1], delta.ndim() == 3);
+    let one_d = delta.ndim() == 3;
+    let op = op_name(
+        delta.ndim(),
+        "conv1d_backward_input",
+        "conv2d_backward_input",
+    );
     let n = delta.shape().first().copied().unwrap_or(0);
     let cin = w.shape().iter().rev().nth(1).copied().unwrap_or(0);
     let x_shape = [&[n], input_size, &[cin]].concat();
@@ -520,7 +517,8 @@ pub fn conv_backward_weight<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<(), KernelError> {
-    let (op, one_d) = (ops(x.ndim())[2], x.ndim() == 3);
+    let one_d = x.ndim() == 3;
+    let op = op_name(x.ndim(), "conv1d_backward_weight", "conv2d_backward_weight");
     let p = conv_params(op, x.shape(), grad_w.shape(), stride, padding)
         .map_err(|e| rename_w(e, "grad_w"))?;
     check_shape(op, "delta", &p.out_shape(one_d), delta.shape())?;

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::conv::{
-    add_grads, add_pair, check_shape, conv_params, input_grad_chunk, rename_w, transposed_weight,
+    add_grads, add_pair, check_shape, conv_params, input_grad_chunk, rename_w, weight_matrix,
     with_scratch_in, zero_grads, Conv2dParams, ForwardPlan, WeightPlan, CONV_PAR_MIN_WORK,
 };
 use crate::error::{fmt_shape, KernelError};
@@ -172,7 +172,7 @@ fn backward_impl<T: Float>(
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let w = w.as_standard_layout();
-    let wt = transposed_weight(&w, p);
+    let wt = weight_matrix(&w, p).reversed_axes();
     let delta = delta.as_standard_layout();
     let ds = delta.as_slice().expect("standard layout");
     let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());

@@ -11,7 +11,7 @@
 
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 
-use super::im2col::with_scratch;
+use super::im2col::{with_scratch_in, SCRATCH};
 use super::Conv2dParams;
 use crate::float::Float;
 use crate::simd::{multiversion, vector_bytes};
@@ -58,12 +58,14 @@ impl Direct {
 
     /// Checks that `xp` is whole padded samples and that the last patch entry
     /// of the last receptive field lies inside a sample: every read of the
-    /// forward kernels (`bases[i] + offs[t]`) is then in bounds.
-    fn assert_inside<T>(&self, xp: &[T]) {
+    /// forward kernels (`bases[i] + offs[t]`) is then in bounds. Returns
+    /// the patch's offsets and the output pixels per sample.
+    fn assert_inside<T>(&self, xp: &[T]) -> (&[usize], usize) {
         let last = (self.ho - 1) * self.step_h + (self.wo - 1) * self.step_w;
         assert!(
             last + self.offs[self.kc - 1] < self.sample && xp.len().is_multiple_of(self.sample)
         );
+        (&self.offs[..self.kc], self.ho * self.wo)
     }
 
     /// The starts of the receptive fields of the next `R` output pixels from
@@ -107,7 +109,7 @@ fn with_padded<T: Float, R>(
     }
     let (hp, wp) = (p.h + 2 * p.ph, p.w + 2 * p.pw);
     let (line, run) = (wp * p.cin, p.w * p.cin);
-    with_scratch((n1 - n0) * hp * line, |buf: &mut [T]| {
+    with_scratch_in(&SCRATCH, (n1 - n0) * hp * line, |buf: &mut [T]| {
         buf.fill(T::zero());
         for (dst, src) in buf
             .chunks_exact_mut(hp * line)
@@ -146,11 +148,7 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
     out: &mut [T],
     cout: usize,
 ) {
-    let kc = d.kc;
-    let offs = &d.offs[..kc];
-    let (ho, wo) = (d.ho, d.wo);
-    let pixels = ho * wo;
-    d.assert_inside(xp);
+    let (offs, pixels) = d.assert_inside(xp);
     for (xsmp, osmp) in xp
         .chunks_exact(d.sample)
         .zip(out.chunks_exact_mut(pixels * cout))
@@ -409,11 +407,8 @@ fn forward_f32_c32<const R: usize>(
     cout: usize,
 ) {
     use std::arch::x86_64::*;
-    let kc = d.kc;
-    let offs = &d.offs[..kc];
-    let (ho, wo) = (d.ho, d.wo);
-    let pixels = ho * wo;
-    d.assert_inside(xp);
+    let (offs, pixels) = d.assert_inside(xp);
+    let kc = offs.len();
     assert!(cout <= 32 && wpad.len() >= kc * 32 && bpad.len() >= 32);
     assert!(out.len() >= xp.len() / d.sample * pixels * cout);
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };

@@ -242,8 +242,9 @@ fn for_samples<T: Float>(
     });
 }
 
-/// The weight as the `(Kh·Kw·Cin, Cout)` matrix of the products.
-fn weight_matrix<'a, T: Float>(
+/// The weight as the `(Kh·Kw·Cin, Cout)` matrix of the products (its
+/// transpose for [`input_grad_chunk`]).
+pub(crate) fn weight_matrix<'a, T: Float>(
     w: &'a ndarray::CowArray<'a, T, ndarray::Ix4>,
     p: &Conv2dParams,
 ) -> ArrayView2<'a, T> {
@@ -332,14 +333,6 @@ fn forward_impl<T: Float>(
     out
 }
 
-/// The weight as the transposed `(Cout, Kh·Kw·Cin)` matrix, for [`input_grad_chunk`].
-pub(crate) fn transposed_weight<'a, T: Float>(
-    w: &'a ndarray::CowArray<'a, T, ndarray::Ix4>,
-    p: &Conv2dParams,
-) -> ArrayView2<'a, T> {
-    weight_matrix(w, p).reversed_axes()
-}
-
 fn backward_input_impl<T: Float>(
     delta: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
@@ -349,7 +342,7 @@ fn backward_input_impl<T: Float>(
     if !dx.is_empty() {
         let (delta, w) = (delta.as_standard_layout(), w.as_standard_layout());
         let ds = delta.as_slice().expect("standard layout");
-        let wt = transposed_weight(&w, p);
+        let wt = weight_matrix(&w, p).reversed_axes();
         let per = p.out_pixels() * p.cout;
         let dxs = dx.as_slice_mut().expect("fresh array");
         for_samples(p, dxs, |n0, n1, dxc| {

@@ -130,13 +130,11 @@ impl Pool2dParams {
         }
     }
 
+    /// Whether the batch is split: by the element visits, output elements
+    /// times the window's size.
     fn parallel(&self) -> bool {
-        let (ho, wo) = self.out_dims();
-        let work = self
-            .n
-            .saturating_mul(ho * wo * self.c)
-            .saturating_mul(self.kh * self.kw);
-        parallel_for(self.n, work)
+        let out: usize = self.out_shape(4).iter().product();
+        parallel_for(self.n, out.saturating_mul(self.kh * self.kw))
     }
 }
 
@@ -387,18 +385,20 @@ multiversion! {
             by_lanes(c, #[inline(always)] |c0, n| {
                 // SAFETY: `o` is an output window, checked above.
                 let (d, a) = unsafe { (block(ds, o + c0, n), block(am, o + c0, n)) };
-                // whether the argmax of each lane lies in this window
-                let mut found = [false; LANES];
+                // whether the argmax of each lane lies in this window (as
+                // `u32`, the width of the compares: `bool` lanes were split
+                // over several registers)
+                let mut found = [0u32; LANES];
                 p.each_in_window(first, #[inline(always)] |pos| {
                     // SAFETY: a window position, checked above.
                     let out = unsafe { dx.get_unchecked_mut(pos * c + c0..pos * c + c0 + n) };
                     for (((x, f), &d), &a) in out.iter_mut().zip(&mut found).zip(d).zip(a) {
                         let here = a == pos as i32;
-                        *f |= here;
+                        *f |= u32::from(here);
                         x.write(if here { d } else { T::zero() });
                     }
                 });
-                missed |= found[..n].iter().any(|&f| !f);
+                missed |= found[..n].contains(&0);
             })
         });
         !missed

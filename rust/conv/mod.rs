@@ -20,8 +20,8 @@
 //! [`use_direct`]: [`im2col`] (the patches as the rows of a matrix, each pass
 //! one product) for any patch, [`direct`] (the sums in registers) for small
 //! patches. The batch is cut into chunks: one on the calling thread for
-//! small work, one per thread above [`CONV_PAR_MIN_WORK`]; each chunk runs
-//! single-threaded, so there is never a parallel product inside a parallel
+//! small work, above [`CONV_PAR_MIN_WORK`] an equal number per thread; each
+//! chunk runs single-threaded, so there is never a parallel product inside a parallel
 //! loop.
 
 mod direct;

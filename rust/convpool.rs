@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::conv::{
-    add_grads, add_pair, check_shape, conv_params, input_grad_chunk, rename_w, transposed_weight,
-    with_scratch_in, Conv2dParams, ForwardPlan, WeightPlan, CONV_PAR_MIN_WORK,
+    add_grads, add_pair, check_shape, conv_params, input_grad_chunk, rename_w, weight_matrix,
+    with_scratch_in, zero_grads, Conv2dParams, ForwardPlan, WeightPlan, CONV_PAR_MIN_WORK,
 };
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
@@ -61,16 +61,10 @@ impl Plan {
         let conv = conv_params(op, x_shape, w_shape, stride, padding)?;
         let ((ho, wo), one_d) = (conv.out_dims(), x_shape.len() == 3);
         // (axis, convolution output, input, kernel, stride, padding), height skipped in 1-D
+        let axis = if one_d { "length" } else { "width" };
         let axes = [
             ("height", ho, conv.h, conv.kh, conv.sh, conv.ph),
-            (
-                if one_d { "length" } else { "width" },
-                wo,
-                conv.w,
-                conv.kw,
-                conv.sw,
-                conv.pw,
-            ),
+            (axis, wo, conv.w, conv.kw, conv.sw, conv.pw),
         ];
         for &(axis, out, n, kc, s, pad) in &axes[one_d as usize..] {
             if k > out {
@@ -178,17 +172,12 @@ fn backward_impl<T: Float>(
     let x = x.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let w = w.as_standard_layout();
-    let wt = transposed_weight(&w, p);
+    let wt = weight_matrix(&w, p).reversed_axes();
     let delta = delta.as_standard_layout();
     let ds = delta.as_slice().expect("standard layout");
     let (conv_len, pool_len) = (plan.conv_len(), plan.pool_len());
-    let bias_len = if gb.is_some() { p.cout } else { 0 };
-    let zeros = || {
-        (
-            vec![T::zero(); p.patch() * p.cout],
-            vec![T::zero(); bias_len],
-        )
-    };
+    let want_b = gb.is_some();
+    let zeros = || zero_grads(p, want_b);
     // Adds the gradients of group `g` into `(gw, gb)`, and writes its `dx`.
     let one = |(mut gw, mut gb): (Vec<T>, Vec<T>), g: usize, dxc: Option<&mut [T]>| {
         let (n0, n1) = plan.samples(g);

@@ -9,9 +9,9 @@
 //! The weight and bias are copied once per call, zero padded to a whole
 //! number of register blocks of output channels.
 
-use ndarray::ArrayView2;
+use ndarray::{s, ArrayView2, ArrayViewMut2};
 
-use super::im2col::with_scratch;
+use super::im2col::{with_scratch_in, SCRATCH};
 use super::Conv2dParams;
 use crate::float::Float;
 use crate::simd::{multiversion, vector_bytes};
@@ -58,12 +58,14 @@ impl Direct {
 
     /// Checks that `xp` is whole padded samples and that the last patch entry
     /// of the last receptive field lies inside a sample: every read of the
-    /// forward kernels (`bases[i] + offs[t]`) is then in bounds.
-    fn assert_inside<T>(&self, xp: &[T]) {
+    /// forward kernels (`bases[i] + offs[t]`) is then in bounds. Returns
+    /// the patch's offsets and the output pixels per sample.
+    fn assert_inside<T>(&self, xp: &[T]) -> (&[usize], usize) {
         let last = (self.ho - 1) * self.step_h + (self.wo - 1) * self.step_w;
         assert!(
             last + self.offs[self.kc - 1] < self.sample && xp.len().is_multiple_of(self.sample)
         );
+        (&self.offs[..self.kc], self.ho * self.wo)
     }
 
     /// The starts of the receptive fields of the next `R` output pixels from
@@ -107,7 +109,7 @@ fn with_padded<T: Float, R>(
     }
     let (hp, wp) = (p.h + 2 * p.ph, p.w + 2 * p.pw);
     let (line, run) = (wp * p.cin, p.w * p.cin);
-    with_scratch((n1 - n0) * hp * line, |buf: &mut [T]| {
+    with_scratch_in(&SCRATCH, (n1 - n0) * hp * line, |buf: &mut [T]| {
         buf.fill(T::zero());
         for (dst, src) in buf
             .chunks_exact_mut(hp * line)
@@ -146,11 +148,7 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
     out: &mut [T],
     cout: usize,
 ) {
-    let kc = d.kc;
-    let offs = &d.offs[..kc];
-    let (ho, wo) = (d.ho, d.wo);
-    let pixels = ho * wo;
-    d.assert_inside(xp);
+    let (offs, pixels) = d.assert_inside(xp);
     for (xsmp, osmp) in xp
         .chunks_exact(d.sample)
         .zip(out.chunks_exact_mut(pixels * cout))
@@ -227,14 +225,9 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
                 (r0 + k) * cout,
                 smp * d.sample + oi * d.step_h + oj * d.step_w,
             );
-            oj += 1;
-            if oj == wo {
-                oj = 0;
-                oi += 1;
-                if oi == d.ho {
-                    oi = 0;
-                    smp += 1;
-                }
+            d.next_pixel(&mut oi, &mut oj);
+            if oi == d.ho {
+                (oi, smp) = (0, smp + 1);
             }
         }
         let tile = &starts[..nt];
@@ -414,11 +407,8 @@ fn forward_f32_c32<const R: usize>(
     cout: usize,
 ) {
     use std::arch::x86_64::*;
-    let kc = d.kc;
-    let offs = &d.offs[..kc];
-    let (ho, wo) = (d.ho, d.wo);
-    let pixels = ho * wo;
-    d.assert_inside(xp);
+    let (offs, pixels) = d.assert_inside(xp);
+    let kc = offs.len();
     assert!(cout <= 32 && wpad.len() >= kc * 32 && bpad.len() >= 32);
     assert!(out.len() >= xp.len() / d.sample * pixels * cout);
     let lanes = |n: usize| -> __mmask16 { ((1u32 << n.min(16)) - 1) as __mmask16 };
@@ -520,11 +510,8 @@ impl<T: Float> DirectForward<T> {
     pub(super) fn new(p: &Conv2dParams, wm: ArrayView2<'_, T>, b: Option<&[T]>) -> Self {
         let cpad = padded_cout::<T>(p.cout);
         let mut wpad = vec![T::zero(); p.patch() * cpad];
-        for (dst, src) in wpad.chunks_exact_mut(cpad).zip(wm.rows()) {
-            for (d, &s) in dst.iter_mut().zip(src.iter()) {
-                *d = s;
-            }
-        }
+        let wv = ArrayViewMut2::from_shape((p.patch(), cpad), &mut wpad[..]).expect("sized");
+        wv.slice_move(s![.., ..p.cout]).assign(&wm);
         let mut bpad = vec![T::zero(); cpad];
         if let Some(b) = b {
             bpad[..p.cout].copy_from_slice(b);
@@ -577,11 +564,9 @@ impl DirectWeight {
         with_padded(xs, p, n0, n1, |xp| {
             direct_weight(xp, &self.d, ds, cout, &mut gwpad, &mut gbpad, cpad)
         });
-        for (dst, src) in gw.chunks_exact_mut(cout).zip(gwpad.chunks_exact(cpad)) {
-            for (d, &s) in dst.iter_mut().zip(src) {
-                *d += s;
-            }
-        }
+        let gwpad = ArrayView2::from_shape((p.patch(), cpad), &gwpad).expect("sized");
+        let mut gwv = ArrayViewMut2::from_shape((p.patch(), cout), gw).expect("sized");
+        gwv += &gwpad.slice(s![.., ..cout]);
         for (d, &s) in gb.iter_mut().zip(&gbpad) {
             *d += s;
         }

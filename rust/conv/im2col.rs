@@ -21,21 +21,16 @@ thread_local! {
     /// Each thread's patch buffer, kept between calls: a fresh one per call
     /// costs a page fault per 4 KiB, which can take longer than the product.
     /// Never above [`super::COL_MAX_ELEMS`] elements per thread.
-    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on a buffer of `len` elements whose content is arbitrary (every
-/// user writes all of it first): the thread's kept buffer, or a fresh one if
-/// that is in use.
-pub(crate) fn with_scratch<T: Float, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
-    with_scratch_in(&SCRATCH, len, f)
+    pub(super) static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// A per-thread buffer kept between calls, as [`SCRATCH`].
 pub(crate) type ScratchKey = std::thread::LocalKey<std::cell::RefCell<Vec<u64>>>;
 
-/// [`with_scratch`] on the thread's buffer `key` (a kernel that needs two
-/// buffers at once keeps the second in a key of its own).
+/// Runs `f` on a buffer of `len` elements whose content is arbitrary (every
+/// user writes all of it first): the thread's kept buffer `key` ([`SCRATCH`],
+/// or a key of its own for a kernel that needs two buffers at once), or a
+/// fresh one if that is in use.
 pub(crate) fn with_scratch_in<T: Float, R>(
     key: &'static ScratchKey,
     len: usize,
@@ -89,7 +84,7 @@ pub(super) fn forward<T: Float>(
         None if p.patch() == 0 => oc.fill(T::zero()),
         None => {}
     }
-    with_scratch(rows * p.patch(), |col: &mut [T]| {
+    with_scratch_in(&SCRATCH, rows * p.patch(), |col: &mut [T]| {
         im2col(xs, p, n0, n1, col);
         let colv = ArrayView2::from_shape((rows, p.patch()), &*col).expect("sized");
         let ov = ArrayViewMut2::from_shape((rows, p.cout), oc).expect("sized");
@@ -99,7 +94,7 @@ pub(super) fn forward<T: Float>(
 
 /// Adds d loss / d input of samples `n0..n1` into `dxc`, their `(n1 - n0,
 /// H, W, Cin)` gradient (zeroed by the caller), from `ds`, their δ:
-/// `col2im(δ·wmᵀ)`, `wt` being `wmᵀ` ([`super::transposed_weight`]).
+/// `col2im(δ·wmᵀ)`, `wt` being `wmᵀ` ([`super::weight_matrix`]).
 pub(crate) fn input_grad<T: Float>(
     ds: &[T],
     wt: ArrayView2<'_, T>,
@@ -110,7 +105,7 @@ pub(crate) fn input_grad<T: Float>(
 ) {
     let rows = (n1 - n0) * p.out_pixels();
     let dv = ArrayView2::from_shape((rows, p.cout), ds).expect("sized");
-    with_scratch(rows * p.patch(), |col: &mut [T]| {
+    with_scratch_in(&SCRATCH, rows * p.patch(), |col: &mut [T]| {
         let cv = ArrayViewMut2::from_shape((rows, p.patch()), &mut *col).expect("sized");
         product(cv, dv, wt, false);
         if p.cout > 0 {
@@ -132,7 +127,7 @@ pub(super) fn weight_grad<T: Float>(
     let (rows, kc) = ((n1 - n0) * p.out_pixels(), p.patch());
     let dv = ArrayView2::from_shape((rows, p.cout), ds).expect("sized");
     let gwv = ArrayViewMut2::from_shape((kc, p.cout), gw).expect("sized");
-    with_scratch(rows * kc, |col: &mut [T]| {
+    with_scratch_in(&SCRATCH, rows * kc, |col: &mut [T]| {
         im2col(xs, p, n0, n1, col);
         let cv = ArrayView2::from_shape((rows, kc), &*col).expect("sized");
         product(gwv, cv.t(), dv, true);

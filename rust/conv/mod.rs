@@ -20,8 +20,8 @@
 //! [`use_direct`]: [`im2col`] (the patches as the rows of a matrix, each pass
 //! one product) for any patch, [`direct`] (the sums in registers) for small
 //! patches. The batch is cut into chunks: one on the calling thread for
-//! small work, one per thread above [`CONV_PAR_MIN_WORK`]; each chunk runs
-//! single-threaded, so there is never a parallel product inside a parallel
+//! small work, above [`CONV_PAR_MIN_WORK`] an equal number per thread; each
+//! chunk runs single-threaded, so there is never a parallel product inside a parallel
 //! loop.
 
 mod direct;
@@ -29,11 +29,12 @@ mod im2col;
 #[cfg(test)]
 mod tests;
 
-use ndarray::{Array, Array4, ArrayBase, ArrayView, ArrayView1, ArrayView2, ArrayView4};
-use ndarray::{ArrayViewMut, ArrayViewMut1, ArrayViewMut4, Axis, Dimension, Ix4, RawData, Zip};
+use ndarray::{Array, Array4, ArrayView, ArrayView1, ArrayView2, ArrayView4};
+use ndarray::{ArrayViewMut, ArrayViewMut1, ArrayViewMut4, Dimension, Zip};
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
+use crate::pool::{from_4d, op_name, to_4d};
 use crate::threads;
 use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
 pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
@@ -98,20 +99,17 @@ impl Conv2dParams {
             .saturating_mul(self.cout.max(1))
     }
 
-    /// Samples per chunk: the whole batch when small, one chunk per thread
-    /// when parallel, and never a patch buffer above [`COL_MAX_ELEMS`].
+    /// Samples per chunk: the whole batch when small, never a patch buffer
+    /// above [`COL_MAX_ELEMS`], and when parallel a number of chunks that
+    /// is a multiple of the threads, so that each thread gets as many.
     fn chunk(&self) -> usize {
         let per_sample = (self.out_pixels() * self.patch()).max(1);
         let cap = (COL_MAX_ELEMS / per_sample).max(1);
         let n = self.n.max(1);
         let threads = threads::num_threads();
-        let want =
-            if cfg!(feature = "multi-threads") && self.work() >= CONV_PAR_MIN_WORK && threads > 1 {
-                n.div_ceil(threads)
-            } else {
-                n
-            };
-        want.min(cap).max(1)
+        let split = cfg!(feature = "multi-threads") && self.work() >= CONV_PAR_MIN_WORK;
+        let threads = if split { threads } else { 1 };
+        n.div_ceil(n.div_ceil(cap).next_multiple_of(threads))
     }
 
     /// Whether chunks run in parallel.
@@ -231,22 +229,22 @@ pub(crate) fn check_shape(
 
 /// Runs `f(n0, n1, chunk)` for the runs of samples `n0..n1` of
 /// [`Conv2dParams::chunk`] samples, `chunk` being their part of `out` (a
-/// per-sample array), in parallel (one run per thread) when asked.
+/// per-sample array), the chunks dealt evenly to the threads when parallel.
 fn for_samples<T: Float>(
     p: &Conv2dParams,
     out: &mut [T],
     f: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
     let chunk = p.chunk();
-    let parts = if p.parallel() { p.n.div_ceil(chunk) } else { 1 };
     let len = chunk * (out.len() / p.n.max(1));
-    threads::par_chunks_mut(out, len, parts, |i, c| {
+    threads::par_chunks_mut(out, len, threads::parts(p.parallel()), |i, c| {
         f(i * chunk, ((i + 1) * chunk).min(p.n), c)
     });
 }
 
-/// The weight as the `(Kh·Kw·Cin, Cout)` matrix of the products.
-fn weight_matrix<'a, T: Float>(
+/// The weight as the `(Kh·Kw·Cin, Cout)` matrix of the products (its
+/// transpose for [`input_grad_chunk`]).
+pub(crate) fn weight_matrix<'a, T: Float>(
     w: &'a ndarray::CowArray<'a, T, ndarray::Ix4>,
     p: &Conv2dParams,
 ) -> ArrayView2<'a, T> {
@@ -335,14 +333,6 @@ fn forward_impl<T: Float>(
     out
 }
 
-/// The weight as the transposed `(Cout, Kh·Kw·Cin)` matrix, for [`input_grad_chunk`].
-pub(crate) fn transposed_weight<'a, T: Float>(
-    w: &'a ndarray::CowArray<'a, T, ndarray::Ix4>,
-    p: &Conv2dParams,
-) -> ArrayView2<'a, T> {
-    weight_matrix(w, p).reversed_axes()
-}
-
 fn backward_input_impl<T: Float>(
     delta: ArrayView4<'_, T>,
     w: ArrayView4<'_, T>,
@@ -352,7 +342,7 @@ fn backward_input_impl<T: Float>(
     if !dx.is_empty() {
         let (delta, w) = (delta.as_standard_layout(), w.as_standard_layout());
         let ds = delta.as_slice().expect("standard layout");
-        let wt = transposed_weight(&w, p);
+        let wt = weight_matrix(&w, p).reversed_axes();
         let per = p.out_pixels() * p.cout;
         let dxs = dx.as_slice_mut().expect("fresh array");
         for_samples(p, dxs, |n0, n1, dxc| {
@@ -404,7 +394,7 @@ fn backward_weight_impl<T: Float>(
     if p.n == 0 || p.out_pixels() == 0 {
         return;
     }
-    let (kc, cout) = (p.patch(), p.cout);
+    let cout = p.cout;
     let plan = WeightPlan::new::<T>(p);
     let want_b = gb.is_some();
     let sums = {
@@ -412,25 +402,29 @@ fn backward_weight_impl<T: Float>(
         let xs = x.as_slice().expect("standard layout");
         let delta = delta.as_standard_layout();
         let ds = delta.as_slice().expect("standard layout");
-        let chunk = p.chunk();
-        let per = p.out_pixels() * cout;
-        let one = |i: usize| -> (Vec<T>, Vec<T>) {
-            let n0 = i * chunk;
-            let n1 = (n0 + chunk).min(p.n);
-            let mut gw = vec![T::zero(); kc * cout];
-            let mut gb = vec![T::zero(); if want_b { cout } else { 0 }];
-            plan.run(xs, &ds[n0 * per..n1 * per], (n0, n1), &mut gw, &mut gb);
-            (gw, gb)
-        };
+        let (chunk, per) = (p.chunk(), p.out_pixels() * cout);
+        let zeros = || zero_grads(p, want_b);
+        // each thread a run of chunks, summed into its own gradients
         let chunks = p.n.div_ceil(chunk);
-        if p.parallel() {
-            threads::par_map(chunks, one).into_iter().reduce(add_pair)
-        } else {
-            (0..chunks).map(one).reduce(add_pair)
-        }
-        .expect("at least one chunk")
+        let runs = threads::split_even(chunks, threads::parts(p.parallel()).min(chunks));
+        let sums = threads::par_map(runs.len(), |part| {
+            runs[part].clone().fold(zeros(), |(mut gw, mut gb), i| {
+                let (n0, n1) = (i * chunk, ((i + 1) * chunk).min(p.n));
+                plan.run(xs, &ds[n0 * per..n1 * per], (n0, n1), &mut gw, &mut gb);
+                (gw, gb)
+            })
+        });
+        sums.into_iter()
+            .reduce(add_pair)
+            .expect("at least one chunk")
     };
     add_grads(p, sums, gw, gb);
+}
+
+/// Zeroed sums of the weight gradient and, when `bias`, of the bias gradient.
+pub(crate) fn zero_grads<T: Float>(p: &Conv2dParams, bias: bool) -> (Vec<T>, Vec<T>) {
+    let cout = if bias { p.cout } else { 0 };
+    (vec![T::zero(); p.patch() * p.cout], vec![T::zero(); cout])
 }
 
 /// Element-wise sums of two (weight, bias) gradient pairs.
@@ -459,34 +453,6 @@ pub(crate) fn add_grads<T: Float>(
     }
 }
 
-/// The names of the three passes, in 1-D (3-D arrays) and in 2-D.
-fn ops(ndim: usize) -> [&'static str; 3] {
-    match ndim {
-        3 => ["conv1d", "conv1d_backward_input", "conv1d_backward_weight"],
-        _ => ["conv2d", "conv2d_backward_input", "conv2d_backward_weight"],
-    }
-}
-
-/// A 1-D convolution's array `(N, L, C)` (a weight `(K, Cin, Cout)` with
-/// `axis = 0`) as the 2-D one with a new axis of length 1 at `axis`; a 2-D
-/// one as it is.
-fn as_2d<S: RawData, D: Dimension>(a: ArrayBase<S, D>, axis: usize) -> ArrayBase<S, Ix4> {
-    let a = a.into_dyn();
-    let a = if a.ndim() == 3 {
-        a.insert_axis(Axis(axis))
-    } else {
-        a
-    };
-    a.into_dimensionality().expect("3-D or 4-D")
-}
-
-/// A 2-D convolution's result back in the dimensions `D` of the call.
-fn from_2d<T, D: Dimension>(y: Array4<T>, one_d: bool) -> Array<T, D> {
-    let y = y.into_dyn();
-    let y = if one_d { y.remove_axis(Axis(1)) } else { y };
-    y.into_dimensionality().expect("the call's dimensions")
-}
-
 /// The convolution, 1-D or 2-D as the arrays are 3-D or 4-D:
 /// `x (N, L, Cin)`, `w (K, Cin, Cout)` → `(N, (L + 2·padding - K) / stride
 /// + 1, Cout)`; `x (N, H, W, Cin)`, a square `w (K, K, Cin, Cout)` →
@@ -498,15 +464,13 @@ pub fn conv<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let (op, one_d) = (ops(x.ndim())[0], x.ndim() == 3);
+    let op = op_name(x.ndim(), "conv1d", "conv2d");
     let p = conv_params(op, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
         check_shape(op, "b", &[p.cout], &[b.len()])?;
     }
-    Ok(from_2d(
-        forward_impl(as_2d(x, 1), as_2d(w, 0), b, &p),
-        one_d,
-    ))
+    let nd = x.ndim();
+    Ok(from_4d(forward_impl(to_4d(x, 1), to_4d(w, 0), b, &p), nd))
 }
 
 /// Gradient of the convolution with respect to its input, `(N, L, Cin)` or
@@ -519,14 +483,20 @@ pub fn conv_backward_input<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let (op, one_d) = (ops(delta.ndim())[1], delta.ndim() == 3);
+    let one_d = delta.ndim() == 3;
+    let op = op_name(
+        delta.ndim(),
+        "conv1d_backward_input",
+        "conv2d_backward_input",
+    );
     let n = delta.shape().first().copied().unwrap_or(0);
     let cin = w.shape().iter().rev().nth(1).copied().unwrap_or(0);
     let x_shape = [&[n], input_size, &[cin]].concat();
     let p = conv_params(op, &x_shape, w.shape(), stride, padding)?;
     check_shape(op, "delta", &p.out_shape(one_d), delta.shape())?;
-    let dx = backward_input_impl(as_2d(delta, 1), as_2d(w, 0), &p);
-    Ok(from_2d(dx, one_d))
+    let nd = delta.ndim();
+    let dx = backward_input_impl(to_4d(delta, 1), to_4d(w, 0), &p);
+    Ok(from_4d(dx, nd))
 }
 
 /// Accumulates the gradient of the convolution's weight (and bias):
@@ -540,14 +510,15 @@ pub fn conv_backward_weight<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<(), KernelError> {
-    let (op, one_d) = (ops(x.ndim())[2], x.ndim() == 3);
+    let one_d = x.ndim() == 3;
+    let op = op_name(x.ndim(), "conv1d_backward_weight", "conv2d_backward_weight");
     let p = conv_params(op, x.shape(), grad_w.shape(), stride, padding)
         .map_err(|e| rename_w(e, "grad_w"))?;
     check_shape(op, "delta", &p.out_shape(one_d), delta.shape())?;
     if let Some(gb) = &grad_b {
         check_shape(op, "grad_b", &[p.cout], &[gb.len()])?;
     }
-    let (x, delta, gw) = (as_2d(x, 1), as_2d(delta, 1), as_2d(grad_w, 0));
+    let (x, delta, gw) = (to_4d(x, 1), to_4d(delta, 1), to_4d(grad_w, 0));
     backward_weight_impl(x, delta, gw, grad_b, &p);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! The convolutions against a plain reference, and the direct kernels against im2col + GEMM.
 
 use super::*;
-use ndarray::{s, Array, Array1, Array3, ArrayView2, ArrayViewD, Dimension, ShapeBuilder};
+use ndarray::{s, Array, Array1, Array3, ArrayView2, ArrayViewD, Axis, Dimension, ShapeBuilder};
 
 fn filled<Sh: ndarray::ShapeBuilder>(shape: Sh, seed: f64) -> Array<f64, Sh::Dim> {
     let mut i = 0.0;
@@ -179,31 +179,19 @@ fn direct_matches_im2col() {
         }
     }
     for cout in [1, 3, 4, 7, 8, 9, 15, 16, 17, 31, 32, 33, 40] {
-        for (i, &(n, h, w, cin, k, s, pad)) in [
+        for &(n, h, w, cin, k, s, pad) in &[
             (1, 5, 6, 1, 3, 1, 0),
             (2, 7, 5, 2, 3, 2, 1),
             (1, 6, 9, 3, 3, 3, 2),
             (3, 4, 4, 1, 2, 1, 1),
-            (1, 1, 11, 3, 1, 2, 0),
-        ]
-        .iter()
-        .enumerate()
-        {
-            // (K, K) kernels, and the 1-D ones' (1, K)
-            let (kh, ph) = if h == 1 { (1, 0) } else { (k, pad) };
-            let p = Conv2dParams {
-                n,
-                h,
-                w,
-                cin,
-                cout,
-                kh,
-                kw: k + usize::from(h == 1 && i == 4) * 4,
-                sh: s,
-                sw: s,
-                ph,
-                pw: pad,
+            (1, 0, 11, 3, 5, 2, 0),
+        ] {
+            // (K, K) kernels, and a 1-D case (`h = 0`), a (1, K) one
+            let (x, wt): (&[usize], &[usize]) = match h {
+                0 => (&[n, w, cin], &[k, cin, cout]),
+                _ => (&[n, h, w, cin], &[k, k, cin, cout]),
             };
+            let p = conv_params("t", x, wt, s, pad).unwrap();
             check::<f64>(&p, 1e-12);
             check::<f32>(&p, 1e-5);
         }

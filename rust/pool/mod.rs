@@ -130,13 +130,11 @@ impl Pool2dParams {
         }
     }
 
+    /// Whether the batch is split: by the element visits, output elements
+    /// times the window's size.
     fn parallel(&self) -> bool {
-        let (ho, wo) = self.out_dims();
-        let work = self
-            .n
-            .saturating_mul(ho * wo * self.c)
-            .saturating_mul(self.kh * self.kw);
-        parallel_for(self.n, work)
+        let out: usize = self.out_shape(4).iter().product();
+        parallel_for(self.n, out.saturating_mul(self.kh * self.kw))
     }
 }
 
@@ -365,11 +363,12 @@ multiversion! {
 }
 
 multiversion! {
-    /// δ of one sample when windows do not overlap: every input position of
-    /// `dx (H, W, C)` written once, δ where its window's argmax points at it,
-    /// else 0, in one pass of selects. Returns false when some argmax is not
-    /// a position of its own window (an argmax not made by `max_pool`): then
-    /// the caller scatters instead.
+    /// δ of one sample when windows do not overlap: window by window, each
+    /// of its positions in `dx (H, W, C)` written once, δ where the window's
+    /// argmax points at it, else 0 (positions in no window are zeroed
+    /// first). Returns false when some argmax is not a position of its own
+    /// window (an argmax not made by `max_pool`): then the caller scatters
+    /// instead.
     fn tiled_sample<T: Float>(
         ds: &[T],
         am: &[i32],
@@ -378,45 +377,38 @@ multiversion! {
     ) -> bool {
         p.check_sample(dx.len(), ds.len().min(am.len()));
         let ((ho, wo), c) = (p.out_dims(), p.c);
-        // hits per lane, summed once at the end
-        let mut hits = [0u32; LANES];
-        for i in 0..p.h {
-            let (oi, ki) = (i / p.sh, i % p.sh);
-            let row_in = oi < ho && ki < p.kh;
-            let (mut oj, mut kj) = (0, 0); // j = oj·sw + kj, without a division
-            for j in 0..p.w {
-                let pos = i * p.w + j;
-                let out = &mut dx[pos * c..(pos + 1) * c];
-                if row_in && oj < wo && kj < p.kw {
-                    let o = (oi * wo + oj) * c;
-                    by_lanes(c, #[inline(always)] |c0, n| {
-                        // SAFETY: `o` is an output (`oi < ho`, `oj < wo`), checked above.
-                        let (d, a) = unsafe { (block(ds, o + c0, n), block(am, o + c0, n)) };
-                        let x = out[c0..][..n].iter_mut().zip(&mut hits);
-                        for (((x, h), &d), &a) in x.zip(d).zip(a) {
-                            let here = a == pos as i32;
-                            *h += here as u32;
-                            x.write(if here { d } else { T::zero() });
-                        }
-                    });
-                } else {
-                    out.fill(MaybeUninit::new(T::zero()));
-                }
-                kj += 1;
-                if kj == p.sw {
-                    (oj, kj) = (oj + 1, 0);
-                }
-            }
+        if ho * p.kh * wo * p.kw < p.h * p.w {
+            dx.fill(MaybeUninit::new(T::zero()));
         }
-        hits.iter().map(|&n| n as usize).sum::<usize>() == ho * wo * c
+        let mut missed = false;
+        p.each_window(#[inline(always)] |o, first| {
+            by_lanes(c, #[inline(always)] |c0, n| {
+                // SAFETY: `o` is an output window, checked above.
+                let (d, a) = unsafe { (block(ds, o + c0, n), block(am, o + c0, n)) };
+                // whether the argmax of each lane lies in this window (as
+                // `u32`, the width of the compares: `bool` lanes were split
+                // over several registers)
+                let mut found = [0u32; LANES];
+                p.each_in_window(first, #[inline(always)] |pos| {
+                    // SAFETY: a window position, checked above.
+                    let out = unsafe { dx.get_unchecked_mut(pos * c + c0..pos * c + c0 + n) };
+                    for (((x, f), &d), &a) in out.iter_mut().zip(&mut found).zip(d).zip(a) {
+                        let here = a == pos as i32;
+                        *f |= u32::from(here);
+                        x.write(if here { d } else { T::zero() });
+                    }
+                });
+                missed |= found[..n].contains(&0);
+            })
+        });
+        !missed
     }
 }
 
 /// Whether [`max_pool_backward_sample`] may take its one-pass path for `p`:
-/// windows that do not overlap (and `u32` hit counts that cannot overflow).
+/// windows that do not overlap.
 pub(crate) fn tiles(p: &Pool2dParams) -> bool {
-    let (ho, wo) = p.out_dims();
-    p.kw > 0 && p.sh >= p.kh && p.sw >= p.kw && ho * wo * p.c < u32::MAX as usize
+    p.kw > 0 && p.sh >= p.kh && p.sw >= p.kw
 }
 
 /// Backward pass of [`max_pool_sample`] for one sample: `dx (H, W, C)`, all
@@ -581,19 +573,24 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
     Ok(from_4d(unsafe { dx.assume_init() }, nd))
 }
 
-/// Runs `f(input sample, output sample)` over the `n` samples of `xs` and
-/// `out` (zeroed, standard layout), in parallel when `p` is worth it.
-fn by_sample<T: Float>(
-    xs: &[T],
-    out: &mut Array4<T>,
+/// An average pooling pass: `f(input sample, output sample, p, 1 / (kh·kw))`
+/// over the samples of `a` and of a zeroed `out` array, in parallel when
+/// `p` is worth it.
+fn by_sample<T: Float, D: Dimension>(
+    a: ArrayView<'_, T, D>,
+    out: (usize, usize, usize, usize),
     p: &Pool2dParams,
-    f: impl Fn(&[T], &mut [T]) + Sync,
-) {
+    f: impl Fn(&[T], &mut [T], &Pool2dParams, T) + Sync,
+) -> Array<T, D> {
+    let (nd, a) = (a.ndim(), a.as_standard_layout());
+    let xs = a.as_slice().expect("standard layout");
+    let mut out = Array4::<T>::zeros(out);
     let (len_in, len_out) = (xs.len() / p.n.max(1), out.len() / p.n.max(1));
-    let out = out.as_slice_mut().expect("fresh array");
-    threads::par_chunks_mut(out, len_out, threads::parts(p.parallel()), |n, o| {
-        f(&xs[n * len_in..][..len_in], o)
+    let os = out.as_slice_mut().expect("fresh array");
+    threads::par_chunks_mut(os, len_out, threads::parts(p.parallel()), |n, o| {
+        f(&xs[n * len_in..][..len_in], o, p, p.scale())
     });
+    from_4d(out, nd)
 }
 
 /// Average pooling of `x (N, L, C)` over windows of `k`, or of `x (N, H, W,
@@ -603,19 +600,10 @@ pub fn avg_pool<T: Float, D: Dimension>(
     k: usize,
     stride: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let (nd, op) = (x.ndim(), op_name(x.ndim(), "avg_pool1d", "avg_pool2d"));
+    let op = op_name(x.ndim(), "avg_pool1d", "avg_pool2d");
     let p = pool_params(op, x.shape(), k, stride)?;
     let (ho, wo) = p.out_dims();
-    let mut y = Array4::<T>::zeros((p.n, ho, wo, p.c));
-    let x = x.as_standard_layout();
-    let scale = p.scale();
-    by_sample(
-        x.as_slice().expect("standard layout"),
-        &mut y,
-        &p,
-        |xs, yc| avg_pool_sample(xs, yc, &p, scale),
-    );
-    Ok(from_4d(y, nd))
+    Ok(by_sample(x, (p.n, ho, wo, p.c), &p, avg_pool_sample))
 }
 
 /// Gradient of average pooling: each window spreads `delta / (kh·kw)` over
@@ -626,19 +614,10 @@ pub fn avg_pool_backward<T: Float, D: Dimension>(
     k: usize,
     stride: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let nd = delta.ndim();
-    let op = op_name(nd, "avg_pool1d_backward", "avg_pool2d_backward");
+    let op = op_name(delta.ndim(), "avg_pool1d_backward", "avg_pool2d_backward");
     let p = backward_params(op, delta.shape(), input, (k, stride))?;
-    let mut dx = Array4::<T>::zeros((p.n, p.h, p.w, p.c));
-    let delta = delta.as_standard_layout();
-    let scale = p.scale();
-    by_sample(
-        delta.as_slice().expect("standard layout"),
-        &mut dx,
-        &p,
-        |ds, dxc| avg_pool_backward_sample(ds, dxc, &p, scale),
-    );
-    Ok(from_4d(dx, nd))
+    let out = (p.n, p.h, p.w, p.c);
+    Ok(by_sample(delta, out, &p, avg_pool_backward_sample))
 }
 
 #[cfg(test)]

@@ -176,6 +176,10 @@ class Optimizer(ABC):
                 if grad is not None and not _fits(param, grad):
                     staged.append((slot, param, grad))
             cached = self._slots = (params, keys, list(groups.values()), staged)
+        if not cached[3]:  # every pair as it is: the kernel calls alone
+            for slots in cached[2]:
+                _core.optim_update(hyper, slots)
+            return
         for slot, param, grad in cached[3]:
             slot[0], slot[1] = np.ascontiguousarray(param), np.ascontiguousarray(grad, param.dtype)
         for slots in cached[2]:
@@ -195,19 +199,18 @@ def _fits(param: np.ndarray, grad: np.ndarray) -> bool:
     )
 
 
-def _hyper(rule: _core.Rule, lr: float, **values: float) -> dict[str, Any]:
-    """``_core.optim_update``'s hyper-parameters: ``rule``, ``lr``, ``values``, 0 elsewhere."""
-    return {
-        "rule": rule,
-        "lr": lr,
-        "mu": 0.0,
-        "wd": 0.0,
-        "b1": 0.0,
-        "b2": 0.0,
-        "eps": 0.0,
-        "t": 1.0,
-        **values,
-    }
+def _hyper(
+    rule: _core.Rule,
+    lr: float,
+    mu: float = 0.0,
+    wd: float = 0.0,
+    b1: float = 0.0,
+    b2: float = 0.0,
+    eps: float = 0.0,
+    t: float = 1.0,
+) -> dict[str, Any]:
+    """``_core.optim_update``'s hyper-parameters (one dict literal: built every step)."""
+    return {"rule": rule, "lr": lr, "mu": mu, "wd": wd, "b1": b1, "b2": b2, "eps": eps, "t": t}
 
 
 def _check_number(value: object, name: str, low: float, strict: bool = False) -> float:
@@ -356,8 +359,8 @@ class Adam(Optimizer):
     def _step(self, params: Params) -> None:
         self.t += 1
         (b1, b2), rule = self.betas, _core.Rule.AdamW if self._decoupled else _core.Rule.Adam
-        hyper = _hyper(rule, self.eps, wd=self.weight_decay, b1=b1, b2=b2, eps=self.epsilon)
-        self._update({**hyper, "t": float(self.t)}, ("m", "v"), params)
+        hyper = _hyper(rule, self.eps, 0.0, self.weight_decay, b1, b2, self.epsilon, float(self.t))
+        self._update(hyper, ("m", "v"), params)
 
     _decoupled = False  # AdamW's weight decay (True) or an L2 term in the gradient
     _default_weight_decay = 0.0
@@ -432,9 +435,10 @@ class RMSprop(Optimizer):
 
     def _step(self, params: Params) -> None:
         rule = _core.Rule.Centered if self.centered else _core.Rule.RmsProp
-        hyper = _hyper(rule, self.eps, mu=self.momentum, wd=self.weight_decay, b2=self.alpha)
+        hyper = _hyper(rule, self.eps, self.momentum, self.weight_decay, b2=self.alpha)
+        hyper["eps"] = self.epsilon
         keys = ("square_avg", "grad_avg")[: 1 + self.centered] + ("momentum",) * (self.momentum > 0)
-        self._update({**hyper, "eps": self.epsilon}, keys, params)
+        self._update(hyper, keys, params)
 
     def __repr__(self) -> str:
         return f"RMSprop(eps={self.eps}, alpha={self.alpha}, momentum={self.momentum})"

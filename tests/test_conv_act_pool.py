@@ -74,7 +74,8 @@ def test_conv_activation_pool_against_torch_and_the_layers(dtype, nd, act, case)
     plain = Unfused(*layers)
     x = _input(case, (4, *spatial, 2), dtype, rng)
     _, kept = net.steps()[0].forward(x, False, False)
-    assert (type(kept) is _ByLayer) == case.startswith("nan")  # NaN: the layers' order
+    # NaN: the layers' order, but for ReLU, exact in both orders
+    assert (type(kept) is _ByLayer) == (case.startswith("nan") and act != "relu")
 
     y = net.forward(x)
     delta = rng.standard_normal(y.shape).astype(dtype)

@@ -34,7 +34,9 @@ ties go to the first position in both orders). NaN: the layer-by-layer order
 multiplies the zero gradient of the outputs the pool drops by ``f'(NaN)``
 (NaN for TanH, Sigmoid, LeakyReLU), which the fused order never computes; so
 an input, weight or bias holding NaN or inf (its sum is not finite: one pass)
-runs through the layers one by one, and gets torch's NaN. The activations fused so:
+runs through the layers one by one, and gets torch's NaN. Not with ReLU: its
+derivative passes δ at NaN (0 at the outputs the pool drops) and keeps NaN
+where it is, so both orders send δ to the same NaN. The activations fused so:
 ``ReLU``, ``TanH``, ``Sigmoid`` and ``LeakyReLU`` with ``negative_slope >= 0``
 (a negative slope makes it decreasing below 0). ReLU and LeakyReLU are
 non-decreasing as computed too (the same result, bit for bit); TanH and Sigmoid
@@ -366,6 +368,8 @@ class ConvPool(_Fused):
     ) -> None:
         self.conv, self.pool, self.act = conv, pool, act
         self.layers = [conv, pool] if act is None else [conv, act, pool]
+        # ReLU needs no finiteness check: both orders agree on NaN (see above)
+        self._check = act is not None and type(act) is not ReLU
         name = "conv2d" if isinstance(conv, Conv2D) else "conv1d"
         self._kernel = getattr(_core, name + "_maxpool")
         self._kernel_backward = getattr(_core, name + "_maxpool_backward")
@@ -399,7 +403,7 @@ class ConvPool(_Fused):
         ):
             return None
         x = x if x.dtype == dtype else x.astype(dtype)
-        if self.act is not None and not all(
+        if self._check and not all(
             a is None or np.isfinite(a.sum()) for a in (x, conv._parameters, conv._bias)
         ):
             return None  # NaN or inf (or a sum too large): the layers' order, see above

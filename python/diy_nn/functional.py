@@ -23,29 +23,30 @@ __all__ = [
 
 
 def tanh(x: np.ndarray) -> np.ndarray:
-    """``tanh(x)``, elementwise; its derivative is ``1 - tanh(x)²``."""
-    return np.tanh(x)
+    """``tanh(x)``, elementwise; its derivative is ``1 - tanh(x)²``.
+
+    The Rust kernel (``rust/math.rs``) that fused dense and conv runs use too.
+    """
+    return _core.activation(x, _core.Activation.TanH)
 
 
 def tanh_backward(x: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """d loss / d x of ``tanh``: ``delta * (1 - tanh(x)²)``."""
-    t = np.tanh(x)
-    return delta * (1 - t * t)
+    """d loss / d x of ``tanh``: ``delta * (1 - tanh(x)²)``, in Rust."""
+    return _core.activation_backward(x, delta, _core.Activation.TanH)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """``1 / (1 + exp(-x))``, accurate for large ``|x|`` (no overflow, no cancellation).
+    """``s = 1 / (1 + exp(-x))``, accurate for large ``|x|`` (no overflow, no cancellation).
 
-    Its derivative is ``s (1 - s)`` with ``s = sigmoid(x)``.
+    Its derivative is ``s (1 - s)``. The Rust kernel (``rust/math.rs``) that fused
+    dense and conv runs use too.
     """
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    return _core.activation(x, _core.Activation.Sigmoid)
 
 
 def sigmoid_backward(x: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """d loss / d x of ``sigmoid``: ``delta * s (1 - s)``."""
-    s = sigmoid(x)
-    return delta * s * (1 - s)
+    """d loss / d x of ``sigmoid``: ``delta * s (1 - s)``, in Rust."""
+    return _core.activation_backward(x, delta, _core.Activation.Sigmoid)
 
 
 def threshold(x: np.ndarray, threshold: float, value: float) -> np.ndarray:

@@ -187,8 +187,15 @@ pub fn backward_at_input<T: Math>(
                 bx => d * bx.sigmoid(),
             })
         }
-        Activation::TanH => zip.map_collect(|&x, &d| d * act.derivative(x.tanh_())),
-        Activation::Sigmoid => zip.map_collect(|&x, &d| d * act.derivative(x.sigmoid())),
+        // The forward loop (vectorized), then the derivative read on its output:
+        // exact, as the output is the rounded f(x) the derivative formula takes.
+        Activation::TanH | Activation::Sigmoid => {
+            let y = forward_array(act, x);
+            let mut d = delta.as_standard_layout().into_owned();
+            let layout = "standard layout";
+            act.backward(y.as_slice().expect(layout), d.as_slice_mut().expect(layout));
+            d
+        }
         // LeakyReLU's rule reads the same on the input as on the output.
         Activation::Identity | Activation::LeakyReLU { .. } => {
             zip.map_collect(|&x, &d| d * act.derivative(x))

@@ -11,7 +11,6 @@
 //! output from a row-major `b` (batch 1) is [`gemv`]'s. The thread split is
 //! chosen from the shape: see [`parallel`] and [`split_inner`].
 
-use gemm::Parallelism;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use std::borrow::Cow;
 use std::sync::Mutex;
@@ -110,7 +109,7 @@ pub fn gemm_into<T: Float>(
     if parallel::<T>(m, n, k) {
         gemm_split(out, a, b, alpha, beta);
     } else {
-        gemm_unchecked(out, a, b, alpha, beta, Parallelism::None);
+        gemm_unchecked(out, a, b, alpha, beta);
     }
     Ok(())
 }
@@ -140,9 +139,7 @@ fn gemm_split<T: Float>(
     alpha: T,
     beta: T,
 ) {
-    let one = |out: ArrayViewMut2<'_, T>, a, b, beta| {
-        gemm_unchecked(out, a, b, alpha, beta, Parallelism::None)
-    };
+    let one = |out: ArrayViewMut2<'_, T>, a, b, beta| gemm_unchecked(out, a, b, alpha, beta);
     let part = |len| threads::split_even(len, threads::num_threads().min(len));
     let (m, n) = out.dim();
     if split_inner(m, n, a.ncols()) {
@@ -285,8 +282,7 @@ fn gemv_band<T: Float, const G: usize>(
     G * L
 }
 
-/// `out = beta·out + alpha·(a·b)` on the calling thread's pool, shapes
-/// unchecked: [`gemv`] for one row of output from a row-major `b`, the `gemm`
+/// `out = beta·out + alpha·(a·b)` on the calling thread, shapes unchecked: [`gemv`] for one row of output from a row-major `b`, the `gemm`
 /// crate otherwise.
 ///
 /// The caller guarantees `a (m, k)`, `b (k, n)`, `out (m, n)` with `m, n, k > 0`
@@ -297,7 +293,6 @@ pub(crate) fn gemm_unchecked<T: Float>(
     b: ArrayView2<'_, T>,
     alpha: T,
     beta: T,
-    par: Parallelism,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -332,7 +327,7 @@ pub(crate) fn gemm_unchecked<T: Float>(
             false,
             false,
             false,
-            par,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -359,32 +354,17 @@ pub fn matmul<T: Float>(
     Ok(out)
 }
 
-/// Checks `x (N, in)`, `w (in, out)` and `b (out,)` of a linear layer.
-fn check_linear(
-    op: &'static str,
-    x: &[usize],
-    w: &[usize],
-    b: Option<usize>,
-) -> Result<(), KernelError> {
-    check_inner(op, x, w)?;
-    match b {
-        Some(len) if len != w[1] => Err(KernelError::shape(
-            op,
-            "bias",
-            fmt_shape(&w[1..]),
-            fmt_shape(&[len]),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// The linear layer's forward pass, `x·w + b`, as a new `(N, out)` array.
 pub fn linear<T: Float>(
     x: ArrayView2<'_, T>,
     w: ArrayView2<'_, T>,
     b: Option<ArrayView1<'_, T>>,
 ) -> Result<Array2<T>, KernelError> {
-    check_linear("linear", x.shape(), w.shape(), b.map(|b| b.len()))?;
+    check_inner("linear", x.shape(), w.shape())?;
+    if let Some(b) = b.filter(|b| b.len() != w.ncols()) {
+        let (want, got) = (fmt_shape(&[w.ncols()]), fmt_shape(&[b.len()]));
+        return Err(KernelError::shape("linear", "bias", want, got));
+    }
     let mut out = zeros("linear", "the output", x.nrows(), w.ncols())?;
     linear_into(out.view_mut(), x, w, b, &mut Vec::new())?;
     Ok(out)
@@ -450,11 +430,11 @@ pub fn linear_backward_into<T: Float>(
 multiversion! {
     /// `sums (+)= Σ rows` of the row-major `(n, sums.len())` matrix `rows`,
     /// added row after row (the order of `delta.sum(axis=0)`).
-    fn sum_rows_into<T: Float>(sums: &mut [T], rows: &[T], accumulate: bool) {
+    pub(crate) fn sum_rows_into<T: Float>(sums: &mut [T], rows: &[T], accumulate: bool) {
         if !accumulate {
             sums.fill(T::zero());
         }
-        for row in rows.chunks_exact(sums.len()) {
+        for row in rows.chunks_exact(sums.len().max(1)) {
             sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
         }
     }
@@ -463,6 +443,7 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::assert_err;
     use ndarray::{s, Array, Array1};
 
     fn naive(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
@@ -512,26 +493,16 @@ mod tests {
     }
 
     #[test]
-    fn transposed_and_negative_strides() {
-        let a = seq(9, 6, 0.3);
-        let b = seq(9, 4, 0.5);
-        // aᵀ·b without a copy.
-        assert_close(&matmul(a.t(), b.view()).unwrap(), &naive(a.t(), b.view()));
-        let a_rev = a.slice(s![..;-1, ..;-2]);
-        let b2 = seq(3, 5, 0.9);
-        assert_close(&matmul(a_rev, b2.view()).unwrap(), &naive(a_rev, b2.view()));
-    }
-
-    #[test]
-    fn empty_dimensions() {
+    fn transposed_and_negative_strides_and_empty_dimensions() {
+        let (a, b, b2) = (seq(9, 6, 0.3), seq(9, 4, 0.5), seq(3, 5, 0.9));
+        // aᵀ·b without a copy, and a view with negative strides.
+        for (a, b) in [(a.t(), b.view()), (a.slice(s![..;-1, ..;-2]), b2.view())] {
+            assert_close(&matmul(a, b).unwrap(), &naive(a, b));
+        }
         let out = matmul(seq(4, 0, 0.0).view(), seq(0, 3, 0.0).view()).unwrap();
         assert_eq!(out, Array2::<f64>::zeros((4, 3)));
-        assert_eq!(
-            matmul(seq(0, 5, 0.0).view(), seq(5, 3, 0.0).view())
-                .unwrap()
-                .dim(),
-            (0, 3)
-        );
+        let out = matmul(seq(0, 5, 0.0).view(), seq(5, 3, 0.0).view()).unwrap();
+        assert_eq!(out.dim(), (0, 3));
     }
 
     #[test]
@@ -550,22 +521,11 @@ mod tests {
 
     #[test]
     fn shape_errors_name_the_argument() {
-        let err = matmul(seq(2, 3, 0.0).view(), seq(4, 5, 0.0).view()).unwrap_err();
-        assert!(
-            err.to_string().contains("matmul: b must have shape (3, n)"),
-            "{err}"
-        );
-        let err = linear(
-            seq(2, 3, 0.0).view(),
-            seq(3, 5, 0.0).view(),
-            Some(Array1::zeros(4).view()),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("bias must have shape (5,), got (4,)"),
-            "{err}"
-        );
+        let e = matmul(seq(2, 3, 0.0).view(), seq(4, 5, 0.0).view());
+        assert_err(e, "matmul: b must have shape (3, n)");
+        let (x, w, b) = (seq(2, 3, 0.0), seq(3, 5, 0.0), Array1::zeros(4));
+        let e = linear(x.view(), w.view(), Some(b.view()));
+        assert_err(e, "bias must have shape (5,), got (4,)");
     }
 
     #[test]
@@ -583,8 +543,11 @@ mod tests {
     }
 
     #[test]
-    fn linear_backward_matches_naive() {
+    fn linear_forward_and_backward_match_naive() {
         let (x, w, d) = (seq(6, 4, 0.1), seq(4, 3, 0.2), seq(6, 3, 0.3));
+        let b = Array1::from(vec![1.0, -2.0, 0.5]);
+        let y = linear(x.view(), w.view(), Some(b.view())).unwrap();
+        assert_close(&y, &(naive(x.view(), w.view()) + &b));
         let (mut dx, mut gw, mut gb) = (seq(6, 4, 0.0), seq(4, 3, 0.0), Array1::<f64>::ones(3));
         let mut grads = LinearGrads {
             w: gw.view_mut(),
@@ -596,23 +559,8 @@ mod tests {
         assert_close(&dx, &naive(d.view(), w.t()));
         assert_close(&gw, &(naive(x.t(), d.view()) + seq(4, 3, 0.0)));
         // Rows added in order onto what was there.
-        assert_eq!(
-            gb,
-            d.rows()
-                .into_iter()
-                .fold(Array1::<f64>::ones(3), |a, r| a + r)
-        );
-    }
-
-    #[test]
-    fn linear_adds_bias() {
-        let (x, w) = (seq(6, 4, 0.1), seq(4, 3, 0.2));
-        let b = Array1::from(vec![1.0, -2.0, 0.5]);
-        let expected = naive(x.view(), w.view()) + &b;
-        assert_close(
-            &linear(x.view(), w.view(), Some(b.view())).unwrap(),
-            &expected,
-        );
+        let ones = Array1::<f64>::ones(3);
+        assert_eq!(gb, d.rows().into_iter().fold(ones, |a, r| a + r));
     }
 
     #[test]

@@ -264,20 +264,8 @@ multiversion! {
     }
 }
 
-/// Rows per task when a row-wise op of `n × k` runs in parallel (0 = serial).
-fn rows_per_task(n: usize, k: usize) -> usize {
-    let work = n.saturating_mul(k);
-    if !cfg!(feature = "multi-threads") || n < 2 || work < SOFTMAX_PAR_MIN_WORK {
-        return 0;
-    }
-    match threads::num_threads() {
-        0 | 1 => 0,
-        t => n.div_ceil(t).max(1),
-    }
-}
-
 /// Runs `f(first_row, rows_of_out)` over `out` (rows of `width`), split in
-/// tasks when worth it.
+/// one part per thread when the work, `n·k`, is worth it.
 pub(crate) fn over_rows<T: Float>(
     out: &mut [T],
     n: usize,
@@ -288,15 +276,14 @@ pub(crate) fn over_rows<T: Float>(
     if out.is_empty() || width == 0 {
         return;
     }
-    // Small work runs right here: a trip to the pool costs 5-15 µs.
-    match rows_per_task(n, k) {
-        0 => f(0, out),
-        // One part per thread, the calling thread's among them.
-        rows => {
-            let parts = n.div_ceil(rows);
-            threads::par_chunks_mut(out, rows * width, parts, |i, c| f(i * rows, c));
-        }
+    let threads = threads::num_threads();
+    let parallel = cfg!(feature = "multi-threads") && n >= 2 && threads > 1;
+    if !parallel || n.saturating_mul(k) < SOFTMAX_PAR_MIN_WORK {
+        return f(0, out);
     }
+    let rows = n.div_ceil(threads);
+    let parts = n.div_ceil(rows);
+    threads::par_items(out.chunks_mut(rows * width), parts, |i, c| f(i * rows, c));
 }
 
 /// Rejects an input `x (n, k)` whose `n > 0` rows have no element.
@@ -427,6 +414,7 @@ pub fn log_softmax_backward<T: Exp>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::assert_err;
     use crate::loss::{cross_entropy, cross_entropy_backward, Target};
     use ndarray::{s, Array, Array1, Axis, ShapeBuilder};
 
@@ -631,21 +619,15 @@ mod tests {
             log_softmax(xr).unwrap(),
             log_softmax(xr.to_owned().view()).unwrap()
         );
-        let e = softmax_backward(x.view(), filled(9, 5, 1.0).view()).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("delta must have shape (9, 6) (the shape of y), got (9, 5)"),
-            "{e}"
+        let e = softmax_backward(x.view(), filled(9, 5, 1.0).view());
+        assert_err(
+            e,
+            "delta must have shape (9, 6) (the shape of y), got (9, 5)",
         );
         let t = Array1::from(vec![0i64, 6, 0, 0, 0, 0, 0, 0, 0]);
-        let e = cross_entropy(x.view(), Target::Index(t.view())).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("target[1] = 6 is not a class index in [0, 6)"),
-            "{e}"
-        );
-        let e = softmax(Array2::<f64>::zeros((2, 0)).view()).unwrap_err();
-        assert!(e.to_string().contains("k >= 1"), "{e}");
+        let e = cross_entropy(x.view(), Target::Index(t.view()));
+        assert_err(e, "target[1] = 6 is not a class index in [0, 6)");
+        assert_err(softmax(Array2::<f64>::zeros((2, 0)).view()), "k >= 1");
         assert_eq!(
             softmax(Array2::<f32>::zeros((0, 4)).view()).unwrap().dim(),
             (0, 4)

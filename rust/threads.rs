@@ -310,22 +310,8 @@ fn linger(pool: &Pool) {
     }
 }
 
-/// Runs `f(chunk_index, chunk)` over `data` cut in chunks of `len` (the last
-/// one shorter), the chunks dealt in `parts` contiguous runs to
-/// [`par_parts`]: the same chunks and the same order within each run for a
-/// given thread count, so results are reproducible. One part runs them in
-/// order right here.
-pub fn par_chunks_mut<T: Send>(
-    data: &mut [T],
-    len: usize,
-    parts: usize,
-    f: impl Fn(usize, &mut [T]) + Sync,
-) {
-    par_items(data.chunks_mut(len.max(1)), parts, f);
-}
-
-/// [`par_chunks_mut`] over two arrays cut in the same number of chunks (of
-/// `la` and `lb` elements): `f(chunk_index, chunk_of_a, chunk_of_b)`.
+/// [`par_items`] over two arrays cut in the same number of chunks (of `la`
+/// and `lb` elements): `f(chunk_index, chunk_of_a, chunk_of_b)`.
 pub fn par_chunks_mut2<A: Send, B: Send>(
     a: &mut [A],
     la: usize,
@@ -338,9 +324,15 @@ pub fn par_chunks_mut2<A: Send, B: Send>(
     par_items(pairs, parts, |i, (ca, cb)| f(i, ca, cb));
 }
 
-/// The body of [`par_chunks_mut`] and [`par_chunks_mut2`]: `f(i, item)` for
-/// the items, dealt in `parts` contiguous runs.
-fn par_items<I: Send>(items: impl Iterator<Item = I>, parts: usize, f: impl Fn(usize, I) + Sync) {
+/// Runs `f(i, item)` over the items (the chunks of an array, say), dealt in
+/// `parts` contiguous runs to [`par_parts`]: the same runs and the same order
+/// within each for a given thread count, so results are reproducible. One
+/// part runs them in order right here.
+pub fn par_items<I: Send>(
+    items: impl Iterator<Item = I>,
+    parts: usize,
+    f: impl Fn(usize, I) + Sync,
+) {
     if parts <= 1 {
         items.enumerate().for_each(|(i, item)| f(i, item));
         return;
@@ -395,13 +387,16 @@ mod tests {
         });
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         let mut data: Vec<usize> = vec![0; 23];
-        par_chunks_mut(&mut data, 4, 3, |i, c| {
+        par_items(data.chunks_mut(4), 3, |i, c| {
             c.iter_mut().for_each(|v| *v += i + 1)
         });
         let expected: Vec<usize> = (0..23).map(|j| j / 4 + 1).collect();
         assert_eq!(data, expected);
         assert_eq!(par_map(4, |p| p * p), vec![0, 1, 4, 9]);
         assert_eq!(split_even(7, 3), vec![0..2, 2..4, 4..7]);
+        // A panic in a part is raised in the caller.
+        let r = std::panic::catch_unwind(|| par_parts(2, |p| assert!(p != 1, "part 1")));
+        assert!(r.is_err());
         set_num_threads(0).unwrap();
     }
 
@@ -452,20 +447,6 @@ mod tests {
         }
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         assert_eq!(sum.load(Ordering::Relaxed), 6);
-        set_num_threads(0).unwrap();
-    }
-
-    #[test]
-    fn a_panicking_part_is_raised_in_the_caller() {
-        set_num_threads(2).unwrap();
-        let r = std::panic::catch_unwind(|| {
-            par_parts(2, |p| {
-                if p == 1 {
-                    panic!("part 1");
-                }
-            })
-        });
-        assert!(r.is_err());
         set_num_threads(0).unwrap();
     }
 }

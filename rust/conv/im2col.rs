@@ -9,13 +9,11 @@
 //! back (col2im) for the input, `dW += colᵀ·δ` for the weight. Each product
 //! runs on the calling thread (the caller splits the batch).
 
-use gemm::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::Conv2dParams;
 use crate::float::Float;
-use crate::matmul::gemm_unchecked;
-use crate::simd::multiversion;
+use crate::matmul::{gemm_unchecked, sum_rows_into};
 
 thread_local! {
     /// Each thread's patch buffer, kept between calls: a fresh one per call
@@ -63,7 +61,7 @@ fn product<T: Float>(
 ) {
     if a.nrows() * a.ncols() * b.ncols() > 0 {
         let beta = if accumulate { T::one() } else { T::zero() };
-        gemm_unchecked(out, a, b, T::one(), beta, Parallelism::None);
+        gemm_unchecked(out, a, b, T::one(), beta);
     }
 }
 
@@ -133,19 +131,7 @@ pub(super) fn weight_grad<T: Float>(
         product(gwv, cv.t(), dv, true);
     });
     if !gb.is_empty() {
-        sum_rows(ds, gb);
-    }
-}
-
-multiversion! {
-    /// `acc += Σ rows of d`, `d` a row-major matrix with `acc.len()` columns
-    /// (iterating ndarray rows instead took as long as the weight gradient).
-    fn sum_rows<T: Float>(d: &[T], acc: &mut [T]) {
-        for r in d.chunks_exact(acc.len().max(1)) {
-            for (g, &v) in acc.iter_mut().zip(r) {
-                *g += v;
-            }
-        }
+        sum_rows_into(gb, ds, true);
     }
 }
 

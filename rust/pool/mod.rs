@@ -27,9 +27,10 @@ use ndarray::{Array, Array4, ArrayBase, ArrayView, Axis};
 use ndarray::{Dimension, Ix4, RawData};
 
 use crate::conv::check_shape;
-use crate::error::{check_alloc, fmt_shape, KernelError};
+use crate::error::{check_alloc, KernelError};
 use crate::float::Float;
 use crate::simd::multiversion;
+use crate::softmax::check_same;
 use crate::threads;
 
 /// Element visits below which pooling stays on the calling thread: a
@@ -153,22 +154,16 @@ pub(crate) fn check_window(
     stride: usize,
     len: usize,
 ) -> Result<(), KernelError> {
-    if k == 0 {
-        return Err(KernelError::invalid(
-            op,
-            "kernel size k must be >= 1, got 0",
-        ));
-    }
-    if stride == 0 {
-        return Err(KernelError::invalid(op, "stride must be >= 1, got 0"));
-    }
-    if k > len {
-        return Err(KernelError::invalid(
-            op,
-            format!("kernel size {k} is larger than the {what} {len}"),
-        ));
-    }
-    Ok(())
+    let why = if k == 0 {
+        "kernel size k must be >= 1, got 0".to_string()
+    } else if stride == 0 {
+        "stride must be >= 1, got 0".to_string()
+    } else if k > len {
+        format!("kernel size {k} is larger than the {what} {len}")
+    } else {
+        return Ok(());
+    };
+    Err(KernelError::invalid(op, why))
 }
 
 /// Argmax positions are `int32` (4 bytes an entry, against 8, to write in
@@ -187,20 +182,13 @@ pub(crate) fn check_positions(op: &'static str, (h, w): (usize, usize)) -> Resul
     }
 }
 
+/// Checks that `argmax` has the shape of `delta`.
 pub(crate) fn check_argmax(
     op: &'static str,
     delta: &[usize],
     argmax: &[usize],
 ) -> Result<(), KernelError> {
-    if argmax != delta {
-        return Err(KernelError::shape(
-            op,
-            "argmax",
-            format!("{} (the shape of delta)", fmt_shape(delta)),
-            fmt_shape(argmax),
-        ));
-    }
-    Ok(())
+    check_same(op, "argmax", "delta", argmax, delta)
 }
 
 /// Checks and returns the pooling of an input of `shape`, `(N, L, C)` by
@@ -245,12 +233,10 @@ pub(crate) fn to_4d<S: RawData, D: Dimension>(
     a: ArrayBase<S, D>,
     axis: usize,
 ) -> ArrayBase<S, Ix4> {
-    let a = a.into_dyn();
-    let a = if a.ndim() == 3 {
-        a.insert_axis(Axis(axis))
-    } else {
-        a
-    };
+    let mut a = a.into_dyn();
+    if a.ndim() == 3 {
+        a = a.insert_axis(Axis(axis));
+    }
     a.into_dimensionality().expect("a 3-D or 4-D array")
 }
 
@@ -259,12 +245,10 @@ pub(crate) fn from_4d<S: RawData, D: Dimension>(
     a: ArrayBase<S, Ix4>,
     nd: usize,
 ) -> ArrayBase<S, D> {
-    let a = a.into_dyn();
-    let a = if nd == 3 {
-        a.index_axis_move(Axis(1), 0)
-    } else {
-        a
-    };
+    let mut a = a.into_dyn();
+    if nd == 3 {
+        a = a.index_axis_move(Axis(1), 0);
+    }
     a.into_dimensionality().expect("a 3-D or 4-D array")
 }
 
@@ -560,7 +544,7 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
     let found_bad = AtomicBool::new(false);
     let dxs = dx.as_slice_mut().expect("fresh array");
     let parts = threads::parts(parallel_for(n, am.len()));
-    threads::par_chunks_mut(dxs, size * c, parts, |s, dxc| {
+    threads::par_items(dxs.chunks_mut(size * c), parts, |s, dxc| {
         let range = s * per..(s + 1) * per;
         if !max_pool_backward_sample(&ds[range.clone()], &am[range], dxc, &p, tiled) {
             found_bad.store(true, Ordering::Relaxed);
@@ -569,7 +553,7 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
     if found_bad.load(Ordering::Relaxed) {
         return Err(bad_index(op, am, (h, w)));
     }
-    // SAFETY: `par_chunks_mut` ran on every sample's slice, and each wrote all of it.
+    // SAFETY: `par_items` ran on every sample's slice, and each wrote all of it.
     Ok(from_4d(unsafe { dx.assume_init() }, nd))
 }
 
@@ -587,7 +571,8 @@ fn by_sample<T: Float, D: Dimension>(
     let mut out = Array4::<T>::zeros(out);
     let (len_in, len_out) = (xs.len() / p.n.max(1), out.len() / p.n.max(1));
     let os = out.as_slice_mut().expect("fresh array");
-    threads::par_chunks_mut(os, len_out, threads::parts(p.parallel()), |n, o| {
+    let chunks = os.chunks_mut(len_out.max(1));
+    threads::par_items(chunks, threads::parts(p.parallel()), |n, o| {
         f(&xs[n * len_in..][..len_in], o, p, p.scale())
     });
     from_4d(out, nd)

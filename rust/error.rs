@@ -60,17 +60,14 @@ pub fn check_alloc(op: &'static str, what: &str, dims: &[usize]) -> Result<(), K
         .filter(|&b| b <= isize::MAX as usize)
         .map(|_| dims.iter().product::<usize>() * 8);
     let ok = bytes.is_some_and(|b| b < PROBE_FROM || Vec::<u8>::new().try_reserve_exact(b).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err(KernelError::invalid(
-            op,
-            format!(
-                "{what} of shape {} is too large to allocate",
-                fmt_shape(dims)
-            ),
-        ))
+    if !ok {
+        let why = format!(
+            "{what} of shape {} is too large to allocate",
+            fmt_shape(dims)
+        );
+        return Err(KernelError::invalid(op, why));
     }
+    Ok(())
 }
 
 /// Asserts that `r` is an error whose message contains `text` (for the tests).

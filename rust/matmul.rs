@@ -21,18 +21,13 @@ use crate::simd::multiversion;
 use crate::small_gemm::product_into;
 use crate::threads;
 
-/// Products with two rows of output or more and fewer multiply-adds than
-/// this stay on the calling thread: they are bound by the arithmetic, and
-/// below it a hand-off to the pool costs more than the split saves (the MLP's
-/// `(100, 256)·(256, 128)` stays whole, the CNNs' larger products split).
+/// Products of two rows or more with fewer multiply-adds stay on the calling
+/// thread (the MLP's `(100, 256)·(256, 128)` does, the CNNs' larger split).
 pub const GEMM_PAR_MIN_WORK: usize = 4 * 1024 * 1024;
 
-/// A one-row product `(1, k)·(k, n)` (a batch-1 forward) does one
-/// multiply-add per element of `b` it reads: its time is that of streaming
-/// `b` from the cache, about 4 µs a 256 KiB on one core, whatever the vector
-/// width, which a hand-off (1-2 µs with the pool's workers awake) is worth.
-/// From this many bytes of `b` on, each thread streams its own rows of `b`,
-/// from its own core's cache when they are read again at the next call.
+/// A one-row product `(1, k)·(k, n)` (a batch-1 forward) streams `b` once,
+/// one multiply-add per element: from this many bytes of `b` on, each thread
+/// streams its own rows of `b`, from its own core's cache at the next call.
 pub const GEMV_PAR_MIN_BYTES: usize = 256 * 1024;
 
 /// Whether a product of `T` is split across the kernels' threads: from the
@@ -50,12 +45,8 @@ pub(crate) fn parallel<T>(m: usize, n: usize, k: usize) -> bool {
 /// Checks that `a (m, k)` and `b (k, n)` can be multiplied.
 fn check_inner(op: &'static str, a: &[usize], b: &[usize]) -> Result<(), KernelError> {
     if a[1] != b[0] {
-        return Err(KernelError::shape(
-            op,
-            "b",
-            format!("({}, n) to match a {}", a[1], fmt_shape(a)),
-            fmt_shape(b),
-        ));
+        let want = format!("({}, n) to match a {}", a[1], fmt_shape(a));
+        return Err(KernelError::shape(op, "b", want, fmt_shape(b)));
     }
     Ok(())
 }
@@ -76,26 +67,15 @@ pub fn gemm_into<T: Float>(
     let (m, k) = a.dim();
     let n = b.ncols();
     if out.dim() != (m, n) {
-        return Err(KernelError::shape(
-            OP,
-            "out",
-            fmt_shape(&[m, n]),
-            fmt_shape(out.shape()),
-        ));
+        let (want, got) = (fmt_shape(&[m, n]), fmt_shape(out.shape()));
+        return Err(KernelError::shape(OP, "out", want, got));
     }
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if out
-        .strides()
-        .iter()
-        .zip(out.shape())
-        .any(|(&s, &d)| s == 0 && d > 1)
-    {
-        return Err(KernelError::invalid(
-            OP,
-            "out has a zero stride (a broadcast view): it cannot be written",
-        ));
+    if std::iter::zip(out.strides(), out.shape()).any(|(&s, &d)| s == 0 && d > 1) {
+        let why = "out has a zero stride (a broadcast view): it cannot be written";
+        return Err(KernelError::invalid(OP, why));
     }
     if k == 0 {
         // An empty sum: only the scaling of `out` remains.
@@ -114,11 +94,9 @@ pub fn gemm_into<T: Float>(
     Ok(())
 }
 
-/// Whether a product worth splitting splits its inner dimension instead of
-/// its output: a one-row product, whose threads then each read their own
-/// rows of `b`, or a small output with a long inner dimension, as in a CNN's
-/// first dense layer `(100, 1568)·(1568, 100)`, where a split of the output
-/// leaves threads mostly idle.
+/// Whether a product worth splitting splits its inner dimension: one row of
+/// output, or a small output with a long inner dimension (a CNN's first dense
+/// layer `(100, 1568)·(1568, 100)`), whose split would leave threads idle.
 fn split_inner(m: usize, n: usize, k: usize) -> bool {
     m == 1 || (m.saturating_mul(n) <= SPLIT_K_MAX_OUT && k >= 8 * m.max(n))
 }
@@ -126,12 +104,10 @@ fn split_inner(m: usize, n: usize, k: usize) -> bool {
 /// Outputs up to this many elements may split their inner dimension.
 const SPLIT_K_MAX_OUT: usize = 128 * 128;
 
-/// `out = beta·out + alpha·(a·b)` cut in one single-threaded product per
-/// thread, run by [`threads::par_parts`]. Either the inner dimension is cut
-/// ([`split_inner`]): the first run into `out`, each other into a scratch
-/// matrix added to `out` afterwards, in order (the same sums for a thread
-/// count); or `out` is cut in blocks of rows (of columns, when it is wider
-/// than tall).
+/// `out = beta·out + alpha·(a·b)` as one single-threaded product per thread:
+/// of a range of the inner dimension ([`split_inner`]; the first into `out`,
+/// the others into scratch matrices added to `out` in order), or of a block
+/// of rows of `out` (of columns, when it is wider than tall).
 fn gemm_split<T: Float>(
     out: ArrayViewMut2<'_, T>,
     a: ArrayView2<'_, T>,
@@ -209,11 +185,8 @@ fn gemv<T: Float>(mut out: ArrayViewMut2<'_, T>, x: ArrayView1<'_, T>, w: &[T], 
 
 multiversion! {
     /// `acc[..n] += Σₚ x[p]·w[p·n..(p + 1)·n]`, `acc.len()` being `n` rounded
-    /// up to [`GEMV_LANES`]: `w` read in blocks of rows of about
-    /// [`GEMV_BLOCK_BYTES`], each block in bands of 1, 2 or 4 lane groups, all
-    /// the block's rows for one band before the next band (the block stays in
-    /// the cache meanwhile), each band's sums held in registers (64 bytes of
-    /// `f32`, 128 of `f64`: 16 registers of sums).
+    /// up to [`GEMV_LANES`]: `w` in blocks of [`GEMV_BLOCK_BYTES`], each block
+    /// in bands of 1, 2 or 4 lane groups whose sums stay in registers.
     fn gemv_acc<T: Float>(acc: &mut [T], x: &[T], w: &[T], n: usize) {
         let widest = 64 / std::mem::size_of::<T>() / 4;
         let rows = (GEMV_BLOCK_BYTES / std::mem::size_of::<T>() / n).max(4) / 4 * 4;
@@ -236,12 +209,10 @@ multiversion! {
 const GEMV_BLOCK_BYTES: usize = 32 * 1024;
 
 /// One band of [`gemv_acc`]: the `G` lane groups from column `col` on; returns
-/// the band's width. Four interleaved sums per lane (rows `p mod 4`) keep even
-/// a one-group band (`Linear(7936, 10)`, where the `gemm` crate's kernels
-/// leave most lanes idle) from waiting on the adder's latency. A row's read
-/// may run on into the next row (those products land in the padding of
-/// `acc`); the last rows, whose read would pass the end of `w`, are added
-/// exactly `n` wide.
+/// the band's width. Four interleaved sums per lane (rows `p mod 4`) hide the
+/// adder's latency. A row's read may run on into the next row (into the
+/// padding of `acc`); the last rows, which would pass the end of `w`, are
+/// added exactly `n` wide.
 #[inline(always)]
 fn gemv_band<T: Float, const G: usize>(
     acc: &mut [T],

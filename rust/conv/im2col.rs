@@ -1,13 +1,10 @@
 //! Convolution as matrix products (im2col + GEMM), for any patch length.
 //!
-//! With channels last, the receptive field of one output pixel is `Kh` runs
-//! of `Kw·Cin` contiguous numbers, so the patch matrix `col (rows =
-//! N·Ho·Wo, Kh·Kw·Cin)` is filled by a few `memcpy`s per row, in the row
-//! order of the output: with the weight seen as `wm (Kh·Kw·Cin, Cout)`,
-//! `out = col·wm + b` writes the output in place. The backward passes are
-//! the two other products of the same matrices: `dcol = δ·wmᵀ` scattered
-//! back (col2im) for the input, `dW += colᵀ·δ` for the weight. Each product
-//! runs on the calling thread (the caller splits the batch).
+//! With channels last, a receptive field is `Kh` runs of `Kw·Cin` numbers,
+//! so the patch matrix `col (N·Ho·Wo, Kh·Kw·Cin)` is filled by a few
+//! `memcpy`s per row and, with `wm (Kh·Kw·Cin, Cout)`, `out = col·wm + b`.
+//! The backward passes: `dcol = δ·wmᵀ` scattered back (col2im) for the input,
+//! `dW += colᵀ·δ` for the weight. Each product runs on the calling thread.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
 

@@ -16,13 +16,9 @@
 //!                        of Σ_o δ[n,i,j,o] · w[ki,kj,c,o]   (the padding's part dropped)
 //! ```
 //!
-//! (in 1-D, drop `i` and `ki`). Two implementations, chosen per pass by
-//! [`use_direct`]: [`im2col`] (the patches as the rows of a matrix, each pass
-//! one product) for any patch, [`direct`] (the sums in registers) for small
-//! patches. The batch is cut into chunks: one on the calling thread for
-//! small work, above [`CONV_PAR_MIN_WORK`] an equal number per thread; each
-//! chunk runs single-threaded, so there is never a parallel product inside a parallel
-//! loop.
+//! (in 1-D, drop `i` and `ki`). Two implementations, [`im2col`] and
+//! [`direct`], chosen per pass by [`use_direct`]. The batch is cut into
+//! chunks ([`Conv2dParams::chunk`]), each run single-threaded.
 
 mod direct;
 mod im2col;
@@ -40,8 +36,7 @@ use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
 pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
 
 /// Multiply-adds (per pass) below which a convolution stays on the calling
-/// thread: waking a pool thread costs about 10 µs, the time of ~1.5M
-/// multiply-adds on one core (`cargo bench --bench kernels -- threads/conv1d`).
+/// thread (`cargo bench --bench kernels -- threads/conv1d`).
 pub const CONV_PAR_MIN_WORK: usize = 1_500_000;
 
 /// Largest patch buffer (in elements) one chunk may use; bigger batches are
@@ -160,22 +155,17 @@ pub fn conv_params(
     let ([n, h, w, cin], [kh, kw, wcin, cout]) = (x, w);
     if wcin != cin || (!one_d && kh != kw) {
         let k = if one_d { "K" } else { "K, K" };
-        return Err(KernelError::shape(
-            op,
-            "w",
-            format!("({k}, {cin}, Cout) to match x {}", fmt_shape(x_shape)),
-            fmt_shape(w_shape),
-        ));
+        let want = format!("({k}, {cin}, Cout) to match x {}", fmt_shape(x_shape));
+        return Err(KernelError::shape(op, "w", want, fmt_shape(w_shape)));
     }
     if stride == 0 {
         return Err(KernelError::invalid(op, "stride must be >= 1, got 0"));
     }
-    if one_d {
-        check_kernel_fits(op, "input length", kw, w, padding)?;
-    } else {
+    if !one_d {
         check_kernel_fits(op, "input height", kh, h, padding)?;
-        check_kernel_fits(op, "input width", kw, w, padding)?;
     }
+    let width = if one_d { "input length" } else { "input width" };
+    check_kernel_fits(op, width, kw, w, padding)?;
     let (sw, pw) = (stride, padding);
     let p = Conv2dParams {
         n,
@@ -209,12 +199,8 @@ pub(crate) fn check_shape(
     actual: &[usize],
 ) -> Result<(), KernelError> {
     if expected != actual {
-        return Err(KernelError::shape(
-            op,
-            arg,
-            fmt_shape(expected),
-            fmt_shape(actual),
-        ));
+        let (want, got) = (fmt_shape(expected), fmt_shape(actual));
+        return Err(KernelError::shape(op, arg, want, got));
     }
     Ok(())
 }
@@ -252,17 +238,11 @@ enum Pass {
     Weight,
 }
 
-/// The one choice between the two implementations: whether a pass goes
-/// through the direct kernels or im2col + GEMM (longer patches, and the
-/// input gradient always). Decided on the calling thread, before any
-/// hand-off to the pool.
-///
-/// The direct kernels were faster than im2col + GEMM at every patch length
-/// measured up to [`DIRECT_MAX_PATCH`] (1 to 5 input channels, 3×3 to 7×7
-/// kernels; see the commits). With several input channels the weight
-/// gradient also needs `Cout` a multiple of 32 (its register block in f32
-/// with AVX-512): padded to a whole block, the wasted lanes cost more than
-/// GEMM.
+/// The one choice between the two implementations, made on the calling
+/// thread: the direct kernels for patches up to [`DIRECT_MAX_PATCH`] (the
+/// faster there, see the commits), im2col + GEMM for longer ones and the
+/// input gradient. With several input channels the direct weight gradient
+/// also needs `Cout` a multiple of 32 (its f32 register block with AVX-512).
 fn use_direct(p: &Conv2dParams, pass: Pass) -> bool {
     let kc = p.patch();
     let fits = kc > 0 && kc <= DIRECT_MAX_PATCH && p.cout > 0;

@@ -14,11 +14,8 @@
 //! ```
 //!
 //! Max pooling returns each position as `int32` (the index along `L` in 1-D;
-//! a sample may hold up to 2³¹ − 1 positions, see [`check_positions`]); ties
-//! keep the first maximum and a NaN wins, as in torch. The sample kernels
-//! take the channels, which are contiguous, by blocks of [`LANES`] held in
-//! registers, and are compiled by [`multiversion!`] for the widest vector
-//! unit the CPU has.
+//! see [`check_positions`]); ties keep the first maximum and a NaN wins, as
+//! in torch. The sample kernels take the channels by blocks of [`LANES`].
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +30,7 @@ use crate::simd::multiversion;
 use crate::softmax::check_same;
 use crate::threads;
 
-/// Element visits below which pooling stays on the calling thread: a
-/// hand-off to the pool costs about 10 µs, the time of ~90k visits
+/// Element visits below which pooling stays on the calling thread
 /// (`cargo bench --bench kernels -- threads/max_pool2d`).
 pub const POOL_PAR_MIN_WORK: usize = 128 * 1024;
 
@@ -170,16 +166,17 @@ pub(crate) fn check_window(
 /// the forward pass and read in the backward one): an error unless the
 /// `h·w` positions of a sample fit.
 pub(crate) fn check_positions(op: &'static str, (h, w): (usize, usize)) -> Result<(), KernelError> {
-    match h.checked_mul(w) {
-        Some(size) if size <= i32::MAX as usize => Ok(()),
-        _ => Err(KernelError::invalid(
-            op,
-            format!(
-                "an input of {h}x{w} positions per sample and channel is too large for \
-                 max pooling, whose int32 argmax holds at most 2^31 - 1 positions"
-            ),
-        )),
+    let fits = h
+        .checked_mul(w)
+        .is_some_and(|size| size <= i32::MAX as usize);
+    if fits {
+        return Ok(());
     }
+    let why = format!(
+        "an input of {h}x{w} positions per sample and channel is too large for max \
+         pooling, whose int32 argmax holds at most 2^31 - 1 positions"
+    );
+    Err(KernelError::invalid(op, why))
 }
 
 /// Checks that `argmax` has the shape of `delta`.
@@ -272,9 +269,7 @@ fn beats<T: Float>(v: T, best: T) -> bool {
 }
 
 /// Calls `f(c0, n)` for the channels `c0..c0 + n` of `0..c`: blocks of
-/// [`LANES`], then of 8 and 4, then single channels, each call with a
-/// constant `n` once inlined (a loop of run-time length over a few channels
-/// costs more than its work).
+/// [`LANES`], then of 8 and 4, then single channels (constant `n`s once inlined).
 #[inline(always)]
 fn by_lanes(c: usize, mut f: impl FnMut(usize, usize)) {
     let mut c0 = 0;
@@ -460,17 +455,10 @@ fn avg_pool_backward_sample<T: Float>(ds: &[T], dx: &mut [T], p: &Pool2dParams, 
 /// The error for an argmax with an index outside `[0, h·w)`.
 pub(crate) fn bad_index(op: &'static str, am: &[i32], (h, w): (usize, usize)) -> KernelError {
     let size = h * w;
-    let bad = am
-        .iter()
-        .find(|&&a| a < 0 || a as usize >= size)
-        .copied()
-        .unwrap_or(-1);
-    KernelError::invalid(
-        op,
-        format!(
-            "argmax holds the index {bad}, outside [0, {size}) of an input of {h}x{w} positions"
-        ),
-    )
+    let bad = am.iter().find(|&&a| a < 0 || a as usize >= size);
+    let bad = bad.copied().unwrap_or(-1);
+    let why = format!("argmax holds the index {bad}, outside [0, {size})");
+    KernelError::invalid(op, format!("{why} of an input of {h}x{w} positions"))
 }
 
 /// Max pooling of `x (N, L, C)` over windows of `k`, or of `x (N, H, W, C)`
@@ -491,12 +479,13 @@ pub fn max_pool<T: Float, D: Dimension>(
     let xs = x.as_slice().expect("standard layout");
     let ys = y.as_slice_mut().expect("fresh array");
     let args = arg.as_slice_mut().expect("fresh array");
-    let (sample_in, sample_out) = (p.h * p.w * p.c, ho * wo * p.c);
+    let (sample_in, sample_out) = (p.h * p.w * p.c, (ho * wo * p.c).max(1));
     let parts = threads::parts(p.parallel());
-    threads::par_chunks_mut2(ys, sample_out, args, sample_out, parts, |n, yc, ac| {
+    let samples = ys.chunks_mut(sample_out).zip(args.chunks_mut(sample_out));
+    threads::par_items(samples, parts, |n, (yc, ac)| {
         max_pool_sample(&xs[n * sample_in..][..sample_in], yc, ac, &p);
     });
-    // SAFETY: `par_chunks_mut2` ran on every sample's slices, and
+    // SAFETY: `par_items` ran on every sample's slices, and
     // `max_pool_sample` wrote all of both.
     let (y, arg) = unsafe { (y.assume_init(), arg.assume_init()) };
     Ok((from_4d(y, nd), from_4d(arg, nd)))
@@ -558,8 +547,7 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
 }
 
 /// An average pooling pass: `f(input sample, output sample, p, 1 / (kh·kw))`
-/// over the samples of `a` and of a zeroed `out` array, in parallel when
-/// `p` is worth it.
+/// over the samples of `a` and of a zeroed `out` array.
 fn by_sample<T: Float, D: Dimension>(
     a: ArrayView<'_, T, D>,
     out: (usize, usize, usize, usize),

@@ -61,10 +61,8 @@ pub fn check_alloc(op: &'static str, what: &str, dims: &[usize]) -> Result<(), K
         .map(|_| dims.iter().product::<usize>() * 8);
     let ok = bytes.is_some_and(|b| b < PROBE_FROM || Vec::<u8>::new().try_reserve_exact(b).is_ok());
     if !ok {
-        let why = format!(
-            "{what} of shape {} is too large to allocate",
-            fmt_shape(dims)
-        );
+        let shape = fmt_shape(dims);
+        let why = format!("{what} of shape {shape} is too large to allocate");
         return Err(KernelError::invalid(op, why));
     }
     Ok(())

@@ -125,12 +125,8 @@ fn gemm_split<T: Float>(
             let r = ranges[p].clone();
             let (a, b) = (a.slice(s![.., r.clone()]), b.slice(s![r, ..]));
             if p == 0 {
-                one(
-                    out.lock().unwrap_or_else(|e| e.into_inner()).view_mut(),
-                    a,
-                    b,
-                    beta,
-                );
+                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+                one(out.view_mut(), a, b, beta);
                 return None;
             }
             let mut part = Array2::<T>::zeros((m, n));
@@ -456,10 +452,8 @@ mod tests {
             (1, 2, 1),
         ] {
             let (a, b) = (seq(m, k, 0.1), seq(k, n, 0.7));
-            assert_close(
-                &matmul(a.view(), b.view()).unwrap(),
-                &naive(a.view(), b.view()),
-            );
+            let got = matmul(a.view(), b.view()).unwrap();
+            assert_close(&got, &naive(a.view(), b.view()));
         }
     }
 

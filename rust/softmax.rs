@@ -576,12 +576,8 @@ mod tests {
         // Soft targets that do not sum to 1: grad = softmax·Σp - p.
         let soft = onehot.mapv(|v| v * 2.0 + 0.1);
         let sp = soft.sum_axis(Axis(1)).insert_axis(Axis(1));
-        assert_close(
-            &cross_entropy_backward(x.view(), Target::Prob(soft.view())).unwrap(),
-            &(&(&p * &sp) - &soft),
-            1e-13,
-            "soft targets",
-        );
+        let got = cross_entropy_backward(x.view(), Target::Prob(soft.view())).unwrap();
+        assert_close(&got, &(&(&p * &sp) - &soft), 1e-13, "soft targets");
     }
 
     #[test]
@@ -591,22 +587,16 @@ mod tests {
         let xf = Array::from_shape_vec((9, 6).f(), f.iter().copied().collect()).unwrap();
         assert_eq!(softmax(xf.view()).unwrap(), softmax(x.view()).unwrap());
         let xr = x.slice(s![..;-1, ..]);
-        assert_eq!(
-            log_softmax(xr).unwrap(),
-            log_softmax(xr.to_owned().view()).unwrap()
-        );
+        let xrc = xr.to_owned();
+        assert_eq!(log_softmax(xr).unwrap(), log_softmax(xrc.view()).unwrap());
         let e = softmax_backward(x.view(), filled(9, 5, 1.0).view());
-        assert_err(
-            e,
-            "delta must have shape (9, 6) (the shape of y), got (9, 5)",
-        );
+        let want = "delta must have shape (9, 6) (the shape of y), got (9, 5)";
+        assert_err(e, want);
         let t = Array1::from(vec![0i64, 6, 0, 0, 0, 0, 0, 0, 0]);
         let e = cross_entropy(x.view(), Target::Index(t.view()));
         assert_err(e, "target[1] = 6 is not a class index in [0, 6)");
         assert_err(softmax(Array2::<f64>::zeros((2, 0)).view()), "k >= 1");
-        assert_eq!(
-            softmax(Array2::<f32>::zeros((0, 4)).view()).unwrap().dim(),
-            (0, 4)
-        );
+        let y = softmax(Array2::<f32>::zeros((0, 4)).view()).unwrap();
+        assert_eq!(y.dim(), (0, 4));
     }
 }

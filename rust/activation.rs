@@ -168,12 +168,8 @@ pub fn backward_at_input<T: Math>(
 ) -> Result<ArrayD<T>, KernelError> {
     if x.shape() != delta.shape() {
         let (want, got) = (fmt_shape(x.shape()), fmt_shape(delta.shape()));
-        return Err(KernelError::shape(
-            "activation_backward",
-            "delta",
-            want,
-            got,
-        ));
+        let op = "activation_backward";
+        return Err(KernelError::shape(op, "delta", want, got));
     }
     let zip = Zip::from(&x).and(&delta);
     // One pass that writes the result: memory-bound, plain loops suffice.
@@ -271,10 +267,8 @@ mod tests {
             assert!((y[i] - want).abs() <= 1e-15 * want.abs(), "{x}");
             assert!((at_input[i] - dwant).abs() <= 1e-15 * dwant, "{x}");
             assert!((from_output[i] - dwant).abs() <= 4e-15 * dwant, "{x}");
-            assert_eq!(
-                [leaky[i], dleaky[i]],
-                if x > 0.0 { [x, 1.0] } else { [0.1 * x, 0.1] }
-            );
+            let want = if x > 0.0 { [x, 1.0] } else { [0.1 * x, 0.1] };
+            assert_eq!([leaky[i], dleaky[i]], want);
         }
         assert!(backward_at_input(SOFTPLUS, x, ones.slice(ndarray::s![..3]).into_dyn()).is_err());
     }

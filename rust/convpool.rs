@@ -130,7 +130,8 @@ fn forward_impl<T: Float>(
     let ys = y.as_slice_mut().expect("fresh array");
     let args = arg.as_slice_mut().expect("fresh array");
     let (len, parts) = (plan.group * pool_len, threads::parts(plan.parallel));
-    threads::par_chunks_mut2(ys, len, args, len, parts, |g, yc, ac| {
+    let groups = ys.chunks_mut(len.max(1)).zip(args.chunks_mut(len.max(1)));
+    threads::par_items(groups, parts, |g, (yc, ac)| {
         let (n0, n1) = plan.samples(g);
         with_scratch_in(&GROUP_OUT, (n1 - n0) * conv_len, |out: &mut [T]| {
             conv.run(xs, n0, n1, out);
@@ -142,7 +143,7 @@ fn forward_impl<T: Float>(
             }
         });
     });
-    // SAFETY: `par_chunks_mut2` ran on every group's slices, each cut into
+    // SAFETY: `par_items` ran on every group's slices, each cut into
     // whole samples (the arrays hold `N` of them), and `max_pool_sample`
     // wrote all of each sample's.
     unsafe { (y.assume_init(), arg.assume_init()) }

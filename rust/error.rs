@@ -50,8 +50,9 @@ impl KernelError {
 /// be allocated: its size overflows, or the allocator says no. Called before
 /// any work, so that a huge size gives an error instead of an abort.
 pub fn check_alloc(op: &'static str, what: &str, dims: &[usize]) -> Result<(), KernelError> {
-    const PROBE_FROM: usize = 1 << 30; // below 1 GiB, assume the allocation succeeds
-                                       // ndarray also refuses shapes whose non-zero axes overflow, empty or not
+    // Below 1 GiB, assume the allocation succeeds.
+    const PROBE_FROM: usize = 1 << 30;
+    // ndarray also refuses shapes whose non-zero axes overflow, empty or not.
     let nonzero = dims
         .iter()
         .try_fold(8usize, |a, &d| a.checked_mul(d.max(1)));
@@ -59,30 +60,27 @@ pub fn check_alloc(op: &'static str, what: &str, dims: &[usize]) -> Result<(), K
         .filter(|&b| b <= isize::MAX as usize)
         .map(|_| dims.iter().product::<usize>() * 8);
     let ok = bytes.is_some_and(|b| b < PROBE_FROM || Vec::<u8>::new().try_reserve_exact(b).is_ok());
-    if ok {
-        Ok(())
-    } else {
-        Err(KernelError::invalid(
-            op,
-            format!(
-                "{what} of shape {} is too large to allocate",
-                fmt_shape(dims)
-            ),
-        ))
+    if !ok {
+        let shape = fmt_shape(dims);
+        let why = format!("{what} of shape {shape} is too large to allocate");
+        return Err(KernelError::invalid(op, why));
+    }
+    Ok(())
+}
+
+/// Asserts that `r` is an error whose message contains `text` (for the tests).
+#[cfg(test)]
+#[track_caller]
+pub(crate) fn assert_err<T>(r: Result<T, KernelError>, text: &str) {
+    match r {
+        Ok(_) => panic!("no error, expected one with {text:?}"),
+        Err(e) => assert!(e.to_string().contains(text), "{e}"),
     }
 }
 
 /// Formats a shape as numpy does: `(3, 4)`, `(5,)`.
 pub fn fmt_shape(shape: &[usize]) -> String {
-    match shape {
-        [d] => format!("({d},)"),
-        _ => format!(
-            "({})",
-            shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let comma = if shape.len() == 1 { "," } else { "" };
+    format!("({}{comma})", dims.join(", "))
 }

@@ -11,7 +11,6 @@
 //! output from a row-major `b` (batch 1) is [`gemv`]'s. The thread split is
 //! chosen from the shape: see [`parallel`] and [`split_inner`].
 
-use gemm::Parallelism;
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 use std::borrow::Cow;
 use std::sync::Mutex;
@@ -22,18 +21,13 @@ use crate::simd::multiversion;
 use crate::small_gemm::product_into;
 use crate::threads;
 
-/// Products with two rows of output or more and fewer multiply-adds than
-/// this stay on the calling thread: they are bound by the arithmetic, and
-/// below it a hand-off to the pool costs more than the split saves (the MLP's
-/// `(100, 256)·(256, 128)` stays whole, the CNNs' larger products split).
+/// Products of two rows or more with fewer multiply-adds stay on the calling
+/// thread (the MLP's `(100, 256)·(256, 128)` does, the CNNs' larger split).
 pub const GEMM_PAR_MIN_WORK: usize = 4 * 1024 * 1024;
 
-/// A one-row product `(1, k)·(k, n)` (a batch-1 forward) does one
-/// multiply-add per element of `b` it reads: its time is that of streaming
-/// `b` from the cache, about 4 µs a 256 KiB on one core, whatever the vector
-/// width, which a hand-off (1-2 µs with the pool's workers awake) is worth.
-/// From this many bytes of `b` on, each thread streams its own rows of `b`,
-/// from its own core's cache when they are read again at the next call.
+/// A one-row product `(1, k)·(k, n)` (a batch-1 forward) streams `b` once,
+/// one multiply-add per element: from this many bytes of `b` on, each thread
+/// streams its own rows of `b`, from its own core's cache at the next call.
 pub const GEMV_PAR_MIN_BYTES: usize = 256 * 1024;
 
 /// Whether a product of `T` is split across the kernels' threads: from the
@@ -51,12 +45,8 @@ pub(crate) fn parallel<T>(m: usize, n: usize, k: usize) -> bool {
 /// Checks that `a (m, k)` and `b (k, n)` can be multiplied.
 fn check_inner(op: &'static str, a: &[usize], b: &[usize]) -> Result<(), KernelError> {
     if a[1] != b[0] {
-        return Err(KernelError::shape(
-            op,
-            "b",
-            format!("({}, n) to match a {}", a[1], fmt_shape(a)),
-            fmt_shape(b),
-        ));
+        let want = format!("({}, n) to match a {}", a[1], fmt_shape(a));
+        return Err(KernelError::shape(op, "b", want, fmt_shape(b)));
     }
     Ok(())
 }
@@ -77,26 +67,15 @@ pub fn gemm_into<T: Float>(
     let (m, k) = a.dim();
     let n = b.ncols();
     if out.dim() != (m, n) {
-        return Err(KernelError::shape(
-            OP,
-            "out",
-            fmt_shape(&[m, n]),
-            fmt_shape(out.shape()),
-        ));
+        let (want, got) = (fmt_shape(&[m, n]), fmt_shape(out.shape()));
+        return Err(KernelError::shape(OP, "out", want, got));
     }
     if m == 0 || n == 0 {
         return Ok(());
     }
-    if out
-        .strides()
-        .iter()
-        .zip(out.shape())
-        .any(|(&s, &d)| s == 0 && d > 1)
-    {
-        return Err(KernelError::invalid(
-            OP,
-            "out has a zero stride (a broadcast view): it cannot be written",
-        ));
+    if std::iter::zip(out.strides(), out.shape()).any(|(&s, &d)| s == 0 && d > 1) {
+        let why = "out has a zero stride (a broadcast view): it cannot be written";
+        return Err(KernelError::invalid(OP, why));
     }
     if k == 0 {
         // An empty sum: only the scaling of `out` remains.
@@ -110,16 +89,14 @@ pub fn gemm_into<T: Float>(
     if parallel::<T>(m, n, k) {
         gemm_split(out, a, b, alpha, beta);
     } else {
-        gemm_unchecked(out, a, b, alpha, beta, Parallelism::None);
+        gemm_unchecked(out, a, b, alpha, beta);
     }
     Ok(())
 }
 
-/// Whether a product worth splitting splits its inner dimension instead of
-/// its output: a one-row product, whose threads then each read their own
-/// rows of `b`, or a small output with a long inner dimension, as in a CNN's
-/// first dense layer `(100, 1568)·(1568, 100)`, where a split of the output
-/// leaves threads mostly idle.
+/// Whether a product worth splitting splits its inner dimension: one row of
+/// output, or a small output with a long inner dimension (a CNN's first dense
+/// layer `(100, 1568)·(1568, 100)`), whose split would leave threads idle.
 fn split_inner(m: usize, n: usize, k: usize) -> bool {
     m == 1 || (m.saturating_mul(n) <= SPLIT_K_MAX_OUT && k >= 8 * m.max(n))
 }
@@ -127,12 +104,10 @@ fn split_inner(m: usize, n: usize, k: usize) -> bool {
 /// Outputs up to this many elements may split their inner dimension.
 const SPLIT_K_MAX_OUT: usize = 128 * 128;
 
-/// `out = beta·out + alpha·(a·b)` cut in one single-threaded product per
-/// thread, run by [`threads::par_parts`]. Either the inner dimension is cut
-/// ([`split_inner`]): the first run into `out`, each other into a scratch
-/// matrix added to `out` afterwards, in order (the same sums for a thread
-/// count); or `out` is cut in blocks of rows (of columns, when it is wider
-/// than tall).
+/// `out = beta·out + alpha·(a·b)` as one single-threaded product per thread:
+/// of a range of the inner dimension ([`split_inner`]; the first into `out`,
+/// the others into scratch matrices added to `out` in order), or of a block
+/// of rows of `out` (of columns, when it is wider than tall).
 fn gemm_split<T: Float>(
     out: ArrayViewMut2<'_, T>,
     a: ArrayView2<'_, T>,
@@ -140,9 +115,7 @@ fn gemm_split<T: Float>(
     alpha: T,
     beta: T,
 ) {
-    let one = |out: ArrayViewMut2<'_, T>, a, b, beta| {
-        gemm_unchecked(out, a, b, alpha, beta, Parallelism::None)
-    };
+    let one = |out: ArrayViewMut2<'_, T>, a, b, beta| gemm_unchecked(out, a, b, alpha, beta);
     let part = |len| threads::split_even(len, threads::num_threads().min(len));
     let (m, n) = out.dim();
     if split_inner(m, n, a.ncols()) {
@@ -152,12 +125,8 @@ fn gemm_split<T: Float>(
             let r = ranges[p].clone();
             let (a, b) = (a.slice(s![.., r.clone()]), b.slice(s![r, ..]));
             if p == 0 {
-                one(
-                    out.lock().unwrap_or_else(|e| e.into_inner()).view_mut(),
-                    a,
-                    b,
-                    beta,
-                );
+                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+                one(out.view_mut(), a, b, beta);
                 return None;
             }
             let mut part = Array2::<T>::zeros((m, n));
@@ -212,11 +181,8 @@ fn gemv<T: Float>(mut out: ArrayViewMut2<'_, T>, x: ArrayView1<'_, T>, w: &[T], 
 
 multiversion! {
     /// `acc[..n] += Σₚ x[p]·w[p·n..(p + 1)·n]`, `acc.len()` being `n` rounded
-    /// up to [`GEMV_LANES`]: `w` read in blocks of rows of about
-    /// [`GEMV_BLOCK_BYTES`], each block in bands of 1, 2 or 4 lane groups, all
-    /// the block's rows for one band before the next band (the block stays in
-    /// the cache meanwhile), each band's sums held in registers (64 bytes of
-    /// `f32`, 128 of `f64`: 16 registers of sums).
+    /// up to [`GEMV_LANES`]: `w` in blocks of [`GEMV_BLOCK_BYTES`], each block
+    /// in bands of 1, 2 or 4 lane groups whose sums stay in registers.
     fn gemv_acc<T: Float>(acc: &mut [T], x: &[T], w: &[T], n: usize) {
         let widest = 64 / std::mem::size_of::<T>() / 4;
         let rows = (GEMV_BLOCK_BYTES / std::mem::size_of::<T>() / n).max(4) / 4 * 4;
@@ -239,12 +205,10 @@ multiversion! {
 const GEMV_BLOCK_BYTES: usize = 32 * 1024;
 
 /// One band of [`gemv_acc`]: the `G` lane groups from column `col` on; returns
-/// the band's width. Four interleaved sums per lane (rows `p mod 4`) keep even
-/// a one-group band (`Linear(7936, 10)`, where the `gemm` crate's kernels
-/// leave most lanes idle) from waiting on the adder's latency. A row's read
-/// may run on into the next row (those products land in the padding of
-/// `acc`); the last rows, whose read would pass the end of `w`, are added
-/// exactly `n` wide.
+/// the band's width. Four interleaved sums per lane (rows `p mod 4`) hide the
+/// adder's latency. A row's read may run on into the next row (into the
+/// padding of `acc`); the last rows, which would pass the end of `w`, are
+/// added exactly `n` wide.
 #[inline(always)]
 fn gemv_band<T: Float, const G: usize>(
     acc: &mut [T],
@@ -285,8 +249,7 @@ fn gemv_band<T: Float, const G: usize>(
     G * L
 }
 
-/// `out = beta·out + alpha·(a·b)` on the calling thread's pool, shapes
-/// unchecked: [`gemv`] for one row of output from a row-major `b`, the `gemm`
+/// `out = beta·out + alpha·(a·b)` on the calling thread, shapes unchecked: [`gemv`] for one row of output from a row-major `b`, the `gemm`
 /// crate otherwise.
 ///
 /// The caller guarantees `a (m, k)`, `b (k, n)`, `out (m, n)` with `m, n, k > 0`
@@ -297,7 +260,6 @@ pub(crate) fn gemm_unchecked<T: Float>(
     b: ArrayView2<'_, T>,
     alpha: T,
     beta: T,
-    par: Parallelism,
 ) {
     let (m, k) = a.dim();
     let n = b.ncols();
@@ -332,7 +294,7 @@ pub(crate) fn gemm_unchecked<T: Float>(
             false,
             false,
             false,
-            par,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -359,32 +321,17 @@ pub fn matmul<T: Float>(
     Ok(out)
 }
 
-/// Checks `x (N, in)`, `w (in, out)` and `b (out,)` of a linear layer.
-fn check_linear(
-    op: &'static str,
-    x: &[usize],
-    w: &[usize],
-    b: Option<usize>,
-) -> Result<(), KernelError> {
-    check_inner(op, x, w)?;
-    match b {
-        Some(len) if len != w[1] => Err(KernelError::shape(
-            op,
-            "bias",
-            fmt_shape(&w[1..]),
-            fmt_shape(&[len]),
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// The linear layer's forward pass, `x·w + b`, as a new `(N, out)` array.
 pub fn linear<T: Float>(
     x: ArrayView2<'_, T>,
     w: ArrayView2<'_, T>,
     b: Option<ArrayView1<'_, T>>,
 ) -> Result<Array2<T>, KernelError> {
-    check_linear("linear", x.shape(), w.shape(), b.map(|b| b.len()))?;
+    check_inner("linear", x.shape(), w.shape())?;
+    if let Some(b) = b.filter(|b| b.len() != w.ncols()) {
+        let (want, got) = (fmt_shape(&[w.ncols()]), fmt_shape(&[b.len()]));
+        return Err(KernelError::shape("linear", "bias", want, got));
+    }
     let mut out = zeros("linear", "the output", x.nrows(), w.ncols())?;
     linear_into(out.view_mut(), x, w, b, &mut Vec::new())?;
     Ok(out)
@@ -450,11 +397,11 @@ pub fn linear_backward_into<T: Float>(
 multiversion! {
     /// `sums (+)= Σ rows` of the row-major `(n, sums.len())` matrix `rows`,
     /// added row after row (the order of `delta.sum(axis=0)`).
-    fn sum_rows_into<T: Float>(sums: &mut [T], rows: &[T], accumulate: bool) {
+    pub(crate) fn sum_rows_into<T: Float>(sums: &mut [T], rows: &[T], accumulate: bool) {
         if !accumulate {
             sums.fill(T::zero());
         }
-        for row in rows.chunks_exact(sums.len()) {
+        for row in rows.chunks_exact(sums.len().max(1)) {
             sums.iter_mut().zip(row).for_each(|(s, &v)| *s += v);
         }
     }
@@ -463,6 +410,7 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::assert_err;
     use ndarray::{s, Array, Array1};
 
     fn naive(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
@@ -504,34 +452,22 @@ mod tests {
             (1, 2, 1),
         ] {
             let (a, b) = (seq(m, k, 0.1), seq(k, n, 0.7));
-            assert_close(
-                &matmul(a.view(), b.view()).unwrap(),
-                &naive(a.view(), b.view()),
-            );
+            let got = matmul(a.view(), b.view()).unwrap();
+            assert_close(&got, &naive(a.view(), b.view()));
         }
     }
 
     #[test]
-    fn transposed_and_negative_strides() {
-        let a = seq(9, 6, 0.3);
-        let b = seq(9, 4, 0.5);
-        // aᵀ·b without a copy.
-        assert_close(&matmul(a.t(), b.view()).unwrap(), &naive(a.t(), b.view()));
-        let a_rev = a.slice(s![..;-1, ..;-2]);
-        let b2 = seq(3, 5, 0.9);
-        assert_close(&matmul(a_rev, b2.view()).unwrap(), &naive(a_rev, b2.view()));
-    }
-
-    #[test]
-    fn empty_dimensions() {
+    fn transposed_and_negative_strides_and_empty_dimensions() {
+        let (a, b, b2) = (seq(9, 6, 0.3), seq(9, 4, 0.5), seq(3, 5, 0.9));
+        // aᵀ·b without a copy, and a view with negative strides.
+        for (a, b) in [(a.t(), b.view()), (a.slice(s![..;-1, ..;-2]), b2.view())] {
+            assert_close(&matmul(a, b).unwrap(), &naive(a, b));
+        }
         let out = matmul(seq(4, 0, 0.0).view(), seq(0, 3, 0.0).view()).unwrap();
         assert_eq!(out, Array2::<f64>::zeros((4, 3)));
-        assert_eq!(
-            matmul(seq(0, 5, 0.0).view(), seq(5, 3, 0.0).view())
-                .unwrap()
-                .dim(),
-            (0, 3)
-        );
+        let out = matmul(seq(0, 5, 0.0).view(), seq(5, 3, 0.0).view()).unwrap();
+        assert_eq!(out.dim(), (0, 3));
     }
 
     #[test]
@@ -550,22 +486,11 @@ mod tests {
 
     #[test]
     fn shape_errors_name_the_argument() {
-        let err = matmul(seq(2, 3, 0.0).view(), seq(4, 5, 0.0).view()).unwrap_err();
-        assert!(
-            err.to_string().contains("matmul: b must have shape (3, n)"),
-            "{err}"
-        );
-        let err = linear(
-            seq(2, 3, 0.0).view(),
-            seq(3, 5, 0.0).view(),
-            Some(Array1::zeros(4).view()),
-        )
-        .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("bias must have shape (5,), got (4,)"),
-            "{err}"
-        );
+        let e = matmul(seq(2, 3, 0.0).view(), seq(4, 5, 0.0).view());
+        assert_err(e, "matmul: b must have shape (3, n)");
+        let (x, w, b) = (seq(2, 3, 0.0), seq(3, 5, 0.0), Array1::zeros(4));
+        let e = linear(x.view(), w.view(), Some(b.view()));
+        assert_err(e, "bias must have shape (5,), got (4,)");
     }
 
     #[test]
@@ -583,8 +508,11 @@ mod tests {
     }
 
     #[test]
-    fn linear_backward_matches_naive() {
+    fn linear_forward_and_backward_match_naive() {
         let (x, w, d) = (seq(6, 4, 0.1), seq(4, 3, 0.2), seq(6, 3, 0.3));
+        let b = Array1::from(vec![1.0, -2.0, 0.5]);
+        let y = linear(x.view(), w.view(), Some(b.view())).unwrap();
+        assert_close(&y, &(naive(x.view(), w.view()) + &b));
         let (mut dx, mut gw, mut gb) = (seq(6, 4, 0.0), seq(4, 3, 0.0), Array1::<f64>::ones(3));
         let mut grads = LinearGrads {
             w: gw.view_mut(),
@@ -596,23 +524,8 @@ mod tests {
         assert_close(&dx, &naive(d.view(), w.t()));
         assert_close(&gw, &(naive(x.t(), d.view()) + seq(4, 3, 0.0)));
         // Rows added in order onto what was there.
-        assert_eq!(
-            gb,
-            d.rows()
-                .into_iter()
-                .fold(Array1::<f64>::ones(3), |a, r| a + r)
-        );
-    }
-
-    #[test]
-    fn linear_adds_bias() {
-        let (x, w) = (seq(6, 4, 0.1), seq(4, 3, 0.2));
-        let b = Array1::from(vec![1.0, -2.0, 0.5]);
-        let expected = naive(x.view(), w.view()) + &b;
-        assert_close(
-            &linear(x.view(), w.view(), Some(b.view())).unwrap(),
-            &expected,
-        );
+        let ones = Array1::<f64>::ones(3);
+        assert_eq!(gb, d.rows().into_iter().fold(ones, |a, r| a + r));
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub(crate) fn vector_bytes() -> usize {
         if std::arch::is_x86_feature_detected!("avx512f") {
             return 64;
         }
-        if avx2_fma() {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             return 32;
         }
     }
@@ -72,16 +73,6 @@ pub(crate) fn avx512() -> bool {
         && std::arch::is_x86_feature_detected!("avx512vl")
         && std::arch::is_x86_feature_detected!("avx512dq")
         && std::arch::is_x86_feature_detected!("avx512bw");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
-/// Whether the CPU has AVX2 and FMA.
-#[inline]
-pub(crate) fn avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
     false
 }

@@ -1,29 +1,24 @@
 //! Products of the linear layer, laid out so that the `gemm` crate takes its
 //! fast paths on small batches.
 //!
-//! For a row-major `out (m, n) = a (m, k)·b (k, n)` the crate computes
-//! `outᵀ = bᵀ·aᵀ`: its vector axis runs along the `n` columns of `out` and
-//! of `b`. Two of its choices cost more than the product itself when the
-//! batch is small:
+//! The crate's vector axis runs along the `n` columns of `out (m, n) = a (m,
+//! k)·b (k, n)`. Two of its choices cost more than the product itself when
+//! the batch is small:
 //!
-//! - it copies ("prepacks") all of `b` into SIMD-aligned panels on every call
-//!   when `n` is not a multiple of the vector width (16 `f32`). Here the
-//!   widest multiple of the width runs in place and the last full vector of
-//!   columns into a small tile, whose last `n mod 16` columns are copied out.
-//!   The same microkernels accumulate every element over `k` in the same
-//!   order, so the result is bitwise that of one call (checked by the tests
-//!   below; only done where the crate takes no other path: `k <= 512`, one
-//!   block of `k`, at least 2 rows, `k >= 3`).
-//! - `δ (m, k)·Wᵀ`, whose `b = Wᵀ` has unit *row* stride, makes the packing a
-//!   strided gather. When both operands are contiguous along `k` the crate
-//!   has dot-product ("horizontal") kernels, used for outputs of at most 256
-//!   elements; the columns are taken in chunks that fit (when `k >= 64`:
-//!   shorter sums are faster in one call). These kernels sum in another
-//!   order than the packed ones (within a few ulp).
+//! - it copies ("prepacks") all of `b` on every call when `n` is not a
+//!   multiple of the vector width (16 `f32`). Here the widest multiple runs
+//!   in place and the last full vector of columns into a small tile, whose
+//!   last `n mod 16` columns are copied out: bitwise the result of one call
+//!   (the same microkernels, the same order; only where the crate takes no
+//!   other path: `3 <= k <= 512`, at least 2 rows).
+//! - `δ (m, k)·Wᵀ`, `b` with unit *row* stride, makes the packing a strided
+//!   gather. With both operands contiguous along `k` the crate has
+//!   dot-product kernels for outputs of at most 256 elements: the columns are
+//!   taken in chunks that fit (when `k >= 64`). These sum in another order
+//!   (within a few ulp).
 //!
-//! Both only for outputs of at most 16 rows (see `MAX_ROWS`). Anything else
-//! (and any product large enough to be split over threads) is [`gemm_into`]
-//! as it is. `cargo bench --bench kernels -- small_products` times them.
+//! Both only for outputs of at most `MAX_ROWS` rows; anything else is
+//! [`gemm_into`] as it is (`cargo bench --bench kernels -- small_products`).
 
 use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 
@@ -34,13 +29,11 @@ use crate::matmul::{gemm_into, GEMM_PAR_MIN_WORK};
 /// Outputs of at most this many elements go to the crate's dot-product kernels.
 const HORIZONTAL_MAX: usize = 256;
 
-/// The dot-product chunks pay from sums of this length (shorter ones are
-/// faster in one call).
+/// The dot-product chunks pay from sums of this length.
 const HORIZONTAL_MIN_K: usize = 64;
 
-/// Both paths are taken up to this many rows of `out` (dot-product chunks of
-/// at least 16 columns). With more rows the packing the crate does is small
-/// next to the product, and one call is as fast.
+/// Both paths are taken up to this many rows of `out` (beyond, the packing
+/// is small next to the product).
 const MAX_ROWS: usize = 16;
 
 /// The crate accumulates `k` in one block up to here (its `kc`), whatever `m` and `n`.
@@ -108,13 +101,8 @@ pub fn product_into<T: Float>(
         let row = row.as_slice_mut().expect("unit column stride");
         row[main..].copy_from_slice(&t[main - first..]);
     }
-    gemm_into(
-        out.slice_mut(s![.., ..main]),
-        a,
-        b.slice(s![.., ..main]),
-        T::one(),
-        beta,
-    )
+    let (out, b) = (out.slice_mut(s![.., ..main]), b.slice(s![.., ..main]));
+    gemm_into(out, a, b, T::one(), beta)
 }
 
 #[cfg(test)]
@@ -187,12 +175,6 @@ mod tests {
         }
     }
 
-    #[test]
-    fn tail_split_is_bitwise_one_call() {
-        check_bitwise::<f32>();
-        check_bitwise::<f64>();
-    }
-
     fn check_nt<T: Float>(tol: f64) {
         // δ (m, k)·Wᵀ for W (n, k): close to one call (another summation order).
         for &(m, k, n) in &[
@@ -211,17 +193,17 @@ mod tests {
                 let (want, got) = both(d.view(), w.t(), &init, accumulate, false);
                 for (p, q) in want.iter().zip(&got) {
                     let (p, q) = (p.to_f64().unwrap(), q.to_f64().unwrap());
-                    assert!(
-                        (p - q).abs() <= tol * (1.0 + p.abs()),
-                        "{m}x{k}x{n}: {p} vs {q}"
-                    );
+                    let ok = (p - q).abs() <= tol * (1.0 + p.abs());
+                    assert!(ok, "{m}x{k}x{n}: {p} vs {q}");
                 }
             }
         }
     }
 
     #[test]
-    fn transposed_weight_chunks_match_one_call() {
+    fn tail_split_is_bitwise_one_call_and_weight_chunks_match_it() {
+        check_bitwise::<f32>();
+        check_bitwise::<f64>();
         check_nt::<f32>(1e-5);
         check_nt::<f64>(1e-13);
     }

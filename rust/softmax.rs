@@ -9,13 +9,9 @@
 //! Derivatives: for `y = softmax(x)` and `δ = dL/dy`, `dL/dx = y ⊙ (δ - Σ y·δ)`;
 //! for `y = log_softmax(x)`, `dL/dx = δ - softmax(x)·Σ δ`.
 //!
-//! Speed: the four ops are one row function, [`rows`]. With AVX-512F
-//! (detected at run time) `f32` rows run the 16-lane functions of module
-//! `avx512` (on [`crate::math::avx512::exp16`]): masked tails, rows of up to
-//! 16 kept in one register each, long rows in fused passes finished while in
-//! L1. Otherwise the portable form works block by block with the `exp` of
-//! [`crate::math`] over a whole block, compiled per instruction set by
-//! [`multiversion!`]. Outputs are allocated uninitialized and written once.
+//! The four ops are one row function, [`rows`]: module `avx512` for `f32`
+//! where the CPU has it, else the portable loops. Outputs are allocated
+//! uninitialized and written once.
 
 use ndarray::{Array2, ArrayView2, CowArray, Ix2};
 
@@ -27,10 +23,8 @@ use crate::simd::multiversion;
 use crate::simd::{as_f32, as_f32_mut, avx512};
 use crate::threads;
 
-/// Elements below which a row-wise op stays on the calling thread: below it
-/// the hand-off to the pool costs more than the split saves ((1000, 10)
-/// stays serial, (256, 1000) runs on all threads; `cargo bench --bench
-/// kernels -- threads/softmax` measures it).
+/// Elements below which a row-wise op stays on the calling thread ((1000,
+/// 10) does, (256, 1000) splits; `cargo bench --bench kernels -- threads/softmax`).
 pub const SOFTMAX_PAR_MIN_WORK: usize = 64 * 1024;
 
 /// The bound of the softmax and loss kernels: the [`Math`] floats.
@@ -192,11 +186,9 @@ macro_rules! exp_rows_of {
 exp_rows_of!(softmax_rows: Softmax, log_softmax_rows: LogSoftmax);
 exp_rows_of!(log_softmax_backward_rows: LogSoftmaxBackward);
 
-/// The ops that take `exp` (all but the softmax backward) in plain
-/// loops: long rows ([`WIDE`] and up) one by one in fused passes (`exp`
-/// and its sum in one loop), short rows block by block ([`block_rows`])
-/// with the `exp` of a whole block at once (per row it would spend most
-/// of its time in the scalar tail).
+/// The ops that take `exp` (all but the softmax backward) in plain loops:
+/// long rows ([`WIDE`] and up) one by one in fused passes, short rows block
+/// by block ([`block_rows`]) with the `exp` of a whole block at once.
 #[inline(always)]
 fn exp_rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
     let long = k >= WIDE;
@@ -252,8 +244,8 @@ fn exp_rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
 }
 
 multiversion! {
-    /// `dx = y·(δ - sum(y·δ))`, row by row (a function of its own: inside
-    /// [`exp_rows`] it ran 1.3 times slower on rows of 10).
+    /// `dx = y·(δ - sum(y·δ))`, row by row (a function of its own: it ran
+    /// slower inside [`exp_rows`]).
     fn softmax_backward_rows<T: Math>(y: &[T], d: &[T], dx: &mut [T], k: usize) {
         for ((yr, dr), gr) in y.chunks_exact(k).zip(d.chunks_exact(k)).zip(dx.chunks_exact_mut(k)) {
             let s = dot(yr, dr);
@@ -264,20 +256,8 @@ multiversion! {
     }
 }
 
-/// Rows per task when a row-wise op of `n × k` runs in parallel (0 = serial).
-fn rows_per_task(n: usize, k: usize) -> usize {
-    let work = n.saturating_mul(k);
-    if !cfg!(feature = "multi-threads") || n < 2 || work < SOFTMAX_PAR_MIN_WORK {
-        return 0;
-    }
-    match threads::num_threads() {
-        0 | 1 => 0,
-        t => n.div_ceil(t).max(1),
-    }
-}
-
 /// Runs `f(first_row, rows_of_out)` over `out` (rows of `width`), split in
-/// tasks when worth it.
+/// one part per thread when the work, `n·k`, is worth it.
 pub(crate) fn over_rows<T: Float>(
     out: &mut [T],
     n: usize,
@@ -288,15 +268,14 @@ pub(crate) fn over_rows<T: Float>(
     if out.is_empty() || width == 0 {
         return;
     }
-    // Small work runs right here: a trip to the pool costs 5-15 µs.
-    match rows_per_task(n, k) {
-        0 => f(0, out),
-        // One part per thread, the calling thread's among them.
-        rows => {
-            let parts = n.div_ceil(rows);
-            threads::par_chunks_mut(out, rows * width, parts, |i, c| f(i * rows, c));
-        }
+    let threads = threads::num_threads();
+    let parallel = cfg!(feature = "multi-threads") && n >= 2 && threads > 1;
+    if !parallel || n.saturating_mul(k) < SOFTMAX_PAR_MIN_WORK {
+        return f(0, out);
     }
+    let rows = n.div_ceil(threads);
+    let parts = n.div_ceil(rows);
+    threads::par_items(out.chunks_mut(rows * width), parts, |i, c| f(i * rows, c));
 }
 
 /// Rejects an input `x (n, k)` whose `n > 0` rows have no element.
@@ -316,12 +295,8 @@ pub(crate) fn check_same(
     b: &[usize],
 ) -> Result<(), KernelError> {
     if a != b {
-        return Err(KernelError::shape(
-            op,
-            arg,
-            format!("{} (the shape of {other})", fmt_shape(b)),
-            fmt_shape(a),
-        ));
+        let want = format!("{} (the shape of {other})", fmt_shape(b));
+        return Err(KernelError::shape(op, arg, want, fmt_shape(a)));
     }
     Ok(())
 }
@@ -427,6 +402,7 @@ pub fn log_softmax_backward<T: Exp>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::assert_err;
     use crate::loss::{cross_entropy, cross_entropy_backward, Target};
     use ndarray::{s, Array, Array1, Axis, ShapeBuilder};
 
@@ -497,18 +473,13 @@ mod tests {
                 &(&p * &(&d - &dot)),
                 &(&d - &(&p * &sd)),
             ];
+            let tol64 = [1e-13, 1e-13, 1e-13, 1e-12];
             for (dtype, got, tol) in [
-                (
-                    "f64",
-                    four_ops::<f64>(&x, &p, &d),
-                    [1e-13, 1e-13, 1e-13, 1e-12],
-                ),
+                ("f64", four_ops::<f64>(&x, &p, &d), tol64),
                 ("f32", four_ops::<f32>(&x, &p, &d), [2e-6, 2e-6, 2e-6, 4e-6]),
             ] {
-                for (i, op) in ["softmax", "log_softmax", "backward", "log backward"]
-                    .iter()
-                    .enumerate()
-                {
+                let ops = ["softmax", "log_softmax", "backward", "log backward"];
+                for (i, op) in ops.iter().enumerate() {
                     let what = format!("{op} {dtype} ({n}, {k}) scale {scale}");
                     assert_close(&got[i], want[i], tol[i], &what);
                 }
@@ -517,7 +488,7 @@ mod tests {
     }
 
     #[test]
-    fn summand_exp_of_the_log_softmax_backward_is_accurate() {
+    fn exp_is_accurate_and_keeps_special_values() {
         // With δ = 0 but for a last column of -1, the log-softmax backward
         // writes e^y exactly (δ - e^y·(-1)) in the other columns: the `exp`
         // of the sums and of the backward step, short rows and long ones,
@@ -528,20 +499,13 @@ mod tests {
             let y = Array2::from_shape_fn((n, k), |(i, j)| if j + 1 < k { at(i, j) } else { 0.0 });
             let d = Array2::from_shape_fn((n, k), |(_, j)| if j + 1 < k { 0.0 } else { -1.0 });
             let e = log_softmax_backward(y.view(), d.view()).unwrap();
-            for (&x, &g) in y
-                .slice(s![.., ..k - 1])
-                .iter()
-                .zip(e.slice(s![.., ..k - 1]))
-            {
+            let (y, e) = (y.slice(s![.., ..k - 1]), e.slice(s![.., ..k - 1]));
+            for (&x, &g) in y.iter().zip(&e) {
                 let want = f64::from(x).exp();
                 let err = ((f64::from(g) - want) / want).abs();
                 assert!(err < 2e-7 + 3e-9 * f64::from(x.abs()), "e^{x}: {err}");
             }
         }
-    }
-
-    #[test]
-    fn simd_exp_special_values() {
         // The special inputs of `exp_slice` (math.rs checks its range and
         // tails), in every lane of a 16-lane step and a tail.
         let (nan, inf) = (f32::NAN, f32::INFINITY);
@@ -612,12 +576,8 @@ mod tests {
         // Soft targets that do not sum to 1: grad = softmax·Σp - p.
         let soft = onehot.mapv(|v| v * 2.0 + 0.1);
         let sp = soft.sum_axis(Axis(1)).insert_axis(Axis(1));
-        assert_close(
-            &cross_entropy_backward(x.view(), Target::Prob(soft.view())).unwrap(),
-            &(&(&p * &sp) - &soft),
-            1e-13,
-            "soft targets",
-        );
+        let got = cross_entropy_backward(x.view(), Target::Prob(soft.view())).unwrap();
+        assert_close(&got, &(&(&p * &sp) - &soft), 1e-13, "soft targets");
     }
 
     #[test]
@@ -627,28 +587,16 @@ mod tests {
         let xf = Array::from_shape_vec((9, 6).f(), f.iter().copied().collect()).unwrap();
         assert_eq!(softmax(xf.view()).unwrap(), softmax(x.view()).unwrap());
         let xr = x.slice(s![..;-1, ..]);
-        assert_eq!(
-            log_softmax(xr).unwrap(),
-            log_softmax(xr.to_owned().view()).unwrap()
-        );
-        let e = softmax_backward(x.view(), filled(9, 5, 1.0).view()).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("delta must have shape (9, 6) (the shape of y), got (9, 5)"),
-            "{e}"
-        );
+        let xrc = xr.to_owned();
+        assert_eq!(log_softmax(xr).unwrap(), log_softmax(xrc.view()).unwrap());
+        let e = softmax_backward(x.view(), filled(9, 5, 1.0).view());
+        let want = "delta must have shape (9, 6) (the shape of y), got (9, 5)";
+        assert_err(e, want);
         let t = Array1::from(vec![0i64, 6, 0, 0, 0, 0, 0, 0, 0]);
-        let e = cross_entropy(x.view(), Target::Index(t.view())).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("target[1] = 6 is not a class index in [0, 6)"),
-            "{e}"
-        );
-        let e = softmax(Array2::<f64>::zeros((2, 0)).view()).unwrap_err();
-        assert!(e.to_string().contains("k >= 1"), "{e}");
-        assert_eq!(
-            softmax(Array2::<f32>::zeros((0, 4)).view()).unwrap().dim(),
-            (0, 4)
-        );
+        let e = cross_entropy(x.view(), Target::Index(t.view()));
+        assert_err(e, "target[1] = 6 is not a class index in [0, 6)");
+        assert_err(softmax(Array2::<f64>::zeros((2, 0)).view()), "k >= 1");
+        let y = softmax(Array2::<f32>::zeros((0, 4)).view()).unwrap();
+        assert_eq!(y.dim(), (0, 4));
     }
 }

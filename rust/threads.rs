@@ -1,21 +1,18 @@
 //! The threads the kernels run on.
 //!
 //! A kernel that splits its work runs one part on the calling thread and the
-//! others on a rayon pool ([`par_parts`]), the way OpenMP runs a parallel
-//! region: with `n` threads, the caller and `n - 1` pool workers, never more
-//! threads than that at work. Two habits keep the hand-offs cheap on small
-//! models, where a training step is a dozen parallel regions of 50-200 µs:
+//! others on a rayon pool ([`par_parts`]), as OpenMP runs a parallel region:
+//! with `n` threads, the caller and `n - 1` pool workers. Two habits keep the
+//! hand-offs cheap on small models (a training step is a dozen regions of
+//! 50-200 µs; a thread put to sleep takes tens of µs to wake on a VM):
 //!
-//! - the caller waits for the other parts by spinning, not sleeping: a thread
-//!   put to sleep takes tens of µs to wake on a virtual machine (its virtual
-//!   CPU halts), as long as a whole part;
+//! - the caller waits for the other parts by spinning, not sleeping;
 //! - after a region, the workers stay awake for [`LINGER`] (spinning, then
-//!   back to rayon's sleep), so that the next region, a few µs of Python
-//!   later, finds them ready. OpenMP runtimes spin the same way.
+//!   back to rayon's sleep), ready for the next region. OpenMP runtimes spin
+//!   the same way.
 //!
-//! Both only pay when every thread has a core of its own: with more threads
-//! than cores a spinning thread holds the core that the thread it waits for
-//! needs, so then nobody spins (libgomp throttles its spinning likewise).
+//! Nobody spins with more threads than cores: a spinning thread would hold
+//! the core that the thread it waits for needs (libgomp throttles likewise).
 //!
 //! The pool is the kernels' own, never rayon's global one: it is built at the
 //! first parallel region (not by [`set_num_threads`], which only records the
@@ -36,11 +33,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::KernelError;
 
-/// The most threads [`set_num_threads`] accepts.
-///
-/// Far above the cores of any machine the kernels run on; it keeps an absurd
-/// count (a typo, `2**20`) from spawning threads until the process dies: it
-/// is refused instead.
+/// The most threads [`set_num_threads`] accepts: far above any machine's
+/// cores, it refuses an absurd count (a typo, `2**20`).
 pub const MAX_THREADS: usize = 1024;
 
 /// A built pool: `threads - 1` workers (at least one) and the caller.
@@ -72,12 +66,9 @@ static REQUESTED: AtomicUsize = AtomicUsize::new(0);
 /// Bumped at the start of every parallel region: lingering workers stop.
 static EPOCH: AtomicUsize = AtomicUsize::new(0);
 
-/// How long workers stay awake after a parallel region.
-///
-/// Long enough to span the Python between two kernels of a training step
-/// (tens of µs) and the loss and update between two steps; short enough
-/// that an idle program gives its cores back at once. GNU OpenMP spins for
-/// a comparable time by default.
+/// How long workers stay awake after a parallel region: across the Python
+/// between two kernels and between two training steps, but an idle program
+/// gives its cores back at once.
 pub const LINGER: Duration = Duration::from_micros(300);
 
 /// Spins of the waiting caller before it falls back to sleeping (about a
@@ -97,10 +88,8 @@ fn lock() -> MutexGuard<'static, State> {
 /// `n` above [`MAX_THREADS`].
 pub fn set_num_threads(n: usize) -> Result<(), KernelError> {
     if n > MAX_THREADS {
-        return Err(KernelError::invalid(
-            "set_num_threads",
-            format!("n must be at most {MAX_THREADS} (0 = default), got {n}"),
-        ));
+        let why = format!("n must be at most {MAX_THREADS} (0 = default), got {n}");
+        return Err(KernelError::invalid("set_num_threads", why));
     }
     REQUESTED.store(n, Ordering::Release);
     let threads = num_threads();
@@ -251,10 +240,8 @@ impl Drop for Done<'_> {
     }
 }
 
-/// Runs `f(0), …, f(parts - 1)` and returns when all are done: part 0 on the
-/// calling thread, the others on the pool's workers; the caller then waits,
-/// spinning first when the pool spins. A panic in a part is raised again
-/// here once every part has ended.
+/// Runs `f(0), …, f(parts - 1)`: part 0 on the calling thread, the others on
+/// the pool's workers. A panic in a part is raised here once all have ended.
 pub fn par_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
     let pool = if parts > 1 { pool(num_threads()) } else { None };
     let Some(pool) = pool else {
@@ -310,37 +297,15 @@ fn linger(pool: &Pool) {
     }
 }
 
-/// Runs `f(chunk_index, chunk)` over `data` cut in chunks of `len` (the last
-/// one shorter), the chunks dealt in `parts` contiguous runs to
-/// [`par_parts`]: the same chunks and the same order within each run for a
-/// given thread count, so results are reproducible. One part runs them in
-/// order right here.
-pub fn par_chunks_mut<T: Send>(
-    data: &mut [T],
-    len: usize,
+/// Runs `f(i, item)` over the items (the chunks of an array, say), dealt in
+/// `parts` contiguous runs to [`par_parts`]: the same runs and the same order
+/// within each for a given thread count, so results are reproducible. One
+/// part runs them in order right here.
+pub fn par_items<I: Send>(
+    items: impl Iterator<Item = I>,
     parts: usize,
-    f: impl Fn(usize, &mut [T]) + Sync,
+    f: impl Fn(usize, I) + Sync,
 ) {
-    par_items(data.chunks_mut(len.max(1)), parts, f);
-}
-
-/// [`par_chunks_mut`] over two arrays cut in the same number of chunks (of
-/// `la` and `lb` elements): `f(chunk_index, chunk_of_a, chunk_of_b)`.
-pub fn par_chunks_mut2<A: Send, B: Send>(
-    a: &mut [A],
-    la: usize,
-    b: &mut [B],
-    lb: usize,
-    parts: usize,
-    f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
-) {
-    let pairs = a.chunks_mut(la.max(1)).zip(b.chunks_mut(lb.max(1)));
-    par_items(pairs, parts, |i, (ca, cb)| f(i, ca, cb));
-}
-
-/// The body of [`par_chunks_mut`] and [`par_chunks_mut2`]: `f(i, item)` for
-/// the items, dealt in `parts` contiguous runs.
-fn par_items<I: Send>(items: impl Iterator<Item = I>, parts: usize, f: impl Fn(usize, I) + Sync) {
     if parts <= 1 {
         items.enumerate().for_each(|(i, item)| f(i, item));
         return;
@@ -395,13 +360,16 @@ mod tests {
         });
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         let mut data: Vec<usize> = vec![0; 23];
-        par_chunks_mut(&mut data, 4, 3, |i, c| {
+        par_items(data.chunks_mut(4), 3, |i, c| {
             c.iter_mut().for_each(|v| *v += i + 1)
         });
         let expected: Vec<usize> = (0..23).map(|j| j / 4 + 1).collect();
         assert_eq!(data, expected);
         assert_eq!(par_map(4, |p| p * p), vec![0, 1, 4, 9]);
         assert_eq!(split_even(7, 3), vec![0..2, 2..4, 4..7]);
+        // A panic in a part is raised in the caller.
+        let r = std::panic::catch_unwind(|| par_parts(2, |p| assert!(p != 1, "part 1")));
+        assert!(r.is_err());
         set_num_threads(0).unwrap();
     }
 
@@ -452,20 +420,6 @@ mod tests {
         }
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
         assert_eq!(sum.load(Ordering::Relaxed), 6);
-        set_num_threads(0).unwrap();
-    }
-
-    #[test]
-    fn a_panicking_part_is_raised_in_the_caller() {
-        set_num_threads(2).unwrap();
-        let r = std::panic::catch_unwind(|| {
-            par_parts(2, |p| {
-                if p == 1 {
-                    panic!("part 1");
-                }
-            })
-        });
-        assert!(r.is_err());
         set_num_threads(0).unwrap();
     }
 }

@@ -1,13 +1,9 @@
-//! The direct convolution kernels, for small patches: the output (or the
-//! weight gradient) is summed in registers, `R` output pixels (or `G` patch
-//! entries) by `L` output channels at a time, reading the input where it
-//! lies instead of copying every patch into an im2col matrix first. They
-//! compute the sums of `im2col.rs`'s products, in another order.
-//!
-//! The input is read zero padded (a padded copy in the thread's scratch
-//! buffer when the convolution has padding), so no read needs a bounds test.
-//! The weight and bias are copied once per call, zero padded to a whole
-//! number of register blocks of output channels.
+//! The direct convolution kernels, for small patches: the sums of
+//! `im2col.rs`'s products (in another order) held in registers, `R` output
+//! pixels (or `G` patch entries) by `L` output channels at a time, read from
+//! the input where it lies. The input is read zero padded (a padded copy
+//! when the convolution has padding), so no read needs a bounds test; the
+//! weight and bias are zero padded to whole register blocks once per call.
 
 use ndarray::{s, ArrayView2, ArrayViewMut2};
 
@@ -261,8 +257,7 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
 /// over the tile's pixels for each `g`, and with `BIAS` the sum of those δ rows.
 ///
 /// Everything stays in registers: `G·L` products, `L` bias sums, one δ row
-/// (`BIAS` is a constant so that the bias sums are not spilled around a
-/// branch, which made the whole loop wait on a store).
+/// (`BIAS` a constant, so that no branch spills the bias sums).
 #[inline(always)]
 fn weight_tile<T: Float, const L: usize, const G: usize, const FMA: bool, const BIAS: bool>(
     xp: &[T],
@@ -375,10 +370,8 @@ fn direct_forward<T: Float>(f: &DirectForward<T>, xp: &[T], out: &mut [T]) {
 
 multiversion! {
     /// [`direct_forward_body`] for the vector width `W`: two vectors of
-    /// output channels by 6 output pixels with AVX-512's 32 registers, by 4
-    /// with 16 (AVX2, SSE). The arrays come as slice arguments, which the
-    /// compiler knows do not alias `out` (read through a `&DirectForward`,
-    /// the sums were not vectorized).
+    /// channels by 6 pixels with AVX-512's 32 registers, by 4 with 16. Slice
+    /// arguments, which the compiler knows do not alias `out`.
     fn direct_forward_generic<T: Float, const W: usize>(
         xp: &[T],
         d: &Direct,
@@ -536,7 +529,6 @@ impl<T: Float> DirectForward<T> {
 pub(super) struct DirectWeight {
     d: Direct,
     cpad: usize,
-    cout: usize,
 }
 
 impl DirectWeight {
@@ -544,7 +536,6 @@ impl DirectWeight {
         DirectWeight {
             d: Direct::new(p),
             cpad: padded_cout::<T>(p.cout),
-            cout: p.cout,
         }
     }
 
@@ -558,7 +549,7 @@ impl DirectWeight {
         gw: &mut [T],
         gb: &mut [T],
     ) {
-        let (cpad, cout) = (self.cpad, self.cout);
+        let (cpad, cout) = (self.cpad, p.cout);
         let mut gwpad = vec![T::zero(); p.patch() * cpad];
         let mut gbpad = vec![T::zero(); cpad];
         with_padded(xs, p, n0, n1, |xp| {

@@ -1,21 +1,16 @@
 //! Convolution as matrix products (im2col + GEMM), for any patch length.
 //!
-//! With channels last, the receptive field of one output pixel is `Kh` runs
-//! of `Kw·Cin` contiguous numbers, so the patch matrix `col (rows =
-//! N·Ho·Wo, Kh·Kw·Cin)` is filled by a few `memcpy`s per row, in the row
-//! order of the output: with the weight seen as `wm (Kh·Kw·Cin, Cout)`,
-//! `out = col·wm + b` writes the output in place. The backward passes are
-//! the two other products of the same matrices: `dcol = δ·wmᵀ` scattered
-//! back (col2im) for the input, `dW += colᵀ·δ` for the weight. Each product
-//! runs on the calling thread (the caller splits the batch).
+//! With channels last, a receptive field is `Kh` runs of `Kw·Cin` numbers,
+//! so the patch matrix `col (N·Ho·Wo, Kh·Kw·Cin)` is filled by a few
+//! `memcpy`s per row and, with `wm (Kh·Kw·Cin, Cout)`, `out = col·wm + b`.
+//! The backward passes: `dcol = δ·wmᵀ` scattered back (col2im) for the input,
+//! `dW += colᵀ·δ` for the weight. Each product runs on the calling thread.
 
-use gemm::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::Conv2dParams;
 use crate::float::Float;
-use crate::matmul::gemm_unchecked;
-use crate::simd::multiversion;
+use crate::matmul::{gemm_unchecked, sum_rows_into};
 
 thread_local! {
     /// Each thread's patch buffer, kept between calls: a fresh one per call
@@ -63,7 +58,7 @@ fn product<T: Float>(
 ) {
     if a.nrows() * a.ncols() * b.ncols() > 0 {
         let beta = if accumulate { T::one() } else { T::zero() };
-        gemm_unchecked(out, a, b, T::one(), beta, Parallelism::None);
+        gemm_unchecked(out, a, b, T::one(), beta);
     }
 }
 
@@ -133,19 +128,7 @@ pub(super) fn weight_grad<T: Float>(
         product(gwv, cv.t(), dv, true);
     });
     if !gb.is_empty() {
-        sum_rows(ds, gb);
-    }
-}
-
-multiversion! {
-    /// `acc += Σ rows of d`, `d` a row-major matrix with `acc.len()` columns
-    /// (iterating ndarray rows instead took as long as the weight gradient).
-    fn sum_rows<T: Float>(d: &[T], acc: &mut [T]) {
-        for r in d.chunks_exact(acc.len().max(1)) {
-            for (g, &v) in acc.iter_mut().zip(r) {
-                *g += v;
-            }
-        }
+        sum_rows_into(gb, ds, true);
     }
 }
 

@@ -16,13 +16,9 @@
 //!                        of Σ_o δ[n,i,j,o] · w[ki,kj,c,o]   (the padding's part dropped)
 //! ```
 //!
-//! (in 1-D, drop `i` and `ki`). Two implementations, chosen per pass by
-//! [`use_direct`]: [`im2col`] (the patches as the rows of a matrix, each pass
-//! one product) for any patch, [`direct`] (the sums in registers) for small
-//! patches. The batch is cut into chunks: one on the calling thread for
-//! small work, above [`CONV_PAR_MIN_WORK`] an equal number per thread; each
-//! chunk runs single-threaded, so there is never a parallel product inside a parallel
-//! loop.
+//! (in 1-D, drop `i` and `ki`). Two implementations, [`im2col`] and
+//! [`direct`], chosen per pass by [`use_direct`]. The batch is cut into
+//! chunks ([`Conv2dParams::chunk`]), each run single-threaded.
 
 mod direct;
 mod im2col;
@@ -40,8 +36,7 @@ use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
 pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
 
 /// Multiply-adds (per pass) below which a convolution stays on the calling
-/// thread: waking a pool thread costs about 10 µs, the time of ~1.5M
-/// multiply-adds on one core (`cargo bench --bench kernels -- threads/conv1d`).
+/// thread (`cargo bench --bench kernels -- threads/conv1d`).
 pub const CONV_PAR_MIN_WORK: usize = 1_500_000;
 
 /// Largest patch buffer (in elements) one chunk may use; bigger batches are
@@ -127,23 +122,15 @@ fn check_kernel_fits(
     len: usize,
     padding: usize,
 ) -> Result<(), KernelError> {
-    if k == 0 {
-        return Err(KernelError::invalid(op, "kernel size must be >= 1, got 0"));
-    }
-    let padded = padding.checked_mul(2).and_then(|p2| p2.checked_add(len));
-    let Some(padded) = padded else {
-        return Err(KernelError::invalid(
-            op,
-            format!("padding {padding} is too large for the {what} {len}"),
-        ));
+    let why = match padding.checked_mul(2).and_then(|p2| p2.checked_add(len)) {
+        _ if k == 0 => "kernel size must be >= 1, got 0".to_string(),
+        None => format!("padding {padding} is too large for the {what} {len}"),
+        Some(padded) if k > padded => {
+            format!("kernel size {k} is larger than the {what} {len} (+ 2 x padding {padding})")
+        }
+        Some(_) => return Ok(()),
     };
-    if k > padded {
-        return Err(KernelError::invalid(
-            op,
-            format!("kernel size {k} is larger than the {what} {len} (+ 2 x padding {padding})"),
-        ));
-    }
-    Ok(())
+    Err(KernelError::invalid(op, why))
 }
 
 /// Checks a convolution's input and weight shapes, `x (N, L, Cin)` and
@@ -168,22 +155,17 @@ pub fn conv_params(
     let ([n, h, w, cin], [kh, kw, wcin, cout]) = (x, w);
     if wcin != cin || (!one_d && kh != kw) {
         let k = if one_d { "K" } else { "K, K" };
-        return Err(KernelError::shape(
-            op,
-            "w",
-            format!("({k}, {cin}, Cout) to match x {}", fmt_shape(x_shape)),
-            fmt_shape(w_shape),
-        ));
+        let want = format!("({k}, {cin}, Cout) to match x {}", fmt_shape(x_shape));
+        return Err(KernelError::shape(op, "w", want, fmt_shape(w_shape)));
     }
     if stride == 0 {
         return Err(KernelError::invalid(op, "stride must be >= 1, got 0"));
     }
-    if one_d {
-        check_kernel_fits(op, "input length", kw, w, padding)?;
-    } else {
+    if !one_d {
         check_kernel_fits(op, "input height", kh, h, padding)?;
-        check_kernel_fits(op, "input width", kw, w, padding)?;
     }
+    let width = if one_d { "input length" } else { "input width" };
+    check_kernel_fits(op, width, kw, w, padding)?;
     let (sw, pw) = (stride, padding);
     let p = Conv2dParams {
         n,
@@ -217,12 +199,8 @@ pub(crate) fn check_shape(
     actual: &[usize],
 ) -> Result<(), KernelError> {
     if expected != actual {
-        return Err(KernelError::shape(
-            op,
-            arg,
-            fmt_shape(expected),
-            fmt_shape(actual),
-        ));
+        let (want, got) = (fmt_shape(expected), fmt_shape(actual));
+        return Err(KernelError::shape(op, arg, want, got));
     }
     Ok(())
 }
@@ -237,7 +215,7 @@ fn for_samples<T: Float>(
 ) {
     let chunk = p.chunk();
     let len = chunk * (out.len() / p.n.max(1));
-    threads::par_chunks_mut(out, len, threads::parts(p.parallel()), |i, c| {
+    threads::par_items(out.chunks_mut(len), threads::parts(p.parallel()), |i, c| {
         f(i * chunk, ((i + 1) * chunk).min(p.n), c)
     });
 }
@@ -260,17 +238,11 @@ enum Pass {
     Weight,
 }
 
-/// The one choice between the two implementations: whether a pass goes
-/// through the direct kernels or im2col + GEMM (longer patches, and the
-/// input gradient always). Decided on the calling thread, before any
-/// hand-off to the pool.
-///
-/// The direct kernels were faster than im2col + GEMM at every patch length
-/// measured up to [`DIRECT_MAX_PATCH`] (1 to 5 input channels, 3×3 to 7×7
-/// kernels; see the commits). With several input channels the weight
-/// gradient also needs `Cout` a multiple of 32 (its register block in f32
-/// with AVX-512): padded to a whole block, the wasted lanes cost more than
-/// GEMM.
+/// The one choice between the two implementations, made on the calling
+/// thread: the direct kernels for patches up to [`DIRECT_MAX_PATCH`] (the
+/// faster there, see the commits), im2col + GEMM for longer ones and the
+/// input gradient. With several input channels the direct weight gradient
+/// also needs `Cout` a multiple of 32 (its f32 register block with AVX-512).
 fn use_direct(p: &Conv2dParams, pass: Pass) -> bool {
     let kc = p.patch();
     let fits = kc > 0 && kc <= DIRECT_MAX_PATCH && p.cout > 0;
@@ -315,43 +287,6 @@ impl<'a, T: Float> ForwardPlan<'a, T> {
     }
 }
 
-fn forward_impl<T: Float>(
-    x: ArrayView4<'_, T>,
-    w: ArrayView4<'_, T>,
-    b: Option<ArrayView1<'_, T>>,
-    p: &Conv2dParams,
-) -> Array4<T> {
-    let (ho, wo) = p.out_dims();
-    let mut out = Array4::<T>::zeros((p.n, ho, wo, p.cout));
-    if !out.is_empty() {
-        let (x, w) = (x.as_standard_layout(), w.as_standard_layout());
-        let xs = x.as_slice().expect("standard layout");
-        let plan = ForwardPlan::new(&w, b, p);
-        let os = out.as_slice_mut().expect("fresh array");
-        for_samples(p, os, |n0, n1, oc| plan.run(xs, n0, n1, oc));
-    }
-    out
-}
-
-fn backward_input_impl<T: Float>(
-    delta: ArrayView4<'_, T>,
-    w: ArrayView4<'_, T>,
-    p: &Conv2dParams,
-) -> Array4<T> {
-    let mut dx = Array4::<T>::zeros((p.n, p.h, p.w, p.cin));
-    if !dx.is_empty() {
-        let (delta, w) = (delta.as_standard_layout(), w.as_standard_layout());
-        let ds = delta.as_slice().expect("standard layout");
-        let wt = weight_matrix(&w, p).reversed_axes();
-        let per = p.out_pixels() * p.cout;
-        let dxs = dx.as_slice_mut().expect("fresh array");
-        for_samples(p, dxs, |n0, n1, dxc| {
-            input_grad_chunk(&ds[n0 * per..n1 * per], wt, p, n0, n1, dxc)
-        });
-    }
-    dx
-}
-
 /// How the weight gradient of a convolution is computed (decided on the
 /// calling thread): the direct kernel or im2col + GEMM.
 pub(crate) struct WeightPlan {
@@ -381,44 +316,6 @@ impl WeightPlan {
             None => im2col::weight_grad((xs, ds), &self.p, (n0, n1), gw, gb),
         }
     }
-}
-
-/// Adds `colᵀ·δ` and the row sums of `δ` of every chunk into `gw` and `gb`.
-fn backward_weight_impl<T: Float>(
-    x: ArrayView4<'_, T>,
-    delta: ArrayView4<'_, T>,
-    gw: ArrayViewMut4<'_, T>,
-    gb: Option<ArrayViewMut1<'_, T>>,
-    p: &Conv2dParams,
-) {
-    if p.n == 0 || p.out_pixels() == 0 {
-        return;
-    }
-    let cout = p.cout;
-    let plan = WeightPlan::new::<T>(p);
-    let want_b = gb.is_some();
-    let sums = {
-        let x = x.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
-        let delta = delta.as_standard_layout();
-        let ds = delta.as_slice().expect("standard layout");
-        let (chunk, per) = (p.chunk(), p.out_pixels() * cout);
-        let zeros = || zero_grads(p, want_b);
-        // each thread a run of chunks, summed into its own gradients
-        let chunks = p.n.div_ceil(chunk);
-        let runs = threads::split_even(chunks, threads::parts(p.parallel()).min(chunks));
-        let sums = threads::par_map(runs.len(), |part| {
-            runs[part].clone().fold(zeros(), |(mut gw, mut gb), i| {
-                let (n0, n1) = (i * chunk, ((i + 1) * chunk).min(p.n));
-                plan.run(xs, &ds[n0 * per..n1 * per], (n0, n1), &mut gw, &mut gb);
-                (gw, gb)
-            })
-        });
-        sums.into_iter()
-            .reduce(add_pair)
-            .expect("at least one chunk")
-    };
-    add_grads(p, sums, gw, gb);
 }
 
 /// Zeroed sums of the weight gradient and, when `bias`, of the bias gradient.
@@ -464,13 +361,23 @@ pub fn conv<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let op = op_name(x.ndim(), "conv1d", "conv2d");
+    let nd = x.ndim();
+    let op = op_name(nd, "conv1d", "conv2d");
     let p = conv_params(op, x.shape(), w.shape(), stride, padding)?;
     if let Some(b) = &b {
         check_shape(op, "b", &[p.cout], &[b.len()])?;
     }
-    let nd = x.ndim();
-    Ok(from_4d(forward_impl(to_4d(x, 1), to_4d(w, 0), b, &p), nd))
+    let (ho, wo) = p.out_dims();
+    let mut out = Array4::<T>::zeros((p.n, ho, wo, p.cout));
+    if !out.is_empty() {
+        let (x, w) = (x.as_standard_layout(), to_4d(w, 0));
+        let w = w.as_standard_layout();
+        let xs = x.as_slice().expect("standard layout");
+        let plan = ForwardPlan::new(&w, b, &p);
+        let os = out.as_slice_mut().expect("fresh array");
+        for_samples(&p, os, |n0, n1, oc| plan.run(xs, n0, n1, oc));
+    }
+    Ok(from_4d(out, nd))
 }
 
 /// Gradient of the convolution with respect to its input, `(N, L, Cin)` or
@@ -483,19 +390,25 @@ pub fn conv_backward_input<T: Float, D: Dimension>(
     stride: usize,
     padding: usize,
 ) -> Result<Array<T, D>, KernelError> {
-    let one_d = delta.ndim() == 3;
-    let op = op_name(
-        delta.ndim(),
-        "conv1d_backward_input",
-        "conv2d_backward_input",
-    );
+    let nd = delta.ndim();
+    let op = op_name(nd, "conv1d_backward_input", "conv2d_backward_input");
     let n = delta.shape().first().copied().unwrap_or(0);
     let cin = w.shape().iter().rev().nth(1).copied().unwrap_or(0);
     let x_shape = [&[n], input_size, &[cin]].concat();
     let p = conv_params(op, &x_shape, w.shape(), stride, padding)?;
-    check_shape(op, "delta", &p.out_shape(one_d), delta.shape())?;
-    let nd = delta.ndim();
-    let dx = backward_input_impl(to_4d(delta, 1), to_4d(w, 0), &p);
+    check_shape(op, "delta", &p.out_shape(nd == 3), delta.shape())?;
+    let mut dx = Array4::<T>::zeros((p.n, p.h, p.w, p.cin));
+    if !dx.is_empty() {
+        let (delta, w) = (delta.as_standard_layout(), to_4d(w, 0));
+        let w = w.as_standard_layout();
+        let ds = delta.as_slice().expect("standard layout");
+        let wt = weight_matrix(&w, &p).reversed_axes();
+        let per = p.out_pixels() * p.cout;
+        let dxs = dx.as_slice_mut().expect("fresh array");
+        for_samples(&p, dxs, |n0, n1, dxc| {
+            input_grad_chunk(&ds[n0 * per..n1 * per], wt, &p, n0, n1, dxc)
+        });
+    }
     Ok(from_4d(dx, nd))
 }
 
@@ -518,8 +431,31 @@ pub fn conv_backward_weight<T: Float, D: Dimension>(
     if let Some(gb) = &grad_b {
         check_shape(op, "grad_b", &[p.cout], &[gb.len()])?;
     }
-    let (x, delta, gw) = (to_4d(x, 1), to_4d(delta, 1), to_4d(grad_w, 0));
-    backward_weight_impl(x, delta, gw, grad_b, &p);
+    if p.n == 0 || p.out_pixels() == 0 {
+        return Ok(());
+    }
+    let (plan, want_b) = (WeightPlan::new::<T>(&p), grad_b.is_some());
+    let (x, delta) = (x.as_standard_layout(), delta.as_standard_layout());
+    let xs = x.as_slice().expect("standard layout");
+    let ds = delta.as_slice().expect("standard layout");
+    let (chunk, per) = (p.chunk(), p.out_pixels() * p.cout);
+    // each thread a run of chunks, summed into its own gradients
+    let chunks = p.n.div_ceil(chunk);
+    let runs = threads::split_even(chunks, threads::parts(p.parallel()).min(chunks));
+    let sums = threads::par_map(runs.len(), |part| {
+        runs[part]
+            .clone()
+            .fold(zero_grads(&p, want_b), |(mut gw, mut gb), i| {
+                let (n0, n1) = (i * chunk, ((i + 1) * chunk).min(p.n));
+                plan.run(xs, &ds[n0 * per..n1 * per], (n0, n1), &mut gw, &mut gb);
+                (gw, gb)
+            })
+    });
+    let sums = sums
+        .into_iter()
+        .reduce(add_pair)
+        .expect("at least one chunk");
+    add_grads(&p, sums, to_4d(grad_w, 0), grad_b);
     Ok(())
 }
 

@@ -14,11 +14,8 @@
 //! ```
 //!
 //! Max pooling returns each position as `int32` (the index along `L` in 1-D;
-//! a sample may hold up to 2³¹ − 1 positions, see [`check_positions`]); ties
-//! keep the first maximum and a NaN wins, as in torch. The sample kernels
-//! take the channels, which are contiguous, by blocks of [`LANES`] held in
-//! registers, and are compiled by [`multiversion!`] for the widest vector
-//! unit the CPU has.
+//! see [`check_positions`]); ties keep the first maximum and a NaN wins, as
+//! in torch. The sample kernels take the channels by blocks of [`LANES`].
 
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,13 +24,13 @@ use ndarray::{Array, Array4, ArrayBase, ArrayView, Axis};
 use ndarray::{Dimension, Ix4, RawData};
 
 use crate::conv::check_shape;
-use crate::error::{check_alloc, fmt_shape, KernelError};
+use crate::error::{check_alloc, KernelError};
 use crate::float::Float;
 use crate::simd::multiversion;
+use crate::softmax::check_same;
 use crate::threads;
 
-/// Element visits below which pooling stays on the calling thread: a
-/// hand-off to the pool costs about 10 µs, the time of ~90k visits
+/// Element visits below which pooling stays on the calling thread
 /// (`cargo bench --bench kernels -- threads/max_pool2d`).
 pub const POOL_PAR_MIN_WORK: usize = 128 * 1024;
 
@@ -153,54 +150,42 @@ pub(crate) fn check_window(
     stride: usize,
     len: usize,
 ) -> Result<(), KernelError> {
-    if k == 0 {
-        return Err(KernelError::invalid(
-            op,
-            "kernel size k must be >= 1, got 0",
-        ));
-    }
-    if stride == 0 {
-        return Err(KernelError::invalid(op, "stride must be >= 1, got 0"));
-    }
-    if k > len {
-        return Err(KernelError::invalid(
-            op,
-            format!("kernel size {k} is larger than the {what} {len}"),
-        ));
-    }
-    Ok(())
+    let why = if k == 0 {
+        "kernel size k must be >= 1, got 0".to_string()
+    } else if stride == 0 {
+        "stride must be >= 1, got 0".to_string()
+    } else if k > len {
+        format!("kernel size {k} is larger than the {what} {len}")
+    } else {
+        return Ok(());
+    };
+    Err(KernelError::invalid(op, why))
 }
 
 /// Argmax positions are `int32` (4 bytes an entry, against 8, to write in
 /// the forward pass and read in the backward one): an error unless the
 /// `h·w` positions of a sample fit.
 pub(crate) fn check_positions(op: &'static str, (h, w): (usize, usize)) -> Result<(), KernelError> {
-    match h.checked_mul(w) {
-        Some(size) if size <= i32::MAX as usize => Ok(()),
-        _ => Err(KernelError::invalid(
-            op,
-            format!(
-                "an input of {h}x{w} positions per sample and channel is too large for \
-                 max pooling, whose int32 argmax holds at most 2^31 - 1 positions"
-            ),
-        )),
+    let fits = h
+        .checked_mul(w)
+        .is_some_and(|size| size <= i32::MAX as usize);
+    if fits {
+        return Ok(());
     }
+    let why = format!(
+        "an input of {h}x{w} positions per sample and channel is too large for max \
+         pooling, whose int32 argmax holds at most 2^31 - 1 positions"
+    );
+    Err(KernelError::invalid(op, why))
 }
 
+/// Checks that `argmax` has the shape of `delta`.
 pub(crate) fn check_argmax(
     op: &'static str,
     delta: &[usize],
     argmax: &[usize],
 ) -> Result<(), KernelError> {
-    if argmax != delta {
-        return Err(KernelError::shape(
-            op,
-            "argmax",
-            format!("{} (the shape of delta)", fmt_shape(delta)),
-            fmt_shape(argmax),
-        ));
-    }
-    Ok(())
+    check_same(op, "argmax", "delta", argmax, delta)
 }
 
 /// Checks and returns the pooling of an input of `shape`, `(N, L, C)` by
@@ -245,12 +230,10 @@ pub(crate) fn to_4d<S: RawData, D: Dimension>(
     a: ArrayBase<S, D>,
     axis: usize,
 ) -> ArrayBase<S, Ix4> {
-    let a = a.into_dyn();
-    let a = if a.ndim() == 3 {
-        a.insert_axis(Axis(axis))
-    } else {
-        a
-    };
+    let mut a = a.into_dyn();
+    if a.ndim() == 3 {
+        a = a.insert_axis(Axis(axis));
+    }
     a.into_dimensionality().expect("a 3-D or 4-D array")
 }
 
@@ -259,12 +242,10 @@ pub(crate) fn from_4d<S: RawData, D: Dimension>(
     a: ArrayBase<S, Ix4>,
     nd: usize,
 ) -> ArrayBase<S, D> {
-    let a = a.into_dyn();
-    let a = if nd == 3 {
-        a.index_axis_move(Axis(1), 0)
-    } else {
-        a
-    };
+    let mut a = a.into_dyn();
+    if nd == 3 {
+        a = a.index_axis_move(Axis(1), 0);
+    }
     a.into_dimensionality().expect("a 3-D or 4-D array")
 }
 
@@ -288,9 +269,7 @@ fn beats<T: Float>(v: T, best: T) -> bool {
 }
 
 /// Calls `f(c0, n)` for the channels `c0..c0 + n` of `0..c`: blocks of
-/// [`LANES`], then of 8 and 4, then single channels, each call with a
-/// constant `n` once inlined (a loop of run-time length over a few channels
-/// costs more than its work).
+/// [`LANES`], then of 8 and 4, then single channels (constant `n`s once inlined).
 #[inline(always)]
 fn by_lanes(c: usize, mut f: impl FnMut(usize, usize)) {
     let mut c0 = 0;
@@ -476,17 +455,10 @@ fn avg_pool_backward_sample<T: Float>(ds: &[T], dx: &mut [T], p: &Pool2dParams, 
 /// The error for an argmax with an index outside `[0, h·w)`.
 pub(crate) fn bad_index(op: &'static str, am: &[i32], (h, w): (usize, usize)) -> KernelError {
     let size = h * w;
-    let bad = am
-        .iter()
-        .find(|&&a| a < 0 || a as usize >= size)
-        .copied()
-        .unwrap_or(-1);
-    KernelError::invalid(
-        op,
-        format!(
-            "argmax holds the index {bad}, outside [0, {size}) of an input of {h}x{w} positions"
-        ),
-    )
+    let bad = am.iter().find(|&&a| a < 0 || a as usize >= size);
+    let bad = bad.copied().unwrap_or(-1);
+    let why = format!("argmax holds the index {bad}, outside [0, {size})");
+    KernelError::invalid(op, format!("{why} of an input of {h}x{w} positions"))
 }
 
 /// Max pooling of `x (N, L, C)` over windows of `k`, or of `x (N, H, W, C)`
@@ -507,12 +479,13 @@ pub fn max_pool<T: Float, D: Dimension>(
     let xs = x.as_slice().expect("standard layout");
     let ys = y.as_slice_mut().expect("fresh array");
     let args = arg.as_slice_mut().expect("fresh array");
-    let (sample_in, sample_out) = (p.h * p.w * p.c, ho * wo * p.c);
+    let (sample_in, sample_out) = (p.h * p.w * p.c, (ho * wo * p.c).max(1));
     let parts = threads::parts(p.parallel());
-    threads::par_chunks_mut2(ys, sample_out, args, sample_out, parts, |n, yc, ac| {
+    let samples = ys.chunks_mut(sample_out).zip(args.chunks_mut(sample_out));
+    threads::par_items(samples, parts, |n, (yc, ac)| {
         max_pool_sample(&xs[n * sample_in..][..sample_in], yc, ac, &p);
     });
-    // SAFETY: `par_chunks_mut2` ran on every sample's slices, and
+    // SAFETY: `par_items` ran on every sample's slices, and
     // `max_pool_sample` wrote all of both.
     let (y, arg) = unsafe { (y.assume_init(), arg.assume_init()) };
     Ok((from_4d(y, nd), from_4d(arg, nd)))
@@ -560,7 +533,7 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
     let found_bad = AtomicBool::new(false);
     let dxs = dx.as_slice_mut().expect("fresh array");
     let parts = threads::parts(parallel_for(n, am.len()));
-    threads::par_chunks_mut(dxs, size * c, parts, |s, dxc| {
+    threads::par_items(dxs.chunks_mut(size * c), parts, |s, dxc| {
         let range = s * per..(s + 1) * per;
         if !max_pool_backward_sample(&ds[range.clone()], &am[range], dxc, &p, tiled) {
             found_bad.store(true, Ordering::Relaxed);
@@ -569,13 +542,12 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
     if found_bad.load(Ordering::Relaxed) {
         return Err(bad_index(op, am, (h, w)));
     }
-    // SAFETY: `par_chunks_mut` ran on every sample's slice, and each wrote all of it.
+    // SAFETY: `par_items` ran on every sample's slice, and each wrote all of it.
     Ok(from_4d(unsafe { dx.assume_init() }, nd))
 }
 
 /// An average pooling pass: `f(input sample, output sample, p, 1 / (kh·kw))`
-/// over the samples of `a` and of a zeroed `out` array, in parallel when
-/// `p` is worth it.
+/// over the samples of `a` and of a zeroed `out` array.
 fn by_sample<T: Float, D: Dimension>(
     a: ArrayView<'_, T, D>,
     out: (usize, usize, usize, usize),
@@ -587,7 +559,8 @@ fn by_sample<T: Float, D: Dimension>(
     let mut out = Array4::<T>::zeros(out);
     let (len_in, len_out) = (xs.len() / p.n.max(1), out.len() / p.n.max(1));
     let os = out.as_slice_mut().expect("fresh array");
-    threads::par_chunks_mut(os, len_out, threads::parts(p.parallel()), |n, o| {
+    let chunks = os.chunks_mut(len_out.max(1));
+    threads::par_items(chunks, threads::parts(p.parallel()), |n, o| {
         f(&xs[n * len_in..][..len_in], o, p, p.scale())
     });
     from_4d(out, nd)

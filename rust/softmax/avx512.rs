@@ -120,9 +120,8 @@ fn exp_sum_impl<const SUMMAND: bool>(x: &[f32], m: f32, mut y: Option<&mut [f32]
 /// `op` over the rows of length `k` of `a` and `b` into `out` (see
 /// [`RowOp`]).
 ///
-/// Rows of up to 16 live in one register each: no loop inside a row and
-/// no scalar tail, the rows independent of each other (the CPU overlaps
-/// them). Longer rows: fused passes, each row finished while it is in L1.
+/// Rows of up to 16 live in one register each (no loop, no tail); longer
+/// rows run in fused passes, each row finished while it is in L1.
 #[target_feature(enable = "avx512f")]
 pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
     let zero = _mm512_setzero_ps();

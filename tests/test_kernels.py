@@ -85,6 +85,11 @@ def conv2d_case(draw):
 
 @CHECK
 @given(case=conv2d_case(), dtype=DTYPES, seed=st.integers(0, 2**16))
+# torch's oneDNN path gets some weight gradients wrong on these channels-last views: float32
+# case (2, 6, 8, 1, 1, 1, 2, 0, no bias), seed 0 gives -2.146 where its own native path,
+# numpy's einsum and diy_nn give -2.562; the native path is the reference.
+@torch.backends.mkldnn.flags(enabled=False)
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
 def test_conv2d_matches_torch(case, dtype, seed):
     n, h, wd, cin, cout, k, stride, padding, bias = case
     rng = np.random.default_rng(seed)

@@ -300,7 +300,7 @@ class DenseRun(_Fused):
         if takes_indices and Y.ndim == 1 and Y.dtype.kind in "iu":
             target = Y.astype(np.int64, copy=False)
         elif Y.shape == (len(x), ws[-1].shape[1]) and Y.dtype.kind in _CASTABLE_KINDS:
-            target = Y if Y.dtype == x.dtype else Y.astype(x.dtype)
+            target = Y if Y.dtype is x.dtype or Y.dtype == x.dtype else Y.astype(x.dtype)
         else:
             return None
         trainer = self._trainer
@@ -502,9 +502,14 @@ def plan(layers: Sequence[Module]) -> list[Step]:
 def _cast(X: Any, weight: np.ndarray) -> np.ndarray | None:
     """``X`` as a 2-D input of ``weight``'s layer in its dtype, or None if it cannot be."""
     x = X if isinstance(X, np.ndarray) else np.asarray(X)
-    if x.ndim != 2 or x.shape[1] != weight.shape[0] or x.dtype.kind not in _CASTABLE_KINDS:
+    if x.ndim != 2 or x.shape[1] != weight.shape[0]:
         return None
-    return x if x.dtype == weight.dtype else x.astype(weight.dtype)
+    dtype, want = x.dtype, weight.dtype
+    if dtype is want:  # the usual case, without numpy's dtype comparison
+        return x
+    if dtype.kind not in _CASTABLE_KINDS:
+        return None
+    return x if dtype == want else x.astype(want)
 
 
 def _fit_grads(layer: Module) -> None:

@@ -229,12 +229,11 @@ class Module:
             for pname, gname in zip(module._param_names, module._grad_names, strict=True):
                 try:
                     param = getattr(module, pname)
-                    grad = getattr(module, gname) if param is not None else None
+                    if param is not None:
+                        yield path + pname, param, getattr(module, gname)
                 except AttributeError:
                     _check_init(module)
                     raise
-                if param is not None:
-                    yield path + pname, param, grad
 
     def parameter_slots(self) -> list[tuple[Module, str, str]]:
         """``(module, parameter attribute, gradient attribute)`` for every

@@ -88,24 +88,21 @@ pub fn cost_and_delta<T: Exp>(
         )),
     };
     Ok(match loss {
-        LossKind::MSE => {
-            let two = T::one() + T::one();
-            elementwise(probs("mse")?.view(), ys, k, delta, |t, p| {
-                ((t - p) * (t - p), two * (p - t))
-            })
-        }
-        LossKind::MAE => elementwise(probs("mae")?.view(), ys, k, delta, |t, p| {
-            let d = p - t;
-            // ±1, or d itself where it is ±0 (signum would give ±1) or NaN.
-            let sign = if d == T::zero() { d } else { d.signum() };
-            (d.abs(), sign)
-        }),
-        LossKind::BCE => {
-            let y = probs("bce")?;
+        LossKind::MSE | LossKind::MAE | LossKind::BCE => {
+            let y = probs(match loss {
+                LossKind::MSE => "mse",
+                LossKind::MAE => "mae",
+                _ => "bce",
+            })?;
+            let t = y.as_slice().expect("standard layout");
             try_fit(work, n * k)?;
             let cost = &mut work[..n * k];
-            bce_elements(y.as_slice().expect("standard layout"), ys, cost, delta);
-            cost.chunks_exact(k).map(|row| as_f64(sum(row))).sum()
+            match loss {
+                LossKind::MSE => mse_elements(t, ys, cost, delta),
+                LossKind::MAE => mae_elements(t, ys, cost, delta),
+                _ => bce_elements(t, ys, cost, delta),
+            }
+            row_sums(cost, k)
         }
         LossKind::CrossEntropy => {
             let costs = cross_entropy(yhat.view(), target.clone())?;
@@ -160,28 +157,44 @@ pub fn try_fit<T: Float>(buf: &mut Vec<T>, len: usize) -> Result<(), KernelError
     Ok(())
 }
 
-/// `f(target, yhat) = (cost, gradient)` element by element over row-major
-/// `(n, k)` data: the gradients into `delta`, the sum of the per-sample costs
-/// (each summed in `T`) in `f64`.
-fn elementwise<T: Float>(
-    y: ArrayView2<'_, T>,
-    ys: &[T],
-    k: usize,
-    delta: &mut [T],
-    f: impl Fn(T, T) -> (T, T),
-) -> f64 {
-    let mut total = 0.0;
-    let rows = ys.chunks_exact(k).zip(delta.chunks_exact_mut(k));
-    for (row_y, (row_yhat, row_d)) in y.rows().into_iter().zip(rows) {
-        let mut cost = T::zero();
-        for ((&t, &p), d) in row_y.iter().zip(row_yhat).zip(row_d) {
-            let (c, g) = f(t, p);
-            cost += c;
-            *d = g;
-        }
-        total += cost.to_f64().unwrap_or(f64::NAN);
+multiversion! {
+    /// The sum over the rows of `cost (n, k)` (row-major) of each row's sum
+    /// in `T` (the per-sample costs), in `f64`.
+    fn row_sums<T: Math>(cost: &[T], k: usize) -> f64 {
+        let as_f64 = |c: T| c.to_f64().unwrap_or(f64::NAN);
+        cost.chunks_exact(k).map(|row| as_f64(sum(row))).sum()
     }
-    total
+}
+
+multiversion! {
+    /// MSE element by element on targets `t` and outputs `p`: the costs
+    /// `(t - p)²` into `cost`, the gradients `2 (p - t)` into `delta`.
+    fn mse_elements<T: Math>(t: &[T], p: &[T], cost: &mut [T], delta: &mut [T]) {
+        let two = T::one() + T::one();
+        let outs = cost.iter_mut().zip(delta.iter_mut());
+        for ((&t, &p), (c, d)) in t.iter().zip(p).zip(outs) {
+            let e = p - t;
+            *c = e * e;
+            *d = two * e;
+        }
+    }
+}
+
+multiversion! {
+    /// MAE element by element on targets `t` and outputs `p`: the costs
+    /// `|p - t|` into `cost`, the gradients `sign(p - t)` into `delta`: ±1,
+    /// or `p - t` itself where it is ±0 or NaN (a select, not a branch, so
+    /// that the loop vectorizes).
+    fn mae_elements<T: Math>(t: &[T], p: &[T], cost: &mut [T], delta: &mut [T]) {
+        let (zero, one) = (T::zero(), T::one());
+        let outs = cost.iter_mut().zip(delta.iter_mut());
+        for ((&t, &p), (c, d)) in t.iter().zip(p).zip(outs) {
+            let e = p - t;
+            let a = e.abs();
+            *c = a;
+            *d = if a > zero { one.copysign(e) } else { e };
+        }
+    }
 }
 
 /// `max(v, floor)` that keeps NaN, as `np.maximum`.
@@ -465,6 +478,42 @@ mod tests {
             assert!((sum(&v) - want).abs() <= 1e-12, "{len}");
             let v32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
             assert!((sum(&v32) as f64 - want).abs() <= 1e-5, "{len}");
+        }
+        // MSE and MAE: every pair of special values as the scalar formulas
+        // (MAE's sign ±1, the difference itself where it is ±0 or NaN), over
+        // lengths through the vector loops' tails.
+        let vals = [
+            0.0,
+            -0.0,
+            1.5,
+            -2.0,
+            1e-300,
+            f64::INFINITY,
+            -f64::INFINITY,
+            f64::NAN,
+        ];
+        let pairs = vals.iter().flat_map(|&a| vals.iter().map(move |&b| (a, b)));
+        let (t, p): (Vec<f64>, Vec<f64>) = pairs.unzip();
+        let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for len in [t.len(), t.len() - 3, 5] {
+            let (mut cost, mut delta) = (vec![0.0; len], vec![0.0; len]);
+            let (t, p) = (&t[..len], &p[..len]);
+            mae_elements(t, p, &mut cost, &mut delta);
+            for i in 0..len {
+                let e = p[i] - t[i];
+                let sign = if e == 0.0 || e.is_nan() {
+                    e
+                } else {
+                    e.signum()
+                };
+                assert!(same(cost[i], e.abs()) && same(delta[i], sign), "mae {i}");
+            }
+            mse_elements(t, p, &mut cost, &mut delta);
+            for i in 0..len {
+                let e = p[i] - t[i];
+                assert!(same(cost[i], (t[i] - p[i]).powi(2)), "mse {i}");
+                assert!(same(delta[i], 2.0 * e), "mse {i}");
+            }
         }
         // BCE: saturated and NaN outputs as the scalar formula.
         let t = [1.0_f32, 0.0, 0.3, 1.0, 0.5, 0.25, 0.7, 0.0, 1.0];

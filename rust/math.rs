@@ -107,9 +107,16 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// `[-104, 89]` (0 below, `inf` above), NaN kept.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
+    exp_le_f32(if x > 89.0 { 89.0 } else { x }) // NaN stays NaN
+}
+
+/// [`exp_f32`] of `x <= 89` (or NaN) without the upper clamp: for the
+/// callers whose argument is never positive (`-|x|`).
+#[inline(always)]
+fn exp_le_f32(x: f32) -> f32 {
     // 1.5·2^23: adding it rounds to the nearest integer, kept in the low bits.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-104.0, 89.0); // NaN stays NaN
+    let x = if x < -104.0 { -104.0 } else { x }; // NaN stays NaN
     let t = x * std::f32::consts::LOG2_E + ROUND;
     let n = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let nf = t - ROUND;
@@ -171,7 +178,7 @@ fn tanh_f32(x: f32) -> f32 {
     p = p * z + 2.0 / 15.0;
     p = p * z + -1.0 / 3.0;
     let small = a + a * z * p;
-    let e = exp_f32(-2.0 * a);
+    let e = exp_le_f32(-2.0 * a);
     let large = (1.0 - e) / (1.0 + e);
     let t = if a < 0.5 { small } else { large };
     t.copysign(x)
@@ -195,14 +202,14 @@ impl Math for f32 {
 
     #[inline(always)]
     fn sigmoid(self) -> f32 {
-        sigmoid_from(self, exp_f32(-self.abs()))
+        sigmoid_from(self, exp_le_f32(-self.abs()))
     }
 
     /// `ln(1 + e)` with `e = e^-|x|` as `ln(u)·e / (u - 1)`, `u = 1 + e`
     /// rounded: the ratio makes up for the rounding of `u` (Goldberg).
     #[inline(always)]
     fn softplus(self) -> f32 {
-        let e = exp_f32(-self.abs());
+        let e = exp_le_f32(-self.abs());
         let u = 1.0 + e;
         let ln1p = if u == 1.0 {
             e

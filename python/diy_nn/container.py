@@ -124,7 +124,7 @@ class Sequential(Module):
         with self._guard():
             run = self._planned().fast
             cost = run.train_step(X, Y, loss, lr) if run is not None else None
-            if cost is not None:
+            if cost is not None and self._kept is not None:
                 self._kept = None  # what the forward kept is stale: the parameters moved
             return cost
 

@@ -49,6 +49,20 @@ def _kernel_fits(slot: list[np.ndarray]) -> bool:
     return slot[0].dtype in _KERNEL_DTYPES and all(a.flags.c_contiguous for a in slot)
 
 
+def _check_init(module: Module) -> None:
+    """Raises when ``Module.__init__`` never ran on ``module`` (its parameter and
+    gradient names are then missing): a course subclass forgot ``super().__init__()``.
+    A check where those names are read, not a ``__getattr__``: a class with one
+    pays on every attribute read (CPython then skips its attribute-lookup caches)."""
+    names = type(module)._param_names + type(module)._grad_names
+    if any(n not in module.__dict__ for n in names):
+        cls = type(module).__name__
+        raise AttributeError(
+            f"{cls} is missing its parameter attributes: {cls}.__init__ must call "
+            f"super().__init__() before setting parameters (add it as the first line)"
+        )
+
+
 class Module:
     """A layer that computes its own forward and backward pass.
 
@@ -87,22 +101,10 @@ class Module:
 
     def __setattr__(self, name: str, value: object) -> None:
         if name in self._param_names and value is not None:
+            _check_init(self)
             dtype = self.dtype or np.asarray(value).dtype
             value = np.array(value, dtype=resolve_dtype(dtype), copy=True)
         object.__setattr__(self, name, value)
-
-    def __getattr__(self, name: str) -> Any:
-        # Only reached when normal lookup fails: a parameter or gradient name
-        # (or ``dtype``, which reads them) is missing when ``Module.__init__``
-        # never ran.
-        names = type(self)._param_names + type(self)._grad_names
-        if not name.startswith("__") and any(n not in self.__dict__ for n in names):
-            cls = type(self).__name__
-            raise AttributeError(
-                f"{cls} has no attribute {name!r}: {cls}.__init__ must call "
-                f"super().__init__() before setting parameters (add it as the first line)"
-            )
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # The course API. ---------------------------------------------------------
     def forward(self, X: np.ndarray) -> np.ndarray:
@@ -225,9 +227,13 @@ class Module:
         included; a module used twice is listed once."""
         for path, module in self.named_modules(prefix):
             for pname, gname in zip(module._param_names, module._grad_names, strict=True):
-                param = getattr(module, pname)
-                if param is not None:
-                    yield path + pname, param, getattr(module, gname)
+                try:
+                    param = getattr(module, pname)
+                    if param is not None:
+                        yield path + pname, param, getattr(module, gname)
+                except AttributeError:
+                    _check_init(module)
+                    raise
 
     def parameter_slots(self) -> list[tuple[Module, str, str]]:
         """``(module, parameter attribute, gradient attribute)`` for every

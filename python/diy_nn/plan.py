@@ -100,6 +100,8 @@ _LOSS_CODES: dict[type, _core.LossKind] = {
     CrossEntropyCriterion: _core.LossKind.LogSoftmaxNLL,
 }
 _INDEX_LOSSES = (_core.LossKind.CrossEntropy, _core.LossKind.LogSoftmaxNLL)
+# Per loss class: its code, and whether it also takes class indices.
+_LOSS_KINDS = {cls: (code, code in _INDEX_LOSSES) for cls, code in _LOSS_CODES.items()}
 
 
 def unpatched(module: object) -> bool:
@@ -232,7 +234,7 @@ class DenseRun(_Fused):
     def _input(self, X: Any) -> np.ndarray | None:
         """``X`` in the parameters' dtype if the run can take it, else None."""
         dtype = self.linears[0]._parameters.dtype
-        if self._softplus < _SOFTPLUS_EXACT.get(dtype, np.inf):
+        if not self._softplus_exact(dtype):
             return None
         for layer in self.linears:
             if layer._parameters.dtype != dtype or (
@@ -240,6 +242,10 @@ class DenseRun(_Fused):
             ):
                 return None
         return _cast(X, self.linears[0]._parameters)
+
+    def _softplus_exact(self, dtype: np.dtype) -> bool:
+        """Whether the kernels read every Softplus derivative exactly in ``dtype``."""
+        return self._softplus >= _SOFTPLUS_EXACT.get(dtype, np.inf)
 
     def _forward(self, x: np.ndarray, exposed: bool) -> tuple[np.ndarray, Any]:
         outputs = _core.dense_forward(
@@ -280,25 +286,32 @@ class DenseRun(_Fused):
         """One plain SGD step (``p -= lr * grad``; ``lr`` None: the gradients only)
         on ``(X, Y)`` for ``loss`` in one call; the mean cost, or None when the step
         does not fit the kernel (the general path then runs, and raises its usual errors)."""
-        code = _LOSS_CODES.get(type(loss))
-        if code is None or not COURSE_LOSS.isdisjoint(loss.__dict__):
+        kind = _LOSS_KINDS.get(type(loss))
+        if kind is None or not COURSE_LOSS.isdisjoint(loss.__dict__):
             return None
-        arrays = self._step_arrays()
-        x = self._input(X) if arrays is not None else None
-        if arrays is None or x is None:
+        arrays = self._step_arrays()  # every parameter and gradient of one dtype
+        if arrays is None:
             return None
-        k = arrays[0][-1].shape[1]
-        if code in _INDEX_LOSSES and Y.ndim == 1 and Y.dtype.kind in "iu":
+        ws = arrays[0]
+        if self._softplus < np.inf and not self._softplus_exact(ws[0].dtype):
+            return None
+        x = _cast(X, ws[0])
+        if x is None:
+            return None
+        code, takes_indices = kind
+        if takes_indices and Y.ndim == 1 and Y.dtype.kind in "iu":
             target = Y.astype(np.int64, copy=False)
-        elif Y.shape == (len(x), k) and Y.dtype.kind in _CASTABLE_KINDS:
-            target = Y if Y.dtype == x.dtype else Y.astype(x.dtype)
+        elif Y.shape == (len(x), ws[-1].shape[1]) and Y.dtype.kind in _CASTABLE_KINDS:
+            target = Y if Y.dtype is x.dtype or Y.dtype == x.dtype else Y.astype(x.dtype)
         else:
             return None
-        if self._trainer is None:
-            self._trainer = _core.DenseTrainer()
-        ws, bs, gws, gbs = arrays
+        trainer = self._trainer
+        if trainer is None:
+            trainer = self._trainer = _core.DenseTrainer()
         try:
-            return self._trainer.step(x, target, ws, bs, self.codes, gws, gbs, code, lr)
+            return trainer.step(
+                x, target, ws, arrays[1], self.codes, arrays[2], arrays[3], code, lr
+            )
         except ValueError:  # e.g. a class index out of range, checked before any write
             return None
 
@@ -493,9 +506,14 @@ def plan(layers: Sequence[Module]) -> list[Step]:
 def _cast(X: Any, weight: np.ndarray) -> np.ndarray | None:
     """``X`` as a 2-D input of ``weight``'s layer in its dtype, or None if it cannot be."""
     x = X if isinstance(X, np.ndarray) else np.asarray(X)
-    if x.ndim != 2 or x.shape[1] != weight.shape[0] or x.dtype.kind not in _CASTABLE_KINDS:
+    if x.ndim != 2 or x.shape[1] != weight.shape[0]:
         return None
-    return x if x.dtype == weight.dtype else x.astype(weight.dtype)
+    dtype, want = x.dtype, weight.dtype
+    if dtype is want:  # the usual case, without numpy's dtype comparison
+        return x
+    if dtype.kind not in _CASTABLE_KINDS:
+        return None
+    return x if dtype == want else x.astype(want)
 
 
 def _fit_grads(layer: Module) -> None:

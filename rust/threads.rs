@@ -13,6 +13,14 @@
 //!
 //! Nobody spins with more threads than cores: a spinning thread would hold
 //! the core that the thread it waits for needs (libgomp throttles likewise).
+//! Other programs can take the cores all the same, and then the awaited
+//! thread may not be running at all. So a spinning thread yields its core
+//! every [`YIELD_EVERY`] spins (to whoever is runnable: perhaps the awaited
+//! thread, else a program whose slice ends sooner for it), and the caller
+//! stops spinning once it has waited twice its own part and [`SPIN_SLACK`]
+//! (a worker that late is probably descheduled) and sleeps instead. On a
+//! quiet machine the parts end within the first yield interval: nothing
+//! changes there.
 //!
 //! The pool is the kernels' own, never rayon's global one: it is built at the
 //! first parallel region (not by [`set_num_threads`], which only records the
@@ -71,9 +79,17 @@ static EPOCH: AtomicUsize = AtomicUsize::new(0);
 /// gives its cores back at once.
 pub const LINGER: Duration = Duration::from_micros(300);
 
-/// Spins of the waiting caller before it falls back to sleeping (about a
-/// millisecond): a part that long is worth a wake-up.
-const CALLER_SPINS: u32 = 1 << 16;
+/// The longest the caller spins for the other parts before it sleeps: a
+/// part that long is worth a wake-up.
+const CALLER_SPIN: Duration = Duration::from_millis(1);
+
+/// What the caller's spin may exceed twice its own part by: the other parts'
+/// start (a worker wakes in tens of µs) and their unevenness.
+const SPIN_SLACK: Duration = Duration::from_micros(100);
+
+/// Spins between two yields of a spinning thread (some 100 µs on a 2020s
+/// x86 core, whose `pause` takes tens of ns).
+const YIELD_EVERY: u32 = 1 << 12;
 
 fn lock() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(|e| e.into_inner())
@@ -258,15 +274,15 @@ pub fn par_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
                 f(i);
             });
         }
+        let start = Instant::now();
         f(0);
         // A pool worker that calls this (nested parallelism) must not spin: the
         // other parts may wait in its own queue, and the scope's end runs them.
         if pool.spin && rayon::current_thread_index().is_none() {
-            let mut spins = 0u32;
-            while pending.load(Ordering::Acquire) != 0 && spins < CALLER_SPINS {
-                std::hint::spin_loop();
-                spins += 1;
-            }
+            let wait = (start.elapsed() * 2 + SPIN_SLACK).min(CALLER_SPIN);
+            spin_until(Instant::now() + wait, || {
+                pending.load(Ordering::Acquire) == 0
+            });
         }
     });
     if pool.spin {
@@ -283,17 +299,27 @@ fn linger(pool: &Pool) {
         pool.lingering.fetch_add(1, Ordering::AcqRel);
         let lingering = Arc::clone(&pool.lingering);
         pool.rayon.spawn(move || {
-            let start = Instant::now();
-            'spin: while start.elapsed() < LINGER {
-                for _ in 0..64 {
-                    if EPOCH.load(Ordering::Acquire) != epoch {
-                        break 'spin;
-                    }
-                    std::hint::spin_loop();
-                }
-            }
+            spin_until(Instant::now() + LINGER, || {
+                EPOCH.load(Ordering::Acquire) != epoch
+            });
             lingering.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+}
+
+/// Spins until `done()`, or until `end` is past, yielding the core every
+/// [`YIELD_EVERY`] spins (the only times it reads the clock).
+fn spin_until(end: Instant, done: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins = spins.wrapping_add(1);
+        if spins.is_multiple_of(YIELD_EVERY) {
+            if Instant::now() > end {
+                return;
+            }
+            std::thread::yield_now();
+        }
+        std::hint::spin_loop();
     }
 }
 

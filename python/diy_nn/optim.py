@@ -435,8 +435,9 @@ class RMSprop(Optimizer):
 
     def _step(self, params: Params) -> None:
         rule = _core.Rule.Centered if self.centered else _core.Rule.RmsProp
-        hyper = _hyper(rule, self.eps, self.momentum, self.weight_decay, b2=self.alpha)
-        hyper["eps"] = self.epsilon
+        hyper = _hyper(
+            rule, self.eps, self.momentum, self.weight_decay, b2=self.alpha, eps=self.epsilon
+        )
         keys = ("square_avg", "grad_avg")[: 1 + self.centered] + ("momentum",) * (self.momentum > 0)
         self._update(hyper, keys, params)
 

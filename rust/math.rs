@@ -11,9 +11,9 @@
 //! NaN in gives NaN out, everywhere. `f64` uses the standard library. `f32`
 //! uses branch-free polynomials (within a few ulp of the correctly rounded
 //! value, subnormal results included) that LLVM vectorizes; the slice forms
-//! are compiled once per instruction set by [`multiversion!`]. The one
-//! hand-written SIMD form, 16 lanes of `exp` for the AVX-512 row kernels of
-//! softmax, is [`avx512::exp16`].
+//! are compiled once per instruction set by [`multiversion!`]. `exp` alone
+//! is also written by hand, for the `f32` slice forms (softmax, losses):
+//! `avx2::exp8` (the scalar steps with FMA) and `avx512::exp16`.
 
 use crate::float::Float;
 use crate::simd::multiversion;
@@ -34,6 +34,12 @@ pub trait Math: Float {
     /// `v = e^v` for every `v`.
     fn exp_slice(v: &mut [Self]) {
         exp_all(v);
+    }
+
+    /// `dst = e^src`, of one length.
+    fn exp_into(src: &[Self], dst: &mut [Self]) {
+        dst.copy_from_slice(src);
+        Self::exp_slice(dst);
     }
 }
 
@@ -101,6 +107,11 @@ impl Math for f64 {
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 
+/// The polynomial of [`exp_le_f32`], highest degree first: `e^r = 1 + r +
+/// r²·p(r)` on `|r| <= ln2/2`.
+#[rustfmt::skip]
+const EXP_P: [f32; 6] = [1.9875691e-4, 1.3982e-3, 8.333452e-3, 4.1665796e-2, 1.6666665e-1, 0.5];
+
 /// `e^x` (Cephes' `expf`): `x = n·ln2 + r` with `|r| <= ln2/2`, `e^r` by a
 /// degree-7 polynomial, then `2^n` in two halves (each a normal float), so
 /// that results down to the subnormals are right; `x` is clamped to
@@ -121,12 +132,10 @@ fn exp_le_f32(x: f32) -> f32 {
     let n = t.to_bits().wrapping_sub(ROUND.to_bits()) as i32;
     let nf = t - ROUND;
     let r = x - nf * LN2_HI - nf * LN2_LO;
-    let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_2e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
+    let mut p = EXP_P[0];
+    for c in &EXP_P[1..] {
+        p = p * r + c;
+    }
     let y = p * r * r + r + 1.0;
     let half = n >> 1;
     let pow2 = |e: i32| f32::from_bits((e.wrapping_add(127) as u32).wrapping_shl(23));
@@ -220,12 +229,97 @@ impl Math for f32 {
     }
 
     fn exp_slice(v: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if crate::simd::avx512() {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { avx512::exp_slice(v) };
+        let p = v.as_mut_ptr();
+        // SAFETY: `p` holds `v.len()` floats, read and written in place.
+        unsafe { exp_f32s(p, p, v.len()) }
+    }
+
+    fn exp_into(src: &[f32], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "exp_into: lengths");
+        // SAFETY: `src` and `dst` hold `dst.len()` floats each, apart.
+        unsafe { exp_f32s(src.as_ptr(), dst.as_mut_ptr(), dst.len()) }
+    }
+}
+
+/// `dst[i] = e^src[i]` for `i < n`, on the widest vectors the CPU has.
+///
+/// # Safety
+/// `src` and `dst` are valid for `n` floats, and equal if they overlap.
+unsafe fn exp_f32s(src: *const f32, dst: *mut f32, n: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::simd::avx512() {
+        // SAFETY: the CPU has AVX-512F; the pointers: this function's contract.
+        return unsafe { avx512::exp_slice(src, dst, n) };
+    } else if crate::simd::vector_bytes() == 32 {
+        // SAFETY: the CPU has AVX2 and FMA; the pointers: as above.
+        return unsafe { avx2::exp_slice(src, dst, n) };
+    }
+    for i in 0..n {
+        // SAFETY: i < n.
+        unsafe { *dst.add(i) = exp_f32(*src.add(i)) };
+    }
+}
+
+/// `exp` of 8 `f32` lanes with AVX2 and FMA: the steps of [`exp_le_f32`],
+/// each multiply-add fused (LLVM vectorizes the scalar form, but does not
+/// fuse: this runs the same polynomial in about half the instructions).
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn exp8(x: __m256) -> __m256 {
+        let set = _mm256_set1_ps;
+        // min/max return their second operand when either is NaN: NaN goes through.
+        let x = _mm256_max_ps(set(-104.0), _mm256_min_ps(set(89.0), x));
+        let t = _mm256_mul_ps(x, set(std::f32::consts::LOG2_E));
+        let t = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(t);
+        let r = _mm256_fnmadd_ps(t, set(super::LN2_HI), x);
+        let r = _mm256_fnmadd_ps(t, set(super::LN2_LO), r);
+        let mut p = set(super::EXP_P[0]);
+        for &c in &super::EXP_P[1..] {
+            p = _mm256_fmadd_ps(p, r, set(c));
         }
-        exp_all(v);
+        let y = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, set(1.0)));
+        // 2^n in two halves, each a normal float, as in the scalar form.
+        let n = _mm256_cvtps_epi32(t);
+        let half = _mm256_srai_epi32::<1>(n);
+        let bias = _mm256_set1_epi32(127);
+        let pow2 = |e| _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(e, bias)));
+        let (lo, hi) = (pow2(half), pow2(_mm256_sub_epi32(n, half)));
+        _mm256_mul_ps(_mm256_mul_ps(y, lo), hi)
+    }
+
+    /// `sum(e^(x - m))`, one pass, nothing stored: `softmax::exp_sum` without
+    /// `y` on AVX2 (its AVX-512 form, masked, is in `softmax/avx512.rs`).
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn exp_sum(x: &[f32], m: f32) -> f32 {
+        let (mv, mut acc, steps) = (_mm256_set1_ps(m), _mm256_setzero_ps(), x.chunks_exact(8));
+        let rest = steps.remainder();
+        for c in steps {
+            // SAFETY: `c` holds 8 floats.
+            let e = exp8(_mm256_sub_ps(unsafe { _mm256_loadu_ps(c.as_ptr()) }, mv));
+            acc = _mm256_add_ps(acc, e);
+        }
+        // SAFETY: a vector of 8 `f32` has the layout of `[f32; 8]`.
+        let lanes: [f32; 8] = unsafe { std::mem::transmute(acc) };
+        rest.iter()
+            .fold(lanes.iter().sum(), |s: f32, &v| s + super::exp_f32(v - m))
+    }
+
+    /// [`super::exp_f32s`]: 8-lane steps, the tail through a buffer (an element
+    /// gets the same bits wherever it falls; masked stores are slow on AMD).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp_slice(src: *const f32, dst: *mut f32, n: usize) {
+        let (tail, mut buf) = (n % 8, [0.0f32; 8]);
+        // SAFETY (all three): every index is below n (the caller's contract).
+        for i in (0..n - tail).step_by(8) {
+            unsafe { _mm256_storeu_ps(dst.add(i), exp8(_mm256_loadu_ps(src.add(i)))) };
+        }
+        unsafe { std::ptr::copy(src.add(n - tail), buf.as_mut_ptr(), tail) };
+        let e = exp8(_mm256_loadu_ps(buf.as_ptr()));
+        unsafe { std::ptr::copy(&e as *const __m256 as *const f32, dst.add(n - tail), tail) };
     }
 }
 
@@ -282,19 +376,17 @@ pub(crate) mod avx512 {
         _mm512_scalef_ps(p, t)
     }
 
-    /// `v = e^v` for every `v`: 16-lane steps, then one masked.
+    /// [`super::exp_f32s`]: 16-lane steps, then one masked.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn exp_slice(v: &mut [f32]) {
-        let mut i = 0;
-        while i < v.len() {
-            let m = ((1u32 << (v.len() - i).min(16)) - 1) as __mmask16;
-            // SAFETY: the lanes of `m` lie inside `v`; the others are not touched.
+    pub(super) unsafe fn exp_slice(src: *const f32, dst: *mut f32, n: usize) {
+        for i in (0..n).step_by(16) {
+            let m = ((1u32 << (n - i).min(16)) - 1) as __mmask16;
+            // SAFETY: the lanes of `m` lie below n (the caller's contract);
+            // the others are not touched.
             unsafe {
-                let p = v.as_mut_ptr().add(i);
-                let x = _mm512_maskz_loadu_ps(m, p);
-                _mm512_mask_storeu_ps(p, m, exp16::<false>(x));
+                let x = _mm512_maskz_loadu_ps(m, src.add(i));
+                _mm512_mask_storeu_ps(dst.add(i), m, exp16::<false>(x));
             }
-            i += 16;
         }
     }
 }

@@ -31,8 +31,7 @@ pub const SOFTMAX_PAR_MIN_WORK: usize = 64 * 1024;
 pub use crate::math::Math as Exp;
 
 /// `sum(e^(x - m))`, the terms also stored in `y` (of the length of `x`)
-/// when given, in one pass: 16 lanes at a time for `f32` on a CPU with
-/// AVX-512F.
+/// when given, in one pass for `f32` with AVX-512F (AVX2: the sum alone).
 #[inline(always)]
 pub(crate) fn exp_sum<T: Math>(x: &[T], m: T, y: Option<&mut [T]>) -> T {
     #[cfg(target_arch = "x86_64")]
@@ -42,17 +41,20 @@ pub(crate) fn exp_sum<T: Math>(x: &[T], m: T, y: Option<&mut [T]>) -> T {
         // SAFETY: the CPU has AVX-512F.
         return T::from(unsafe { avx512::exp_sum(x32, m, y) }).expect("an f32");
     }
-    // Elsewhere exp runs on whole vectors ([`Math::exp_slice`]) and the sum on
-    // several accumulators: a fold of `exp` into one sum would run element by
-    // element, each step waiting for the last.
+    #[cfg(target_arch = "x86_64")]
+    if let (None, 32, Some(x32)) = (&y, crate::simd::vector_bytes(), as_f32(x)) {
+        // SAFETY: the CPU has AVX2 and FMA.
+        let s = unsafe { crate::math::avx2::exp_sum(x32, m.to_f32().expect("an f32")) };
+        return T::from(s).expect("an f32");
+    }
     match y {
         Some(y) => exp_shift_sum(x, m, y),
         None => {
-            let mut terms = [T::zero(); 256];
-            let pieces = x.chunks(terms.len());
-            pieces.fold(T::zero(), |s, p| {
-                s + exp_shift_sum(p, m, &mut terms[..p.len()])
-            })
+            let (mut terms, mut s) = ([T::zero(); 256], T::zero());
+            for p in x.chunks(terms.len()) {
+                s += exp_shift_sum(p, m, &mut terms[..p.len()]);
+            }
+            s
         }
     }
 }
@@ -74,7 +76,7 @@ mod avx512;
 /// Below this row length the reductions run on 4 independent accumulators,
 /// above on 32 (4 AVX2 registers): independent chains hide the latency of
 /// `max`/`add` (a row of 10 is a chain of 4 dependent steps, not 10).
-pub(crate) const WIDE: usize = 64;
+const WIDE: usize = 64;
 
 /// Folds `f(acc, a[i], b[i])` over `a` and `b` on `N` independent
 /// accumulators, joined one after the other by `f(acc, other, 1)` (LLVM
@@ -123,7 +125,7 @@ fn dot<T: Float>(a: &[T], b: &[T]) -> T {
 
 /// `dst = exp(src - m)`, returns the sum of `dst`.
 #[inline(always)]
-pub(crate) fn exp_shift_sum<T: Math>(src: &[T], m: T, dst: &mut [T]) -> T {
+fn exp_shift_sum<T: Math>(src: &[T], m: T, dst: &mut [T]) -> T {
     for (d, &s) in dst.iter_mut().zip(src) {
         *d = s - m;
     }
@@ -192,21 +194,19 @@ macro_rules! exp_rows_of {
 exp_rows_of!(softmax_rows: Softmax, log_softmax_rows: LogSoftmax);
 exp_rows_of!(log_softmax_backward_rows: LogSoftmaxBackward);
 
-/// The ops that take `exp` (all but the softmax backward) in plain loops:
-/// long rows ([`WIDE`] and up) one by one in fused passes, short rows block
-/// by block ([`block_rows`]) with the `exp` of a whole block at once.
+/// The ops that take `exp` (all but the softmax backward) in plain loops,
+/// block by block ([`block_rows`]): the `exp` of a whole block at once
+/// ([`Math::exp_slice`], on whole vectors), then each row's sum and output.
 #[inline(always)]
 fn exp_rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
-    let long = k >= WIDE;
-    let rows = if long { 1 } else { block_rows(k) };
+    let rows = block_rows(k);
     let mut maxes = vec![T::zero(); rows];
     for (i, ob) in out.chunks_mut(rows * k).enumerate() {
         let span = i * rows * k..i * rows * k + ob.len();
         let (ab, bb) = (&a[span.clone()], &b[span]);
-        if !long && op == RowOp::LogSoftmaxBackward {
-            ob.copy_from_slice(ab);
-            T::exp_slice(ob);
-        } else if !long {
+        if op == RowOp::LogSoftmaxBackward {
+            T::exp_into(ab, ob);
+        } else {
             shift_rows(ab, ob, k, &mut maxes);
             T::exp_slice(ob);
         }
@@ -214,27 +214,15 @@ fn exp_rows<T: Math>(op: RowOp, a: &[T], b: &[T], out: &mut [T], k: usize) {
         for (((xr, dr), yr), &m) in rows.zip(ob.chunks_exact_mut(k)).zip(&maxes) {
             match op {
                 RowOp::Softmax => {
-                    let inv = T::one()
-                        / match long {
-                            true => exp_sum(xr, row_max(xr), Some(&mut *yr)),
-                            false => sum(yr),
-                        };
+                    let inv = T::one() / sum(yr);
                     yr.iter_mut().for_each(|v| *v *= inv);
                 }
                 RowOp::LogSoftmax => {
-                    let m = if long { row_max(xr) } else { m };
-                    let s = if long { exp_sum(xr, m, None) } else { sum(yr) };
                     // (x - m) - log(s), in that order: x - (m + log(s))
                     // would lose the digits of log(s) when |m| is large.
-                    let ls = s.ln();
+                    let ls = sum(yr).ln();
                     for (v, &xv) in yr.iter_mut().zip(xr) {
                         *v = (xv - m) - ls;
-                    }
-                }
-                _ if long => {
-                    let s = sum(dr);
-                    for ((g, &y), &d) in yr.iter_mut().zip(xr).zip(dr) {
-                        *g = d - y.exp_() * s;
                     }
                 }
                 _ => {

@@ -21,24 +21,14 @@ use crate::simd::multiversion;
 use crate::small_gemm::product_into;
 use crate::threads;
 
-/// Products of two rows or more with fewer multiply-adds stay on the calling
-/// thread (the MLP's `(100, 256)·(256, 128)` does, the CNNs' larger split).
+/// Products with fewer multiply-adds stay on the calling thread (the MLP's
+/// `(100, 256)·(256, 128)` and its batch-1 forward do, the CNNs' larger split).
 pub const GEMM_PAR_MIN_WORK: usize = 4 * 1024 * 1024;
 
-/// A one-row product `(1, k)·(k, n)` (a batch-1 forward) streams `b` once,
-/// one multiply-add per element: from this many bytes of `b` on, each thread
-/// streams its own rows of `b`, from its own core's cache at the next call.
-pub const GEMV_PAR_MIN_BYTES: usize = 256 * 1024;
-
-/// Whether a product of `T` is split across the kernels' threads: from the
-/// bytes of `b` it reads for a single row of output, from its multiply-adds
-/// for more rows.
-pub(crate) fn parallel<T>(m: usize, n: usize, k: usize) -> bool {
-    let enough = if m == 1 {
-        k.saturating_mul(n).saturating_mul(std::mem::size_of::<T>()) >= GEMV_PAR_MIN_BYTES
-    } else {
-        m.saturating_mul(n).saturating_mul(k) >= GEMM_PAR_MIN_WORK
-    };
+/// Whether a product is split across the kernels' threads: by its multiply-adds,
+/// one row or more (a batch-1 forward is over before a split's waiting pays).
+pub(crate) fn parallel(m: usize, n: usize, k: usize) -> bool {
+    let enough = m.saturating_mul(n).saturating_mul(k) >= GEMM_PAR_MIN_WORK;
     cfg!(feature = "multi-threads") && enough && threads::num_threads() > 1
 }
 
@@ -86,7 +76,7 @@ pub fn gemm_into<T: Float>(
         }
         return Ok(());
     }
-    if parallel::<T>(m, n, k) {
+    if parallel(m, n, k) {
         gemm_split(out, a, b, alpha, beta);
     } else {
         gemm_unchecked(out, a, b, alpha, beta);
@@ -161,96 +151,87 @@ fn gemm_split<T: Float>(
     });
 }
 
-/// Columns of `b` in one lane group of [`gemv`]: a fixed-size array that
-/// LLVM keeps in vector registers (one AVX-512 register of `f32`).
-const GEMV_LANES: usize = 16;
-
-/// `out (1, n) = beta·out + alpha·(x·w)` for the row-major `(x.len(), n)`
+/// `out (n,) = beta·out + alpha·(x·w)` for the row-major `(x.len(), n)`
 /// matrix `w`; with `beta = 0` the previous `out` is never read.
-fn gemv<T: Float>(mut out: ArrayViewMut2<'_, T>, x: ArrayView1<'_, T>, w: &[T], alpha: T, beta: T) {
+fn gemv<T: Float>(out: &mut [T], x: ArrayView1<'_, T>, w: &[T], alpha: T, beta: T) {
     let x: Cow<'_, [T]> = match x.as_slice() {
         Some(x) if alpha == T::one() => Cow::Borrowed(x),
         _ => x.iter().map(|&v| alpha * v).collect(),
     };
-    let mut acc = vec![T::zero(); out.ncols().next_multiple_of(GEMV_LANES)];
-    gemv_acc(&mut acc, &x, w, out.ncols());
-    for (o, &s) in out.iter_mut().zip(&acc) {
-        *o = if beta == T::zero() { s } else { beta * *o + s };
-    }
+    let zero = beta == T::zero();
+    out.iter_mut()
+        .for_each(|o| *o = if zero { T::zero() } else { beta * *o });
+    gemv_acc(out, &x, w);
 }
 
 multiversion! {
-    /// `acc[..n] += Σₚ x[p]·w[p·n..(p + 1)·n]`, `acc.len()` being `n` rounded
-    /// up to [`GEMV_LANES`]: `w` in blocks of [`GEMV_BLOCK_BYTES`], each block
-    /// in bands of 1, 2 or 4 lane groups whose sums stay in registers.
-    fn gemv_acc<T: Float>(acc: &mut [T], x: &[T], w: &[T], n: usize) {
-        let widest = 64 / std::mem::size_of::<T>() / 4;
-        let rows = (GEMV_BLOCK_BYTES / std::mem::size_of::<T>() / n).max(4) / 4 * 4;
-        for (i, x) in x.chunks(rows).enumerate() {
-            let w = &w[i * rows * n..];
+    /// `acc += Σₚ x[p]·w[p·n..(p + 1)·n]` for `n = acc.len()`, four rows of `w`
+    /// at a time: one pass over `acc` per four rows ([`gemv_quad`]), or under
+    /// 32 columns (where such passes are mostly loop overhead) one pass over
+    /// the rows per band of columns summed in registers ([`gemv_band`]).
+    fn gemv_acc<T: Float>(acc: &mut [T], x: &[T], w: &[T]) {
+        let n = acc.len();
+        if n < 32 {
             let mut col = 0;
-            while col < acc.len() {
-                col += match ((acc.len() - col) / GEMV_LANES).min(widest) {
-                    4.. => gemv_band::<T, 4>(acc, x, w, n, col),
-                    2 | 3 => gemv_band::<T, 2>(acc, x, w, n, col),
-                    _ => gemv_band::<T, 1>(acc, x, w, n, col),
+            while col < n {
+                col += match n - col {
+                    8.. => gemv_band::<T, 8>(acc, x, w, col),
+                    4.. => gemv_band::<T, 4>(acc, x, w, col),
+                    2 | 3 => gemv_band::<T, 2>(acc, x, w, col),
+                    _ => gemv_band::<T, 1>(acc, x, w, col),
                 };
             }
-        }
-    }
-}
-
-/// The rows of `b` that [`gemv_acc`] reads band by band: a block that fits
-/// the fastest cache, so that `b` is fetched from memory once.
-const GEMV_BLOCK_BYTES: usize = 32 * 1024;
-
-/// One band of [`gemv_acc`]: the `G` lane groups from column `col` on; returns
-/// the band's width. Four interleaved sums per lane (rows `p mod 4`) hide the
-/// adder's latency. A row's read may run on into the next row (into the
-/// padding of `acc`); the last rows, which would pass the end of `w`, are
-/// added exactly `n` wide.
-#[inline(always)]
-fn gemv_band<T: Float, const G: usize>(
-    acc: &mut [T],
-    x: &[T],
-    w: &[T],
-    n: usize,
-    col: usize,
-) -> usize {
-    const L: usize = GEMV_LANES;
-    let end = col + G * L;
-    let mut sums = [[[T::zero(); L]; G]; 4];
-    // Four rows at a time: windows that hold them, bounds checked once.
-    let quads = w[col..].windows(3 * n + G * L).step_by(4 * n);
-    let mut done = 0;
-    for (x4, rows) in x.chunks_exact(4).zip(quads) {
-        for (j, sums) in sums.iter_mut().enumerate() {
-            let row = &rows[j * n..j * n + G * L];
-            for (s, row) in sums.iter_mut().zip(row.chunks_exact(L)) {
-                for l in 0..L {
-                    s[l] += x4[j] * row[l];
-                }
+        } else {
+            for (x, w) in x.as_chunks::<4>().0.iter().zip(w.chunks_exact(4 * n)) {
+                let col = gemv_quad::<T, 32>(acc, x, w, 0);
+                let col = gemv_quad::<T, 8>(acc, x, w, col);
+                gemv_quad::<T, 1>(acc, x, w, col);
             }
         }
-        done += 4;
-    }
-    let band = &mut acc[col..end];
-    for (g, band) in band.chunks_exact_mut(L).enumerate() {
-        for l in 0..L {
-            band[l] += (sums[0][g][l] + sums[1][g][l]) + (sums[2][g][l] + sums[3][g][l]);
+        let done = x.len() / 4 * 4;
+        for (&x, w) in x[done..].iter().zip(w[done * n..].chunks_exact(n)) {
+            acc.iter_mut().zip(w).for_each(|(a, &v)| *a += x * v);
         }
     }
-    let cols = col..end.min(n);
-    for p in done..x.len() {
-        for (a, &v) in acc[cols.clone()].iter_mut().zip(&w[p * n..][cols.clone()]) {
-            *a += x[p] * v;
-        }
-    }
-    G * L
 }
 
-/// `out = beta·out + alpha·(a·b)` on the calling thread, shapes unchecked: [`gemv`] for one row of output from a row-major `b`, the `gemm`
-/// crate otherwise.
+/// One pass of [`gemv_acc`] over the columns from `col` on, `V` at a time,
+/// for the four rows of `w` (`(4, acc.len())`); returns where it stopped.
+#[inline(always)]
+fn gemv_quad<T: Float, const V: usize>(acc: &mut [T], x: &[T; 4], w: &[T], col: usize) -> usize {
+    let n = acc.len();
+    let rows = |i: usize| w[i * n + col..(i + 1) * n].chunks_exact(V);
+    let quads = rows(0).zip(rows(1)).zip(rows(2).zip(rows(3)));
+    for (a, ((p, q), (r, s))) in acc[col..].chunks_exact_mut(V).zip(quads) {
+        for l in 0..V {
+            a[l] += (x[0] * p[l] + x[1] * q[l]) + (x[2] * r[l] + x[3] * s[l]);
+        }
+    }
+    col + (n - col) / V * V
+}
+
+/// Columns `col..col + V` of [`gemv_acc`] over the rows of `w` in fours, on four
+/// sums per lane (rows `p mod 4`) that hide the adder's latency; returns `V`.
+#[inline(always)]
+fn gemv_band<T: Float, const V: usize>(acc: &mut [T], x: &[T], w: &[T], col: usize) -> usize {
+    let n = acc.len();
+    let mut sums = [[T::zero(); V]; 4];
+    for (x, w) in x.chunks_exact(4).zip(w.chunks_exact(4 * n)) {
+        for (i, s) in sums.iter_mut().enumerate() {
+            let row: &[T; V] = w[i * n + col..][..V].try_into().unwrap();
+            for l in 0..V {
+                s[l] += x[i] * row[l];
+            }
+        }
+    }
+    for (l, a) in acc[col..col + V].iter_mut().enumerate() {
+        *a += (sums[0][l] + sums[1][l]) + (sums[2][l] + sums[3][l]);
+    }
+    V
+}
+
+/// `out = beta·out + alpha·(a·b)` on the calling thread, shapes unchecked: [`gemv`] for one row of output from a row-major `b` into a contiguous
+/// `out`, the `gemm` crate otherwise.
 ///
 /// The caller guarantees `a (m, k)`, `b (k, n)`, `out (m, n)` with `m, n, k > 0`
 /// and no zero stride in `out`.
@@ -264,7 +245,7 @@ pub(crate) fn gemm_unchecked<T: Float>(
     let (m, k) = a.dim();
     let n = b.ncols();
     debug_assert!(out.dim() == (m, n) && b.nrows() == k && m * n * k > 0);
-    if let (1, Some(w)) = (m, b.as_slice()) {
+    if let (1, Some(w), Some(out)) = (m, b.as_slice(), out.as_slice_mut()) {
         return gemv(out, a.row(0), w, alpha, beta);
     }
     let [ors, ocs] = [out.strides()[0], out.strides()[1]];
@@ -444,16 +425,23 @@ mod tests {
             (17, 33, 9),
             (64, 1, 65),
             (130, 70, 50),
-            // One row: gemv's bands of 1, 2 and 4 lane groups, and its last rows.
+            // One row: gemv's narrow bands (8 + 2, 8 + 8 + 1, 4 + 2 + 1) and
+            // wide passes (32 + 1, 32·3 + 4·1, 32 + 8 + 5·1), and its last rows.
             (1, 7936, 10),
+            (1, 600, 17),
+            (1, 41, 7),
             (1, 37, 33),
             (1, 3, 100),
-            (1, 600, 17),
+            (1, 9, 45),
             (1, 2, 1),
         ] {
             let (a, b) = (seq(m, k, 0.1), seq(k, n, 0.7));
-            let got = matmul(a.view(), b.view()).unwrap();
-            assert_close(&got, &naive(a.view(), b.view()));
+            let want = naive(a.view(), b.view());
+            assert_close(&matmul(a.view(), b.view()).unwrap(), &want);
+            let got = matmul(a.mapv(|v| v as f32).view(), b.mapv(|v| v as f32).view()).unwrap();
+            // float32 sums of k products of terms in [-1, 1]
+            assert!(std::iter::zip(&got, &want)
+                .all(|(&p, q)| (f64::from(p) - q).abs() <= 1e-6 * k as f64));
         }
     }
 

@@ -81,9 +81,19 @@ def test_addmm_accumulates_in_place(dtype):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_one_row_products(dtype, threads):
     """Batch 1, ``x (1, k) @ w (k, n)``: widths around the 16-lane groups of the
-    one-row kernel, short and long ``k`` (long enough to split over 2 threads),
-    with a bias, scaled and accumulated, from strided ``x`` and ``w``."""
-    shapes = [(1, 1), (2, 48), (3, 100), (37, 33), (600, 17), (7936, 10), (784, 512), (4099, 65)]
+    one-row kernel, short and long ``k`` ((2100, 2000) has enough multiply-adds to split
+    over 2 threads), with a bias, scaled and accumulated, from strided ``x`` and ``w``."""
+    shapes = [
+        (1, 1),
+        (2, 48),
+        (3, 100),
+        (37, 33),
+        (600, 17),
+        (7936, 10),
+        (784, 512),
+        (4099, 65),
+        (2100, 2000),
+    ]
     try:
         _core.set_num_threads(threads)
         for k, n in shapes:

@@ -14,7 +14,7 @@ use crate::simd::{multiversion, vector_bytes};
 
 /// The longest patch (`Kh·Kw·Cin`) the direct kernels take (see
 /// [`super::use_direct`]).
-pub(super) const DIRECT_MAX_PATCH: usize = 49;
+pub(super) const DIRECT_MAX_PATCH: usize = 160;
 
 /// Where the direct kernels read: samples of the input, zero padded, as
 /// `(n, hp, wp, cin)`, and the offset of each patch entry from the corner of
@@ -158,10 +158,9 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
             for c0 in (0..cpad).step_by(L) {
                 let bias: [T; L] = bpad[c0..c0 + L].try_into().expect("L lanes");
                 let mut acc = [bias; R];
-                for (t, &off) in offs.iter().enumerate() {
-                    let wv: &[T; L] = wpad[t * cpad + c0..t * cpad + c0 + L]
-                        .try_into()
-                        .expect("L lanes");
+                // the weight rows zipped in: one bounds test per row, hoisted
+                for (&off, wrow) in offs.iter().zip(wpad.chunks_exact(cpad)) {
+                    let wv: &[T; L] = wrow[c0..c0 + L].try_into().expect("L lanes");
                     for i in 0..R {
                         // SAFETY: `bases[i]` starts a receptive field of this
                         // sample and `off <= offs[kc - 1]`: inside the sample
@@ -370,8 +369,8 @@ fn direct_forward<T: Float>(f: &DirectForward<T>, xp: &[T], out: &mut [T]) {
 
 multiversion! {
     /// [`direct_forward_body`] for the vector width `W`: two vectors of
-    /// channels by 6 pixels with AVX-512's 32 registers, by 4 with 16. Slice
-    /// arguments, which the compiler knows do not alias `out`.
+    /// channels by 6 pixels (12 sums, in 16 registers too). Slice arguments,
+    /// which the compiler knows do not alias `out`.
     fn direct_forward_generic<T: Float, const W: usize>(
         xp: &[T],
         d: &Direct,
@@ -381,7 +380,7 @@ multiversion! {
         out: &mut [T],
         cout: usize,
     ) {
-        by_width!(W, T, direct_forward_body::<6, 4>(xp, d, w, b, cpad, out, cout))
+        by_width!(W, T, direct_forward_body::<6, 6>(xp, d, w, b, cpad, out, cout))
     }
 }
 

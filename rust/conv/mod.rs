@@ -16,8 +16,8 @@
 //!                        of Σ_o δ[n,i,j,o] · w[ki,kj,c,o]   (the padding's part dropped)
 //! ```
 //!
-//! (in 1-D, drop `i` and `ki`). Two implementations, [`im2col`] and
-//! [`direct`], chosen per pass by [`use_direct`]. The batch is cut into
+//! (in 1-D, drop `i` and `ki`). Two implementations, `im2col` and
+//! `direct`, chosen per pass by `use_direct`. The batch is cut into
 //! chunks ([`Conv2dParams::chunk`]), each run single-threaded.
 
 mod direct;
@@ -40,8 +40,9 @@ pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
 pub const CONV_PAR_MIN_WORK: usize = 1_500_000;
 
 /// Largest patch buffer (in elements) one chunk may use; bigger batches are
-/// processed in several chunks.
-const COL_MAX_ELEMS: usize = 1 << 22;
+/// processed in several chunks. Half a MiB of `f32`: the buffer stays in
+/// the L2 cache between im2col and the product (or the product and col2im).
+const COL_MAX_ELEMS: usize = 1 << 17;
 
 /// The sizes of a 2-D convolution (a 1-D one has `h = kh = 1`, `ph = 0`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

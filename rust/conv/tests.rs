@@ -143,9 +143,9 @@ fn conv_matches_reference() {
 }
 
 /// The direct kernels against im2col + GEMM (the same sums, another
-/// order) on odd shapes: strides 1-3, padding, 1-3 input channels, 1-40
-/// output channels (every register-block tail), batch 1 and more, f64
-/// and f32.
+/// order) on odd shapes: strides 1-3, padding, 1-10 input channels, patches
+/// up to [`DIRECT_MAX_PATCH`], 1-40 output channels (every register-block
+/// tail), batch 1 and more, f64 and f32.
 #[test]
 fn direct_matches_im2col() {
     fn check<T: Float>(p: &Conv2dParams, tol: f64) {
@@ -184,6 +184,8 @@ fn direct_matches_im2col() {
             (1, 6, 9, 3, 3, 3, 2),
             (3, 4, 4, 1, 2, 1, 1),
             (1, 0, 11, 3, 5, 2, 0),
+            (1, 9, 9, 3, 7, 1, 2),
+            (2, 6, 7, 10, 4, 2, 1),
         ] {
             // (K, K) kernels, and a 1-D case (`h = 0`), a (1, K) one
             let (x, wt): (&[usize], &[usize]) = match h {

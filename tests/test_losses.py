@@ -233,3 +233,24 @@ def test_nan_through_every_loss(dtype, loss_cls):
     lin._bias[...] = 0
     net = nn.Sequential(lin, nn.Sigmoid()) if loss_cls is nn.BCELoss else nn.Sequential(lin)
     assert np.isnan(nn.Optim(net, loss_cls(), 0.1).step(yhat, y))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_in_place_losses_equal_their_formulas_and_leave_inputs(dtype):
+    """BCE and MSE compute in place on their own temporaries (issue 16): the values are
+    those of the textbook expressions, bit for bit, and the caller's arrays are unchanged."""
+    rng = np.random.default_rng(3)
+    y = rng.random((7, 5)).astype(dtype)
+    yhat = rng.random((7, 5)).astype(dtype)
+    yhat[0, :2] = (0, 1)  # clamped logs
+    y0, yhat0 = y.copy(), yhat.copy()
+    with np.errstate(divide="ignore"):
+        lp, lq = np.maximum(np.log(yhat), -100.0), np.maximum(np.log(1 - yhat), -100.0)
+    bce = (-(y * lp + (1 - y) * lq)).sum(axis=1)
+    bce_grad = (yhat - y) / np.maximum(yhat * (1 - yhat), 1e-12)
+    np.testing.assert_array_equal(nn.BCELoss().forward(y, yhat), bce)
+    np.testing.assert_array_equal(nn.BCELoss().backward(y, yhat), bce_grad)
+    np.testing.assert_array_equal(nn.MSELoss().forward(y, yhat), ((y - yhat) ** 2).sum(axis=1))
+    np.testing.assert_array_equal(nn.MSELoss().backward(y, yhat), 2 * (yhat - y))
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(yhat, yhat0)

@@ -20,6 +20,7 @@ __all__ = [
     "check_n_elements",
     "check_positive_int",
     "fmt_shape",
+    "is_float_array",
     "ready",
 ]
 
@@ -57,17 +58,18 @@ def as_float_array(
         ValueError: ``x`` has the wrong number of dimensions or sizes.
     """
     arr = x if isinstance(x, np.ndarray) else np.asarray(x)
-    if arr.dtype.kind not in _CASTABLE_KINDS:
+    dt = arr.dtype
+    if dt.kind not in _CASTABLE_KINDS:
         raise TypeError(
-            f"{name} must be a real numeric array (cast to {np.dtype(dtype).name}), "
-            f"got dtype {arr.dtype}"
+            f"{name} must be a real numeric array (cast to {np.dtype(dtype).name}), got dtype {dt}"
         )
     if shape is not None:
-        expected = tuple("?" if d is None else d for d in shape)
-        ok = arr.ndim == len(shape) and all(
-            not isinstance(d, int) or d == a for d, a in zip(shape, arr.shape, strict=True)
-        )
-        if not ok:
+        # an exact match (every size given) needs no walk over the axes
+        if arr.shape != shape and not (
+            arr.ndim == len(shape)
+            and all(not isinstance(d, int) or d == a for d, a in zip(shape, arr.shape, strict=True))
+        ):
+            expected = tuple("?" if d is None else d for d in shape)
             raise ShapeError(
                 f"{name} must have shape {fmt_shape(expected)}, got {fmt_shape(arr.shape)}"
             )
@@ -75,7 +77,7 @@ def as_float_array(
         raise ShapeError(
             f"{name} must have at least {min_ndim} dimensions, got shape {fmt_shape(arr.shape)}"
         )
-    if arr.dtype != dtype:
+    if dt is not dtype and dt != dtype:
         arr = arr.astype(dtype)
     return arr
 
@@ -83,8 +85,23 @@ def as_float_array(
 def ready(x: object, dtype: np.dtype, ndim: int, last: int) -> bool:
     """Whether ``as_float_array`` would take ``x`` as it is, for a shape of ``ndim``
     axes, the last one ``last`` long and the others free: an ndarray of ``dtype``
-    (the layers' cheap first check; anything else goes through the full one)."""
-    return type(x) is np.ndarray and x.dtype == dtype and x.ndim == ndim and x.shape[-1] == last
+    (the layers' cheap first check; anything else goes through the full one). The
+    dtype is compared by identity first: numpy hands out one object per built-in dtype."""
+    return (
+        type(x) is np.ndarray
+        and ((dt := x.dtype) is dtype or dt == dtype)
+        and x.ndim == ndim
+        and x.shape[-1] == last
+    )
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+
+
+def is_float_array(x: object) -> bool:
+    """Whether ``x`` is an ndarray of float32 or float64 (native byte order): the
+    modules' cheap first check of an input they keep in its own float dtype."""
+    return type(x) is np.ndarray and ((dt := x.dtype) is _F32 or dt is _F64 or dt in (_F32, _F64))
 
 
 # The largest size argument (and number of elements of one parameter) a module

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _core
 from . import functional as F
-from ._validation import ShapeError, as_float_array, fmt_shape
+from ._validation import ShapeError, as_float_array, fmt_shape, is_float_array
 from .dtype import get_default_dtype
 from .module import Module
 
@@ -17,6 +17,8 @@ __all__ = ["TanH", "Sigmoid", "Sigmoide", "Threshold", "ReLU", "SoftMax", "LogSo
 
 def _float_input(x: np.ndarray, name: str) -> np.ndarray:
     """Keeps float32/float64 inputs as they are; casts other real numbers to the default."""
+    if is_float_array(x):
+        return x
     arr = np.asarray(x)
     dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else get_default_dtype()
     return as_float_array(arr, name, dtype)
@@ -35,9 +37,18 @@ class _Elementwise(Module):
         raise NotImplementedError
 
     def forward(self, X: np.ndarray) -> np.ndarray:
+        if is_float_array(X):  # the message of the full check is built only when needed
+            return self._f(X)
         return self._f(_float_input(X, f"{type(self).__name__}.forward: input"))
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        if (
+            is_float_array(input)
+            and type(delta) is np.ndarray
+            and delta.dtype is input.dtype
+            and delta.shape == input.shape
+        ):
+            return self._df(input, delta)
         name = type(self).__name__
         x = _float_input(input, f"{name}.backward_delta: input")
         d = as_float_array(delta, f"{name}.backward_delta: delta", x.dtype)

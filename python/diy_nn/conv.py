@@ -71,14 +71,21 @@ class _ConvNd(Module):
 
     def _check_delta(self, X: np.ndarray, delta: object, op: str) -> np.ndarray:
         expected, dtype = self._out_shape(X.shape), self._parameters.dtype
-        if type(delta) is np.ndarray and delta.dtype == dtype and delta.shape == expected:
+        if (
+            type(delta) is np.ndarray
+            and ((dt := delta.dtype) is dtype or dt == dtype)
+            and delta.shape == expected
+        ):
             return delta
         name = f"{type(self).__name__}.{op}: delta"
         return as_float_array(delta, name, dtype, expected)
 
     def _out_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         cut, s = 2 * self.padding - self.k_size, self.stride
-        return (in_shape[0], *[(n + cut) // s + 1 for n in in_shape[1:-1]], self.chan_out)
+        if len(in_shape) == 3:  # written out: a comprehension costs a call per use
+            return (in_shape[0], (in_shape[1] + cut) // s + 1, self.chan_out)
+        n, h, w = in_shape[:3]
+        return (n, (h + cut) // s + 1, (w + cut) // s + 1, self.chan_out)
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         x = self._check(X, "forward")
@@ -87,9 +94,11 @@ class _ConvNd(Module):
     def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
         x = self._check(input, "backward_update_gradient")
         d = self._check_delta(x, delta, "backward_update_gradient")
-        if self._gradient is None or self._gradient.shape != self._parameters.shape:
+        grad = self._gradient
+        if grad is None or grad.shape != self._parameters.shape:
             self.zero_grad()
-        self._kernels[2](x, d, self._gradient, self._grad_bias, self.stride, self.padding)
+            grad = self._gradient
+        self._kernels[2](x, d, grad, self._grad_bias, self.stride, self.padding)
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         x = self._check(input, "backward_delta")

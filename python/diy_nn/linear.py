@@ -66,9 +66,16 @@ class Linear(Module):
         self, X: np.ndarray, delta: np.ndarray, op: str
     ) -> tuple[np.ndarray, np.ndarray]:
         dtype = self._parameters.dtype
-        if ready(X, dtype, 2, self.input) and ready(delta, dtype, 2, self.output):
-            if len(delta) == len(X):
-                return X, delta
+        if (  # ready(X, ...) and ready(delta, ...) written out: two calls fewer
+            type(X) is np.ndarray
+            and type(delta) is np.ndarray
+            and ((dt := X.dtype) is dtype or dt == dtype)
+            and ((dt := delta.dtype) is dtype or dt == dtype)
+            and X.ndim == 2
+            and X.shape[1] == self.input
+            and delta.shape == (len(X), self.output)
+        ):
+            return X, delta
         X = as_float_array(X, f"Linear.{op}: input", dtype, ("N", self.input))
         delta = as_float_array(delta, f"Linear.{op}: delta", dtype, (X.shape[0], self.output))
         return X, delta
@@ -81,9 +88,11 @@ class Linear(Module):
 
     def backward_update_gradient(self, input: np.ndarray, delta: np.ndarray) -> None:
         X, delta = self._check_delta(input, delta, "backward_update_gradient")
-        if self._gradient is None or self._gradient.shape != self._parameters.shape:
+        grad = self._gradient
+        if grad is None or grad.shape != self._parameters.shape:
             self.zero_grad()
-        _core.addmm(self._gradient, X.T, delta)
+            grad = self._gradient
+        _core.addmm(grad, X.T, delta)
         if self._bias is not None:
             grad_bias = self._grad_bias  # added in place, without a setattr
             grad_bias += delta.sum(axis=0)

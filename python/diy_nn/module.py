@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -125,12 +126,23 @@ class Module:
 
     def zero_grad(self) -> None:
         """Resets every gradient to zero (in place when the buffer fits)."""
-        for module, pname, gname in self._slots():
+        slots: Any
+        if type(self).children is Module.children:  # a leaf: its own slots, no walk
+            if not self._param_names:
+                return  # nothing to reset (an activation, a pooling)
+            slots = zip(repeat(self), self._param_names, self._grad_names)  # noqa: B905
+        else:
+            slots = self.parameter_slots()
+        for module, pname, gname in slots:
             param = getattr(module, pname)
             if param is None:
                 continue
             grad = getattr(module, gname)
-            if grad is not None and grad.shape == param.shape and grad.dtype == param.dtype:
+            if (
+                grad is not None
+                and grad.shape == param.shape
+                and ((gd := grad.dtype) is (pd := param.dtype) or gd == pd)
+            ):
                 grad.fill(0)
             else:
                 object.__setattr__(module, gname, np.zeros_like(param))
@@ -139,7 +151,18 @@ class Module:
         """Plain gradient step: ``parameter -= gradient_step * gradient`` (one call of
         the optimizers' SGD rule, ``_core.optim_update``, where every pair is
         C-contiguous float32 or float64 of one dtype; numpy otherwise)."""
-        slots = self._pairs()
+        # [parameter, gradient] for each parameter that is not None, in one pass
+        slots: list[list[Any]]
+        if type(self).children is not Module.children:
+            pairs = ([getattr(m, p), getattr(m, g)] for m, p, g in self.parameter_slots())
+            slots = [pair for pair in pairs if pair[0] is not None]
+        elif self._param_names:  # a leaf: its own slots, no walk
+            names = zip(self._param_names, self._grad_names)  # noqa: B905
+            slots = [[p, getattr(self, g)] for n, g in names if (p := getattr(self, n)) is not None]
+        else:
+            slots = []
+        if not slots and type(gradient_step) in (float, int):
+            return  # nothing to step (an activation, a pooling); other steps go to the check
         try:
             hyper = _SGD_BY_LR.get(gradient_step) or _sgd_hyper(gradient_step)
             _core.optim_update(hyper, slots)
@@ -155,20 +178,6 @@ class Module:
                 raise
         for param, grad in slots:
             param -= gradient_step * grad
-
-    def _pairs(self) -> list[list[Any]]:
-        """``[parameter, gradient]`` for each parameter that is not None (one pass)."""
-        if type(self).children is Module.children:
-            names = zip(self._param_names, self._grad_names)  # noqa: B905
-            return [[p, getattr(self, g)] for n, g in names if (p := getattr(self, n)) is not None]
-        slots = ([getattr(m, p), getattr(m, g)] for m, p, g in self.parameter_slots())
-        return [slot for slot in slots if slot[0] is not None]
-
-    def _slots(self) -> list[tuple[Module, str, str]]:
-        """``parameter_slots()``, without the walk for a module without children."""
-        if type(self).children is Module.children:
-            return [(self, p, g) for p, g in zip(self._param_names, self._grad_names)]  # noqa: B905
-        return self.parameter_slots()
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         return self.forward(X)

@@ -9,7 +9,7 @@ from typing import ClassVar
 import numpy as np
 
 from . import _core
-from ._validation import ShapeError, as_float_array, check_positive_int, fmt_shape
+from ._validation import ShapeError, as_float_array, check_positive_int, fmt_shape, is_float_array
 from .activation import _float_input
 from .module import Module
 
@@ -39,8 +39,11 @@ class _PoolNd(Module):
         self._argmax: np.ndarray | None = None
 
     def _check(self, X: object, op: str) -> np.ndarray:
-        x = _float_input(X, f"{type(self).__name__}.{op}: input")  # type: ignore[arg-type]
-        if x.ndim != self._nd + 2 or any(n < self.k_size for n in x.shape[1:-1]):
+        if is_float_array(X):  # the message of the full check is built only when needed
+            x: np.ndarray = X  # type: ignore[assignment]
+        else:
+            x = _float_input(X, f"{type(self).__name__}.{op}: input")  # type: ignore[arg-type]
+        if x.ndim != self._nd + 2 or min(x.shape[1:-1]) < self.k_size:
             layout = "(N, L, C)" if self._nd == 1 else "(N, H, W, C)"
             raise ShapeError(
                 f"{type(self).__name__}.{op}: input must have shape {layout} with each spatial "
@@ -52,8 +55,13 @@ class _PoolNd(Module):
         return x.shape[1] if self._nd == 1 else (x.shape[1], x.shape[2])
 
     def _check_delta(self, x: np.ndarray, delta: object) -> np.ndarray:
-        spatial = tuple((n - self.k_size) // self.stride + 1 for n in x.shape[1:-1])
-        expected = (x.shape[0], *spatial, x.shape[-1])
+        k, s, shape = self.k_size, self.stride, x.shape
+        if self._nd == 1:
+            expected: tuple[int, ...] = (shape[0], (shape[1] - k) // s + 1, shape[2])
+        else:
+            expected = (shape[0], (shape[1] - k) // s + 1, (shape[2] - k) // s + 1, shape[3])
+        if type(delta) is np.ndarray and delta.dtype is x.dtype and delta.shape == expected:
+            return delta
         return as_float_array(
             delta, f"{type(self).__name__}.backward_delta: delta", x.dtype, expected
         )

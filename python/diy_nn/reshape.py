@@ -43,7 +43,9 @@ class Flatten(Module):
 
     def backward_delta(self, input: np.ndarray, delta: np.ndarray) -> np.ndarray:
         x = _float_input(input, "Flatten.backward_delta: input")
-        expected = (x.shape[0], int(np.prod(x.shape[1:])))
+        expected = (x.shape[0], math.prod(x.shape[1:]))
+        if type(delta) is np.ndarray and delta.dtype is x.dtype and delta.shape == expected:
+            return delta.reshape(x.shape)
         d = as_float_array(delta, "Flatten.backward_delta: delta", x.dtype)
         if d.shape != expected:
             raise ShapeError(

@@ -107,13 +107,19 @@ def test_conv1d_matches_torch(dtype, a):
 @pytest.mark.parametrize("dtype", DTYPES)
 @EXAMPLES
 @given(a=conv_args, extra_w=st.integers(0, 6))
+@pytest.mark.filterwarnings("ignore:TF32 acceleration on top of oneDNN")
 def test_conv2d_matches_torch(dtype, a, extra_w):
     torch = require_torch()
     base = max(a["k"] - 2 * a["padding"], 1)
     ours, theirs = _conv_pair(nn.Conv2D, torch.nn.Conv2d, dtype, a)
     x = _x(a["seed"], (a["n"], base + a["extra"], base + extra_w, a["cin"]), dtype)
     params = CONV2D_PARAMS if a["bias"] else CONV2D_PARAMS[:1]
-    check_module(ours, theirs, x, params, torch_forward=CL, **TOL[dtype])
+    # torch's oneDNN path gets the weight gradient of a float32 1x1 stride-2 conv on a
+    # channels-last view wrong (-1.781 where its native path, float64 and numpy give
+    # -1.292); test_kernels.py's conv parity test shows the same. Its native path is
+    # the reference.
+    with torch.backends.mkldnn.flags(enabled=False):
+        check_module(ours, theirs, x, params, torch_forward=CL, **TOL[dtype])
 
 
 def test_report_conv_shapes_match_torch():

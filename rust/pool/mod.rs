@@ -305,6 +305,14 @@ unsafe fn block<T>(xs: &[T], at: usize, n: usize) -> &[T] {
 multiversion! {
     /// Max pooling of one sample `xs (H, W, C)` into `yc`, `ac (Ho, Wo, C)`,
     /// every element of both written (they may come uninitialized).
+    ///
+    /// From [`LANES`] channels on, window by window: the `C` maxima start as
+    /// the window's first position and each further position is compared over
+    /// all channels at once, contiguous runs that the compiler turns into
+    /// vectors. The running maxima alternate between two scratch rows, so that
+    /// each compare writes every lane: updating one row in place becomes a
+    /// masked store, which is slow on some CPUs (AMD's). Fewer channels go by
+    /// blocks held in registers (a row's loops cost more than their work).
     pub(crate) fn max_pool_sample<T: Float>(
         xs: &[T],
         yc: &mut [MaybeUninit<T>],
@@ -313,6 +321,38 @@ multiversion! {
     ) {
         p.check_sample(xs.len(), yc.len().min(ac.len()));
         let c = p.c;
+        if c >= LANES {
+            let row = || (vec![T::zero(); c], vec![0i32; c]);
+            let mut rows = [row(), row()];
+            p.each_window(#[inline(always)] |o, first| {
+                let [cur, next] = &mut rows;
+                // SAFETY: `first` is a window position, checked above.
+                cur.0.copy_from_slice(unsafe { block(xs, first * c, c) });
+                cur.1.fill(first as i32);
+                p.each_in_window(first, #[inline(always)] |pos| {
+                    if pos == first {
+                        return;
+                    }
+                    // SAFETY: a window position, checked above.
+                    let v = unsafe { block(xs, pos * c, c) };
+                    let lanes = cur.0.iter().zip(&cur.1).zip(v);
+                    for ((nb, na), ((&b, &a), &v)) in next.0.iter_mut().zip(&mut next.1).zip(lanes) {
+                        // selects, no branch: on random data a branch here
+                        // mispredicts half the time
+                        let take = beats(v, b);
+                        *nb = if take { v } else { b };
+                        *na = if take { pos as i32 } else { a };
+                    }
+                    std::mem::swap(cur, next);
+                });
+                let (y, a) = (&mut yc[o..o + c], &mut ac[o..o + c]);
+                for ((y, a), (&b, &t)) in y.iter_mut().zip(a).zip(cur.0.iter().zip(&cur.1)) {
+                    y.write(b);
+                    a.write(t);
+                }
+            });
+            return;
+        }
         p.each_window(#[inline(always)] |o, first| {
             by_lanes(c, #[inline(always)] |c0, n| {
                 let (mut best, mut at) = ([T::zero(); LANES], [first as i32; LANES]);
@@ -324,8 +364,6 @@ multiversion! {
                     // SAFETY: a window position, checked above.
                     let v = unsafe { block(xs, pos * c + c0, n) };
                     for ((b, a), &v) in best.iter_mut().zip(&mut at).zip(v) {
-                        // selects, no branch: on random data a branch here
-                        // mispredicts half the time
                         let take = beats(v, *b);
                         *b = if take { v } else { *b };
                         *a = if take { pos as i32 } else { *a };

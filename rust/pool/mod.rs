@@ -327,8 +327,10 @@ multiversion! {
             p.each_window(#[inline(always)] |o, first| {
                 let [cur, next] = &mut rows;
                 // SAFETY: `first` is a window position, checked above.
-                cur.0.copy_from_slice(unsafe { block(xs, first * c, c) });
-                cur.1.fill(first as i32);
+                for ((b, a), &v) in cur.0.iter_mut().zip(&mut cur.1).zip(unsafe { block(xs, first * c, c) }) {
+                    *b = v;
+                    *a = first as i32;
+                }
                 p.each_in_window(first, #[inline(always)] |pos| {
                     if pos == first {
                         return;

@@ -19,6 +19,7 @@
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2};
 
 use crate::activation::Activation;
+use crate::conv::check_shape;
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::loss::{self, try_fit, LossKind, Target};
@@ -59,13 +60,8 @@ fn check_chain<T>(
                 fmt_shape(&[rows, cols]),
             ));
         }
-        if let Some(len) = b.filter(|&len| len != cols) {
-            return Err(KernelError::shape(
-                op,
-                "bias",
-                fmt_shape(&[cols]),
-                fmt_shape(&[len]),
-            ));
+        if let Some(len) = b {
+            check_shape(op, "bias", &[cols], &[len])?;
         }
         features = cols;
     }
@@ -79,26 +75,14 @@ fn check_grads<T>(
     l: &Dense<'_, T>,
     g: &DenseGrad<'_, T>,
 ) -> Result<(), KernelError> {
-    if g.w.shape() != l.w.shape() {
-        return Err(KernelError::shape(
-            op,
-            "weight gradient",
-            fmt_shape(l.w.shape()),
-            fmt_shape(g.w.shape()),
-        ));
-    }
+    check_shape(op, "weight gradient", l.w.shape(), g.w.shape())?;
     match (g.b.as_ref().map(|b| b.len()), l.b.map(|b| b.len())) {
-        (Some(gb), Some(b)) if gb != b => Err(KernelError::shape(
-            op,
-            "bias gradient",
-            fmt_shape(&[b]),
-            fmt_shape(&[gb]),
-        )),
+        (Some(gb), Some(b)) => check_shape(op, "bias gradient", &[b], &[gb]),
         (None, Some(_)) | (Some(_), None) => Err(KernelError::invalid(
             op,
             "give a bias gradient exactly for the layers that have a bias",
         )),
-        _ => Ok(()),
+        (None, None) => Ok(()),
     }
 }
 
@@ -212,26 +196,11 @@ pub fn dense_backward<T: Exp>(
         ));
     }
     for ((layer, y), g) in layers.iter().zip(outputs).zip(grads.iter()) {
-        let expected = [n, layer.w.ncols()];
-        if y.shape() != expected {
-            return Err(KernelError::shape(
-                OP,
-                "output",
-                fmt_shape(&expected),
-                fmt_shape(y.shape()),
-            ));
-        }
+        check_shape(OP, "output", &[n, layer.w.ncols()], y.shape())?;
         check_grads(OP, layer, g)?;
     }
     let last = outputs[layers.len() - 1];
-    if delta.dim() != last.dim() {
-        return Err(KernelError::shape(
-            OP,
-            "delta",
-            fmt_shape(last.shape()),
-            fmt_shape(delta.shape()),
-        ));
-    }
+    check_shape(OP, "delta", last.shape(), delta.shape())?;
     let widest = layers.iter().map(|l| l.w.ncols()).chain([x.ncols()]).max();
     let (mut d, mut next) = (Vec::new(), Vec::new());
     try_fit(&mut d, n * widest.unwrap_or(0))?;

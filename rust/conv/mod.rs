@@ -25,12 +25,13 @@ mod im2col;
 #[cfg(test)]
 mod tests;
 
-use ndarray::{Array, Array4, ArrayView, ArrayView1, ArrayView2, ArrayView4};
+use ndarray::{Array, ArrayView, ArrayView1, ArrayView2, ArrayView4};
 use ndarray::{ArrayViewMut, ArrayViewMut1, ArrayViewMut4, Dimension, Zip};
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
 use crate::pool::{from_4d, op_name, to_4d};
+use crate::softmax::filled_by;
 use crate::threads;
 use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
 pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
@@ -369,16 +370,21 @@ pub fn conv<T: Float, D: Dimension>(
         check_shape(op, "b", &[p.cout], &[b.len()])?;
     }
     let (ho, wo) = p.out_dims();
-    let mut out = Array4::<T>::zeros((p.n, ho, wo, p.cout));
-    if !out.is_empty() {
-        let (x, w) = (x.as_standard_layout(), to_4d(w, 0));
-        let w = w.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
-        let plan = ForwardPlan::new(&w, b, &p);
-        let os = out.as_slice_mut().expect("fresh array");
-        for_samples(&p, os, |n0, n1, oc| plan.run(xs, n0, n1, oc));
-    }
-    Ok(from_4d(out, nd))
+    // every kernel writes its whole output: no zeroing pass before
+    let out = filled_by(op, p.n, ho * wo * p.cout, |os| {
+        if !os.is_empty() {
+            let (x, w) = (x.as_standard_layout(), to_4d(w, 0));
+            let w = w.as_standard_layout();
+            let xs = x.as_slice().expect("standard layout");
+            let plan = ForwardPlan::new(&w, b, &p);
+            for_samples(&p, os, |n0, n1, oc| plan.run(xs, n0, n1, oc));
+        }
+    })?;
+    Ok(from_4d(
+        out.into_shape_with_order((p.n, ho, wo, p.cout))
+            .expect("sized"),
+        nd,
+    ))
 }
 
 /// Gradient of the convolution with respect to its input, `(N, L, Cin)` or
@@ -398,19 +404,25 @@ pub fn conv_backward_input<T: Float, D: Dimension>(
     let x_shape = [&[n], input_size, &[cin]].concat();
     let p = conv_params(op, &x_shape, w.shape(), stride, padding)?;
     check_shape(op, "delta", &p.out_shape(nd == 3), delta.shape())?;
-    let mut dx = Array4::<T>::zeros((p.n, p.h, p.w, p.cin));
-    if !dx.is_empty() {
-        let (delta, w) = (delta.as_standard_layout(), to_4d(w, 0));
-        let w = w.as_standard_layout();
-        let ds = delta.as_slice().expect("standard layout");
-        let wt = weight_matrix(&w, &p).reversed_axes();
-        let per = p.out_pixels() * p.cout;
-        let dxs = dx.as_slice_mut().expect("fresh array");
-        for_samples(&p, dxs, |n0, n1, dxc| {
-            input_grad_chunk(&ds[n0 * per..n1 * per], wt, &p, n0, n1, dxc)
-        });
-    }
-    Ok(from_4d(dx, nd))
+    // each chunk zeroed by its thread just before its sums (in cache, in parallel)
+    let dx = filled_by(op, p.n, p.h * p.w * p.cin, |dxs| {
+        if !dxs.is_empty() {
+            let (delta, w) = (delta.as_standard_layout(), to_4d(w, 0));
+            let w = w.as_standard_layout();
+            let ds = delta.as_slice().expect("standard layout");
+            let wt = weight_matrix(&w, &p).reversed_axes();
+            let per = p.out_pixels() * p.cout;
+            for_samples(&p, dxs, |n0, n1, dxc| {
+                dxc.fill(T::zero());
+                input_grad_chunk(&ds[n0 * per..n1 * per], wt, &p, n0, n1, dxc)
+            });
+        }
+    })?;
+    Ok(from_4d(
+        dx.into_shape_with_order((p.n, p.h, p.w, p.cin))
+            .expect("sized"),
+        nd,
+    ))
 }
 
 /// Accumulates the gradient of the convolution's weight (and bias):

@@ -233,22 +233,16 @@ pub(crate) fn weight_matrix<'a, T: Float>(
         .expect("standard layout weight reshapes")
 }
 
-/// Which pass asks [`use_direct`].
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    Forward,
-    Weight,
-}
-
 /// The one choice between the two implementations, made on the calling
 /// thread: the direct kernels for patches up to [`DIRECT_MAX_PATCH`] (the
 /// faster there, see the commits), im2col + GEMM for longer ones and the
 /// input gradient. With several input channels the direct weight gradient
-/// also needs `Cout` a multiple of 32 (its f32 register block with AVX-512).
-fn use_direct(p: &Conv2dParams, pass: Pass) -> bool {
+/// also needs `Cout` a multiple of 32 (its f32 register block with AVX-512);
+/// `weight` asks for the weight gradient, else for the forward pass.
+fn use_direct(p: &Conv2dParams, weight: bool) -> bool {
     let kc = p.patch();
     let fits = kc > 0 && kc <= DIRECT_MAX_PATCH && p.cout > 0;
-    fits && (pass == Pass::Forward || p.cin == 1 || p.cout.is_multiple_of(32))
+    fits && (!weight || p.cin == 1 || p.cout.is_multiple_of(32))
 }
 
 /// What the forward pass of a convolution needs for any run of samples: the
@@ -270,7 +264,7 @@ impl<'a, T: Float> ForwardPlan<'a, T> {
         let wm = weight_matrix(w, p);
         // a plain Vec: `to_owned` keeps a reversed view's negative stride
         let b: Option<Vec<T>> = b.map(|b| b.iter().copied().collect());
-        let direct = use_direct(p, Pass::Forward).then(|| DirectForward::new(p, wm, b.as_deref()));
+        let direct = use_direct(p, false).then(|| DirectForward::new(p, wm, b.as_deref()));
         ForwardPlan {
             p: *p,
             wm,
@@ -298,7 +292,7 @@ pub(crate) struct WeightPlan {
 
 impl WeightPlan {
     pub(crate) fn new<T: Float>(p: &Conv2dParams) -> Self {
-        let direct = use_direct(p, Pass::Weight).then(|| DirectWeight::new::<T>(p));
+        let direct = use_direct(p, true).then(|| DirectWeight::new::<T>(p));
         WeightPlan { p: *p, direct }
     }
 
@@ -464,10 +458,7 @@ pub fn conv_backward_weight<T: Float, D: Dimension>(
                 (gw, gb)
             })
     });
-    let sums = sums
-        .into_iter()
-        .reduce(add_pair)
-        .expect("at least one chunk");
+    let sums = sums.into_iter().reduce(add_pair).expect("a chunk");
     add_grads(&p, sums, to_4d(grad_w, 0), grad_b);
     Ok(())
 }

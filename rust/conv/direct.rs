@@ -532,10 +532,8 @@ pub(super) struct DirectWeight {
 
 impl DirectWeight {
     pub(super) fn new<T: Float>(p: &Conv2dParams) -> Self {
-        DirectWeight {
-            d: Direct::new(p),
-            cpad: padded_cout::<T>(p.cout),
-        }
+        let (d, cpad) = (Direct::new(p), padded_cout::<T>(p.cout));
+        DirectWeight { d, cpad }
     }
 
     /// Adds the weight gradient of samples `n0..n1` of `xs` into `gw (Kh·Kw·Cin,
@@ -554,11 +552,9 @@ impl DirectWeight {
         with_padded(xs, p, n0, n1, |xp| {
             direct_weight(xp, &self.d, ds, cout, &mut gwpad, &mut gbpad, cpad)
         });
-        let gwpad = ArrayView2::from_shape((p.patch(), cpad), &gwpad).expect("sized");
-        let mut gwv = ArrayViewMut2::from_shape((p.patch(), cout), gw).expect("sized");
-        gwv += &gwpad.slice(s![.., ..cout]);
-        for (d, &s) in gb.iter_mut().zip(&gbpad) {
-            *d += s;
+        for (g, s) in gw.chunks_exact_mut(cout).zip(gwpad.chunks_exact(cpad)) {
+            g.iter_mut().zip(s).for_each(|(d, &v)| *d += v);
         }
+        gb.iter_mut().zip(&gbpad).for_each(|(d, &s)| *d += s);
     }
 }

@@ -19,15 +19,12 @@ thread_local! {
     pub(super) static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// A per-thread buffer kept between calls, as [`SCRATCH`].
-pub(crate) type ScratchKey = std::thread::LocalKey<std::cell::RefCell<Vec<u64>>>;
-
 /// Runs `f` on a buffer of `len` elements whose content is arbitrary (every
 /// user writes all of it first): the thread's kept buffer `key` ([`SCRATCH`],
 /// or a key of its own for a kernel that needs two buffers at once), or a
 /// fresh one if that is in use.
 pub(crate) fn with_scratch_in<T: Float, R>(
-    key: &'static ScratchKey,
+    key: &'static std::thread::LocalKey<std::cell::RefCell<Vec<u64>>>,
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> R {

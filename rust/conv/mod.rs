@@ -25,12 +25,13 @@ mod im2col;
 #[cfg(test)]
 mod tests;
 
-use ndarray::{Array, Array4, ArrayView, ArrayView1, ArrayView2, ArrayView4};
+use ndarray::{Array, ArrayView, ArrayView1, ArrayView2, ArrayView4};
 use ndarray::{ArrayViewMut, ArrayViewMut1, ArrayViewMut4, Dimension, Zip};
 
 use crate::error::{check_alloc, fmt_shape, KernelError};
 use crate::float::Float;
 use crate::pool::{from_4d, op_name, to_4d};
+use crate::softmax::filled_by;
 use crate::threads;
 use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
 pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
@@ -232,22 +233,16 @@ pub(crate) fn weight_matrix<'a, T: Float>(
         .expect("standard layout weight reshapes")
 }
 
-/// Which pass asks [`use_direct`].
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Pass {
-    Forward,
-    Weight,
-}
-
 /// The one choice between the two implementations, made on the calling
 /// thread: the direct kernels for patches up to [`DIRECT_MAX_PATCH`] (the
 /// faster there, see the commits), im2col + GEMM for longer ones and the
 /// input gradient. With several input channels the direct weight gradient
-/// also needs `Cout` a multiple of 32 (its f32 register block with AVX-512).
-fn use_direct(p: &Conv2dParams, pass: Pass) -> bool {
+/// also needs `Cout` a multiple of 32 (its f32 register block with AVX-512);
+/// `weight` asks for the weight gradient, else for the forward pass.
+fn use_direct(p: &Conv2dParams, weight: bool) -> bool {
     let kc = p.patch();
     let fits = kc > 0 && kc <= DIRECT_MAX_PATCH && p.cout > 0;
-    fits && (pass == Pass::Forward || p.cin == 1 || p.cout.is_multiple_of(32))
+    fits && (!weight || p.cin == 1 || p.cout.is_multiple_of(32))
 }
 
 /// What the forward pass of a convolution needs for any run of samples: the
@@ -269,7 +264,7 @@ impl<'a, T: Float> ForwardPlan<'a, T> {
         let wm = weight_matrix(w, p);
         // a plain Vec: `to_owned` keeps a reversed view's negative stride
         let b: Option<Vec<T>> = b.map(|b| b.iter().copied().collect());
-        let direct = use_direct(p, Pass::Forward).then(|| DirectForward::new(p, wm, b.as_deref()));
+        let direct = use_direct(p, false).then(|| DirectForward::new(p, wm, b.as_deref()));
         ForwardPlan {
             p: *p,
             wm,
@@ -297,7 +292,7 @@ pub(crate) struct WeightPlan {
 
 impl WeightPlan {
     pub(crate) fn new<T: Float>(p: &Conv2dParams) -> Self {
-        let direct = use_direct(p, Pass::Weight).then(|| DirectWeight::new::<T>(p));
+        let direct = use_direct(p, true).then(|| DirectWeight::new::<T>(p));
         WeightPlan { p: *p, direct }
     }
 
@@ -369,16 +364,21 @@ pub fn conv<T: Float, D: Dimension>(
         check_shape(op, "b", &[p.cout], &[b.len()])?;
     }
     let (ho, wo) = p.out_dims();
-    let mut out = Array4::<T>::zeros((p.n, ho, wo, p.cout));
-    if !out.is_empty() {
-        let (x, w) = (x.as_standard_layout(), to_4d(w, 0));
-        let w = w.as_standard_layout();
-        let xs = x.as_slice().expect("standard layout");
-        let plan = ForwardPlan::new(&w, b, &p);
-        let os = out.as_slice_mut().expect("fresh array");
-        for_samples(&p, os, |n0, n1, oc| plan.run(xs, n0, n1, oc));
-    }
-    Ok(from_4d(out, nd))
+    // every kernel writes its whole output: no zeroing pass before
+    let out = filled_by(op, p.n, ho * wo * p.cout, |os| {
+        if !os.is_empty() {
+            let (x, w) = (x.as_standard_layout(), to_4d(w, 0));
+            let w = w.as_standard_layout();
+            let xs = x.as_slice().expect("standard layout");
+            let plan = ForwardPlan::new(&w, b, &p);
+            for_samples(&p, os, |n0, n1, oc| plan.run(xs, n0, n1, oc));
+        }
+    })?;
+    Ok(from_4d(
+        out.into_shape_with_order((p.n, ho, wo, p.cout))
+            .expect("sized"),
+        nd,
+    ))
 }
 
 /// Gradient of the convolution with respect to its input, `(N, L, Cin)` or
@@ -398,19 +398,25 @@ pub fn conv_backward_input<T: Float, D: Dimension>(
     let x_shape = [&[n], input_size, &[cin]].concat();
     let p = conv_params(op, &x_shape, w.shape(), stride, padding)?;
     check_shape(op, "delta", &p.out_shape(nd == 3), delta.shape())?;
-    let mut dx = Array4::<T>::zeros((p.n, p.h, p.w, p.cin));
-    if !dx.is_empty() {
-        let (delta, w) = (delta.as_standard_layout(), to_4d(w, 0));
-        let w = w.as_standard_layout();
-        let ds = delta.as_slice().expect("standard layout");
-        let wt = weight_matrix(&w, &p).reversed_axes();
-        let per = p.out_pixels() * p.cout;
-        let dxs = dx.as_slice_mut().expect("fresh array");
-        for_samples(&p, dxs, |n0, n1, dxc| {
-            input_grad_chunk(&ds[n0 * per..n1 * per], wt, &p, n0, n1, dxc)
-        });
-    }
-    Ok(from_4d(dx, nd))
+    // each chunk zeroed by its thread just before its sums (in cache, in parallel)
+    let dx = filled_by(op, p.n, p.h * p.w * p.cin, |dxs| {
+        if !dxs.is_empty() {
+            let (delta, w) = (delta.as_standard_layout(), to_4d(w, 0));
+            let w = w.as_standard_layout();
+            let ds = delta.as_slice().expect("standard layout");
+            let wt = weight_matrix(&w, &p).reversed_axes();
+            let per = p.out_pixels() * p.cout;
+            for_samples(&p, dxs, |n0, n1, dxc| {
+                dxc.fill(T::zero());
+                input_grad_chunk(&ds[n0 * per..n1 * per], wt, &p, n0, n1, dxc)
+            });
+        }
+    })?;
+    Ok(from_4d(
+        dx.into_shape_with_order((p.n, p.h, p.w, p.cin))
+            .expect("sized"),
+        nd,
+    ))
 }
 
 /// Accumulates the gradient of the convolution's weight (and bias):
@@ -452,10 +458,7 @@ pub fn conv_backward_weight<T: Float, D: Dimension>(
                 (gw, gb)
             })
     });
-    let sums = sums
-        .into_iter()
-        .reduce(add_pair)
-        .expect("at least one chunk");
+    let sums = sums.into_iter().reduce(add_pair).expect("a chunk");
     add_grads(&p, sums, to_4d(grad_w, 0), grad_b);
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use super::*;
 use crate::error::assert_err;
-use ndarray::{s, Array, Array1, Array3, ArrayView2, ArrayViewD, Axis, Dimension, ShapeBuilder};
+use ndarray::{
+    s, Array, Array1, Array3, Array4, ArrayView2, ArrayViewD, Axis, Dimension, ShapeBuilder,
+};
 
 fn filled<Sh: ndarray::ShapeBuilder>(shape: Sh, seed: f64) -> Array<f64, Sh::Dim> {
     let mut i = 0.0;

@@ -13,7 +13,8 @@
 //! few ulp of the correctly rounded value, subnormal results included) that
 //! LLVM vectorizes; the slice forms are compiled once per instruction set by
 //! [`multiversion!`]. The `f32` slice `exp` (softmax, losses) is also written
-//! by hand: `avx2::exp8` (the scalar steps with FMA) and `avx512::exp16`.
+//! by hand, `avx2::exp8` (the scalar steps with FMA), and so is the 16-lane
+//! `avx512::exp16` of the AVX-512 softmax rows.
 
 use crate::float::Float;
 use crate::simd::multiversion;
@@ -254,17 +255,15 @@ impl Math for f32 {
     }
 }
 
-/// `dst[i] = e^src[i]` for `i < n`, on the widest vectors the CPU has.
+/// `dst[i] = e^src[i]` for `i < n`, on 8-lane vectors where the CPU has AVX2
+/// and FMA (on AVX-512 CPUs too: their softmax rows run `avx512::exp16`).
 ///
 /// # Safety
 /// `src` and `dst` are valid for `n` floats, and equal if they overlap.
 unsafe fn exp_f32s(src: *const f32, dst: *mut f32, n: usize) {
     #[cfg(target_arch = "x86_64")]
-    if crate::simd::avx512() {
-        // SAFETY: the CPU has AVX-512F; the pointers: this function's contract.
-        return unsafe { avx512::exp_slice(src, dst, n) };
-    } else if crate::simd::vector_bytes() == 32 {
-        // SAFETY: the CPU has AVX2 and FMA; the pointers: as above.
+    if crate::simd::vector_bytes() >= 32 {
+        // SAFETY: the CPU has AVX2 and FMA; the pointers: this function's contract.
         return unsafe { avx2::exp_slice(src, dst, n) };
     }
     for i in 0..n {
@@ -302,6 +301,23 @@ pub(crate) mod avx2 {
         let pow2 = |e| _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(e, bias)));
         let (lo, hi) = (pow2(half), pow2(_mm256_sub_epi32(n, half)));
         _mm256_mul_ps(_mm256_mul_ps(y, lo), hi)
+    }
+
+    /// `sum(e^(x - m))`, one pass, nothing stored: `softmax::exp_sum` without
+    /// `y` on AVX2 (its AVX-512 form, masked, is in `softmax/avx512.rs`).
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) fn exp_sum(x: &[f32], m: f32) -> f32 {
+        let (mv, mut acc, steps) = (_mm256_set1_ps(m), _mm256_setzero_ps(), x.chunks_exact(8));
+        let rest = steps.remainder();
+        for c in steps {
+            // SAFETY: `c` holds 8 floats.
+            let e = exp8(_mm256_sub_ps(unsafe { _mm256_loadu_ps(c.as_ptr()) }, mv));
+            acc = _mm256_add_ps(acc, e);
+        }
+        // SAFETY: a vector of 8 `f32` has the layout of `[f32; 8]`.
+        let lanes: [f32; 8] = unsafe { std::mem::transmute(acc) };
+        let tail = rest.iter().map(|&v| super::Math::exp_(v - m));
+        tail.fold(lanes.iter().sum(), |s: f32, e: f32| s + e)
     }
 
     /// [`super::exp_f32s`]: 8-lane steps, the tail through a buffer (an element
@@ -359,20 +375,6 @@ pub(crate) mod avx512 {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
         }
         _mm512_scalef_ps(p, t)
-    }
-
-    /// [`super::exp_f32s`]: 16-lane steps, then one masked.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn exp_slice(src: *const f32, dst: *mut f32, n: usize) {
-        for i in (0..n).step_by(16) {
-            let m = ((1u32 << (n - i).min(16)) - 1) as __mmask16;
-            // SAFETY: the lanes of `m` lie below n (the caller's contract);
-            // the others are not touched.
-            unsafe {
-                let x = _mm512_maskz_loadu_ps(m, src.add(i));
-                _mm512_mask_storeu_ps(dst.add(i), m, exp16(x));
-            }
-        }
     }
 }
 
@@ -456,7 +458,7 @@ mod tests {
         assert!(worst < 2e-7, "worst relative error on [-87, 88]: {worst}");
         assert!(exp_slice_worst::<f32>(-1e4, 1e4, 200_001) < 2e-7);
         assert!(exp_slice_worst::<f64>(-1e4, 1e4, 200_001) < 2.0 * f64::EPSILON);
-        // Every length through the tails of the 8- and 16-lane loops.
+        // Every length through the tails of the vector loops.
         for n in 2..=40 {
             let w = [
                 exp_slice_worst::<f32>(-20.0, 5.0, n),

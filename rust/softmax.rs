@@ -31,8 +31,7 @@ pub const SOFTMAX_PAR_MIN_WORK: usize = 64 * 1024;
 pub use crate::math::Math as Exp;
 
 /// `sum(e^(x - m))`, the terms also stored in `y` (of the length of `x`)
-/// when given, in one pass for `f32` with AVX-512F, else through
-/// [`Math::exp_slice`] on blocks of 256.
+/// when given, in one pass for `f32` with AVX-512F (AVX2: the sum alone).
 #[inline(always)]
 pub(crate) fn exp_sum<T: Math>(x: &[T], m: T, y: Option<&mut [T]>) -> T {
     #[cfg(target_arch = "x86_64")]
@@ -41,6 +40,12 @@ pub(crate) fn exp_sum<T: Math>(x: &[T], m: T, y: Option<&mut [T]>) -> T {
         let m = m.to_f32().expect("m is an f32");
         // SAFETY: the CPU has AVX-512F.
         return T::from(unsafe { avx512::exp_sum(x32, m, y) }).expect("an f32");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if let (None, 32, Some(x32)) = (&y, crate::simd::vector_bytes(), as_f32(x)) {
+        // SAFETY: the CPU has AVX2 and FMA.
+        let s = unsafe { crate::math::avx2::exp_sum(x32, m.to_f32().expect("an f32")) };
+        return T::from(s).expect("an f32");
     }
     match y {
         Some(y) => exp_shift_sum(x, m, y),

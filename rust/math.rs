@@ -50,15 +50,13 @@ multiversion! {
     }
 }
 
-/// `1 / (1 + e)` for `x >= 0` and `e / (1 + e)` below, with `e = e^-|x|`:
-/// neither form overflows or cancels.
+/// `max(v, floor)` that keeps NaN, as `np.maximum`.
 #[inline(always)]
-fn sigmoid_from<T: Float>(x: T, e: T) -> T {
-    let s = T::one() / (T::one() + e);
-    if x < T::zero() {
-        e * s
+pub(crate) fn max_nan<T: Float>(v: T, floor: T) -> T {
+    if v < floor {
+        floor
     } else {
-        s
+        v
     }
 }
 
@@ -75,35 +73,36 @@ fn positive_part<T: Float>(x: T) -> T {
 impl Math for f64 {
     #[inline(always)]
     fn exp_(self) -> f64 {
-        exp_le_f64(if self > 710.0 { 710.0 } else { self }) // NaN stays NaN
+        // `e^g / 2 = 1/2 + gP / (Q - gP)`: the rounding of the quotient is scaled down.
+        let (n, p, q) = exp_parts_f64(if self > 710.0 { 710.0 } else { self }); // NaN stays
+        scale_f64(0.5 + p / (q - p), n + 1.0)
     }
 
     #[inline(always)]
     fn ln_clamped(self) -> f64 {
-        let l = self.ln();
-        if l < -100.0 {
-            -100.0
-        } else {
-            l
-        }
+        max_nan(self.ln(), -100.0)
     }
 
     /// `tanh(x)` for `f64` (Cody and Waite): `a + a·z·P(z)/Q(z)` with `a = |x|`,
-    /// `z = a²` below `a = 0.5`, `(1 - e) / (1 + e)` with `e = e^{-2a}`
-    /// above, the sign put back.
+    /// `z = a²` below `a = 0.5`, above `(1 - E) / (1 + E) = (d - e) / (d + e)`
+    /// with `E = e^{-2a} = e / d` (one division); the sign put back.
     #[inline(always)]
     fn tanh_(self) -> f64 {
-        let (a, e) = (self.abs(), exp_le_f64(-2.0 * self.abs()));
+        let (a, (n, p, q)) = (self.abs(), exp_parts_f64(-2.0 * self.abs()));
+        let (e, d) = (scale_f64(q + p, n), q - p);
         let z = a * a;
         let small = a + a * (z * horner(z, &TANH_P64) / horner(z, &TANH_Q64));
-        let large = (1.0 - e) / (1.0 + e);
+        let large = (d - e) / (d + e);
         let t = if a < 0.5 { small } else { large };
         t.copysign(self)
     }
 
     #[inline(always)]
     fn sigmoid(self) -> f64 {
-        sigmoid_from(self, exp_le_f64(-self.abs()))
+        // `e / (1 + e)` below 0, `1 / (1 + e)` above, as `e^-|x| = e / d`: one division.
+        let (n, p, q) = exp_parts_f64(-self.abs());
+        let (e, d) = (scale_f64(q + p, n), q - p);
+        (if self < 0.0 { e } else { d }) / (d + e)
     }
 
     #[inline(always)]
@@ -119,30 +118,36 @@ fn horner<T: Float>(z: T, c: &[T]) -> T {
 }
 
 /// Cody and Waite's rational fits for `f64`, highest degree first: the
-/// `P` and `Q` of [`exp_le_f64`] and of [`Math::tanh_`].
+/// `P` and `Q` of [`exp_parts_f64`] and of [`Math::tanh_`].
 const EXP_P64: [f64; 3] = [1.6520330026827912e-5, 6.943600015117929e-3, 0.25];
 const EXP_Q64: [f64; 3] = [4.958628849054413e-4, 5.555386669690012e-2, 0.5];
 const TANH_P64: [f64; 3] = [-0.9643749277722548, -99.22592967223608, -1613.4119023996227];
 #[rustfmt::skip]
 const TANH_Q64: [f64; 4] = [1.0, 112.74474380534949, 2233.7720718962314, 4840.235707198869];
 
-/// `e^x` for `f64`, `x <= 710` or NaN (Cody and Waite): `x = n·ln2 + g`
-/// with `|g| <= ln2/2` (`ln2 = LN2_HI - 2.12e-4`, `n·LN2_HI` exact), then
-/// `e^g / 2 = 1/2 + g·P(g²) / (Q(g²) - g·P(g²))` (about 1 ulp), times
-/// `2^(n+1)` in two normal halves so that subnormal results are right; `x`
-/// is clamped at -746 (0), 710 gives `inf`, NaN stays NaN.
+/// `e^x = 2^n·(Q + gP) / (Q - gP)` for `f64` (Cody and Waite), as `(n, gP,
+/// Q)`: `x = n·ln2 + g` with `|g| <= ln2/2` (`ln2 = LN2_HI - 2.12e-4`,
+/// `n·LN2_HI` exact), `P` and `Q` of `g²` (about 1 ulp); `x` is clamped at
+/// -746 (`e^x` rounds to 0), NaN kept. Callers clamp at 710 (`inf`).
 #[inline(always)]
-fn exp_le_f64(x: f64) -> f64 {
-    // 1.5·2^52: adding it rounds to an integer; `2^e` from `e + 1023` in
-    // the low bits of `e + ROUND + 1023`, shifted into the exponent.
-    const ROUND: f64 = 6_755_399_441_055_744.0;
-    let pow2 = |e: f64| f64::from_bits((e + (ROUND + 1023.0)).to_bits() << 52);
+fn exp_parts_f64(x: f64) -> (f64, f64, f64) {
     let x = if x < -746.0 { -746.0 } else { x };
-    let n = (x * std::f64::consts::LOG2_E + ROUND) - ROUND;
+    let n = (x * std::f64::consts::LOG2_E + ROUND_F64) - ROUND_F64;
     let g = (x - n * f64::from(LN2_HI)) + n * 2.1219444005469057e-4;
-    let (p, q) = (g * horner(g * g, &EXP_P64), horner(g * g, &EXP_Q64));
-    let half = (n * 0.5 + ROUND) - ROUND;
-    (0.5 + p / (q - p)) * pow2(half + 1.0) * pow2(n - half)
+    (n, g * horner(g * g, &EXP_P64), horner(g * g, &EXP_Q64))
+}
+
+/// 1.5·2^52: adding it rounds an `f64` to an integer.
+const ROUND_F64: f64 = 6_755_399_441_055_744.0;
+
+/// `y·2^n` for an integer `n` in `[-1076, 1025]`, in two normal halves so
+/// that a subnormal result is rounded once; `2^e` from `e + 1023` in the low
+/// bits of `e + ROUND_F64 + 1023`, shifted into the exponent.
+#[inline(always)]
+fn scale_f64(y: f64, n: f64) -> f64 {
+    let pow2 = |e: f64| f64::from_bits((e + (ROUND_F64 + 1023.0)).to_bits() << 52);
+    let half = (n * 0.5 + ROUND_F64) - ROUND_F64;
+    y * pow2(half) * pow2(n - half)
 }
 
 /// `ln 2` in two parts, the first with few enough bits that `n·LN2_HI` is exact.
@@ -225,7 +230,10 @@ impl Math for f32 {
 
     #[inline(always)]
     fn sigmoid(self) -> f32 {
-        sigmoid_from(self, exp_le_f32(-self.abs()))
+        // `1 / (1 + e)` for `x >= 0` and `e / (1 + e)` below, `e = e^-|x|`:
+        // neither form overflows or cancels.
+        let e = exp_le_f32(-self.abs());
+        (if self < 0.0 { e } else { 1.0 }) / (1.0 + e)
     }
 
     /// `ln(1 + e)` with `e = e^-|x|` as `ln(u)·e / (u - 1)`, `u = 1 + e`

@@ -21,7 +21,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, CowArray, Ix1, Ix2};
 
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
-use crate::math::Math;
+use crate::math::{max_nan, Math};
 use crate::simd::multiversion;
 use crate::softmax::{
     self, block_rows, check_rows, check_same, exp_sum, filled_by, over_rows, row_max, standard,
@@ -198,16 +198,6 @@ multiversion! {
             *c = a;
             *d = if a > zero { one.copysign(e) } else { e };
         }
-    }
-}
-
-/// `max(v, floor)` that keeps NaN, as `np.maximum`.
-#[inline(always)]
-fn max_nan<T: Float>(v: T, floor: T) -> T {
-    if v < floor {
-        floor
-    } else {
-        v
     }
 }
 

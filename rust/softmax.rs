@@ -500,15 +500,6 @@ mod tests {
                 assert!(err < 2e-7 + 3e-9 * f64::from(x.abs()), "e^{x}: {err}");
             }
         }
-        // The special inputs of `exp_slice` (math.rs checks its range and
-        // tails), in every lane of a 16-lane step and a tail.
-        let (nan, inf) = (f32::NAN, f32::INFINITY);
-        let mut v = [nan, -inf, inf, -1e30, 0.0, -0.0].repeat(4);
-        f32::exp_slice(&mut v);
-        for c in v.chunks(6) {
-            assert!(c[0].is_nan());
-            assert_eq!(&c[1..], &[0.0, inf, 0.0, 1.0, 1.0]);
-        }
         // The sums of exp agree with the scalar form.
         let x: Vec<f32> = (0..37).map(|i| (i as f32 * 0.7).sin() * 30.0).collect();
         for n in [1, 7, 15, 16, 17, 31, 32, 33, 37] {

@@ -92,22 +92,12 @@ fn row_max(x: &[f32]) -> f32 {
 /// `sum(e^(x - m))`, the terms also stored in `y` (of the length of `x`)
 /// when given.
 #[target_feature(enable = "avx512f")]
-pub(super) fn exp_sum(x: &[f32], m: f32, y: Option<&mut [f32]>) -> f32 {
-    match y {
-        Some(y) => exp_sum_impl::<false>(x, m, Some(y)),
-        None => exp_sum_impl::<true>(x, m, None),
-    }
-}
-
-/// `SUMMAND`: nothing stored, see [`exp16_le`].
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn exp_sum_impl<const SUMMAND: bool>(x: &[f32], m: f32, mut y: Option<&mut [f32]>) -> f32 {
+pub(super) fn exp_sum(x: &[f32], m: f32, mut y: Option<&mut [f32]>) -> f32 {
     let (mv, ninf) = (_mm512_set1_ps(m), _mm512_set1_ps(f32::NEG_INFINITY));
     sum_of(x.len(), |i, mk| {
         // SAFETY: the step lies inside x (and y).
         unsafe {
-            let e = exp16_le::<SUMMAND>(_mm512_sub_ps(load(x, i, mk, ninf), mv));
+            let e = exp16_le(_mm512_sub_ps(load(x, i, mk, ninf), mv));
             let e = _mm512_maskz_mov_ps(mk, e);
             if let Some(y) = y.as_deref_mut() {
                 store(y, i, mk, e);
@@ -131,7 +121,7 @@ pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
         match op {
             RowOp::Softmax => unsafe {
                 short_rows(a, b, out, k, ninf, |x, _| {
-                    let e = exp16_le::<false>(_mm512_sub_ps(x, all::<true>(x)));
+                    let e = exp16_le(_mm512_sub_ps(x, all::<true>(x)));
                     let e = _mm512_maskz_mov_ps(mk, e);
                     _mm512_div_ps(e, all::<false>(e))
                 })
@@ -139,7 +129,7 @@ pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
             RowOp::LogSoftmax => unsafe {
                 short_rows(a, b, out, k, ninf, |x, _| {
                     let z = _mm512_sub_ps(x, all::<true>(x));
-                    let e = _mm512_maskz_mov_ps(mk, exp16_le::<true>(z));
+                    let e = _mm512_maskz_mov_ps(mk, exp16_le(z));
                     let ls = _mm512_cvtss_f32(all::<false>(e)).ln();
                     _mm512_sub_ps(z, _mm512_set1_ps(ls))
                 })
@@ -152,7 +142,7 @@ pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
             },
             RowOp::LogSoftmaxBackward => unsafe {
                 short_rows(a, b, out, k, zero, |y, d| {
-                    _mm512_fnmadd_ps(exp16::<true>(y), all::<false>(d), d)
+                    _mm512_fnmadd_ps(exp16(y), all::<false>(d), d)
                 })
             },
         }
@@ -194,7 +184,7 @@ pub(super) fn rows(op: RowOp, a: &[f32], b: &[f32], out: &mut [f32], k: usize) {
             RowOp::LogSoftmaxBackward => {
                 let s = _mm512_set1_ps(sum_of(k, |i, m| unsafe { load(d, i, m, zero) }));
                 steps(k, |i, m| unsafe {
-                    let e = exp16::<true>(load(x, i, m, zero));
+                    let e = exp16(load(x, i, m, zero));
                     store(o, i, m, _mm512_fnmadd_ps(e, s, load(d, i, m, zero)));
                 });
             }

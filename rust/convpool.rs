@@ -26,7 +26,8 @@ use crate::conv::{
 };
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
-use crate::pool::{self, check_argmax, from_4d, op_name, pool_params, to_4d, Pool2dParams, Pooled};
+use crate::pool::{self, from_4d, op_name, pool_params, to_4d, Pool2dParams, Pooled};
+use crate::softmax::check_same;
 use crate::threads;
 
 thread_local! {
@@ -276,7 +277,7 @@ pub fn conv_maxpool_backward<T: Float, D: Dimension>(
     let mut pooled = plan.pool.out_shape(nd);
     pooled[0] = plan.conv.n;
     check_shape(op, "delta", &pooled, delta.shape())?;
-    check_argmax(op, delta.shape(), argmax.shape())?;
+    check_same(op, "argmax", "delta", argmax.shape(), delta.shape())?;
     let inputs = (to_4d(x, 1), to_4d(w, 0));
     let pooled = (to_4d(delta, 1), to_4d(argmax, 1));
     let grads = (to_4d(grad_w, 0), grad_b);

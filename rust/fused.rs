@@ -60,9 +60,7 @@ fn check_chain<T>(
                 fmt_shape(&[rows, cols]),
             ));
         }
-        if let Some(len) = b {
-            check_shape(op, "bias", &[cols], &[len])?;
-        }
+        b.map_or(Ok(()), |len| check_shape(op, "bias", &[cols], &[len]))?;
         features = cols;
     }
     Ok(())

@@ -179,15 +179,6 @@ pub(crate) fn check_positions(op: &'static str, (h, w): (usize, usize)) -> Resul
     Err(KernelError::invalid(op, why))
 }
 
-/// Checks that `argmax` has the shape of `delta`.
-pub(crate) fn check_argmax(
-    op: &'static str,
-    delta: &[usize],
-    argmax: &[usize],
-) -> Result<(), KernelError> {
-    check_same(op, "argmax", "delta", argmax, delta)
-}
-
 /// Checks and returns the pooling of an input of `shape`, `(N, L, C)` by
 /// windows of `k` or `(N, H, W, C)` by `k×k` windows.
 pub fn pool_params(
@@ -545,7 +536,7 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
 ) -> Result<Array<T, D>, KernelError> {
     let (nd, shape) = (delta.ndim(), delta.shape());
     let op = op_name(nd, "max_pool1d_backward", "max_pool2d_backward");
-    check_argmax(op, shape, argmax.shape())?;
+    check_same(op, "argmax", "delta", argmax.shape(), shape)?;
     let p = match window {
         Some(win) => backward_params(op, shape, input, win)?,
         None => Pool2dParams::new(&input_shape(shape, input), 0, 1),

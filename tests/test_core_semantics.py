@@ -265,6 +265,8 @@ OPTIMS = {
     "optim": lambda net, loss: dn.Optim(net, loss, 0.05),
     "momentum": lambda net, loss: dn.SGD(net, loss, eps=0.05, momentum=0.5, nesterov=True),
     "adam": lambda net, loss: dn.Adam(net, loss, eps=0.01),
+    "adamw": lambda net, loss: dn.AdamW(net, loss, eps=0.01),
+    "rmsprop": lambda net, loss: dn.RMSprop(net, loss, eps=0.01, momentum=0.5),
 }
 
 

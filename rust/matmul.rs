@@ -230,7 +230,8 @@ fn gemv_band<T: Float, const V: usize>(acc: &mut [T], x: &[T], w: &[T], col: usi
     V
 }
 
-/// `out = beta·out + alpha·(a·b)` on the calling thread, shapes unchecked: [`gemv`] for one row of output from a row-major `b` into a contiguous
+/// `out = beta·out + alpha·(a·b)` on the calling thread, shapes unchecked:
+/// [`gemv`] for one row of output from a row-major `b` into a contiguous
 /// `out`, the `gemm` crate otherwise.
 ///
 /// The caller guarantees `a (m, k)`, `b (k, n)`, `out (m, n)` with `m, n, k > 0`

@@ -36,7 +36,8 @@ pub const POOL_PAR_MIN_WORK: usize = 128 * 1024;
 
 /// Channels per block of the sample kernels: a loop of this fixed length
 /// becomes whole vector registers (16 `f32` in one AVX-512 register), where a
-/// loop over all `C` channels would leave a short `C` to its scalar tail.
+/// loop over a short `C` would be mostly its scalar tail. From `LANES`
+/// channels on, max pooling loops over whole rows of `C` instead.
 const LANES: usize = 16;
 
 /// The sizes of a pooling (a 1-D one has `h = kh = sh = 1`).

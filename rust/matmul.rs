@@ -21,14 +21,21 @@ use crate::simd::multiversion;
 use crate::small_gemm::product_into;
 use crate::threads;
 
-/// Products with fewer multiply-adds stay on the calling thread (the MLP's
-/// `(100, 256)·(256, 128)` and its batch-1 forward do, the CNNs' larger split).
-pub const GEMM_PAR_MIN_WORK: usize = 4 * 1024 * 1024;
+/// Products of at least this many multiply-adds split across the kernels'
+/// threads: those that take some 15 µs or more on one core, far above a
+/// hand-off to a lingering worker (a few µs). A core does about two
+/// vector FMAs a cycle at ~3 GHz, so 15 µs is about 100K multiply-adds per
+/// vector lane of `T`: 800K `f32` with AVX2, 1.6M with AVX-512, 400K `f64`
+/// with AVX2. The MLP's `(100, 256)·(256, 128)` splits; its batch-1 forward
+/// and the autoencoder's batch-10 products do not.
+pub(crate) fn par_min_work<T>() -> usize {
+    100_000 * crate::simd::vector_bytes() / std::mem::size_of::<T>()
+}
 
 /// Whether a product is split across the kernels' threads: by its multiply-adds,
 /// one row or more (a batch-1 forward is over before a split's waiting pays).
-pub(crate) fn parallel(m: usize, n: usize, k: usize) -> bool {
-    let enough = m.saturating_mul(n).saturating_mul(k) >= GEMM_PAR_MIN_WORK;
+pub(crate) fn parallel<T>(m: usize, n: usize, k: usize) -> bool {
+    let enough = m.saturating_mul(n).saturating_mul(k) >= par_min_work::<T>();
     cfg!(feature = "multi-threads") && enough && threads::num_threads() > 1
 }
 
@@ -76,7 +83,7 @@ pub fn gemm_into<T: Float>(
         }
         return Ok(());
     }
-    if parallel(m, n, k) {
+    if parallel::<T>(m, n, k) {
         gemm_split(out, a, b, alpha, beta);
     } else {
         gemm_unchecked(out, a, b, alpha, beta);

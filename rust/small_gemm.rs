@@ -24,7 +24,7 @@ use ndarray::{s, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::error::KernelError;
 use crate::float::Float;
-use crate::matmul::{gemm_into, GEMM_PAR_MIN_WORK};
+use crate::matmul::{gemm_into, par_min_work};
 
 /// Outputs of at most this many elements go to the crate's dot-product kernels.
 const HORIZONTAL_MAX: usize = 256;
@@ -62,7 +62,7 @@ pub fn product_into<T: Float>(
         || b.nrows() != k
         || !(2..=MAX_ROWS).contains(&m)
         || k < 3
-        || m.saturating_mul(n).saturating_mul(k) >= GEMM_PAR_MIN_WORK;
+        || m.saturating_mul(n).saturating_mul(k) >= par_min_work::<T>();
     if plain {
         return gemm_into(out, a, b, T::one(), beta);
     }

@@ -222,6 +222,7 @@ pub fn backward_at_input<T: Math>(
 
 #[cfg(test)]
 mod tests {
+    use super::Activation::{Identity, ReLU, Sigmoid, TanH};
     use super::*;
 
     const LEAKY: Activation = Activation::LeakyReLU { slope: 0.1 };
@@ -243,14 +244,7 @@ mod tests {
             act.backward(&y, &mut d);
             assert_eq!(d, want, "{act:?}");
         }
-        for act in [
-            Activation::Identity,
-            Activation::TanH,
-            Activation::Sigmoid,
-            Activation::ReLU,
-            LEAKY,
-            SOFTPLUS,
-        ] {
+        for act in [Identity, TanH, Sigmoid, ReLU, LEAKY, SOFTPLUS] {
             let mut v = [-1.0_f32, 0.0, 2.0, f32::NAN];
             act.forward(&mut v);
             assert!(v[3].is_nan(), "{act:?}");

@@ -27,6 +27,11 @@ use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::math::Math;
 use crate::simd::multiversion;
+use crate::threads;
+
+/// Elements from which a slice splits across the kernels' threads (some
+/// 10 µs of one core's work), each weighted as [`Activation::runs`] says.
+const SPLIT_MIN_WORK: usize = 128 * 1024;
 
 /// An activation after a linear layer (`_core.Activation` in Python, with its
 /// parameters in a tuple).
@@ -53,11 +58,24 @@ fn cast<T: Float>(v: f64) -> T {
 }
 
 impl Activation {
-    /// `v = f(v)`, in place.
+    /// `v = f(v)`, in place; a long slice in one run per thread.
     pub fn forward<T: Math>(self, v: &mut [T]) {
         if self != Activation::Identity {
-            forward_slice(self, v);
+            let (len, parts) = self.runs(v.len());
+            threads::par_items(v.chunks_mut(len), parts, |_, v| forward_slice(self, v));
         }
+    }
+
+    /// Run length and count for `n` elements: one run per thread from
+    /// [`SPLIT_MIN_WORK`]; an elementary function weighs ~16 selects.
+    fn runs(self, n: usize) -> (usize, usize) {
+        let exp = matches!(
+            self,
+            Activation::TanH | Activation::Sigmoid | Activation::Softplus { .. }
+        );
+        let work = if exp { 16 * n } else { n };
+        let parts = threads::parts(cfg!(feature = "multi-threads") && work >= SPLIT_MIN_WORK);
+        (n.div_ceil(parts).next_multiple_of(64).max(1), parts)
     }
 
     /// `f'(x)` computed from the output `y = f(x)` (see the module doc).
@@ -89,10 +107,13 @@ impl Activation {
         }
     }
 
-    /// `d *= f'(x)` where `y = f(x)` is the forward output, in place.
+    /// `d *= f'(x)` where `y = f(x)` is the forward output, in place; a long
+    /// slice in one run per thread.
     pub fn backward<T: Math>(self, y: &[T], d: &mut [T]) {
         if self != Activation::Identity {
-            backward_slice(self, y, d);
+            let (len, parts) = self.runs(d.len());
+            let runs = y.chunks(len).zip(d.chunks_mut(len));
+            threads::par_items(runs, parts, |_, (y, d)| backward_slice(self, y, d));
         }
     }
 }
@@ -201,6 +222,7 @@ pub fn backward_at_input<T: Math>(
 
 #[cfg(test)]
 mod tests {
+    use super::Activation::{Identity, ReLU, Sigmoid, TanH};
     use super::*;
 
     const LEAKY: Activation = Activation::LeakyReLU { slope: 0.1 };
@@ -222,14 +244,7 @@ mod tests {
             act.backward(&y, &mut d);
             assert_eq!(d, want, "{act:?}");
         }
-        for act in [
-            Activation::Identity,
-            Activation::TanH,
-            Activation::Sigmoid,
-            Activation::ReLU,
-            LEAKY,
-            SOFTPLUS,
-        ] {
+        for act in [Identity, TanH, Sigmoid, ReLU, LEAKY, SOFTPLUS] {
             let mut v = [-1.0_f32, 0.0, 2.0, f32::NAN];
             act.forward(&mut v);
             assert!(v[3].is_nan(), "{act:?}");

@@ -183,15 +183,9 @@ pub fn dense_backward<T: Exp>(
     check_chain(OP, x.ncols(), layers)?;
     let n = x.nrows();
     if outputs.len() != layers.len() || grads.len() != layers.len() {
-        return Err(KernelError::invalid(
-            OP,
-            format!(
-                "expected one output and one gradient per layer ({}), got {} and {}",
-                layers.len(),
-                outputs.len(),
-                grads.len()
-            ),
-        ));
+        let (l, o, g) = (layers.len(), outputs.len(), grads.len());
+        let why = format!("expected one output and one gradient per layer ({l}), got {o} and {g}");
+        return Err(KernelError::invalid(OP, why));
     }
     for ((layer, y), g) in layers.iter().zip(outputs).zip(grads.iter()) {
         check_shape(OP, "output", &[n, layer.w.ncols()], y.shape())?;

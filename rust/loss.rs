@@ -369,6 +369,7 @@ multiversion! {
 
 #[cfg(test)]
 mod tests {
+    use super::LossKind::{LogSoftmaxNLL, BCE, MAE, MSE};
     use super::*;
     use ndarray::{Array1, Array2};
 
@@ -412,13 +413,7 @@ mod tests {
     fn every_loss_matches_its_formula() {
         let yhat = Array2::from_shape_fn((3, 4), |(i, j)| 0.05 + 0.9 * ((i * 4 + j) as f64 / 11.0));
         let y = Array2::from_shape_fn((3, 4), |(i, j)| f64::from(u8::from((i + j) % 3 == 0)));
-        for loss in [
-            LossKind::MSE,
-            LossKind::MAE,
-            LossKind::BCE,
-            LossKind::CrossEntropy,
-            LossKind::LogSoftmaxNLL,
-        ] {
+        for loss in [MSE, MAE, BCE, LossKind::CrossEntropy, LogSoftmaxNLL] {
             check(loss, &yhat, &y);
         }
     }
@@ -429,16 +424,9 @@ mod tests {
         for row in [[f64::NEG_INFINITY, 0.0, 1.0], [1e308, 0.0, -1e308]] {
             let x = Array2::from_shape_vec((1, 3), row.to_vec()).unwrap();
             let t = Array1::from(vec![1_i64]);
-            for loss in [LossKind::CrossEntropy, LossKind::LogSoftmaxNLL] {
-                let mut d = vec![0.0; 3];
-                let c = cost_and_delta(
-                    loss,
-                    x.view(),
-                    &Target::Index(t.view()),
-                    &mut d,
-                    &mut vec![],
-                )
-                .unwrap();
+            for loss in [LossKind::CrossEntropy, LogSoftmaxNLL] {
+                let (mut d, target) = (vec![0.0; 3], Target::Index(t.view()));
+                let c = cost_and_delta(loss, x.view(), &target, &mut d, &mut vec![]).unwrap();
                 assert!(
                     c.is_finite() && d.iter().all(|v| v.is_finite()),
                     "{loss:?} {row:?}"
@@ -447,12 +435,7 @@ mod tests {
         }
         let x = Array2::from_shape_vec((1, 2), vec![f32::NAN, 0.5]).unwrap();
         let y = Array2::from_shape_vec((1, 2), vec![1.0_f32, 0.0]).unwrap();
-        for loss in [
-            LossKind::MSE,
-            LossKind::MAE,
-            LossKind::BCE,
-            LossKind::LogSoftmaxNLL,
-        ] {
+        for loss in [MSE, MAE, BCE, LogSoftmaxNLL] {
             let mut d = vec![0.0; 2];
             let c = cost_and_delta(loss, x.view(), &Target::Prob(y.view()), &mut d, &mut vec![])
                 .unwrap();
@@ -472,16 +455,8 @@ mod tests {
         // MSE and MAE: every pair of special values as the scalar formulas
         // (MAE's sign ±1, the difference itself where it is ±0 or NaN), over
         // lengths through the vector loops' tails.
-        let vals = [
-            0.0,
-            -0.0,
-            1.5,
-            -2.0,
-            1e-300,
-            f64::INFINITY,
-            -f64::INFINITY,
-            f64::NAN,
-        ];
+        let (inf, nan) = (f64::INFINITY, f64::NAN);
+        let vals = [0.0, -0.0, 1.5, -2.0, 1e-300, inf, -inf, nan];
         let pairs = vals.iter().flat_map(|&a| vals.iter().map(move |&b| (a, b)));
         let (t, p): (Vec<f64>, Vec<f64>) = pairs.unzip();
         let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());

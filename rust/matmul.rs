@@ -259,31 +259,18 @@ pub(crate) fn gemm_unchecked<T: Float>(
     let [ors, ocs] = [out.strides()[0], out.strides()[1]];
     let [ars, acs] = [a.strides()[0], a.strides()[1]];
     let [brs, bcs] = [b.strides()[0], b.strides()[1]];
+    let (o, a, b, read_o) = (out.as_mut_ptr(), a.as_ptr(), b.as_ptr(), beta != T::zero());
+    let (no, one_thread) = (false, gemm::Parallelism::None);
     // SAFETY: the caller checked the shapes; the pointers and strides come from
     // live ndarray views of those shapes, so every index gemm forms lies inside
     // its array. `out` is borrowed mutably, so it does not alias `a` or `b`.
-    // gemm's convention is dst := alpha·dst + beta·lhs·rhs.
+    // gemm's arguments: sizes; dst, lhs, rhs, each with its column and row
+    // strides (dst read or not); its alpha and beta, in dst := alpha·dst +
+    // beta·lhs·rhs; no conjugations; no threads of its own.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            out.as_mut_ptr(),
-            ocs,
-            ors,
-            beta != T::zero(),
-            a.as_ptr(),
-            acs,
-            ars,
-            b.as_ptr(),
-            bcs,
-            brs,
-            beta,
-            alpha,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
+            m, n, k, o, ocs, ors, read_o, a, acs, ars, b, bcs, brs, beta, alpha, no, no, no,
+            one_thread,
         );
     }
 }

@@ -2,25 +2,22 @@
 //!
 //! A kernel that splits its work runs one part on the calling thread and the
 //! others on a rayon pool ([`par_parts`]), as OpenMP runs a parallel region:
-//! with `n` threads, the caller and `n - 1` pool workers. Two habits keep the
-//! hand-offs cheap on small models (a training step is a dozen regions of
-//! 50-200 µs; a thread put to sleep takes tens of µs to wake on a VM):
+//! with `n` threads, the caller and `n - 1` pool workers. A training step of
+//! a small model is a dozen regions of 50-200 µs, and a sleeping thread takes
+//! tens of µs to wake on a VM, so:
 //!
-//! - the caller waits for the other parts by spinning, not sleeping;
 //! - after a region, the workers stay awake for [`LINGER`] (spinning, then
-//!   back to rayon's sleep), ready for the next region. OpenMP runtimes spin
-//!   the same way.
+//!   back to rayon's sleep), ready for the next one, as OpenMP runtimes do;
+//! - a part that no worker has begun when the caller is done with its own,
+//!   the caller runs: a worker still asleep, or whose core another program
+//!   holds, delays nobody;
+//! - the caller waits for the parts running on workers by spinning, for at
+//!   most twice its own part and [`SPIN_SLACK`] (a worker that late is
+//!   probably descheduled), then sleeps.
 //!
-//! Nobody spins with more threads than cores: a spinning thread would hold
-//! the core that the thread it waits for needs (libgomp throttles likewise).
-//! Other programs can take the cores all the same, and then the awaited
-//! thread may not be running at all. So a spinning thread yields its core
-//! every [`YIELD_EVERY`] spins (to whoever is runnable: perhaps the awaited
-//! thread, else a program whose slice ends sooner for it), and the caller
-//! stops spinning once it has waited twice its own part and [`SPIN_SLACK`]
-//! (a worker that late is probably descheduled) and sleeps instead. On a
-//! quiet machine the parts end within the first yield interval: nothing
-//! changes there.
+//! Nobody spins with more threads than cores (libgomp throttles likewise),
+//! and a spinning thread yields its core every [`YIELD_EVERY`] spins, to
+//! whoever is runnable: perhaps the thread it waits for.
 //!
 //! The pool is the kernels' own, never rayon's global one: it is built at the
 //! first parallel region (not by [`set_num_threads`], which only records the
@@ -35,8 +32,12 @@
 //! on its workers); the child's first region builds a pool of its own.
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::error::KernelError;
@@ -91,8 +92,9 @@ const SPIN_SLACK: Duration = Duration::from_micros(100);
 /// x86 core, whose `pause` takes tens of ns).
 const YIELD_EVERY: u32 = 1 << 12;
 
-fn lock() -> MutexGuard<'static, State> {
-    STATE.lock().unwrap_or_else(|e| e.into_inner())
+/// `m` locked, also after a panic of its last holder.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Runs the kernels on `n` threads from now on (the caller and `n - 1` pool
@@ -110,7 +112,7 @@ pub fn set_num_threads(n: usize) -> Result<(), KernelError> {
     REQUESTED.store(n, Ordering::Release);
     let threads = num_threads();
     let old = {
-        let mut state = lock();
+        let mut state = lock(&STATE);
         state.failed = 0;
         match &state.pool {
             Some(p) if p.threads != threads => state.pool.take(),
@@ -152,7 +154,7 @@ fn cores() -> usize {
 /// workers cannot be spawned (the caller then runs every part itself).
 fn pool(threads: usize) -> Option<Arc<Pool>> {
     {
-        let state = lock();
+        let state = lock(&STATE);
         match &state.pool {
             Some(p) if p.threads == threads => return Some(Arc::clone(p)),
             _ if state.failed == threads => return None,
@@ -177,7 +179,7 @@ fn pool(threads: usize) -> Option<Arc<Pool>> {
                 lingering: Arc::new(AtomicUsize::new(0)),
             })
         });
-    let mut state = lock();
+    let mut state = lock(&STATE);
     match (&state.pool, built) {
         // Another thread was quicker: ours is dropped.
         (Some(p), _) if p.threads == threads => Some(Arc::clone(p)),
@@ -197,7 +199,7 @@ fn pool(threads: usize) -> Option<Arc<Pool>> {
 mod fork {
     //! The `pthread_atfork` handlers (see the module's documentation).
 
-    use super::{lock, State};
+    use super::{lock, State, STATE};
     use std::cell::RefCell;
     use std::sync::{MutexGuard, OnceLock};
 
@@ -207,7 +209,7 @@ mod fork {
     }
 
     extern "C" fn before() {
-        let guard = lock();
+        let guard = lock(&STATE);
         HELD.with(|h| *h.borrow_mut() = Some(guard));
     }
 
@@ -246,45 +248,69 @@ mod fork {
     }
 }
 
-/// Counts a part done when dropped (also when the part panics, so that the
-/// waiting caller never spins forever).
-struct Done<'a>(&'a AtomicUsize);
+/// One region's parts, shared with the workers' jobs (which may start after
+/// the region has ended, and then find nothing to do).
+struct Region {
+    /// Per part: 0 free, 1 taken and running, 2 done.
+    state: Vec<AtomicU8>,
+    /// The first panic of a part, raised by the caller.
+    panic: Mutex<Option<Box<dyn Any + Send>>>,
+    caller: Thread,
+}
 
-impl Drop for Done<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
+impl Region {
+    /// Runs part `i` unless another thread took it; `f` is the address of
+    /// the caller's `&dyn Fn`.
+    fn take(&self, i: usize, f: usize) {
+        if self.state[i].fetch_max(1, AcqRel) != 0 {
+            return; // taken by another thread: running or done
+        }
+        // SAFETY: the caller's `f` lives until no part is running.
+        let f = unsafe { *(f as *const &(dyn Fn(usize) + Sync)) };
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(i))) {
+            lock(&self.panic).get_or_insert(p);
+        }
+        self.state[i].store(2, Release);
+        self.caller.unpark();
     }
 }
 
 /// Runs `f(0), …, f(parts - 1)`: part 0 on the calling thread, the others on
-/// the pool's workers. A panic in a part is raised here once all have ended.
+/// the pool's workers, or on the caller where no worker has begun them (see
+/// the module doc). A panic in a part is raised here once all have ended.
 pub fn par_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
     let pool = if parts > 1 { pool(num_threads()) } else { None };
     let Some(pool) = pool else {
         (0..parts).for_each(f); // one part, or no workers: every part here, in order
         return;
     };
-    EPOCH.fetch_add(1, Ordering::AcqRel);
-    let pending = AtomicUsize::new(parts - 1);
-    pool.rayon.in_place_scope(|s| {
-        for i in 1..parts {
-            let (f, pending) = (&f, &pending);
-            s.spawn(move |_| {
-                let _done = Done(pending);
-                f(i);
-            });
-        }
-        let start = Instant::now();
-        f(0);
-        // A pool worker that calls this (nested parallelism) must not spin: the
-        // other parts may wait in its own queue, and the scope's end runs them.
-        if pool.spin && rayon::current_thread_index().is_none() {
-            let wait = (start.elapsed() * 2 + SPIN_SLACK).min(CALLER_SPIN);
-            spin_until(Instant::now() + wait, || {
-                pending.load(Ordering::Acquire) == 0
-            });
-        }
+    EPOCH.fetch_add(1, AcqRel);
+    let state = (0..parts).map(|_| AtomicU8::new(0)).collect();
+    let (panic, caller) = (Mutex::new(None), std::thread::current());
+    let region = Arc::new(Region {
+        state,
+        panic,
+        caller,
     });
+    let f: &(dyn Fn(usize) + Sync) = &f;
+    let addr = &f as *const _ as usize;
+    for i in 1..parts {
+        let region = Arc::clone(&region);
+        pool.rayon.spawn(move || region.take(i, addr));
+    }
+    let start = Instant::now();
+    (0..parts).for_each(|i| region.take(i, addr));
+    let busy = || region.state.iter().any(|s| s.load(Acquire) == 1);
+    if pool.spin {
+        let wait = (start.elapsed() * 2 + SPIN_SLACK).min(CALLER_SPIN);
+        spin_until(Instant::now() + wait, || !busy());
+    }
+    while busy() {
+        std::thread::park_timeout(Duration::from_millis(1));
+    }
+    if let Some(p) = lock(&region.panic).take() {
+        resume_unwind(p);
+    }
     if pool.spin {
         linger(&pool);
     }
@@ -340,7 +366,7 @@ pub fn par_items<I: Send>(
     let runs = split_even(items.len(), parts.clamp(1, items.len().max(1)));
     par_parts(runs.len(), |p| {
         for i in runs[p].clone() {
-            let item = items[i].lock().unwrap_or_else(|e| e.into_inner()).take();
+            let item = lock(&items[i]).take();
             f(i, item.expect("each item is taken once"));
         }
     });
@@ -399,6 +425,41 @@ mod tests {
         set_num_threads(0).unwrap();
     }
 
+    /// A region whose parts no worker can begin (the one worker is held by
+    /// another region's part) ends on its caller alone.
+    #[test]
+    fn a_region_ends_while_the_workers_are_held_elsewhere() {
+        use std::sync::atomic::AtomicBool;
+        set_num_threads(2).unwrap();
+        let (started, release) = (AtomicBool::new(false), AtomicBool::new(false));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                par_parts(2, |p| {
+                    let flag = [&started, &release][p]; // part 1 holds the worker
+                    started.fetch_or(p == 1, Ordering::AcqRel);
+                    while !flag.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
+                })
+            });
+            while !started.load(Ordering::Acquire) {
+                std::thread::yield_now();
+            }
+            s.spawn(move || {
+                par_parts(2, |_| ());
+                tx.send(()).unwrap();
+            });
+            let ended = rx.recv_timeout(Duration::from_secs(20));
+            release.store(true, Ordering::Release);
+            assert!(
+                ended.is_ok(),
+                "the second region waited for the held worker"
+            );
+        });
+        set_num_threads(0).unwrap();
+    }
+
     #[test]
     fn absurd_thread_counts_are_refused_and_setting_one_spawns_nothing() {
         let err = set_num_threads(MAX_THREADS + 1).unwrap_err();
@@ -426,13 +487,8 @@ mod tests {
             par_parts(4, |p| {
                 sum.fetch_add(p + 1, Ordering::Relaxed);
             });
-            unsafe {
-                libc::_exit(if sum.load(Ordering::Relaxed) == 10 {
-                    0
-                } else {
-                    3
-                })
-            };
+            let code = 3 * i32::from(sum.load(Ordering::Relaxed) != 10);
+            unsafe { libc::_exit(code) };
         }
         let start = Instant::now();
         let mut status = 0;

@@ -221,3 +221,30 @@ def test_relu_backward_is_torchs_select(dtype):
     xs, ds = x[0, finite][:, None], delta[0, finite][:, None]
     fused = net.backward_delta(xs, ds)
     np.testing.assert_array_equal(fused, dn.ReLU().backward_delta(xs, ds))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("act", ["TanH", "Sigmoid", "ReLU", "LeakyReLU", "Softplus"])
+def test_long_slices_split_across_threads_give_the_serial_results(dtype, act):
+    """Issue 16: an activation over a long array runs one slice per thread; each element
+    is computed alone, so 2 threads give the 1-thread results bit for bit, forward and
+    backward (from the output inside a dense run, from the input alone), NaN included."""
+    layer = {"LeakyReLU": dn.LeakyReLU(0.1), "Softplus": dn.Softplus(2.0)}.get(act)
+    layer = layer or getattr(dn, act)()
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((700, 301)) * 4).astype(dtype)  # 210,700: odd, past both thresholds
+    x[::97, ::13] = np.nan
+    delta = rng.standard_normal(x.shape).astype(dtype)
+    lin = dn.Linear(301, 301, dtype=dtype, rng=0)
+    net = dn.Sequential(lin, layer)
+    results = {}
+    before = _core.get_num_threads()
+    try:
+        for threads in (1, 2):
+            _core.set_num_threads(threads)
+            fused = (net.forward(x), net.backward_delta(x, delta)) if act != "Softplus" else ()
+            results[threads] = (layer.forward(x), layer.backward_delta(x, delta), *fused)
+    finally:
+        _core.set_num_threads(before)
+    for one, two in zip(results[1], results[2], strict=True):
+        np.testing.assert_array_equal(one, two)

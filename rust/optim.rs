@@ -146,11 +146,11 @@ pub(crate) fn sgd<T: Float, D: Dimension>(
         }
     }
     let (mut q, g) = (p.as_standard_layout().into_owned(), g.as_standard_layout());
-    let gs = g.as_slice().expect("standard layout");
+    let layout = "standard layout";
     run(
         rule,
-        q.as_slice_mut().expect("standard layout"),
-        gs,
+        q.as_slice_mut().expect(layout),
+        g.as_slice().expect(layout),
         &mut [],
     );
     p.assign(&q);

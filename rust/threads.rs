@@ -384,10 +384,7 @@ pub fn split_even(n: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
 pub fn par_map<R: Send, F: Fn(usize) -> R + Sync>(parts: usize, f: F) -> Vec<R> {
     let mut slots: Vec<Option<R>> = (0..parts).map(|_| None).collect();
     par_items(slots.iter_mut(), parts, |p, slot| *slot = Some(f(p)));
-    slots
-        .into_iter()
-        .map(|s| s.expect("every part ran"))
-        .collect()
+    slots.into_iter().flatten().collect() // every part ran, or its panic was raised
 }
 
 /// The parts a kernel splits into: one per thread when `parallel`, else one.

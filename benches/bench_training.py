@@ -23,14 +23,19 @@ measured in the same run, per thread count. Page faults per step are the
 workload) in a fresh subprocess: the resident-set high-water mark (``VmHWM``,
 reset through ``/proc/self/clear_refs``) minus the resident set just before.
 
+``--busy N`` times a loaded machine: N processes spin (one core each) beside
+every timed subprocess, as another program would, so that a framework's
+threads compete with them for the cores.
+
     python benches/bench_training.py [--quick] [--suite base,f64,...|all]
         [--workloads mlp,cifar3,...] [--threads 1,2] [--rounds 7]
-        [--frameworks diy_nn,torch,...] [--no-memory] [--json results.json]
+        [--frameworks diy_nn,torch,...] [--no-memory] [--busy N] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -181,6 +186,18 @@ def worker_memory(args: dict[str, Any]) -> dict[str, Any]:
     return {"peak_mib": (peak - before) / 1024}
 
 
+@contextlib.contextmanager
+def busy_processes(n: int) -> Any:
+    """``n`` processes spinning on one core each while the block runs (``--busy``)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def run_worker(mode: str, args: dict[str, Any], threads: int, timeout: float) -> dict[str, Any]:
     env = dict(os.environ)
     for var in THREAD_VARS:
@@ -247,6 +264,8 @@ def _ratio(res: dict[str, Any], key: str) -> str:
 
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nCPU: {report['machine']['cpu']} ({report['machine']['cores']} logical CPUs)")
+    if report.get("busy"):
+        print(f"a loaded machine: {report['busy']} busy process(es) spun beside the timed runs")
     print(
         "ms: median time of one run over the workload's samples (spread); best = the fastest "
         "of torch, torch.compile (tc), jax.jit; GFLOP/s and %mm (of numpy's 1024^3 matmul, "
@@ -354,6 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=None, help="samples per run for every workload")
     p.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory runs")
+    p.add_argument(
+        "--busy", type=int, default=0, help="processes spinning beside the timed runs (0)"
+    )
     p.add_argument("--json", help="write the results there")
     p.add_argument("--_worker", nargs=2, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
@@ -378,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     for f in frameworks:
         if f not in FRAMEWORKS:
             p.error(f"unknown framework {f!r}; choose from {', '.join(FRAMEWORKS)}")
+    if a.busy < 0:
+        p.error(f"--busy must be 0 or more, got {a.busy}")
     rounds = a.rounds or (2 if a.quick else 7)
     report: dict[str, Any] = {
         "machine": {
@@ -386,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
         },
         "rounds": rounds,
+        "busy": a.busy,
         "lr": LR,
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),
         "runs": {},
@@ -403,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             args = {"threads": threads, "rounds": rounds, "samples": samples}
             args.update(workload=wname, frameworks=frameworks)
             print(f"[{threads} thr] {wname} ...", file=sys.stderr, flush=True)
-            raw = run_worker("times", args, threads, timeout=3600)
+            with busy_processes(a.busy):
+                raw = run_worker("times", args, threads, timeout=3600)
             if "error" in raw:
                 run["errors"][wname] = raw["error"]
             for fw, err in raw.get("errors", {}).items():

@@ -43,6 +43,29 @@ def test_bench_training_quick(tmp_path):
     assert all(isinstance(memory[fw], float) for fw in ("diy_nn", "torch", "numpy")), memory
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended meanwhile
+        return b""
+
+
+def test_bench_training_on_a_loaded_machine(tmp_path):
+    """``--busy 1``: the run is labelled, and the spinning process is gone afterwards."""
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(BENCH), "--quick", "--workloads", "ecg", "--threads", "1"]
+    cmd += ["--rounds", "1", "--samples", "64", "--frameworks", "diy_nn", "--no-memory"]
+    proc = subprocess.run(
+        [*cmd, "--busy", "1", "--json", str(out)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "1 busy process(es)" in proc.stdout
+    assert json.loads(out.read_text())["busy"] == 1
+    assert not [c for c in Path("/proc").glob("[0-9]*/cmdline") if b"while True" in _read(c)]
+    bad = subprocess.run([*cmd, "--busy", "-1"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "--busy must be 0 or more" in bad.stderr
+
+
 def test_bench_training_suites_name_known_workloads():
     sys.path.insert(0, str(BENCH.parent))
     try:

@@ -80,12 +80,12 @@ static EPOCH: AtomicUsize = AtomicUsize::new(0);
 /// gives its cores back at once.
 pub const LINGER: Duration = Duration::from_micros(300);
 
-/// The longest the caller spins for the other parts before it sleeps: a
-/// part that long is worth a wake-up.
+/// The longest the caller spins for the parts running on workers before it
+/// sleeps: a part that long is worth a wake-up.
 const CALLER_SPIN: Duration = Duration::from_millis(1);
 
-/// What the caller's spin may exceed twice its own part by: the other parts'
-/// start (a worker wakes in tens of µs) and their unevenness.
+/// What the caller's spin may exceed twice its own part by: the parts'
+/// unevenness, and a worker that began its part after the caller.
 const SPIN_SLACK: Duration = Duration::from_micros(100);
 
 /// Spins between two yields of a spinning thread (some 100 µs on a 2020s

@@ -330,3 +330,30 @@ def test_bad_inputs_name_the_module():
         ValueError, match=r"Conv2D.backward_delta: delta must have shape \(1, 3, 3, 2\)"
     ):
         nn.Conv2D(3, 1, 2).backward_delta(np.ones((1, 5, 5, 1)), np.ones((1, 3, 3, 3)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_bias_gradient_adds_the_batch_sum(dtype):
+    """``backward_update_gradient`` adds ``Σₙ δ`` to the bias gradient (a one-row product
+    with ones in Rust): accumulated over calls, NaN kept in its column, an empty batch
+    adding nothing, and a bias gradient of another dtype (set by hand) still added to."""
+    rng = np.random.default_rng(5)
+    layer = nn.Linear(5, 3, dtype=dtype, rng=0)
+    x, delta = rng.standard_normal((7, 5)).astype(dtype), rng.standard_normal((7, 3)).astype(dtype)
+    tol = {"rtol": 1e-6, "atol": 1e-6} if dtype == np.float32 else {"rtol": 1e-14, "atol": 1e-14}
+    layer.zero_grad()
+    layer.backward_update_gradient(x, delta)
+    layer.backward_update_gradient(x, delta)
+    np.testing.assert_allclose(layer._grad_bias, 2 * delta.astype(np.float64).sum(0), **tol)
+    assert layer._grad_bias.dtype == dtype
+    delta[3, 1] = np.nan
+    layer.backward_update_gradient(x, delta)
+    assert np.isnan(layer._grad_bias[1]) and np.isfinite(layer._grad_bias[[0, 2]]).all()
+    before = layer._grad_bias.copy()
+    layer.backward_update_gradient(x[:0], delta[:0])
+    np.testing.assert_array_equal(layer._grad_bias, before)
+    other = np.float64 if dtype == np.float32 else np.float32
+    layer._grad_bias = np.zeros(3, other)
+    layer.backward_update_gradient(x, np.nan_to_num(delta))
+    want = np.nan_to_num(delta).astype(np.float64).sum(0)
+    np.testing.assert_allclose(layer._grad_bias, want, rtol=1e-5, atol=1e-5)

@@ -105,7 +105,8 @@ class Linear(Module):
         _core.addmm(grad, X.T, delta)
         if self._bias is not None:
             grad_bias = self._grad_bias  # added in place, without a setattr
-            if grad_bias.dtype is delta.dtype and grad_bias.shape == (self.output,):
+            ok = type(grad_bias) is np.ndarray and grad_bias.dtype is delta.dtype
+            if ok and grad_bias.shape == (self.output,):
                 _core.addmm(grad_bias[None], _ones_row(len(delta), delta.dtype), delta)
             else:
                 grad_bias += delta.sum(axis=0)

@@ -188,13 +188,16 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
     }
 }
 
-/// Weight gradient of one chunk, added into `gw (kc, cpad)`: for `G` patch
-/// entries by `L` output channels at a time, the products of every output
-/// pixel summed in registers, tiles of `TILE` pixels at a time.
+/// Weight gradient of one chunk, added into `gw (kc, cpad)`, and the bias
+/// gradient, added into `gb (cout,)` unless empty: for `G` patch entries by
+/// `L` output channels at a time, the products of every output pixel summed
+/// in registers, tiles of `TILE` pixels at a time (the bias from each tile's
+/// δ rows, in cache).
 #[inline(always)]
 fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>(
     (xp, d, delta, cout): (&[T], &Direct, &[T], usize),
     gw: &mut [T],
+    gb: &mut [T],
     cpad: usize,
 ) {
     const TILE: usize = 64;
@@ -207,6 +210,7 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
         (n.max(1) - 1) * d.sample + (d.ho - 1) * d.step_h + (wo - 1) * d.step_w + d.offs[kc - 1];
     assert!(rows == 0 || last < xp.len());
     assert!(delta.len() == rows * cout && gw.len() >= kc * cpad);
+    assert!(gb.is_empty() || gb.len() == cout);
     // the start of each receptive field of a tile
     let mut starts = [0usize; TILE];
     // the output pixel the next tile starts at
@@ -223,6 +227,9 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
         }
         // the tile's δ rows
         let dt = &delta[r0 * cout..(r0 + nt) * cout];
+        if !gb.is_empty() {
+            sum_rows_into(gb, dt, true);
+        }
         for c0 in (0..cpad).step_by(L) {
             for t0 in (0..kc).step_by(G) {
                 // past the patch's end, repeat its last entry (those sums are dropped)
@@ -432,15 +439,16 @@ fn direct_weight_groups<T: Float, const L: usize, const GMAX: usize, const FMA: 
     delta: &[T],
     cout: usize,
     gw: &mut [T],
+    gb: &mut [T],
     cpad: usize,
 ) {
     let args = (xp, d, delta, cout);
     match weight_group(d.kc, GMAX) {
-        3 => direct_weight_body::<T, L, 3, FMA>(args, gw, cpad),
-        5 => direct_weight_body::<T, L, 5, FMA>(args, gw, cpad),
-        6 => direct_weight_body::<T, L, 6, FMA>(args, gw, cpad),
-        7 => direct_weight_body::<T, L, 7, FMA>(args, gw, cpad),
-        _ => direct_weight_body::<T, L, 9, FMA>(args, gw, cpad),
+        3 => direct_weight_body::<T, L, 3, FMA>(args, gw, gb, cpad),
+        5 => direct_weight_body::<T, L, 5, FMA>(args, gw, gb, cpad),
+        6 => direct_weight_body::<T, L, 6, FMA>(args, gw, gb, cpad),
+        7 => direct_weight_body::<T, L, 7, FMA>(args, gw, gb, cpad),
+        _ => direct_weight_body::<T, L, 9, FMA>(args, gw, gb, cpad),
     }
 }
 
@@ -454,9 +462,10 @@ multiversion! {
         delta: &[T],
         cout: usize,
         gw: &mut [T],
+        gb: &mut [T],
         cpad: usize,
     ) {
-        by_width!(W, T, direct_weight_groups::<9, 6>(xp, d, delta, cout, gw, cpad))
+        by_width!(W, T, direct_weight_groups::<9, 6>(xp, d, delta, cout, gw, gb, cpad))
     }
 }
 
@@ -529,13 +538,10 @@ impl DirectWeight {
         let (cpad, cout) = (self.cpad, p.cout);
         let mut gwpad = vec![T::zero(); p.patch() * cpad];
         with_padded(xs, p, n0, n1, |xp| {
-            direct_weight(xp, &self.d, ds, cout, &mut gwpad, cpad)
+            direct_weight(xp, &self.d, ds, cout, &mut gwpad, gb, cpad)
         });
         for (g, s) in gw.chunks_exact_mut(cout).zip(gwpad.chunks_exact(cpad)) {
             g.iter_mut().zip(s).for_each(|(d, &v)| *d += v);
-        }
-        if !gb.is_empty() {
-            sum_rows_into(gb, ds, true);
         }
     }
 }

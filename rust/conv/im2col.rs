@@ -6,12 +6,11 @@
 //! The backward passes: `dcol = δ·wmᵀ` scattered back (col2im) for the input,
 //! `dW += colᵀ·δ` for the weight. Each product runs on the calling thread.
 
-use ndarray::{s, ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayViewMut2};
 
 use super::Conv2dParams;
 use crate::float::Float;
 use crate::matmul::{gemm_unchecked, sum_rows_into};
-use crate::simd::vector_bytes;
 
 thread_local! {
     /// Each thread's patch buffer, kept between calls: a fresh one per call
@@ -119,19 +118,11 @@ pub(super) fn weight_grad<T: Float>(
 ) {
     let (rows, kc) = ((n1 - n0) * p.out_pixels(), p.patch());
     let dv = ArrayView2::from_shape((rows, p.cout), ds).expect("sized");
-    let mut gwv = ArrayViewMut2::from_shape((kc, p.cout), gw).expect("sized");
+    let gwv = ArrayViewMut2::from_shape((kc, p.cout), gw).expect("sized");
     with_scratch_in(&SCRATCH, rows * kc, |col: &mut [T]| {
         im2col(xs, p, n0, n1, col);
         let cv = ArrayView2::from_shape((rows, kc), &*col).expect("sized");
-        // gemm computes gwᵀ = δᵀ·col and packs a copy of col unless gwᵀ has
-        // at most two of its f32 row blocks (4 vectors); reading col in place
-        // pays with f32, not with f64's 4 narrower products.
-        let f32_block = std::mem::size_of::<T>() == 4;
-        let block = if f32_block { vector_bytes() } else { p.cout };
-        for c in (0..p.cout).step_by(block.max(1)) {
-            let cs = s![.., c..(c + block).min(p.cout)];
-            product(gwv.slice_mut(cs), cv.t(), dv.slice(cs), true);
-        }
+        product(gwv, cv.t(), dv, true);
     });
     if !gb.is_empty() {
         sum_rows_into(gb, ds, true);

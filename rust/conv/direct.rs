@@ -10,6 +10,7 @@ use ndarray::{s, ArrayView2, ArrayViewMut2};
 use super::im2col::{with_scratch_in, SCRATCH};
 use super::Conv2dParams;
 use crate::float::Float;
+use crate::matmul::sum_rows_into;
 use crate::simd::{multiversion, vector_bytes};
 
 /// The longest patch (`Kh·Kw·Cin`) the direct kernels take (see
@@ -188,9 +189,10 @@ fn direct_forward_body<T: Float, const L: usize, const R: usize, const FMA: bool
 }
 
 /// Weight gradient of one chunk, added into `gw (kc, cpad)`, and the bias
-/// gradient, added into `gb (cpad,)`: for `G` patch entries by `L` output
-/// channels at a time, the products of every output pixel summed in
-/// registers, tiles of `TILE` pixels at a time.
+/// gradient, added into `gb (cout,)` unless empty: for `G` patch entries by
+/// `L` output channels at a time, the products of every output pixel summed
+/// in registers, tiles of `TILE` pixels at a time (the bias from each tile's
+/// δ rows, in cache).
 #[inline(always)]
 fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>(
     (xp, d, delta, cout): (&[T], &Direct, &[T], usize),
@@ -207,39 +209,32 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
     let last =
         (n.max(1) - 1) * d.sample + (d.ho - 1) * d.step_h + (wo - 1) * d.step_w + d.offs[kc - 1];
     assert!(rows == 0 || last < xp.len());
-    assert!(delta.len() == rows * cout && gw.len() >= kc * cpad && gb.len() >= cpad);
-    // (row of delta, start of its receptive field), tile by tile
-    let mut starts = [(0usize, 0usize); TILE];
+    assert!(delta.len() == rows * cout && gw.len() >= kc * cpad);
+    assert!(gb.is_empty() || gb.len() == cout);
+    // the start of each receptive field of a tile
+    let mut starts = [0usize; TILE];
     // the output pixel the next tile starts at
     let (mut smp, mut oi, mut oj) = (0, 0, 0);
     let mut r0 = 0;
     while r0 < rows {
         let nt = TILE.min(rows - r0);
-        for (k, st) in starts.iter_mut().enumerate().take(nt) {
-            *st = (
-                (r0 + k) * cout,
-                smp * d.sample + oi * d.step_h + oj * d.step_w,
-            );
+        for st in starts.iter_mut().take(nt) {
+            *st = smp * d.sample + oi * d.step_h + oj * d.step_w;
             d.next_pixel(&mut oi, &mut oj);
             if oi == d.ho {
                 (oi, smp) = (0, smp + 1);
             }
         }
-        let tile = &starts[..nt];
+        // the tile's δ rows
+        let dt = &delta[r0 * cout..(r0 + nt) * cout];
+        if !gb.is_empty() {
+            sum_rows_into(gb, dt, true);
+        }
         for c0 in (0..cpad).step_by(L) {
             for t0 in (0..kc).step_by(G) {
                 // past the patch's end, repeat its last entry (those sums are dropped)
                 let offs: [usize; G] = std::array::from_fn(|g| d.offs[(t0 + g).min(kc - 1)]);
-                let (acc, acc_b) = if t0 == 0 {
-                    weight_tile::<T, L, G, FMA, true>(xp, tile, delta, cout, c0, &offs)
-                } else {
-                    weight_tile::<T, L, G, FMA, false>(xp, tile, delta, cout, c0, &offs)
-                };
-                if t0 == 0 {
-                    for (o, &v) in gb[c0..c0 + L].iter_mut().zip(&acc_b) {
-                        *o += v;
-                    }
-                }
+                let acc = weight_tile::<T, L, G, FMA>(xp, &starts[..nt], dt, cout, c0, &offs);
                 for (g, a) in acc.iter().enumerate().take(kc - t0) {
                     let row = (t0 + g) * cpad + c0;
                     for (o, &v) in gw[row..row + L].iter_mut().zip(a) {
@@ -253,62 +248,55 @@ fn direct_weight_body<T: Float, const L: usize, const G: usize, const FMA: bool>
 }
 
 /// One tile of [`direct_weight_body`]: `Σ x[start + offs[g]] · δ[row, c0..c0 + L]`
-/// over the tile's pixels for each `g`, and with `BIAS` the sum of those δ rows.
-///
-/// Everything stays in registers: `G·L` products, `L` bias sums, one δ row
-/// (`BIAS` a constant, so that no branch spills the bias sums).
+/// over the tile's pixels (`starts`, one per row of `dt`) for each `g`, the
+/// `G·L` sums, the δ row and the input value in registers.
 #[inline(always)]
-fn weight_tile<T: Float, const L: usize, const G: usize, const FMA: bool, const BIAS: bool>(
+fn weight_tile<T: Float, const L: usize, const G: usize, const FMA: bool>(
     xp: &[T],
-    tile: &[(usize, usize)],
-    delta: &[T],
+    starts: &[usize],
+    dt: &[T],
     cout: usize,
     c0: usize,
     offs: &[usize; G],
-) -> ([[T; L]; G], [T; L]) {
+) -> [[T; L]; G] {
     let mut acc = [[T::zero(); L]; G];
-    let mut acc_b = [T::zero(); L];
     let valid = L.min(cout - c0);
     if valid == L {
-        for &(dr, xs) in tile {
-            assert!(dr + c0 + L <= delta.len());
-            // SAFETY: `dr + c0 + L <= delta.len()`, checked just above; an
+        assert!(dt.len() >= starts.len() * cout && c0 + L <= cout);
+        for (k, &xs) in starts.iter().enumerate() {
+            // SAFETY: `k·cout + c0 + L <= dt.len()`, checked above; an
             // unaligned read of `L` values compiles to vector loads, where
             // `try_into` on the slice built the vector lane by lane.
-            let dv = unsafe { (delta.as_ptr().add(dr + c0) as *const [T; L]).read_unaligned() };
-            weight_pixel::<T, L, G, FMA, BIAS>(xp, xs, offs, &dv, &mut acc, &mut acc_b);
+            let dv = unsafe { (dt.as_ptr().add(k * cout + c0) as *const [T; L]).read_unaligned() };
+            weight_pixel::<T, L, G, FMA>(xp, xs, offs, &dv, &mut acc);
         }
     } else {
-        for &(dr, xs) in tile {
+        for (dr, &xs) in dt.chunks_exact(cout).zip(starts) {
             let mut dv = [T::zero(); L];
-            dv[..valid].copy_from_slice(&delta[dr + c0..dr + c0 + valid]);
-            weight_pixel::<T, L, G, FMA, BIAS>(xp, xs, offs, &dv, &mut acc, &mut acc_b);
+            dv[..valid].copy_from_slice(&dr[c0..c0 + valid]);
+            weight_pixel::<T, L, G, FMA>(xp, xs, offs, &dv, &mut acc);
         }
     }
-    (acc, acc_b)
+    acc
 }
 
 /// One pixel of [`weight_tile`] (a function, not a closure: a closure is not
 /// compiled with the caller's target features, and `mul_add` became a call).
 #[inline(always)]
-fn weight_pixel<T: Float, const L: usize, const G: usize, const FMA: bool, const BIAS: bool>(
+fn weight_pixel<T: Float, const L: usize, const G: usize, const FMA: bool>(
     xp: &[T],
     xs: usize,
     offs: &[usize; G],
     dv: &[T; L],
     acc: &mut [[T; L]; G],
-    acc_b: &mut [T; L],
 ) {
-    if BIAS {
-        for l in 0..L {
-            acc_b[l] += dv[l];
-        }
-    }
+    // SAFETY (here and below): `xs` starts a receptive field inside `xp` and
+    // `offs[g] <= offs[kc - 1]`, so `xs + offs[g]` is at most the `last`
+    // checked by `direct_weight_body`. A pointer to the field: each read is
+    // then one addressing mode.
+    let field = unsafe { xp.as_ptr().add(xs) };
     for g in 0..G {
-        // SAFETY: `xs` starts a receptive field inside `xp` and
-        // `offs[g] <= offs[kc - 1]`, so the index is at most the `last`
-        // checked by `direct_weight_body`.
-        let xv = unsafe { *xp.get_unchecked(xs + offs[g]) };
+        let xv = unsafe { *field.add(offs[g]) };
         for l in 0..L {
             acc[g][l] = madd::<T, FMA>(acc[g][l], xv, dv[l]);
         }
@@ -320,7 +308,7 @@ fn weight_pixel<T: Float, const L: usize, const G: usize, const FMA: bool, const
 /// registers hold), spread evenly over the fewest passes.
 fn weight_group(kc: usize, gmax: usize) -> usize {
     let need = kc.div_ceil(kc.div_ceil(gmax));
-    [3, 5, 7, 9]
+    [3, 5, 6, 7, 9]
         .into_iter()
         .find(|&g| g >= need && g <= gmax)
         .unwrap_or(gmax)
@@ -443,7 +431,7 @@ fn forward_f32_c32<const R: usize>(
 
 /// [`direct_weight_body`] with as many patch entries per pass (`G`) as
 /// `GMAX` allows: two registers per patch entry (`L` lanes) besides the
-/// bias sums and the δ row.
+/// δ row and the input value.
 #[inline(always)]
 fn direct_weight_groups<T: Float, const L: usize, const GMAX: usize, const FMA: bool>(
     xp: &[T],
@@ -458,6 +446,7 @@ fn direct_weight_groups<T: Float, const L: usize, const GMAX: usize, const FMA: 
     match weight_group(d.kc, GMAX) {
         3 => direct_weight_body::<T, L, 3, FMA>(args, gw, gb, cpad),
         5 => direct_weight_body::<T, L, 5, FMA>(args, gw, gb, cpad),
+        6 => direct_weight_body::<T, L, 6, FMA>(args, gw, gb, cpad),
         7 => direct_weight_body::<T, L, 7, FMA>(args, gw, gb, cpad),
         _ => direct_weight_body::<T, L, 9, FMA>(args, gw, gb, cpad),
     }
@@ -466,7 +455,7 @@ fn direct_weight_groups<T: Float, const L: usize, const GMAX: usize, const FMA: 
 multiversion! {
     /// The direct weight-gradient kernel for the vector width `W`. AVX-512
     /// has 32 registers: up to 9 patch entries per pass, a 3×3 patch in one
-    /// pass over δ (more spill); AVX2 and SSE have 16: up to 5.
+    /// pass over δ (more spill); AVX2 and SSE have 16: up to 6.
     fn direct_weight<T: Float, const W: usize>(
         xp: &[T],
         d: &Direct,
@@ -476,7 +465,7 @@ multiversion! {
         gb: &mut [T],
         cpad: usize,
     ) {
-        by_width!(W, T, direct_weight_groups::<9, 5>(xp, d, delta, cout, gw, gb, cpad))
+        by_width!(W, T, direct_weight_groups::<9, 6>(xp, d, delta, cout, gw, gb, cpad))
     }
 }
 
@@ -548,13 +537,11 @@ impl DirectWeight {
     ) {
         let (cpad, cout) = (self.cpad, p.cout);
         let mut gwpad = vec![T::zero(); p.patch() * cpad];
-        let mut gbpad = vec![T::zero(); cpad];
         with_padded(xs, p, n0, n1, |xp| {
-            direct_weight(xp, &self.d, ds, cout, &mut gwpad, &mut gbpad, cpad)
+            direct_weight(xp, &self.d, ds, cout, &mut gwpad, gb, cpad)
         });
         for (g, s) in gw.chunks_exact_mut(cout).zip(gwpad.chunks_exact(cpad)) {
             g.iter_mut().zip(s).for_each(|(d, &v)| *d += v);
         }
-        gb.iter_mut().zip(&gbpad).for_each(|(d, &s)| *d += s);
     }
 }

@@ -538,11 +538,7 @@ mod tests {
             assert!(split_inner(m, n, k));
             let (a, b) = (seq(m, k, 0.1), seq(k, n, 0.2));
             let (at, bt) = (seq(k, m, 0.1), seq(n, k, 0.2));
-            let (av, bv) = if transposed {
-                (at.t(), bt.t())
-            } else {
-                (a.view(), b.view())
-            };
+            let (av, bv) = [(a.view(), b.view()), (at.t(), bt.t())][usize::from(transposed)];
             let expected = naive(av, bv);
             let mut out = Array2::from_elem((m, n), f64::NAN);
             gemm_split(out.view_mut(), av, bv, 1.0, 0.0);

@@ -389,11 +389,7 @@ pub fn par_map<R: Send, F: Fn(usize) -> R + Sync>(parts: usize, f: F) -> Vec<R> 
 
 /// The parts a kernel splits into: one per thread when `parallel`, else one.
 pub fn parts(parallel: bool) -> usize {
-    if parallel {
-        num_threads()
-    } else {
-        1
-    }
+    num_threads().min(if parallel { usize::MAX } else { 1 })
 }
 
 #[cfg(test)]
@@ -404,9 +400,7 @@ mod tests {
     fn parts_run_once_each_and_chunks_cover_the_data() {
         set_num_threads(3).unwrap();
         let hits: Vec<AtomicUsize> = (0..5).map(|_| AtomicUsize::new(0)).collect();
-        par_parts(5, |p| {
-            hits[p].fetch_add(1, Ordering::Relaxed);
-        });
+        par_parts(5, |p| _ = hits[p].fetch_add(1, Ordering::Relaxed));
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         let mut data: Vec<usize> = vec![0; 23];
         par_items(data.chunks_mut(4), 3, |i, c| {
@@ -473,17 +467,13 @@ mod tests {
     fn a_forked_child_runs_parallel_regions() {
         set_num_threads(2).unwrap();
         let sum = AtomicUsize::new(0);
-        par_parts(4, |p| {
-            sum.fetch_add(p, Ordering::Relaxed);
-        });
+        par_parts(4, |p| _ = sum.fetch_add(p, Ordering::Relaxed));
         // SAFETY: the child runs only par_parts over atomics, then _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
             let sum = AtomicUsize::new(0);
-            par_parts(4, |p| {
-                sum.fetch_add(p + 1, Ordering::Relaxed);
-            });
+            par_parts(4, |p| _ = sum.fetch_add(p + 1, Ordering::Relaxed));
             let code = 3 * i32::from(sum.load(Ordering::Relaxed) != 10);
             unsafe { libc::_exit(code) };
         }

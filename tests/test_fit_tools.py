@@ -282,8 +282,16 @@ class _SigintInEval(nn.Module):
         return delta
 
 
-def test_ctrl_c_during_validation_returns_the_history_so_far():
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler during the test, then the one before: a shell that
+    starts the tests in the background has SIGINT ignored, and a real Ctrl-C would be lost."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_during_validation_returns_the_history_so_far(python_sigint):
     X, y = _blobs(64, 0)
     Xv, yv = _blobs(3000, 1)  # several validation batches: the signal lands in the middle
     spy = _SigintInEval(at_validation=3 * 3 + 2)  # epoch 4's validation, second batch of 3

@@ -186,10 +186,18 @@ def worker_memory(args: dict[str, Any]) -> dict[str, Any]:
     return {"peak_mib": (peak - before) / 1024}
 
 
+BUSY_TAG = "diy_nn-bench-busy"
+
+
 @contextlib.contextmanager
 def busy_processes(n: int) -> Any:
-    """``n`` processes spinning on one core each while the block runs (``--busy``)."""
-    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    """``n`` processes spinning on one core each while the block runs (``--busy``).
+
+    Each is named by a ``BUSY_TAG`` argument and this process's id, so a test can
+    tell them from any other process of the machine.
+    """
+    spin = [sys.executable, "-c", "while True: pass", BUSY_TAG, str(os.getpid())]
+    procs = [subprocess.Popen(spin, stdout=subprocess.DEVNULL) for _ in range(n)]
     try:
         yield
     finally:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -55,13 +57,22 @@ def test_bench_training_on_a_loaded_machine(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(BENCH), "--quick", "--workloads", "ecg", "--threads", "1"]
     cmd += ["--rounds", "1", "--samples", "64", "--frameworks", "diy_nn", "--no-memory"]
-    proc = subprocess.run(
-        [*cmd, "--busy", "1", "--json", str(out)], capture_output=True, text=True, timeout=600
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "1 busy process(es)" in proc.stdout
+    # Output to files, not pipes: a spinner left behind would hold a pipe open.
+    log, err = tmp_path / "stdout", tmp_path / "stderr"
+    with log.open("w") as stdout, err.open("w") as stderr:
+        run = subprocess.Popen(
+            [*cmd, "--busy", "1", "--json", str(out)], stdout=stdout, stderr=stderr
+        )
+        run.wait(timeout=600)
+    assert run.returncode == 0, err.read_text()
+    assert "1 busy process(es)" in log.read_text()
     assert json.loads(out.read_text())["busy"] == 1
-    assert not [c for c in Path("/proc").glob("[0-9]*/cmdline") if b"while True" in _read(c)]
+    # Only this run's spinners: another process of the machine may well say "while True".
+    tag = f"diy_nn-bench-busy\0{run.pid}\0".encode()
+    left = [int(c.parent.name) for c in Path("/proc").glob("[0-9]*/cmdline") if tag in _read(c)]
+    for pid in left:  # stop them before failing, so that a failure leaves no core spinning
+        os.kill(pid, signal.SIGKILL)
+    assert not left
     bad = subprocess.run([*cmd, "--busy", "-1"], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and "--busy must be 0 or more" in bad.stderr
 

@@ -26,11 +26,11 @@ use ndarray::{ArrayD, ArrayViewD, Zip};
 use crate::error::{fmt_shape, KernelError};
 use crate::float::Float;
 use crate::math::Math;
-use crate::simd::multiversion;
+use crate::simd::{multiversion, per_lanes};
 use crate::threads;
 
 /// Elements from which a slice splits across the kernels' threads (some
-/// 10 µs of one core's work), each weighted as [`Activation::runs`] says.
+/// 10 µs of one core's work; `f32`, AVX2: [`per_lanes`]), weighted by [`Activation::runs`].
 const SPLIT_MIN_WORK: usize = 128 * 1024;
 
 /// An activation after a linear layer (`_core.Activation` in Python, with its
@@ -61,20 +61,21 @@ impl Activation {
     /// `v = f(v)`, in place; a long slice in one run per thread.
     pub fn forward<T: Math>(self, v: &mut [T]) {
         if self != Activation::Identity {
-            let (len, parts) = self.runs(v.len());
+            let (len, parts) = self.runs::<T>(v.len());
             threads::par_items(v.chunks_mut(len), parts, |_, v| forward_slice(self, v));
         }
     }
 
     /// Run length and count for `n` elements: one run per thread from
     /// [`SPLIT_MIN_WORK`]; an elementary function weighs ~16 selects.
-    fn runs(self, n: usize) -> (usize, usize) {
+    fn runs<T>(self, n: usize) -> (usize, usize) {
         let exp = matches!(
             self,
             Activation::TanH | Activation::Sigmoid | Activation::Softplus { .. }
         );
         let work = if exp { 16 * n } else { n };
-        let parts = threads::parts(cfg!(feature = "multi-threads") && work >= SPLIT_MIN_WORK);
+        let split = cfg!(feature = "multi-threads") && work >= per_lanes::<T>(SPLIT_MIN_WORK);
+        let parts = threads::parts(split);
         (n.div_ceil(parts).next_multiple_of(64).max(1), parts)
     }
 
@@ -111,7 +112,7 @@ impl Activation {
     /// slice in one run per thread.
     pub fn backward<T: Math>(self, y: &[T], d: &mut [T]) {
         if self != Activation::Identity {
-            let (len, parts) = self.runs(d.len());
+            let (len, parts) = self.runs::<T>(d.len());
             let runs = y.chunks(len).zip(d.chunks_mut(len));
             threads::par_items(runs, parts, |_, (y, d)| backward_slice(self, y, d));
         }

@@ -53,7 +53,7 @@ struct Plan {
 impl Plan {
     /// The convolution of `x_shape` by `w_shape` (3-D in 1-D, 4-D in 2-D)
     /// pooled by windows of `k` (`k×k` in 2-D) every `pool_stride`.
-    fn new(
+    fn new<T>(
         op: &'static str,
         (x_shape, w_shape): (&[usize], &[usize]),
         (stride, padding): (usize, usize),
@@ -85,7 +85,7 @@ impl Plan {
         let group = (GROUP_BYTES / sample).clamp(1, conv.n.max(1));
         let parallel = cfg!(feature = "multi-threads")
             && conv.n > group
-            && conv.work() >= CONV_PAR_MIN_WORK
+            && conv.work() >= crate::simd::per_lanes::<T>(CONV_PAR_MIN_WORK)
             && threads::num_threads() > 1;
         Ok(Plan {
             conv,
@@ -245,7 +245,7 @@ pub fn conv_maxpool<T: Float, D: Dimension>(
         x.ndim(),
         op_name(x.ndim(), "conv1d_maxpool", "conv2d_maxpool"),
     );
-    let plan = Plan::new(op, (x.shape(), w.shape()), conv, pool)?;
+    let plan = Plan::new::<T>(op, (x.shape(), w.shape()), conv, pool)?;
     if let Some(b) = &b {
         check_shape(op, "b", &[plan.conv.cout], &[b.len()])?;
     }
@@ -266,7 +266,7 @@ pub fn conv_maxpool_backward<T: Float, D: Dimension>(
 ) -> Result<Option<Array<T, D>>, KernelError> {
     let nd = x.ndim();
     let op = op_name(nd, "conv1d_maxpool_backward", "conv2d_maxpool_backward");
-    let plan = Plan::new(op, (x.shape(), w.shape()), conv, pool)?;
+    let plan = Plan::new::<T>(op, (x.shape(), w.shape()), conv, pool)?;
     if w.shape() != grad_w.shape() {
         let e = KernelError::shape(op, "w", fmt_shape(w.shape()), fmt_shape(grad_w.shape()));
         return Err(rename_w(e, "grad_w"));
@@ -289,6 +289,7 @@ pub fn conv_maxpool_backward<T: Float, D: Dimension>(
 mod tests {
     use super::*;
     use crate::conv::{conv, conv_backward_input, conv_backward_weight};
+    use crate::float::assert_close;
     use crate::pool::{max_pool, max_pool_backward};
     use ndarray::{Array1, ArrayD, IxDyn};
 
@@ -298,13 +299,6 @@ mod tests {
             *v = ((i as f64 * 0.731 + seed) * 12.9898).sin();
         }
         a
-    }
-
-    fn assert_close(a: &ArrayD<f64>, b: &ArrayD<f64>) {
-        assert_eq!(a.shape(), b.shape());
-        for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
-        }
     }
 
     /// The unfused ops: `(y, argmax)` of the max pooling of the convolution,
@@ -352,16 +346,16 @@ mod tests {
             let d = filled(y.shape(), 0.4);
             let (mut gw0, mut gb0) = (filled(w.shape(), 0.5), Array1::from_elem(cout, 0.6));
             let (y0, a0, dx0) = unfused((&x, &w, &b, &d), (&mut gw0, &mut gb0), sizes.0, sizes.1);
-            assert_close(&y, &y0);
+            assert_close(&y, &y0, 1e-12);
             assert_eq!(a, a0);
             let (mut gw, mut gb) = (filled(w.shape(), 0.5), Array1::from_elem(cout, 0.6));
             let (xw, pooled) = ((x.view(), w.view()), (d.view(), a.view()));
             let grads = (gw.view_mut(), Some(gb.view_mut()));
             let dx =
                 conv_maxpool_backward(xw.clone(), pooled.clone(), grads, sizes.0, sizes.1, true);
-            assert_close(&dx.unwrap().unwrap(), &dx0);
-            assert_close(&gw, &gw0);
-            assert_close(&gb.into_dyn(), &gb0.into_dyn());
+            assert_close(&dx.unwrap().unwrap(), &dx0, 1e-12);
+            assert_close(&gw, &gw0, 1e-12);
+            assert_close(&gb.into_dyn(), &gb0.into_dyn(), 1e-12);
             let grads = (gw.view_mut(), None);
             let none = conv_maxpool_backward(xw, pooled, grads, sizes.0, sizes.1, false);
             assert!(none.unwrap().is_none());

@@ -328,18 +328,12 @@ pub fn dense_train_step<T: Exp>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ndarray::Array;
-
-    fn seq(r: usize, c: usize, seed: f64) -> Array2<f64> {
-        Array::from_shape_fn((r, c), |(i, j)| {
-            ((i * 7 + j * 3) as f64 * 0.37 + seed).sin() * 0.5
-        })
-    }
+    use crate::float::seq;
 
     #[test]
     fn shape_errors() {
-        let w1 = seq(4, 3, 0.0);
-        let w2 = seq(5, 2, 0.0);
+        let w1 = seq::<f64>(4, 3, 0.0);
+        let w2 = seq::<f64>(5, 2, 0.0);
         let layers = [
             Dense {
                 w: w1.view(),

@@ -29,7 +29,7 @@ use crate::threads;
 /// with AVX2. The MLP's `(100, 256)·(256, 128)` splits; its batch-1 forward
 /// and the autoencoder's batch-10 products do not.
 pub(crate) fn par_min_work<T>() -> usize {
-    100_000 * crate::simd::vector_bytes() / std::mem::size_of::<T>()
+    crate::simd::per_lanes::<T>(800_000)
 }
 
 /// Whether a product is split across the kernels' threads: by its multiply-adds,
@@ -387,6 +387,7 @@ multiversion! {
 mod tests {
     use super::*;
     use crate::error::assert_err;
+    use crate::float::assert_close;
     use ndarray::{s, Array, Array1};
 
     fn naive(a: ArrayView2<f64>, b: ArrayView2<f64>) -> Array2<f64> {
@@ -405,11 +406,11 @@ mod tests {
         })
     }
 
-    fn assert_close(x: &Array2<f64>, y: &Array2<f64>) {
-        assert_eq!(x.shape(), y.shape());
-        for (p, q) in x.iter().zip(y) {
-            assert!((p - q).abs() <= 1e-12 * (1.0 + q.abs()), "{p} vs {q}");
-        }
+    #[test]
+    fn split_thresholds_grow_with_the_lanes_of_the_type() {
+        use crate::simd::{per_lanes, vector_bytes};
+        assert_eq!(par_min_work::<f32>(), 100_000 * vector_bytes() / 4);
+        assert_eq!(per_lanes::<f64>(1 << 17) * 2, per_lanes::<f32>(1 << 17));
     }
 
     #[test]
@@ -432,7 +433,7 @@ mod tests {
         ] {
             let (a, b) = (seq(m, k, 0.1), seq(k, n, 0.7));
             let want = naive(a.view(), b.view());
-            assert_close(&matmul(a.view(), b.view()).unwrap(), &want);
+            assert_close(&matmul(a.view(), b.view()).unwrap(), &want, 1e-12);
             let got = matmul(a.mapv(|v| v as f32).view(), b.mapv(|v| v as f32).view()).unwrap();
             // float32 sums of k products of terms in [-1, 1]
             assert!(std::iter::zip(&got, &want)
@@ -445,7 +446,7 @@ mod tests {
         let (a, b, b2) = (seq(9, 6, 0.3), seq(9, 4, 0.5), seq(3, 5, 0.9));
         // aᵀ·b without a copy, and a view with negative strides.
         for (a, b) in [(a.t(), b.view()), (a.slice(s![..;-1, ..;-2]), b2.view())] {
-            assert_close(&matmul(a, b).unwrap(), &naive(a, b));
+            assert_close(&matmul(a, b).unwrap(), &naive(a, b), 1e-12);
         }
         let out = matmul(seq(4, 0, 0.0).view(), seq(0, 3, 0.0).view()).unwrap();
         assert_eq!(out, Array2::<f64>::zeros((4, 3)));
@@ -460,10 +461,10 @@ mod tests {
             let mut out = seq(m, n, 0.6);
             let expected = &out * 0.5 + naive(a.view(), b.view()) * 2.0;
             gemm_into(out.view_mut(), a.view(), b.view(), 2.0, 0.5).unwrap();
-            assert_close(&out, &expected);
+            assert_close(&out, &expected, 1e-12);
             let mut out = Array2::from_elem((m, n), f64::NAN);
             gemm_into(out.view_mut(), a.view(), b.view(), 1.0, 0.0).unwrap();
-            assert_close(&out, &naive(a.view(), b.view()));
+            assert_close(&out, &naive(a.view(), b.view()), 1e-12);
         }
     }
 
@@ -495,7 +496,7 @@ mod tests {
         let (x, w, d) = (seq(6, 4, 0.1), seq(4, 3, 0.2), seq(6, 3, 0.3));
         let b = Array1::from(vec![1.0, -2.0, 0.5]);
         let y = linear(x.view(), w.view(), Some(b.view())).unwrap();
-        assert_close(&y, &(naive(x.view(), w.view()) + &b));
+        assert_close(&y, &(naive(x.view(), w.view()) + &b), 1e-12);
         let (mut dx, mut gw, mut gb) = (seq(6, 4, 0.0), seq(4, 3, 0.0), Array1::<f64>::ones(3));
         let mut grads = LinearGrads {
             w: gw.view_mut(),
@@ -504,8 +505,8 @@ mod tests {
         };
         let (xv, wv, dv) = (x.view(), w.view(), d.view());
         linear_backward_into(xv, wv, dv, &mut grads, Some(dx.view_mut()), &mut vec![]).unwrap();
-        assert_close(&dx, &naive(d.view(), w.t()));
-        assert_close(&gw, &(naive(x.t(), d.view()) + seq(4, 3, 0.0)));
+        assert_close(&dx, &naive(d.view(), w.t()), 1e-12);
+        assert_close(&gw, &(naive(x.t(), d.view()) + seq(4, 3, 0.0)), 1e-12);
         // Rows added in order onto what was there.
         let ones = Array1::<f64>::ones(3);
         assert_eq!(gb, d.rows().into_iter().fold(ones, |a, r| a + r));
@@ -542,11 +543,11 @@ mod tests {
             let expected = naive(av, bv);
             let mut out = Array2::from_elem((m, n), f64::NAN);
             gemm_split(out.view_mut(), av, bv, 1.0, 0.0);
-            assert_close(&out, &expected);
+            assert_close(&out, &expected, 1e-12);
             let start = seq(m, n, 0.3);
             let mut out = start.clone();
             gemm_split(out.view_mut(), av, bv, 0.5, 2.0);
-            assert_close(&out, &(&start * 2.0 + &expected * 0.5));
+            assert_close(&out, &(&start * 2.0 + &expected * 0.5), 1e-12);
         }
         crate::threads::set_num_threads(0).unwrap();
     }

@@ -156,16 +156,16 @@ pub(crate) fn sgd<T: Float, D: Dimension>(
     p.assign(&q);
 }
 
-/// The elements below which an update stays on the calling thread: the loops
-/// are memory-bound (a few loads and stores per element), so a hand-off to
-/// the pool pays only from a few hundred thousand elements on.
-const PAR_MIN_ELEMS: usize = 256 * 1024;
+/// The bytes of parameters below which an update stays on the calling
+/// thread: the loops are memory-bound (a few loads and stores per element),
+/// so a hand-off to the pool pays only from a MiB on (256K `f32`).
+const PAR_MIN_BYTES: usize = 1 << 20;
 
 /// One step of `rule` over every slot, in place; when they are large, in
 /// parts of about equal numbers of elements, on the kernels' threads.
 pub fn update<T: Float>(rule: Hyper, slots: Vec<Slot<'_, T>>) -> Result<(), KernelError> {
     let total: usize = slots.iter().map(|s| s.0.len()).sum();
-    let parts = parts(total >= PAR_MIN_ELEMS);
+    let parts = parts(total.saturating_mul(std::mem::size_of::<T>()) >= PAR_MIN_BYTES);
     let per = total.div_ceil(parts).max(1);
     let mut groups: Vec<Vec<Slot<'_, T>>> = (0..parts).map(|_| Vec::new()).collect();
     let (mut part, mut room) = (0, per);

@@ -64,6 +64,13 @@ pub(crate) fn vector_bytes() -> usize {
     16
 }
 
+/// A thread-split threshold for `T` on this CPU from its value measured for `f32` with
+/// AVX2: a core runs as many vector operations a µs whatever their type, so the work
+/// that takes as long grows with the lanes of `T` in a vector (`f64` half, AVX-512 twice).
+pub(crate) fn per_lanes<T>(at_avx2_f32: usize) -> usize {
+    at_avx2_f32 * vector_bytes() / (8 * std::mem::size_of::<T>())
+}
+
 /// Whether the CPU has AVX-512 with the subsets the explicit kernels use
 /// (F, VL, DQ and BW: every AVX-512 CPU since Skylake-SP has them all).
 #[inline]

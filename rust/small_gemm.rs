@@ -108,13 +108,8 @@ pub fn product_into<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::float::seq;
     use ndarray::{Array2, ShapeBuilder};
-
-    fn seq<T: Float>(r: usize, c: usize, seed: f64) -> Array2<T> {
-        Array2::from_shape_fn((r, c), |(i, j)| {
-            T::from_f64(((i * 7 + j * 3) as f64 * 0.37 + seed).sin() * 0.5).unwrap()
-        })
-    }
 
     /// The product by one `gemm_into` call and by `product_into`, on fresh
     /// outputs (`accumulate` false) or on a copy of `init`.

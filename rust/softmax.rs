@@ -24,7 +24,8 @@ use crate::simd::{as_f32, as_f32_mut, avx512};
 use crate::threads;
 
 /// Elements below which a row-wise op stays on the calling thread ((1000,
-/// 10) does, (256, 1000) splits; `cargo bench --bench kernels -- threads/softmax`).
+/// 10) does, (256, 1000) splits; `cargo bench --bench kernels -- threads/softmax`;
+/// `f32`, AVX2: [`crate::simd::per_lanes`]).
 pub const SOFTMAX_PAR_MIN_WORK: usize = 64 * 1024;
 
 /// The bound of the softmax and loss kernels: the [`Math`] floats.
@@ -264,7 +265,7 @@ pub(crate) fn over_rows<T: Float>(
     }
     let threads = threads::num_threads();
     let parallel = cfg!(feature = "multi-threads") && n >= 2 && threads > 1;
-    if !parallel || n.saturating_mul(k) < SOFTMAX_PAR_MIN_WORK {
+    if !parallel || n.saturating_mul(k) < crate::simd::per_lanes::<T>(SOFTMAX_PAR_MIN_WORK) {
         return f(0, out);
     }
     let rows = n.div_ceil(threads);

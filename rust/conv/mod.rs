@@ -37,7 +37,7 @@ use direct::{DirectForward, DirectWeight, DIRECT_MAX_PATCH};
 pub(crate) use im2col::{input_grad as input_grad_chunk, with_scratch_in};
 
 /// Multiply-adds (per pass) below which a convolution stays on the calling
-/// thread (`cargo bench --bench kernels -- threads/conv1d`).
+/// thread (`f32`, AVX2: [`crate::simd::per_lanes`]; `--bench kernels -- threads/conv1d`).
 pub const CONV_PAR_MIN_WORK: usize = 1_500_000;
 
 /// Largest patch buffer (in elements) one chunk may use; bigger batches are
@@ -99,19 +99,20 @@ impl Conv2dParams {
     /// Samples per chunk: the whole batch when small, never a patch buffer
     /// above [`COL_MAX_ELEMS`], and when parallel a number of chunks that
     /// is a multiple of the threads, so that each thread gets as many.
-    fn chunk(&self) -> usize {
+    fn chunk<T>(&self) -> usize {
         let per_sample = (self.out_pixels() * self.patch()).max(1);
         let cap = (COL_MAX_ELEMS / per_sample).max(1);
         let n = self.n.max(1);
         let threads = threads::num_threads();
-        let split = cfg!(feature = "multi-threads") && self.work() >= CONV_PAR_MIN_WORK;
+        let split = self.work() >= crate::simd::per_lanes::<T>(CONV_PAR_MIN_WORK);
+        let split = cfg!(feature = "multi-threads") && split;
         let threads = if split { threads } else { 1 };
         n.div_ceil(n.div_ceil(cap).next_multiple_of(threads))
     }
 
     /// Whether chunks run in parallel.
-    fn parallel(&self) -> bool {
-        self.chunk() < self.n && cfg!(feature = "multi-threads") && threads::num_threads() > 1
+    fn parallel<T>(&self) -> bool {
+        self.chunk::<T>() < self.n && cfg!(feature = "multi-threads") && threads::num_threads() > 1
     }
 }
 
@@ -215,9 +216,10 @@ fn for_samples<T: Float>(
     out: &mut [T],
     f: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
-    let chunk = p.chunk();
+    let chunk = p.chunk::<T>();
     let len = chunk * (out.len() / p.n.max(1));
-    threads::par_items(out.chunks_mut(len), threads::parts(p.parallel()), |i, c| {
+    let parts = threads::parts(p.parallel::<T>());
+    threads::par_items(out.chunks_mut(len), parts, |i, c| {
         f(i * chunk, ((i + 1) * chunk).min(p.n), c)
     });
 }
@@ -445,10 +447,10 @@ pub fn conv_backward_weight<T: Float, D: Dimension>(
     let (x, delta) = (x.as_standard_layout(), delta.as_standard_layout());
     let xs = x.as_slice().expect("standard layout");
     let ds = delta.as_slice().expect("standard layout");
-    let (chunk, per) = (p.chunk(), p.out_pixels() * p.cout);
+    let (chunk, per) = (p.chunk::<T>(), p.out_pixels() * p.cout);
     // each thread a run of chunks, summed into its own gradients
     let chunks = p.n.div_ceil(chunk);
-    let runs = threads::split_even(chunks, threads::parts(p.parallel()).min(chunks));
+    let runs = threads::split_even(chunks, threads::parts(p.parallel::<T>()).min(chunks));
     let sums = threads::par_map(runs.len(), |part| {
         runs[part]
             .clone()

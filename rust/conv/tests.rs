@@ -2,24 +2,8 @@
 
 use super::*;
 use crate::error::assert_err;
-use ndarray::{
-    s, Array, Array1, Array3, Array4, ArrayView2, ArrayViewD, Axis, Dimension, ShapeBuilder,
-};
-
-fn filled<Sh: ndarray::ShapeBuilder>(shape: Sh, seed: f64) -> Array<f64, Sh::Dim> {
-    let mut i = 0.0;
-    Array::from_shape_simple_fn(shape, || {
-        i += 1.0;
-        (i * 0.618 + seed).sin()
-    })
-}
-
-fn assert_close<D: Dimension>(a: &Array<f64, D>, b: &Array<f64, D>) {
-    assert_eq!(a.shape(), b.shape());
-    for (p, q) in a.iter().zip(b) {
-        assert!((p - q).abs() <= 1e-11 * (1.0 + q.abs()), "{p} vs {q}");
-    }
-}
+use crate::float::{assert_close, filled};
+use ndarray::{s, Array, Array1, Array3, Array4, ArrayView2, ArrayViewD, Axis, ShapeBuilder};
 
 /// Reads `x[n, i, j, c]` with zero padding (i, j in padded coordinates).
 fn at(x: &Array4<f64>, n: usize, i: isize, j: isize, c: usize, p: &Conv2dParams) -> f64 {
@@ -124,11 +108,11 @@ fn conv_matches_reference() {
         let y_nb = &y - &b;
         for (bias, want) in [(Some(b.view()), &y), (None, &y_nb)] {
             let got = conv(xv.view(), wv.view(), bias, s, pad).unwrap();
-            assert_close(&got, &view(want, 1, one_d).to_owned());
+            assert_close(&got, &view(want, 1, one_d).to_owned(), 1e-11);
         }
         let size: &[usize] = if one_d { &[wd] } else { &[h, wd] };
         let got_dx = conv_backward_input(dv.view(), wv.view(), size, s, pad).unwrap();
-        assert_close(&got_dx, &view(&dx, 1, one_d).to_owned());
+        assert_close(&got_dx, &view(&dx, 1, one_d).to_owned(), 1e-11);
         let mut gw = filled(w.raw_dim(), 0.5);
         let mut gb = filled(cout, 0.6);
         let (gw0, gb0) = (gw.clone(), gb.clone());
@@ -139,8 +123,8 @@ fn conv_matches_reference() {
             };
             conv_backward_weight(xv.view(), dv.view(), gwv, Some(gb.view_mut()), s, pad).unwrap();
         }
-        assert_close(&gw, &(gw0 + &dw * 2.0));
-        assert_close(&gb, &(gb0 + &db * 2.0));
+        assert_close(&gw, &(gw0 + &dw * 2.0), 1e-11);
+        assert_close(&gb, &(gb0 + &db * 2.0), 1e-11);
     }
 }
 
@@ -210,6 +194,7 @@ fn strided_inputs_and_outputs() {
     assert_close(
         &conv(xs, w.view(), None, 2, 1).unwrap(),
         &conv(xr.view(), w.view(), None, 2, 1).unwrap(),
+        1e-11,
     );
     // A Fortran-ordered gradient buffer is accumulated element by element.
     let d = filled((3, 6, 5), 0.3);
@@ -217,7 +202,7 @@ fn strided_inputs_and_outputs() {
     let mut gw_c = Array3::zeros((3, 4, 5));
     conv_backward_weight(x.view(), d.view(), gw_f.view_mut(), None, 2, 1).unwrap();
     conv_backward_weight(x.view(), d.view(), gw_c.view_mut(), None, 2, 1).unwrap();
-    assert_close(&gw_f, &gw_c);
+    assert_close(&gw_f, &gw_c, 1e-11);
 }
 
 #[test]

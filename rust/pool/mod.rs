@@ -31,7 +31,7 @@ use crate::softmax::check_same;
 use crate::threads;
 
 /// Element visits below which pooling stays on the calling thread
-/// (`cargo bench --bench kernels -- threads/max_pool2d`).
+/// (`f32`, AVX2: [`crate::simd::per_lanes`]; `--bench kernels -- threads/max_pool2d`).
 pub const POOL_PAR_MIN_WORK: usize = 128 * 1024;
 
 /// Channels per block of the sample kernels: a loop of this fixed length
@@ -130,17 +130,17 @@ impl Pool2dParams {
 
     /// Whether the batch is split: by the element visits, output elements
     /// times the window's size.
-    fn parallel(&self) -> bool {
+    fn parallel<T>(&self) -> bool {
         let out: usize = self.out_shape(4).iter().product();
-        parallel_for(self.n, out.saturating_mul(self.kh * self.kw))
+        parallel_for::<T>(self.n, out.saturating_mul(self.kh * self.kw))
     }
 }
 
 /// Whether pooling `n` samples with `work` element visits splits the batch.
-pub(crate) fn parallel_for(n: usize, work: usize) -> bool {
+pub(crate) fn parallel_for<T>(n: usize, work: usize) -> bool {
     cfg!(feature = "multi-threads")
         && n > 1
-        && work >= POOL_PAR_MIN_WORK
+        && work >= crate::simd::per_lanes::<T>(POOL_PAR_MIN_WORK)
         && threads::num_threads() > 1
 }
 
@@ -512,7 +512,7 @@ pub fn max_pool<T: Float, D: Dimension>(
     let ys = y.as_slice_mut().expect("fresh array");
     let args = arg.as_slice_mut().expect("fresh array");
     let (sample_in, sample_out) = (p.h * p.w * p.c, (ho * wo * p.c).max(1));
-    let parts = threads::parts(p.parallel());
+    let parts = threads::parts(p.parallel::<T>());
     let samples = ys.chunks_mut(sample_out).zip(args.chunks_mut(sample_out));
     threads::par_items(samples, parts, |n, (yc, ac)| {
         max_pool_sample(&xs[n * sample_in..][..sample_in], yc, ac, &p);
@@ -564,7 +564,7 @@ pub fn max_pool_backward<T: Float, D: Dimension>(
     // two); a bad one fails the call, whose fresh output nobody has seen.
     let found_bad = AtomicBool::new(false);
     let dxs = dx.as_slice_mut().expect("fresh array");
-    let parts = threads::parts(parallel_for(n, am.len()));
+    let parts = threads::parts(parallel_for::<T>(n, am.len()));
     threads::par_items(dxs.chunks_mut(size * c), parts, |s, dxc| {
         let range = s * per..(s + 1) * per;
         if !max_pool_backward_sample(&ds[range.clone()], &am[range], dxc, &p, tiled) {
@@ -592,7 +592,7 @@ fn by_sample<T: Float, D: Dimension>(
     let (len_in, len_out) = (xs.len() / p.n.max(1), out.len() / p.n.max(1));
     let os = out.as_slice_mut().expect("fresh array");
     let chunks = os.chunks_mut(len_out.max(1));
-    threads::par_items(chunks, threads::parts(p.parallel()), |n, o| {
+    threads::par_items(chunks, threads::parts(p.parallel::<T>()), |n, o| {
         f(&xs[n * len_in..][..len_in], o, p, p.scale())
     });
     from_4d(out, nd)

@@ -2,15 +2,8 @@
 
 use super::*;
 use crate::error::assert_err;
-use ndarray::{s, Array, Array3, ShapeBuilder};
-
-fn filled<Sh: ndarray::ShapeBuilder>(shape: Sh, seed: f64) -> Array<f64, Sh::Dim> {
-    let mut i = 0.0;
-    Array::from_shape_simple_fn(shape, || {
-        i += 1.0;
-        (i * 0.618 + seed).sin()
-    })
-}
+use crate::float::{assert_close, filled};
+use ndarray::{s, Array3, ShapeBuilder};
 
 /// Straightforward pooling: argmax and [max, avg, the two gradients for `d`].
 fn reference(
@@ -51,13 +44,6 @@ fn reference(
     (am, [mx, av, dmax, davg])
 }
 
-fn assert_close(a: &Array4<f64>, b: &Array4<f64>) {
-    assert_eq!(a.shape(), b.shape());
-    for (p, q) in a.iter().zip(b) {
-        assert!((p - q).abs() <= 1e-12 * (1.0 + q.abs()), "{p} vs {q}");
-    }
-}
-
 #[test]
 fn pool_matches_reference() {
     // (shape, k, stride): overlapping, gapped, k = input, batch 1, channel
@@ -81,15 +67,15 @@ fn pool_matches_reference() {
         let (am, [mx, av, dmax, davg]) = reference(&to_4d(x.clone(), 1), &to_4d(d.clone(), 1), &p);
         let input = &shape[1..shape.len() - 1];
         let (y, a) = max_pool(x.view(), k, s).unwrap();
-        assert_close(&to_4d(y, 1), &mx);
+        assert_close(&to_4d(y, 1), &mx, 1e-12);
         assert_eq!(to_4d(a.clone(), 1), am);
         for win in [None, Some((k, s))] {
             let dx = max_pool_backward(d.view(), a.view(), input, win).unwrap();
-            assert_close(&to_4d(dx, 1), &dmax);
+            assert_close(&to_4d(dx, 1), &dmax, 1e-12);
         }
-        assert_close(&to_4d(avg_pool(x.view(), k, s).unwrap(), 1), &av);
+        assert_close(&to_4d(avg_pool(x.view(), k, s).unwrap(), 1), &av, 1e-12);
         let dx = avg_pool_backward(d.view(), input, k, s).unwrap();
-        assert_close(&to_4d(dx, 1), &davg);
+        assert_close(&to_4d(dx, 1), &davg, 1e-12);
     }
 }
 
@@ -127,7 +113,7 @@ fn f32_simd_paths_match_the_reference() {
         let df = d.mapv(|v| v as f32);
         for win in [None, Some((k, s))] {
             let dx = max_pool_backward(df.view(), a.view(), &[h, w], win).unwrap();
-            assert_close(&dx.mapv(|v| v as f64), &dmax);
+            assert_close(&dx.mapv(|v| v as f64), &dmax, 1e-12);
         }
     }
 }
@@ -143,13 +129,13 @@ fn window_path_matches_scatter_for_any_argmax() {
     }
     let scatter = max_pool_backward(d.view(), a.view(), &[4, 4], None).unwrap();
     let windowed = max_pool_backward(d.view(), a.view(), &[4, 4], Some((2, 2))).unwrap();
-    assert_close(&windowed, &scatter);
+    assert_close(&windowed, &scatter, 1e-12);
     // the first sample's indices all lie in their windows: no fallback there
     a.index_axis_mut(Axis(0), 0)
         .assign(&Array3::from_shape_vec((2, 2, 2), vec![0, 5, 2, 7, 8, 13, 10, 15]).unwrap());
     let scatter = max_pool_backward(d.view(), a.view(), &[4, 4], None).unwrap();
     let windowed = max_pool_backward(d.view(), a.view(), &[4, 4], Some((2, 2))).unwrap();
-    assert_close(&windowed, &scatter);
+    assert_close(&windowed, &scatter, 1e-12);
     // a bad index is an error on both paths
     a[[2, 1, 1, 1]] = 16;
     assert!(max_pool_backward(d.view(), a.view(), &[4, 4], Some((2, 2))).is_err());

@@ -35,10 +35,6 @@ thread_local! {
     static GROUP_OUT: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Bytes of convolution output per group of samples: small enough to stay
-/// in a core's L2 cache (1-2 MB on current x86) beside the input.
-const GROUP_BYTES: usize = 128 * 1024;
-
 /// The sizes of a convolution and of the max pooling of its output.
 #[derive(Clone, Copy, Debug)]
 struct Plan {
@@ -82,7 +78,8 @@ impl Plan {
         let pool = pool_params(op, &out[one_d as usize..], k, pool_stride)?;
         pool::check_positions(op, (ho, wo))?;
         let sample = (ho * wo * conv.cout * std::mem::size_of::<f64>()).max(1);
-        let group = (GROUP_BYTES / sample).clamp(1, conv.n.max(1));
+        // a group's output in a quarter of the L2 cache, beside the input (128 KiB of 512)
+        let group = (crate::simd::l2_bytes() / 4 / sample).clamp(1, conv.n.max(1));
         let parallel = cfg!(feature = "multi-threads")
             && conv.n > group
             && conv.work() >= crate::simd::per_lanes::<T>(CONV_PAR_MIN_WORK)

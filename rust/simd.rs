@@ -71,6 +71,11 @@ pub(crate) fn per_lanes<T>(at_avx2_f32: usize) -> usize {
     at_avx2_f32 * vector_bytes() / (8 * std::mem::size_of::<T>())
 }
 
+/// A core's L2 cache in bytes, as the `gemm` crate reads it from the CPU.
+pub(crate) fn l2_bytes() -> usize {
+    gemm_common::cache::CACHE_INFO[1].cache_bytes
+}
+
 /// Whether the CPU has AVX-512 with the subsets the explicit kernels use
 /// (F, VL, DQ and BW: every AVX-512 CPU since Skylake-SP has them all).
 #[inline]

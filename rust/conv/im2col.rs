@@ -15,7 +15,7 @@ use crate::matmul::{gemm_unchecked, sum_rows_into};
 thread_local! {
     /// Each thread's patch buffer, kept between calls: a fresh one per call
     /// costs a page fault per 4 KiB, which can take longer than the product.
-    /// Never above [`super::COL_MAX_ELEMS`] elements per thread.
+    /// Never above [`super::col_max_elems`] elements per thread.
     pub(super) static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

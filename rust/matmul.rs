@@ -401,9 +401,7 @@ mod tests {
     }
 
     fn seq(r: usize, c: usize, seed: f64) -> Array2<f64> {
-        Array::from_shape_fn((r, c), |(i, j)| {
-            ((i * 7 + j * 3) as f64 * 0.37 + seed).sin()
-        })
+        crate::float::seq(r, c, seed)
     }
 
     #[test]

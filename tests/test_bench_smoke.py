@@ -93,3 +93,23 @@ def test_bench_training_suites_name_known_workloads():
                 assert shape == (layer[1],), (w.name, layer, shape)
             shape = tw.out_shape((layer,), shape)
         assert tw.flops_per_sample(w) > 0
+
+
+def test_bench_floor_sets_the_products_floor_under_each_framework():
+    """``bench_floor.py``: a row per workload, diy_nn's step slower than its products alone,
+    and a non-dense workload refused with its reason."""
+    require_torch()
+    floor = BENCH.parent / "bench_floor.py"
+    cmd = [sys.executable, str(floor), "--threads", "1", "--samples", "64", "--seconds", "0.05"]
+    proc = subprocess.run([*cmd, "--workloads", "ecg"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    head, row = proc.stdout.splitlines()[-2:]
+    assert head.split()[:3] == ["workload", "floor", "diy_nn"], proc.stdout
+    cells = row.split()
+    floor_ms, diy_ms = float(cells[1]), float(cells[2])
+    assert cells[0] == "ecg" and 0 < floor_ms < diy_ms
+    assert cells[-1] == "yes" or (cells[-2] == "no" and float(cells[-1].strip("()")) > 0.5), row
+    bad = subprocess.run(
+        [*cmd, "--workloads", "cnn2d"], capture_output=True, text=True, timeout=600
+    )
+    assert bad.returncode != 0 and "cnn2d: not a dense chain" in bad.stderr

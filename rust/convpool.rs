@@ -77,7 +77,7 @@ impl Plan {
         let out = [1, ho, wo, conv.cout];
         let pool = pool_params(op, &out[one_d as usize..], k, pool_stride)?;
         pool::check_positions(op, (ho, wo))?;
-        let sample = (ho * wo * conv.cout * std::mem::size_of::<f64>()).max(1);
+        let sample = (ho * wo * conv.cout * std::mem::size_of::<T>()).max(1);
         // a group's output in a quarter of the core's L2 cache, beside the input
         let group = (crate::simd::l2_bytes() / 4 / sample).clamp(1, conv.n.max(1));
         let parallel = cfg!(feature = "multi-threads")

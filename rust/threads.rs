@@ -35,7 +35,7 @@ use rayon::{ThreadPool, ThreadPoolBuilder};
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Release};
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -109,7 +109,7 @@ pub fn set_num_threads(n: usize) -> Result<(), KernelError> {
         let why = format!("n must be at most {MAX_THREADS} (0 = default), got {n}");
         return Err(KernelError::invalid("set_num_threads", why));
     }
-    REQUESTED.store(n, Ordering::Release);
+    REQUESTED.store(n, Release);
     let threads = num_threads();
     let old = {
         let mut state = lock(&STATE);
@@ -125,7 +125,7 @@ pub fn set_num_threads(n: usize) -> Result<(), KernelError> {
 
 /// The number of threads the kernels use.
 pub fn num_threads() -> usize {
-    match REQUESTED.load(Ordering::Acquire) {
+    match REQUESTED.load(Acquire) {
         0 => default_threads(),
         n => n,
     }
@@ -319,16 +319,14 @@ pub fn par_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
 /// Keeps the pool's workers awake for [`LINGER`] or until the next parallel
 /// region starts, whichever comes first.
 fn linger(pool: &Pool) {
-    let epoch = EPOCH.load(Ordering::Acquire);
+    let epoch = EPOCH.load(Acquire);
     let workers = pool.rayon.current_num_threads();
-    while pool.lingering.load(Ordering::Acquire) < workers {
-        pool.lingering.fetch_add(1, Ordering::AcqRel);
+    while pool.lingering.load(Acquire) < workers {
+        pool.lingering.fetch_add(1, AcqRel);
         let lingering = Arc::clone(&pool.lingering);
         pool.rayon.spawn(move || {
-            spin_until(Instant::now() + LINGER, || {
-                EPOCH.load(Ordering::Acquire) != epoch
-            });
-            lingering.fetch_sub(1, Ordering::AcqRel);
+            spin_until(Instant::now() + LINGER, || EPOCH.load(Acquire) != epoch);
+            lingering.fetch_sub(1, AcqRel);
         });
     }
 }
@@ -395,13 +393,14 @@ pub fn parts(parallel: bool) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
 
     #[test]
     fn parts_run_once_each_and_chunks_cover_the_data() {
         set_num_threads(3).unwrap();
         let hits: Vec<AtomicUsize> = (0..5).map(|_| AtomicUsize::new(0)).collect();
-        par_parts(5, |p| _ = hits[p].fetch_add(1, Ordering::Relaxed));
-        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        par_parts(5, |p| _ = hits[p].fetch_add(1, Relaxed));
+        assert!(hits.iter().all(|h| h.load(Relaxed) == 1));
         let mut data: Vec<usize> = vec![0; 23];
         par_items(data.chunks_mut(4), 3, |i, c| {
             c.iter_mut().for_each(|v| *v += i + 1)
@@ -428,13 +427,13 @@ mod tests {
             s.spawn(|| {
                 par_parts(2, |p| {
                     let flag = [&started, &release][p]; // part 1 holds the worker
-                    started.fetch_or(p == 1, Ordering::AcqRel);
-                    while !flag.load(Ordering::Acquire) {
+                    started.fetch_or(p == 1, AcqRel);
+                    while !flag.load(Acquire) {
                         std::thread::yield_now();
                     }
                 })
             });
-            while !started.load(Ordering::Acquire) {
+            while !started.load(Acquire) {
                 std::thread::yield_now();
             }
             s.spawn(move || {
@@ -442,7 +441,7 @@ mod tests {
                 tx.send(()).unwrap();
             });
             let ended = rx.recv_timeout(Duration::from_secs(20));
-            release.store(true, Ordering::Release);
+            release.store(true, Release);
             assert!(
                 ended.is_ok(),
                 "the second region waited for the held worker"
@@ -467,14 +466,14 @@ mod tests {
     fn a_forked_child_runs_parallel_regions() {
         set_num_threads(2).unwrap();
         let sum = AtomicUsize::new(0);
-        par_parts(4, |p| _ = sum.fetch_add(p, Ordering::Relaxed));
+        par_parts(4, |p| _ = sum.fetch_add(p, Relaxed));
         // SAFETY: the child runs only par_parts over atomics, then _exit.
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0);
         if pid == 0 {
             let sum = AtomicUsize::new(0);
-            par_parts(4, |p| _ = sum.fetch_add(p + 1, Ordering::Relaxed));
-            let code = 3 * i32::from(sum.load(Ordering::Relaxed) != 10);
+            par_parts(4, |p| _ = sum.fetch_add(p + 1, Relaxed));
+            let code = 3 * i32::from(sum.load(Relaxed) != 10);
             unsafe { libc::_exit(code) };
         }
         let start = Instant::now();
@@ -488,7 +487,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
-        assert_eq!(sum.load(Ordering::Relaxed), 6);
+        assert_eq!(sum.load(Relaxed), 6);
         set_num_threads(0).unwrap();
     }
 }

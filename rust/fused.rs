@@ -193,10 +193,11 @@ pub fn dense_backward<T: Exp>(
     }
     let last = outputs[layers.len() - 1];
     check_shape(OP, "delta", last.shape(), delta.shape())?;
-    let widest = layers.iter().map(|l| l.w.ncols()).chain([x.ncols()]).max();
+    // δ alternates between `d` and `next`: the last layer's, then each layer's input's.
+    let widths = std::iter::once(delta.ncols()).chain(layers.iter().rev().map(|l| l.w.nrows()));
+    let widest = |from| n * widths.clone().skip(from).step_by(2).max().unwrap_or(0);
     let (mut d, mut next) = (Vec::new(), Vec::new());
-    try_fit(&mut d, n * widest.unwrap_or(0))?;
-    try_fit(&mut next, n * widest.unwrap_or(0))?;
+    try_fit(&mut d, widest(0)).and(try_fit(&mut next, widest(1)))?;
     d[..delta.len()]
         .iter_mut()
         .zip(delta.iter())

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from parity import require_torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benches" / "bench_training.py"
@@ -105,10 +106,12 @@ def test_bench_floor_sets_the_products_floor_under_each_framework():
     assert proc.returncode == 0, proc.stderr
     head, row = proc.stdout.splitlines()[-2:]
     assert head.split()[:3] == ["workload", "floor", "diy_nn"], proc.stdout
+    assert head.split()[-3:] == ["rest", "0.5", "leaves"], proc.stdout
     cells = row.split()
-    floor_ms, diy_ms = float(cells[1]), float(cells[2])
+    floor_ms, diy_ms, rest_us = float(cells[1]), float(cells[2]), float(cells[-2])
     assert cells[0] == "ecg" and 0 < floor_ms < diy_ms
-    assert cells[-1] == "yes" or (cells[-2] == "no" and float(cells[-1].strip("()")) > 0.5), row
+    steps = 2  # 64 samples at the ECG model's batch of 32
+    assert rest_us == pytest.approx((diy_ms - floor_ms) * 1e3 / steps, abs=10), row
     bad = subprocess.run(
         [*cmd, "--workloads", "cnn2d"], capture_output=True, text=True, timeout=600
     )

@@ -25,6 +25,7 @@ for everything else is a few microseconds.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -95,13 +96,13 @@ def floor_s(w: tw.Workload, samples: int, seconds: float) -> float:
 
 def main() -> None:
     setups: dict[str, Any] = {"diy_nn": diy_setup, "torch": torch_setup}
-    try:
+    if importlib.util.find_spec("jax") is None:  # training_jax imports it only when called
+        print("jax skipped: not installed (pip install -e '.[bench]')")
+    else:
         import training_jax
 
         training_jax.configure(ARGS.threads)
         setups["jax"] = training_jax.jax_setup
-    except ImportError as e:
-        print(f"jax skipped: {e} (pip install -e '.[bench]')")
     import torch
 
     torch.set_num_threads(ARGS.threads)

@@ -112,6 +112,8 @@ def test_bench_floor_sets_the_products_floor_under_each_framework():
     assert cells[0] == "ecg" and 0 < floor_ms < diy_ms
     steps = 2  # 64 samples at the ECG model's batch of 32
     assert rest_us == pytest.approx((diy_ms - floor_ms) * 1e3 / steps, abs=10), row
+    has_jax = importlib.util.find_spec("jax") is not None
+    assert ("jax" in head.split()) == has_jax and ("jax skipped" in proc.stdout) != has_jax
     bad = subprocess.run(
         [*cmd, "--workloads", "cnn2d"], capture_output=True, text=True, timeout=600
     )

@@ -120,7 +120,7 @@ def main() -> None:
         times = {k: best(setup(w, x, y), ARGS.seconds) for k, setup in setups.items()}
         floor = floor_s(w, ARGS.samples, ARGS.seconds)
         peer = min((k for k in times if k != "diy_nn"), key=times.__getitem__)
-        row = f"{name:16}{floor * 1e3:8.2f}" + "".join(f"{t * 1e3:9.2f}" for t in times.values())
+        row = f"{name:16}{floor * 1e3:8.3f}" + "".join(f"{t * 1e3:9.3f}" for t in times.values())
         per_step = 1e6 / w.steps(ARGS.samples)
         rest, left = (times["diy_nn"] - floor) * per_step, (0.5 * times[peer] - floor) * per_step
         print(row + f"{times['diy_nn'] / floor:11.2f}{peer:>11}{rest:8.1f}{left:12.1f}")
